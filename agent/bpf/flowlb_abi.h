@@ -1,0 +1,60 @@
+/* The one kernel/user ABI of flowlb: every struct, map name and constant
+ * shared by the XDP program (xdp_steer.bpf.c) and the agent's C++ code.
+ * Fixed-width types only; sizes are checked on both sides. */
+#ifndef FLOWLB_AGENT_BPF_FLOWLB_ABI_H_
+#define FLOWLB_AGENT_BPF_FLOWLB_ABI_H_
+
+#include <linux/types.h>
+
+#define FLOWLB_XDP_PROG_NAME "flowlb_steer"
+#define FLOWLB_MAP_VIPS "flowlb_vips"
+#define FLOWLB_MAP_XSKS "flowlb_xsks"
+#define FLOWLB_MAP_STATS "flowlb_stats"
+
+#define FLOWLB_MAX_VIPS 4096
+#define FLOWLB_MAX_QUEUES 64
+
+/* Key of the VIP map: a virtual service's address (IPv4 as ::ffff:a.b.c.d),
+ * port (network order) and IP protocol. Port 0 matches every port of the
+ * address: the agent installs it for its SNAT address so that NAT replies
+ * and non-first fragments reach userspace. */
+struct flowlb_vip_key {
+  __u8 addr[16];
+  __u16 port;
+  __u8 proto;
+  __u8 pad;
+};
+
+/* Value: flags for the service. */
+struct flowlb_vip_value {
+  __u32 flags;
+};
+#define FLOWLB_VIP_F_SNAT 0x1u /* the node's SNAT address: match by port range */
+
+/* Counters, one per-CPU array slot each. */
+enum flowlb_stat {
+  FLOWLB_STAT_SEEN = 0,
+  FLOWLB_STAT_REDIRECTED,
+  FLOWLB_STAT_PASSED,
+  FLOWLB_STAT_NO_SOCKET,
+  FLOWLB_STAT_MAX,
+};
+
+/* Read-only configuration set before load (const volatile rodata). */
+struct flowlb_config {
+  __u16 snat_port_min; /* host order */
+  __u16 snat_port_max;
+  __u32 pad;
+};
+
+#ifdef __cplusplus
+static_assert(sizeof(struct flowlb_vip_key) == 20, "ABI: flowlb_vip_key");
+static_assert(sizeof(struct flowlb_vip_value) == 4, "ABI: flowlb_vip_value");
+static_assert(sizeof(struct flowlb_config) == 8, "ABI: flowlb_config");
+#else
+_Static_assert(sizeof(struct flowlb_vip_key) == 20, "ABI: flowlb_vip_key");
+_Static_assert(sizeof(struct flowlb_vip_value) == 4, "ABI: flowlb_vip_value");
+_Static_assert(sizeof(struct flowlb_config) == 8, "ABI: flowlb_config");
+#endif
+
+#endif /* FLOWLB_AGENT_BPF_FLOWLB_ABI_H_ */
