@@ -25,14 +25,14 @@ void ethernet(std::vector<uint8_t>& f, uint16_t vlan, uint16_t type) {
 // Appends an IP header for `l4_len` bytes of protocol `proto`; returns the
 // offset of the first transport byte.
 size_t ipHeader(std::vector<uint8_t>& f, const IpAddr& src, const IpAddr& dst, uint8_t proto,
-                size_t l4_len, size_t options, bool ext) {
+                size_t l4_len, size_t options, bool ext, uint16_t id = 0x1234) {
   const size_t l3 = f.size();
   if (src.isV4()) {
     const size_t ihl = 20 + options;
     f.resize(l3 + ihl, 0);
     f[l3] = static_cast<uint8_t>(0x40 | ihl / 4);
     put16(f, l3 + 2, static_cast<uint16_t>(ihl + l4_len));
-    put16(f, l3 + 4, 0x1234);
+    put16(f, l3 + 4, id);
     f[l3 + 8] = 64;
     f[l3 + 9] = proto;
     std::memcpy(&f[l3 + 12], src.v4(), 4);
@@ -76,7 +76,7 @@ std::vector<uint8_t> buildFrame(const FrameSpec& s) {
   ethernet(f, s.vlan, v4 ? kEthP_IPv4 : kEthP_IPv6);
   const size_t l4_hdr = s.tuple.proto == kProtoTCP ? 20 : 8;
   const size_t l4 = ipHeader(f, s.tuple.src, s.tuple.dst, s.tuple.proto, l4_hdr + s.payload,
-                             v4 ? s.ipv4_options : 0, !v4 && s.ipv6_ext_header);
+                             v4 ? s.ipv4_options : 0, !v4 && s.ipv6_ext_header, s.ipv4_id);
   f.resize(l4 + l4_hdr + s.payload, 0);
   for (size_t i = 0; i < s.payload; ++i) f[l4 + l4_hdr + i] = static_cast<uint8_t>(i * 7 + 3);
   put16(f, l4, s.tuple.sport);

@@ -18,6 +18,7 @@ struct FrameSpec {
   size_t ipv4_options = 0;        // bytes of IPv4 options (multiple of 4)
   bool ipv6_ext_header = false;   // add a destination-options header
   bool udp_zero_checksum = false; // IPv4 only
+  uint16_t ipv4_id = 0x1234;      // IPv4 identification
 };
 
 std::vector<uint8_t> buildFrame(const FrameSpec& spec);

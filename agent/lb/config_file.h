@@ -1,0 +1,21 @@
+// Standalone configuration: virtual services and this node's SNAT settings
+// read from a YAML (or JSON, which is YAML) file and converted to the same
+// DesiredState the gRPC path fills. Errors name the line and the field.
+#pragma once
+
+#include <string>
+
+#include "agent/lb/service.h"
+#include "common/status.h"
+
+namespace flowlb::agent {
+
+struct AgentConfigFile {
+  DesiredState desired;
+  SnatConfig snat;
+};
+
+Result<AgentConfigFile> parseAgentConfig(const std::string& text);
+Result<AgentConfigFile> loadAgentConfig(const std::string& path);
+
+}  // namespace flowlb::agent

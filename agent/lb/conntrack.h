@@ -1,0 +1,140 @@
+// Connection tracking for one worker: a fixed-size, set-associative table
+// (8 ways per bucket) allocated once at start. It never grows and never
+// allocates on the packet path; when a bucket is full the least valuable
+// entry goes first (expired, then half-open, then the oldest), so a SYN flood
+// evicts its own half-open entries before any established flow.
+//
+// Memory: a 40-byte key and a 20-byte value per entry plus a 4-byte
+// signature kept apart so a lookup scans one bucket's signatures (32 bytes)
+// and touches one entry: 64 bytes per entry in all.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "common/ip_addr.h"
+
+namespace flowlb::agent {
+
+enum class FlowKind : uint8_t {
+  kForward = 1,   // client -> VIP:port, value: backend (+ SNAT port)
+  kNatReply = 2,  // backend -> node SNAT address:port; peer: its kForward entry
+  kAffinity = 3,  // client address -> VIP:port (sessionAffinity: ClientIP)
+};
+
+enum class FlowState : uint8_t {
+  kFree = 0,
+  kSynSent,      // TCP, only the opening SYN seen: half-open
+  kEstablished,  // TCP, past the handshake (or picked up mid-flow)
+  kClosing,      // TCP, FIN or RST seen
+  kUdp,
+  kAffinity,
+};
+
+// Ports in host order; unused bytes are zero so keys compare and hash as
+// plain memory.
+struct FlowKey {
+  std::array<uint8_t, 16> src{};
+  std::array<uint8_t, 16> dst{};
+  uint16_t sport = 0;
+  uint16_t dport = 0;
+  uint8_t proto = 0;
+  FlowKind kind = FlowKind::kForward;
+  uint16_t zero = 0;
+
+  friend bool operator==(const FlowKey&, const FlowKey&) = default;
+};
+static_assert(sizeof(FlowKey) == 40);
+
+inline constexpr uint32_t kNoPeer = UINT32_MAX;
+
+struct FlowEntry {
+  FlowKey key;
+  uint32_t last_seen_ms = 0;
+  uint32_t timeout_ms = 0;  // idle time after which the entry is dead
+  uint32_t backend = 0;     // stable backend id (see BackendRegistry)
+  uint32_t peer = kNoPeer;  // index of the linked entry (forward <-> NAT reply)
+  uint16_t nat_port = 0;    // SNAT source port of a NAT flow, host order
+  FlowState state = FlowState::kFree;
+  uint8_t flags = 0;
+};
+static_assert(sizeof(FlowEntry) == 60);
+
+// Idle timeouts by state, in milliseconds. Defaults follow Cilium's
+// (SYN 60 s, established 6 h, closing 10 s, non-TCP 60 s).
+struct ConntrackTimeouts {
+  uint32_t syn_ms = 60'000;
+  uint32_t established_ms = 21'600'000;
+  uint32_t closing_ms = 10'000;
+  uint32_t udp_ms = 60'000;
+};
+// Longest timeout accepted: the 32-bit millisecond clock must not wrap
+// within one idle period.
+inline constexpr uint32_t kMaxTimeoutMs = 24u * 24 * 3600 * 1000;
+
+enum class EvictReason : uint8_t { kExpired, kHalfOpen, kOldest, kCount };
+const char* evictReasonName(EvictReason r);
+
+struct ConntrackStats {
+  uint64_t inserts = 0;
+  std::array<uint64_t, static_cast<size_t>(EvictReason::kCount)> evictions{};
+  uint64_t expired_on_lookup = 0;
+  uint64_t swept = 0;
+};
+
+class ConnTrack {
+ public:
+  static constexpr uint32_t kWays = 8;
+
+  // `capacity` entries (rounded up to a power-of-two number of buckets).
+  ConnTrack(size_t capacity, uint64_t seed);
+
+  uint64_t hash(const FlowKey& k) const;
+  void prefetch(uint64_t hash) const;
+
+  // The live entry for `k`, or nullptr. An entry found dead is freed.
+  FlowEntry* find(const FlowKey& k, uint64_t hash, uint32_t now_ms);
+  // A new entry for `k` (which must not be present), its value zeroed and
+  // last_seen = now. Evicts the least valuable entry of the bucket if needed,
+  // never the entry at `protect` (an index, or kNoPeer).
+  FlowEntry* insert(const FlowKey& k, uint64_t hash, uint32_t now_ms,
+                    uint32_t protect = kNoPeer);
+  // Frees the entry and its linked peer.
+  void erase(FlowEntry* e);
+  // Links two entries so that they live and die together.
+  void link(FlowEntry* a, FlowEntry* b);
+
+  uint32_t indexOf(const FlowEntry* e) const { return static_cast<uint32_t>(e - entries_.get()); }
+  FlowEntry* at(uint32_t index) { return &entries_[index]; }
+
+  // Frees dead entries in up to `buckets` buckets, continuing where the
+  // previous call stopped; returns how many it freed. Call it off the
+  // per-packet path (e.g. once per idle poll).
+  size_t sweep(uint32_t now_ms, size_t buckets);
+
+  bool isDead(const FlowEntry& e, uint32_t now_ms) const;
+  size_t size() const { return size_; }
+  size_t capacity() const { return bucket_count_ * kWays; }
+  size_t bytesPerEntry() const { return sizeof(FlowEntry) + sizeof(uint32_t); }
+  const ConntrackStats& stats() const { return stats_; }
+
+ private:
+  uint32_t signature(uint64_t hash) const { return static_cast<uint32_t>(hash >> 32) | 1u; }
+  size_t bucketOf(uint64_t hash) const { return hash & (bucket_count_ - 1); }
+  void freeSlot(uint32_t index);
+  // The entry whose age and state decide when a slot dies: a NAT reply
+  // lives as long as its forward peer.
+  const FlowEntry& owner(const FlowEntry& e) const;
+
+  size_t bucket_count_;
+  uint64_t seed_;
+  std::unique_ptr<uint32_t[]> sigs_;  // 0 = free
+  std::unique_ptr<FlowEntry[]> entries_;
+  size_t size_ = 0;
+  size_t sweep_cursor_ = 0;
+  ConntrackStats stats_;
+};
+
+}  // namespace flowlb::agent

@@ -1,0 +1,334 @@
+#include "agent/lb/forwarder.h"
+
+#include "agent/packet/parser.h"
+#include "agent/packet/rewrite.h"
+#include "common/hash.h"
+
+namespace flowlb::agent {
+namespace {
+
+constexpr uint64_t kAffinitySalt = 0xa5a5f00dcafe1234ULL;
+
+bool opensFlow(const FlowTuple& t, uint8_t tcp_flags) {
+  if (t.proto != kProtoTCP) return true;
+  return (tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpSyn;
+}
+
+FlowTuple reversed(const FlowTuple& t) {
+  return FlowTuple{t.dst, t.src, t.dport, t.sport, t.proto};
+}
+
+}  // namespace
+
+FlowKey makeFlowKey(const FlowTuple& t, FlowKind kind) {
+  FlowKey k;
+  k.src = t.src.bytes;
+  k.dst = t.dst.bytes;
+  k.sport = t.sport;
+  k.dport = t.dport;
+  k.proto = t.proto;
+  k.kind = kind;
+  return k;
+}
+
+uint64_t flowHash(const FlowTuple& t, uint64_t seed) {
+  const FlowKey k = makeFlowKey(t, FlowKind::kForward);
+  return hashBytes(&k, sizeof k, seed);
+}
+
+Forwarder::Forwarder(const ForwarderConfig& config, const NextHopTable& next_hops)
+    : config_(config),
+      next_hops_(next_hops),
+      conntrack_(config.conntrack_entries, config.conntrack_seed),
+      fragments_(config.fragment_entries) {
+  if (config_.workers == 0) config_.workers = 1;
+}
+
+Action Forwarder::drop(DropReason r, int32_t service) {
+  ++stats_.drops[static_cast<size_t>(r)];
+  Action a;
+  a.kind = ActionKind::kDrop;
+  a.reason = r;
+  a.service = service;
+  return a;
+}
+
+Action Forwarder::pass() {
+  ++stats_.passed;
+  return Action{};
+}
+
+Action Forwarder::transmit(uint8_t* frame, const IpAddr& toward, bool need_on_link, Action a) {
+  const NextHop* hop = next_hops_.lookup(toward);
+  if (hop == nullptr) return drop(DropReason::kNoRoute, a.service);
+  if (need_on_link && !hop->on_link) return drop(DropReason::kDsrBackendNotOnLink, a.service);
+  if (!hop->resolved) {
+    Action d = drop(DropReason::kNeighborUnresolved, a.service);
+    d.backend = a.backend;
+    d.ifindex = hop->ifindex;
+    return d;
+  }
+  rewriteMacs(frame, hop->dst_mac.data(), hop->src_mac.data());
+  a.kind = ActionKind::kTransmit;
+  a.ifindex = hop->ifindex;
+  ++stats_.transmitted;
+  return a;
+}
+
+Action Forwarder::process(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms) {
+  ParsedPacket p;
+  const ParseOutcome o = parsePacket(frame, len, p);
+  if (o.status == ParseStatus::kNotIp) return pass();
+  if (o.status == ParseStatus::kMalformed) return drop(o.reason);
+  if (p.icmp_error) return icmpError(frame, p, snap, now_ms);
+  FlowTuple& t = p.tuple;
+  if (t.proto != kProtoTCP && t.proto != kProtoUDP) return pass();  // echo, other protocols
+
+  if (p.outer.is_fragment) {
+    if (p.outer.first_fragment) {
+      fragments_.remember(t, p.outer.frag_id, now_ms);
+    } else if (!fragments_.recall(t, p.outer.frag_id, now_ms)) {
+      return drop(DropReason::kFragmentUnknownFlow);
+    }
+  }
+  if (snap.isSnatAddress(t.dst)) return natReply(frame, p, snap, now_ms);
+  const int si = snap.findService(t.dst, t.dport, t.proto);
+  if (si < 0) return pass();
+  return toService(frame, p, snap, si, now_ms);
+}
+
+const BackendRuntime* Forwarder::choose(const ServiceRuntime& svc, const Snapshot& snap,
+                                        const FlowTuple& t, bool opens_flow, uint32_t now_ms) {
+  const uint64_t seed = svc.spec.hash_seed;
+  if (svc.spec.client_ip_affinity) {
+    FlowTuple at{t.src, t.dst, 0, t.dport, t.proto};
+    const FlowKey ak = makeFlowKey(at, FlowKind::kAffinity);
+    const uint64_t ah = conntrack_.hash(ak);
+    FlowEntry* ae = conntrack_.find(ak, ah, now_ms);
+    const BackendRuntime* b = nullptr;
+    if (ae != nullptr) {
+      b = snap.backend(ae->backend);
+      if (b != nullptr && b->state != BackendState::kActive) b = nullptr;
+    }
+    if (b == nullptr && !svc.table->empty()) {
+      b = snap.backend(svc.ids[svc.table->lookup(hashBytes(t.src.bytes.data(), 16, seed ^ kAffinitySalt))]);
+    }
+    if (b == nullptr) return nullptr;
+    if (ae == nullptr) ae = conntrack_.insert(ak, ah, now_ms);
+    ae->backend = b->id;
+    ae->state = FlowState::kAffinity;
+    ae->last_seen_ms = now_ms;
+    ae->timeout_ms = static_cast<uint32_t>(
+        std::min<uint64_t>(uint64_t{svc.spec.affinity_timeout_s} * 1000, kMaxTimeoutMs));
+    return b;
+  }
+  const uint64_t h = flowHash(t, seed);
+  if (!opens_flow && svc.prev_table && !svc.prev_table->empty()) {
+    // Rule 6: a mid-flow packet without state most likely belongs to a flow
+    // placed by the previous table; keep it there if that backend lives.
+    if (const BackendRuntime* b = snap.backend(svc.prev_ids[svc.prev_table->lookup(h)])) {
+      ++stats_.prev_table_hits;
+      return b;
+    }
+  }
+  if (svc.table->empty()) return nullptr;
+  return snap.backend(svc.ids[svc.table->lookup(h)]);
+}
+
+void Forwarder::track(FlowEntry& e, const ServiceRuntime& svc, uint8_t proto, uint8_t tcp_flags,
+                      bool from_client, uint32_t now_ms) {
+  e.last_seen_ms = now_ms;
+  if (proto != kProtoTCP) {
+    e.state = FlowState::kUdp;
+    e.timeout_ms = svc.timeouts.udp_ms;
+    return;
+  }
+  if (tcp_flags & (kTcpFin | kTcpRst)) {
+    e.state = FlowState::kClosing;
+  } else if (e.state == FlowState::kFree) {
+    e.state = (tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn ? FlowState::kSynSent
+                                                           : FlowState::kEstablished;
+  } else if (e.state == FlowState::kSynSent && from_client && (tcp_flags & kTcpAck)) {
+    e.state = FlowState::kEstablished;
+  }
+  switch (e.state) {
+    case FlowState::kSynSent: e.timeout_ms = svc.timeouts.syn_ms; break;
+    case FlowState::kClosing: e.timeout_ms = svc.timeouts.closing_ms; break;
+    default: e.timeout_ms = svc.timeouts.established_ms; break;
+  }
+}
+
+bool Forwarder::allocateSnatPort(const Snapshot& snap, const BackendRuntime& b,
+                                 const FlowTuple& t, uint32_t now_ms, uint16_t* port,
+                                 FlowKey* reply_key, uint64_t* reply_hash) {
+  const uint32_t lo_all = snap.snat.port_min;
+  const uint32_t span_all = uint32_t{snap.snat.port_max} - lo_all + 1;
+  const uint32_t slice = span_all / config_.workers;
+  if (slice == 0) return false;
+  const uint32_t lo = lo_all + slice * config_.worker;
+  const IpAddr& snat = b.addr.isV4() ? snap.snat.v4 : snap.snat.v6;
+  FlowTuple rt{b.addr, snat, b.port, 0, t.proto};
+  uint32_t start = static_cast<uint32_t>(flowHash(t, config_.conntrack_seed) % slice);
+  const uint32_t attempts = std::min(config_.snat_port_attempts, slice);
+  for (uint32_t i = 0; i < attempts; ++i) {
+    rt.dport = static_cast<uint16_t>(lo + (start + i) % slice);
+    *reply_key = makeFlowKey(rt, FlowKind::kNatReply);
+    *reply_hash = conntrack_.hash(*reply_key);
+    if (conntrack_.find(*reply_key, *reply_hash, now_ms) == nullptr) {
+      *port = rt.dport;
+      return true;
+    }
+  }
+  return false;
+}
+
+Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, int32_t si,
+                            uint32_t now_ms) {
+  const ServiceRuntime& svc = snap.services[static_cast<size_t>(si)];
+  FlowTuple& t = p.tuple;
+  if (!svc.spec.source_ranges.empty()) {
+    bool allowed = false;
+    for (const IpPrefix& r : svc.spec.source_ranges) allowed = allowed || r.contains(t.src);
+    if (!allowed) return drop(DropReason::kSourceRangeDenied, si);
+  }
+  const bool opens = p.outer.has_l4 && opensFlow(t, p.tcp_flags);
+  const FlowKey key = makeFlowKey(t, FlowKind::kForward);
+  const uint64_t h = conntrack_.hash(key);
+  FlowEntry* e = conntrack_.find(key, h, now_ms);
+  const BackendRuntime* b = nullptr;
+  Action a;
+  a.service = si;
+  if (e != nullptr) {
+    b = snap.backend(e->backend);
+    if (b == nullptr) ++stats_.rerouted_backend_gone;
+    if (b == nullptr || (opens && e->state == FlowState::kClosing)) {
+      conntrack_.erase(e);  // backend gone, or the client reuses the tuple
+      e = nullptr;
+    }
+  }
+  if (e == nullptr) {
+    b = choose(svc, snap, t, opens, now_ms);
+    if (b == nullptr) return drop(DropReason::kNoBackend, si);
+    uint16_t nat_port = 0;
+    FlowKey reply_key;
+    uint64_t reply_hash = 0;
+    if (svc.spec.mode == ForwardingMode::kNat &&
+        !allocateSnatPort(snap, *b, t, now_ms, &nat_port, &reply_key, &reply_hash)) {
+      return drop(DropReason::kSnatPortsExhausted, si);
+    }
+    e = conntrack_.insert(key, h, now_ms);
+    e->backend = b->id;
+    e->nat_port = nat_port;
+    if (svc.spec.mode == ForwardingMode::kNat) {
+      FlowEntry* r = conntrack_.insert(reply_key, reply_hash, now_ms, conntrack_.indexOf(e));
+      r->backend = b->id;
+      r->state = FlowState::kEstablished;  // unused: a reply entry follows its peer
+      conntrack_.link(e, r);
+    }
+    a.new_flow = true;
+    ++stats_.new_flows;
+  }
+  track(*e, svc, t.proto, p.tcp_flags, true, now_ms);
+  a.backend = b->id;
+
+  if (svc.spec.mode == ForwardingMode::kDsr) return transmit(frame, b->addr, true, a);
+  const IpAddr& snat = b->addr.isV4() ? snap.snat.v4 : snap.snat.v6;
+  rewriteAddress(frame, p.outer, t, Endpoint::kDestination, b->addr);
+  rewriteAddress(frame, p.outer, t, Endpoint::kSource, snat);
+  if (p.outer.has_l4) {
+    rewritePort(frame, p.outer, t, Endpoint::kDestination, b->port);
+    rewritePort(frame, p.outer, t, Endpoint::kSource, e->nat_port);
+  }
+  return transmit(frame, b->addr, false, a);
+}
+
+Action Forwarder::natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap,
+                           uint32_t now_ms) {
+  FlowTuple& t = p.tuple;
+  const FlowKey key = makeFlowKey(t, FlowKind::kNatReply);
+  FlowEntry* r = conntrack_.find(key, conntrack_.hash(key), now_ms);
+  if (r == nullptr || r->peer == kNoPeer) {
+    ++stats_.nat_reply_unknown;  // not ours: maybe the node's own connection
+    Action a = pass();
+    a.reason = DropReason::kNatReplyNoFlow;
+    return a;
+  }
+  FlowEntry& f = *conntrack_.at(r->peer);
+  const IpAddr client = IpAddr{f.key.src};
+  const IpAddr vip = IpAddr{f.key.dst};
+  Action a;
+  a.reply = true;
+  a.backend = f.backend;
+  a.service = snap.findService(vip, f.key.dport, f.key.proto);
+  if (a.service >= 0) {
+    track(f, snap.services[static_cast<size_t>(a.service)], t.proto, p.tcp_flags, false, now_ms);
+  } else {
+    f.last_seen_ms = now_ms;  // service being removed: keep the flow alive
+  }
+  rewriteAddress(frame, p.outer, t, Endpoint::kSource, vip);
+  rewriteAddress(frame, p.outer, t, Endpoint::kDestination, client);
+  if (p.outer.has_l4) {
+    rewritePort(frame, p.outer, t, Endpoint::kSource, f.key.dport);
+    rewritePort(frame, p.outer, t, Endpoint::kDestination, f.key.sport);
+  }
+  return transmit(frame, client, false, a);
+}
+
+Action Forwarder::icmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& snap,
+                            uint32_t now_ms) {
+  const FlowTuple q = p.inner_tuple;  // the packet that triggered the error, as sent
+  // (a) It left a VIP towards a client: the flow is client -> VIP.
+  const int si = snap.findService(q.src, q.sport, q.proto);
+  if (si >= 0) {
+    const ServiceRuntime& svc = snap.services[static_cast<size_t>(si)];
+    const FlowTuple fwd = reversed(q);
+    const FlowKey key = makeFlowKey(fwd, FlowKind::kForward);
+    FlowEntry* e = conntrack_.find(key, conntrack_.hash(key), now_ms);
+    const BackendRuntime* b = e != nullptr ? snap.backend(e->backend) : nullptr;
+    if (b == nullptr && svc.spec.mode == ForwardingMode::kDsr && !svc.table->empty()) {
+      b = snap.backend(svc.ids[svc.table->lookup(flowHash(fwd, svc.spec.hash_seed))]);
+    }
+    if (b == nullptr) return drop(DropReason::kIcmpNoFlow, si);
+    Action a;
+    a.service = si;
+    a.backend = b->id;
+    ++stats_.icmp_errors_forwarded;
+    if (svc.spec.mode == ForwardingMode::kDsr) return transmit(frame, b->addr, true, a);
+    // NAT: the backend sent backend:port -> snat:nat_port; show it that.
+    const IpAddr& snat = b->addr.isV4() ? snap.snat.v4 : snap.snat.v6;
+    rewriteAddress(frame, p.outer, p.tuple, Endpoint::kDestination, b->addr);
+    rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kSource, b->addr);
+    rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kSource, b->port);
+    rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kDestination, snat);
+    rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kDestination, e->nat_port);
+    refreshIcmpChecksum(frame, p);
+    return transmit(frame, b->addr, false, a);
+  }
+  // (b) It left our SNAT address towards a backend: a NAT flow's forward packet.
+  if (snap.isSnatAddress(q.src)) {
+    const FlowKey key = makeFlowKey(reversed(q), FlowKind::kNatReply);
+    FlowEntry* r = conntrack_.find(key, conntrack_.hash(key), now_ms);
+    if (r == nullptr || r->peer == kNoPeer) return drop(DropReason::kIcmpNoFlow);
+    const FlowEntry& f = *conntrack_.at(r->peer);
+    const IpAddr client{f.key.src};
+    const IpAddr vip{f.key.dst};
+    Action a;
+    a.reply = true;
+    a.backend = f.backend;
+    a.service = snap.findService(vip, f.key.dport, f.key.proto);
+    ++stats_.icmp_errors_forwarded;
+    if (p.tuple.src == q.dst) {  // reported by the backend itself: it speaks as the VIP
+      rewriteAddress(frame, p.outer, p.tuple, Endpoint::kSource, vip);
+    }
+    rewriteAddress(frame, p.outer, p.tuple, Endpoint::kDestination, client);
+    rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kSource, client);
+    rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kSource, f.key.sport);
+    rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kDestination, vip);
+    rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kDestination, f.key.dport);
+    refreshIcmpChecksum(frame, p);
+    return transmit(frame, client, false, a);
+  }
+  return pass();
+}
+
+}  // namespace flowlb::agent

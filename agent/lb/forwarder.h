@@ -1,0 +1,91 @@
+// The forwarding decision: from a received frame and the worker's tables to
+// an action (transmit on an interface after rewriting the frame in place,
+// pass to the kernel, or drop with a reason). Conntrack first, Maglev second
+// (DESIGN.md rules 4-6); session affinity and source ranges per service.
+// One Forwarder per worker: it owns its conntrack and fragment tables and
+// shares nothing; it never allocates, locks or blocks.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "agent/lb/conntrack.h"
+#include "agent/lb/fragment_table.h"
+#include "agent/lb/next_hop.h"
+#include "agent/lb/snapshot.h"
+#include "agent/packet/packet.h"
+
+namespace flowlb::agent {
+
+enum class ActionKind : uint8_t { kTransmit, kPass, kDrop };
+
+struct Action {
+  ActionKind kind = ActionKind::kPass;
+  DropReason reason = DropReason::kNone;
+  uint32_t ifindex = 0;   // egress interface when kTransmit
+  int32_t service = -1;   // index into Snapshot::services, when known
+  uint32_t backend = 0;   // backend id, when known
+  bool new_flow = false;  // this packet created a conntrack entry
+  bool reply = false;     // a NAT reply translated back towards the client
+};
+
+struct ForwarderConfig {
+  size_t conntrack_entries = 1 << 20;
+  uint64_t conntrack_seed = 0x6a09e667f3bcc908ULL;
+  size_t fragment_entries = 4096;
+  // This worker's share of the SNAT port range: slice `worker` of `workers`
+  // (the XDP program steers replies by port to the owning worker).
+  uint32_t worker = 0;
+  uint32_t workers = 1;
+  uint32_t snat_port_attempts = 64;
+};
+
+struct ForwarderStats {
+  std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops{};
+  uint64_t transmitted = 0;
+  uint64_t passed = 0;
+  uint64_t new_flows = 0;
+  uint64_t prev_table_hits = 0;        // mid-flow packets placed by the previous table
+  uint64_t rerouted_backend_gone = 0;  // tracked flow whose backend left the set
+  uint64_t icmp_errors_forwarded = 0;
+  uint64_t nat_reply_unknown = 0;      // passed to the kernel
+};
+
+class Forwarder {
+ public:
+  Forwarder(const ForwarderConfig& config, const NextHopTable& next_hops);
+
+  Action process(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms);
+
+  ConnTrack& conntrack() { return conntrack_; }
+  const ForwarderStats& stats() const { return stats_; }
+  const FragmentTable& fragments() const { return fragments_; }
+
+ private:
+  Action drop(DropReason r, int32_t service = -1);
+  Action pass();
+  Action transmit(uint8_t* frame, const IpAddr& toward, bool need_on_link, Action a);
+  Action toService(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, int32_t si,
+                   uint32_t now_ms);
+  Action natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms);
+  Action icmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms);
+  const BackendRuntime* choose(const ServiceRuntime& svc, const Snapshot& snap,
+                               const FlowTuple& t, bool opens_flow, uint32_t now_ms);
+  bool allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, const FlowTuple& t,
+                        uint32_t now_ms, uint16_t* port, FlowKey* reply_key,
+                        uint64_t* reply_hash);
+  void track(FlowEntry& e, const ServiceRuntime& svc, uint8_t proto, uint8_t tcp_flags,
+             bool from_client, uint32_t now_ms);
+
+  ForwarderConfig config_;
+  const NextHopTable& next_hops_;
+  ConnTrack conntrack_;
+  FragmentTable fragments_;
+  ForwarderStats stats_;
+};
+
+// Canonical flow hash used for Maglev: the same on every node (rule 3).
+uint64_t flowHash(const FlowTuple& t, uint64_t seed);
+FlowKey makeFlowKey(const FlowTuple& t, FlowKind kind);
+
+}  // namespace flowlb::agent

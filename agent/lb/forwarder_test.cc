@@ -1,0 +1,414 @@
+#include "agent/lb/forwarder.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "agent/packet/builder.h"
+#include "agent/packet/checksum.h"
+#include "agent/packet/parser.h"
+
+namespace flowlb::agent {
+namespace {
+
+IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+
+BackendSpec backend(const char* addr, uint16_t port, BackendState state = BackendState::kActive) {
+  BackendSpec b;
+  b.addr = ip(addr);
+  b.port = port;
+  b.state = state;
+  return b;
+}
+
+// A node with SNAT 10.0.0.1 / fd00::1 and these services:
+//   web   192.0.2.10:80/tcp  NAT, 3 backends :8080
+//   dsr   192.0.2.20:80/tcp  DSR, 2 backends :80
+//   dns   192.0.2.30:53/udp  NAT, 2 backends
+//   web6  2001:db8::10:80/tcp NAT, 2 backends
+//   sticky 192.0.2.40:80/tcp NAT, ClientIP affinity, 3 backends
+//   admin 192.0.2.50:22/tcp NAT, source range 198.51.100.0/24
+class ForwarderTest : public ::testing::Test {
+ protected:
+  ForwarderTest() {
+    snat_.v4 = ip("10.0.0.1");
+    snat_.v6 = ip("fd00::1");
+    snat_.has_v4 = snat_.has_v6 = true;
+    state_.generation = 1;
+    state_.services = {
+        service("web", "192.0.2.10", 80, kProtoTCP, ForwardingMode::kNat,
+                {backend("10.1.0.1", 8080), backend("10.1.0.2", 8080), backend("10.1.0.3", 8080)}),
+        service("dsr", "192.0.2.20", 80, kProtoTCP, ForwardingMode::kDsr,
+                {backend("10.1.0.1", 80), backend("10.1.0.2", 80)}),
+        service("dns", "192.0.2.30", 53, kProtoUDP, ForwardingMode::kNat,
+                {backend("10.1.0.1", 5353), backend("10.1.0.2", 5353)}),
+        service("web6", "2001:db8::10", 80, kProtoTCP, ForwardingMode::kNat,
+                {backend("fd00:1::1", 8080), backend("fd00:1::2", 8080)}),
+        service("sticky", "192.0.2.40", 80, kProtoTCP, ForwardingMode::kNat,
+                {backend("10.1.0.1", 80), backend("10.1.0.2", 80), backend("10.1.0.3", 80)}),
+        service("admin", "192.0.2.50", 22, kProtoTCP, ForwardingMode::kNat,
+                {backend("10.1.0.1", 22)}),
+    };
+    state_.services[4].client_ip_affinity = true;
+    state_.services[5].source_ranges = {*IpPrefix::parse("198.51.100.0/24")};
+    NextHop hop;
+    hop.ifindex = 7;
+    hop.resolved = true;
+    hop.src_mac = {0x02, 0xaa, 0, 0, 0, 1};
+    hop.dst_mac = {0x02, 0xbb, 0, 0, 0, 2};
+    hops_.setDefault(true, hop);
+    hops_.setDefault(false, hop);
+    rebuild();
+  }
+
+  static ServiceSpec service(const char* name, const char* vip, uint16_t port, uint8_t proto,
+                             ForwardingMode mode, std::vector<BackendSpec> backends) {
+    ServiceSpec s;
+    s.name = name;
+    s.vip = ip(vip);
+    s.port = port;
+    s.proto = proto;
+    s.mode = mode;
+    s.maglev_size = 251;
+    s.backends = std::move(backends);
+    return s;
+  }
+
+  void rebuild() {
+    ++state_.generation;
+    auto snap = builder_.build(state_, snat_);
+    ASSERT_TRUE(snap.isOk()) << snap.error();
+    snap_ = *snap;
+  }
+
+  static std::vector<uint8_t> tcp(const char* src, uint16_t sport, const char* dst, uint16_t dport,
+                                  uint8_t flags) {
+    FrameSpec f;
+    f.tuple = FlowTuple{ip(src), ip(dst), sport, dport, kProtoTCP};
+    f.tcp_flags = flags;
+    f.payload = 10;
+    return buildFrame(f);
+  }
+  static std::vector<uint8_t> udp(const char* src, uint16_t sport, const char* dst, uint16_t dport) {
+    FrameSpec f;
+    f.tuple = FlowTuple{ip(src), ip(dst), sport, dport, kProtoUDP};
+    f.payload = 30;
+    return buildFrame(f);
+  }
+
+  Action run(std::vector<uint8_t>& frame) {
+    return fwd_.process(frame.data(), frame.size(), *snap_, now_ms_);
+  }
+
+  // The tuple of a frame as it would leave the node, with checksums verified.
+  static FlowTuple sent(const std::vector<uint8_t>& frame) {
+    ParsedPacket p;
+    EXPECT_EQ(parsePacket(frame.data(), frame.size(), p).status, ParseStatus::kOk);
+    if (p.outer.v4) {
+      EXPECT_EQ(ipv4HeaderChecksum(frame.data(), p.outer), loadBe16(&frame[p.outer.l3 + 10]));
+    }
+    if (p.outer.has_l4 && !p.icmp_error && !p.outer.is_fragment) {
+      const size_t off = l4ChecksumOffset(p.tuple.proto, p.outer.v4);
+      EXPECT_EQ(l4Checksum(frame.data(), p.outer, p.tuple), loadBe16(&frame[p.outer.l4 + off]));
+    }
+    return p.tuple;
+  }
+
+  SnatConfig snat_;
+  DesiredState state_;
+  SnapshotBuilder builder_;
+  std::shared_ptr<const Snapshot> snap_;
+  StaticNextHops hops_;
+  Forwarder fwd_{ForwarderConfig{.conntrack_entries = 4096}, hops_};
+  uint32_t now_ms_ = 1000;
+};
+
+TEST_F(ForwarderTest, NewTcpFlowIsNattedToABackendWithValidChecksums) {
+  auto f = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpSyn);
+  const Action a = run(f);
+  ASSERT_EQ(a.kind, ActionKind::kTransmit);
+  EXPECT_TRUE(a.new_flow);
+  EXPECT_EQ(a.ifindex, 7u);
+  const FlowTuple t = sent(f);
+  EXPECT_EQ(t.src, ip("10.0.0.1"));
+  EXPECT_GE(t.sport, 40000);
+  EXPECT_LE(t.sport, 59999);
+  EXPECT_EQ(t.dport, 8080);
+  const std::set<IpAddr> backends = {ip("10.1.0.1"), ip("10.1.0.2"), ip("10.1.0.3")};
+  EXPECT_TRUE(backends.count(t.dst));
+  EXPECT_EQ(f[0], 0x02);
+  EXPECT_EQ(f[1], 0xbb);  // next hop MAC
+  EXPECT_EQ(fwd_.conntrack().size(), 2u);  // forward + NAT reply entries
+}
+
+TEST_F(ForwarderTest, ReplyIsTranslatedBackToTheClientFromTheVip) {
+  auto f = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpSyn);
+  ASSERT_EQ(run(f).kind, ActionKind::kTransmit);
+  const FlowTuple out = sent(f);
+  auto reply = tcp(out.dst.toString().c_str(), out.dport, "10.0.0.1", out.sport, kTcpSyn | kTcpAck);
+  const Action a = run(reply);
+  ASSERT_EQ(a.kind, ActionKind::kTransmit);
+  EXPECT_TRUE(a.reply);
+  const FlowTuple back = sent(reply);
+  EXPECT_EQ(back.src, ip("192.0.2.10"));
+  EXPECT_EQ(back.sport, 80);
+  EXPECT_EQ(back.dst, ip("203.0.113.5"));
+  EXPECT_EQ(back.dport, 40001);
+}
+
+TEST_F(ForwarderTest, EstablishedFlowKeepsItsBackendAcrossTableChanges) {
+  auto syn = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpSyn);
+  const Action first = run(syn);
+  ASSERT_EQ(first.kind, ActionKind::kTransmit);
+  // Add two backends: the table changes, the flow must not move.
+  state_.services[0].backends.push_back(backend("10.1.0.4", 8080));
+  state_.services[0].backends.push_back(backend("10.1.0.5", 8080));
+  rebuild();
+  for (int i = 0; i < 5; ++i) {
+    auto ack = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpAck);
+    const Action a = run(ack);
+    ASSERT_EQ(a.kind, ActionKind::kTransmit);
+    EXPECT_EQ(a.backend, first.backend);
+    EXPECT_FALSE(a.new_flow);
+  }
+}
+
+TEST_F(ForwarderTest, DrainingBackendKeepsItsFlowsButGetsNoNewOnes) {
+  std::map<uint32_t, std::vector<uint16_t>> ports_by_backend;
+  for (uint16_t p = 1000; p < 1300; ++p) {
+    auto syn = tcp("203.0.113.5", p, "192.0.2.10", 80, kTcpSyn);
+    ports_by_backend[run(syn).backend].push_back(p);
+  }
+  ASSERT_EQ(ports_by_backend.size(), 3u);
+  state_.services[0].backends[0].state = BackendState::kDraining;
+  rebuild();
+  const uint32_t draining = snap_->services[0].ids[0];
+  ASSERT_TRUE(ports_by_backend.count(draining));
+  for (uint16_t p : ports_by_backend[draining]) {
+    auto ack = tcp("203.0.113.5", p, "192.0.2.10", 80, kTcpAck);
+    EXPECT_EQ(run(ack).backend, draining) << "established flow moved off a draining backend";
+  }
+  for (uint16_t p = 2000; p < 2300; ++p) {
+    auto syn = tcp("203.0.113.5", p, "192.0.2.10", 80, kTcpSyn);
+    EXPECT_NE(run(syn).backend, draining) << "new flow sent to a draining backend";
+  }
+}
+
+TEST_F(ForwarderTest, RemovedBackendsFlowsAreReroutedNotBlackholed) {
+  std::map<uint32_t, uint16_t> port_of;
+  for (uint16_t p = 1000; p < 1100; ++p) {
+    auto syn = tcp("203.0.113.5", p, "192.0.2.10", 80, kTcpSyn);
+    port_of[run(syn).backend] = p;
+  }
+  const uint32_t removed = snap_->services[0].ids[0];
+  state_.services[0].backends.erase(state_.services[0].backends.begin());
+  rebuild();
+  auto ack = tcp("203.0.113.5", port_of[removed], "192.0.2.10", 80, kTcpAck);
+  const Action a = run(ack);
+  ASSERT_EQ(a.kind, ActionKind::kTransmit);
+  EXPECT_NE(a.backend, removed);
+  EXPECT_EQ(fwd_.stats().rerouted_backend_gone, 1u);
+}
+
+TEST_F(ForwarderTest, MidFlowPacketWithoutStateUsesThePreviousTable) {
+  // Another node placed these flows with the old table; this node has no state.
+  std::map<uint16_t, uint32_t> old_choice;
+  {
+    Forwarder other(ForwarderConfig{.conntrack_entries = 4096}, hops_);
+    for (uint16_t p = 1000; p < 1400; ++p) {
+      auto syn = tcp("203.0.113.5", p, "192.0.2.10", 80, kTcpSyn);
+      old_choice[p] = other.process(syn.data(), syn.size(), *snap_, now_ms_).backend;
+    }
+  }
+  state_.services[0].backends.push_back(backend("10.1.0.4", 8080));
+  rebuild();
+  for (auto [p, b] : old_choice) {
+    auto ack = tcp("203.0.113.5", p, "192.0.2.10", 80, kTcpAck);
+    EXPECT_EQ(run(ack).backend, b) << "port " << p;
+  }
+  EXPECT_EQ(fwd_.stats().prev_table_hits, old_choice.size());
+}
+
+TEST_F(ForwarderTest, TwoNodesPickTheSameBackendForTheSameFlow) {
+  SnapshotBuilder other_builder;
+  DesiredState reversed = state_;
+  std::reverse(reversed.services[0].backends.begin(), reversed.services[0].backends.end());
+  auto other_snap = other_builder.build(reversed, snat_);
+  ASSERT_TRUE(other_snap.isOk());
+  Forwarder other(ForwarderConfig{.conntrack_entries = 4096}, hops_);
+  for (uint16_t p = 1000; p < 1200; ++p) {
+    auto a = tcp("203.0.113.9", p, "192.0.2.10", 80, kTcpSyn);
+    auto b = a;
+    run(a);
+    other.process(b.data(), b.size(), **other_snap, now_ms_);
+    EXPECT_EQ(sent(a).dst, sent(b).dst);
+  }
+}
+
+TEST_F(ForwarderTest, DsrRewritesOnlyMacs) {
+  auto f = tcp("203.0.113.5", 40001, "192.0.2.20", 80, kTcpSyn);
+  const auto before = f;
+  ASSERT_EQ(run(f).kind, ActionKind::kTransmit);
+  EXPECT_TRUE(std::equal(before.begin() + 12, before.end(), f.begin() + 12));
+  EXPECT_EQ(f[1], 0xbb);
+}
+
+TEST_F(ForwarderTest, DsrToABackendBehindAGatewayIsRefused) {
+  NextHop via_gw;
+  via_gw.resolved = true;
+  via_gw.on_link = false;
+  hops_.set(ip("10.1.0.1"), via_gw);
+  hops_.set(ip("10.1.0.2"), via_gw);
+  auto f = tcp("203.0.113.5", 40001, "192.0.2.20", 80, kTcpSyn);
+  const Action a = run(f);
+  EXPECT_EQ(a.kind, ActionKind::kDrop);
+  EXPECT_EQ(a.reason, DropReason::kDsrBackendNotOnLink);
+}
+
+TEST_F(ForwarderTest, UdpAndIpv6FlowsAreNatted) {
+  auto u = udp("203.0.113.5", 5000, "192.0.2.30", 53);
+  ASSERT_EQ(run(u).kind, ActionKind::kTransmit);
+  EXPECT_EQ(sent(u).dport, 5353);
+  auto v6 = tcp("2001:db8:ffff::5", 40001, "2001:db8::10", 80, kTcpSyn);
+  ASSERT_EQ(run(v6).kind, ActionKind::kTransmit);
+  const FlowTuple t = sent(v6);
+  EXPECT_EQ(t.src, ip("fd00::1"));
+  EXPECT_TRUE(t.dst == ip("fd00:1::1") || t.dst == ip("fd00:1::2"));
+}
+
+TEST_F(ForwarderTest, ClientIpAffinityPinsAllConnectionsOfAClient) {
+  std::set<uint32_t> chosen;
+  for (uint16_t p = 1000; p < 1050; ++p) {
+    auto syn = tcp("203.0.113.77", p, "192.0.2.40", 80, kTcpSyn);
+    chosen.insert(run(syn).backend);
+  }
+  EXPECT_EQ(chosen.size(), 1u);
+  // The pin survives a table change that would move the client's hash.
+  state_.services[4].backends.push_back(backend("10.1.0.4", 80));
+  state_.services[4].backends.push_back(backend("10.1.0.5", 80));
+  rebuild();
+  auto syn = tcp("203.0.113.77", 2000, "192.0.2.40", 80, kTcpSyn);
+  EXPECT_EQ(run(syn).backend, *chosen.begin());
+  // After the affinity timeout (10800 s) the client is placed afresh, still consistently.
+  now_ms_ += 10800 * 1000 + 1;
+  std::set<uint32_t> later;
+  for (uint16_t p = 3000; p < 3020; ++p) {
+    auto s = tcp("203.0.113.77", p, "192.0.2.40", 80, kTcpSyn);
+    later.insert(run(s).backend);
+  }
+  EXPECT_EQ(later.size(), 1u);
+}
+
+TEST_F(ForwarderTest, SourceRangesAreEnforced) {
+  auto denied = tcp("203.0.113.5", 40001, "192.0.2.50", 22, kTcpSyn);
+  const Action a = run(denied);
+  EXPECT_EQ(a.kind, ActionKind::kDrop);
+  EXPECT_EQ(a.reason, DropReason::kSourceRangeDenied);
+  auto allowed = tcp("198.51.100.9", 40001, "192.0.2.50", 22, kTcpSyn);
+  EXPECT_EQ(run(allowed).kind, ActionKind::kTransmit);
+}
+
+TEST_F(ForwarderTest, IcmpFragNeededForATrackedFlowReachesItsBackend) {
+  auto syn = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpSyn);
+  const Action first = run(syn);
+  const FlowTuple out = sent(syn);
+  // A router on the client's path cannot forward the VIP's reply: frag needed.
+  auto reply_as_sent = tcp("192.0.2.10", 80, "203.0.113.5", 40001, kTcpAck);
+  auto icmp = buildIcmpError(ip("198.18.0.1"), ip("192.0.2.10"), 3, 4, reply_as_sent, 28);
+  const Action a = run(icmp);
+  ASSERT_EQ(a.kind, ActionKind::kTransmit);
+  EXPECT_EQ(a.backend, first.backend);
+  ParsedPacket p;
+  ASSERT_EQ(parsePacket(icmp.data(), icmp.size(), p).status, ParseStatus::kOk);
+  EXPECT_EQ(p.tuple.dst, out.dst);                // to the backend
+  EXPECT_EQ(p.inner_tuple.src, out.dst);          // quoted as the backend sent it
+  EXPECT_EQ(p.inner_tuple.sport, out.dport);
+  EXPECT_EQ(p.inner_tuple.dst, ip("10.0.0.1"));
+  EXPECT_EQ(p.inner_tuple.dport, out.sport);
+  EXPECT_EQ(l4Checksum(icmp.data(), p.outer, p.tuple), loadBe16(&icmp[p.outer.l4 + 2]));
+  EXPECT_EQ(ipv4HeaderChecksum(icmp.data(), p.inner), loadBe16(&icmp[p.inner.l3 + 10]));
+}
+
+TEST_F(ForwarderTest, IcmpErrorForAnUnknownFlowIsDropped) {
+  auto reply_as_sent = tcp("192.0.2.10", 80, "203.0.113.5", 40999, kTcpAck);
+  auto icmp = buildIcmpError(ip("198.18.0.1"), ip("192.0.2.10"), 3, 4, reply_as_sent, 28);
+  const Action a = run(icmp);
+  EXPECT_EQ(a.kind, ActionKind::kDrop);
+  EXPECT_EQ(a.reason, DropReason::kIcmpNoFlow);
+}
+
+TEST_F(ForwarderTest, FragmentsFollowTheirFirstFragment) {
+  FrameSpec spec;
+  spec.tuple = FlowTuple{ip("203.0.113.5"), ip("192.0.2.30"), 5000, 53, kProtoUDP};
+  spec.payload = 400;
+  auto frags = fragmentIpv4(buildFrame(spec), 200);
+  const Action a = run(frags[0]);
+  ASSERT_EQ(a.kind, ActionKind::kTransmit);
+  const Action b = run(frags[1]);
+  ASSERT_EQ(b.kind, ActionKind::kTransmit);
+  EXPECT_EQ(b.backend, a.backend);
+  EXPECT_EQ(sent(frags[1]).dst, sent(frags[0]).dst);
+  // A later fragment whose first was never seen is dropped, not guessed.
+  spec.tuple.sport = 6000;
+  spec.ipv4_id = 0x4321;
+  auto orphan = fragmentIpv4(buildFrame(spec), 200)[1];
+  const Action c = run(orphan);
+  EXPECT_EQ(c.kind, ActionKind::kDrop);
+  EXPECT_EQ(c.reason, DropReason::kFragmentUnknownFlow);
+}
+
+TEST_F(ForwarderTest, GarbageIsDroppedWithAReasonAndOtherTrafficPasses) {
+  std::vector<uint8_t> runt(10, 0xff);
+  EXPECT_EQ(run(runt).reason, DropReason::kTruncatedL2);
+  auto f = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpSyn);
+  f.resize(40);  // IP header claims more than is there
+  EXPECT_EQ(run(f).kind, ActionKind::kDrop);
+  auto other = tcp("203.0.113.5", 40001, "10.0.0.1", 22, kTcpSyn);  // the node's own SSH
+  EXPECT_EQ(run(other).kind, ActionKind::kPass);
+  auto no_vip = tcp("203.0.113.5", 40001, "192.0.2.10", 81, kTcpSyn);
+  EXPECT_EQ(run(no_vip).kind, ActionKind::kPass);
+  EXPECT_GE(fwd_.stats().drops[static_cast<size_t>(DropReason::kTruncatedL2)], 1u);
+}
+
+TEST_F(ForwarderTest, NoActiveBackendIsADropWithReason) {
+  for (auto& b : state_.services[0].backends) b.state = BackendState::kDraining;
+  rebuild();
+  auto syn = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpSyn);
+  const Action a = run(syn);
+  EXPECT_EQ(a.kind, ActionKind::kDrop);
+  EXPECT_EQ(a.reason, DropReason::kNoBackend);
+}
+
+TEST_F(ForwarderTest, UnresolvedNeighbourIsReportedWithTheBackend) {
+  NextHop pending;
+  pending.resolved = false;
+  pending.ifindex = 7;
+  for (const char* b : {"10.1.0.1", "10.1.0.2", "10.1.0.3"}) hops_.set(ip(b), pending);
+  auto syn = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpSyn);
+  const Action a = run(syn);
+  EXPECT_EQ(a.kind, ActionKind::kDrop);
+  EXPECT_EQ(a.reason, DropReason::kNeighborUnresolved);
+  EXPECT_NE(a.backend, 0u);
+}
+
+TEST_F(ForwarderTest, ClosedTupleReusedBySynStartsANewFlow) {
+  auto syn = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpSyn);
+  run(syn);
+  auto fin = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpFin | kTcpAck);
+  run(fin);
+  auto again = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpSyn);
+  EXPECT_TRUE(run(again).new_flow);
+}
+
+TEST_F(ForwarderTest, IdleFlowsExpireAndAreSwept) {
+  auto u = udp("203.0.113.5", 5000, "192.0.2.30", 53);
+  run(u);
+  EXPECT_EQ(fwd_.conntrack().size(), 2u);
+  EXPECT_EQ(fwd_.conntrack().sweep(now_ms_ + 60'000, 1 << 20), 0u);
+  EXPECT_EQ(fwd_.conntrack().sweep(now_ms_ + 60'001, 1 << 20), 2u);
+  EXPECT_EQ(fwd_.conntrack().size(), 0u);
+}
+
+}  // namespace
+}  // namespace flowlb::agent

@@ -1,0 +1,62 @@
+// Desired state of the datapath in domain terms: virtual services and their
+// backends. Filled from the standalone config file or from the controller's
+// gRPC messages (converted at the edge); the core never sees either format.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "agent/lb/conntrack.h"
+#include "agent/lb/maglev.h"
+#include "common/ip_addr.h"
+
+namespace flowlb::agent {
+
+enum class ForwardingMode : uint8_t { kNat, kDsr };
+enum class BackendState : uint8_t { kActive, kDraining };
+
+struct BackendSpec {
+  IpAddr addr;
+  uint16_t port = 0;
+  uint32_t weight = 1;
+  BackendState state = BackendState::kActive;
+  std::string node;
+  std::string zone;
+
+  // Maglev key: the same on every node for the same backend.
+  std::string key() const { return addr.toString() + "|" + std::to_string(port); }
+};
+
+struct ServiceSpec {
+  std::string name;  // e.g. "default/web:http"
+  IpAddr vip;
+  uint16_t port = 0;
+  uint8_t proto = 6;  // IPPROTO_TCP / IPPROTO_UDP
+  ForwardingMode mode = ForwardingMode::kNat;
+  bool client_ip_affinity = false;
+  uint32_t affinity_timeout_s = 10800;  // Kubernetes' default
+  uint32_t idle_timeout_s = 0;          // 0: the agent's established/UDP default
+  uint32_t drain_timeout_s = 300;
+  std::vector<IpPrefix> source_ranges;  // empty: every client allowed
+  uint32_t maglev_size = kDefaultMaglevSize;
+  uint64_t hash_seed = 0;  // cluster-wide
+  std::vector<BackendSpec> backends;
+};
+
+struct DesiredState {
+  uint64_t generation = 0;
+  std::vector<ServiceSpec> services;
+};
+
+// This node's source NAT: replies come back to these addresses and ports.
+struct SnatConfig {
+  IpAddr v4;
+  IpAddr v6;
+  bool has_v4 = false;
+  bool has_v6 = false;
+  uint16_t port_min = 40000;
+  uint16_t port_max = 59999;
+};
+
+}  // namespace flowlb::agent

@@ -1,0 +1,196 @@
+#include "agent/lb/snapshot.h"
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+#include "agent/packet/packet.h"
+#include "common/hash.h"
+
+namespace flowlb::agent {
+namespace {
+
+uint64_t serviceHash(const IpAddr& vip, uint16_t port, uint8_t proto) {
+  return hashBytes(vip.bytes.data(), 16, uint64_t{port} << 8 | proto);
+}
+
+std::string where(const ServiceSpec& s) {
+  return "service '" + s.name + "' (" + s.vip.toString() + ":" + std::to_string(s.port) + ")";
+}
+
+uint32_t clampMs(uint64_t seconds) {
+  return static_cast<uint32_t>(std::min<uint64_t>(seconds * 1000, kMaxTimeoutMs));
+}
+
+}  // namespace
+
+void Snapshot::buildIndex() {
+  size_t cap = 16;
+  while (cap < services.size() * 2) cap <<= 1;
+  index_.assign(cap, -1);
+  for (size_t i = 0; i < services.size(); ++i) {
+    const ServiceSpec& s = services[i].spec;
+    size_t pos = serviceHash(s.vip, s.port, s.proto) & (cap - 1);
+    while (index_[pos] != -1) pos = (pos + 1) & (cap - 1);
+    index_[pos] = static_cast<int32_t>(i);
+  }
+}
+
+int Snapshot::findService(const IpAddr& vip, uint16_t port, uint8_t proto) const {
+  if (index_.empty()) return -1;
+  const size_t mask = index_.size() - 1;
+  for (size_t pos = serviceHash(vip, port, proto) & mask;; pos = (pos + 1) & mask) {
+    const int32_t i = index_[pos];
+    if (i < 0) return -1;
+    const ServiceSpec& s = services[static_cast<size_t>(i)].spec;
+    if (s.port == port && s.proto == proto && s.vip == vip) return i;
+  }
+}
+
+uint32_t SnapshotBuilder::idFor(const IpAddr& addr, uint16_t port) {
+  for (const Slot& s : registry_) {
+    if (s.used && s.port == port && s.addr == addr) return s.id;
+  }
+  uint32_t index;
+  if (!free_.empty()) {
+    index = free_.back();
+    free_.pop_back();
+  } else {
+    index = static_cast<uint32_t>(registry_.size());
+    registry_.emplace_back();
+  }
+  Slot& s = registry_[index];
+  s.addr = addr;
+  s.port = port;
+  s.used = true;
+  s.tag = static_cast<uint8_t>(s.tag + 1);
+  s.id = uint32_t{s.tag} << kBackendIndexBits | index;
+  return s.id;
+}
+
+Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredState& desired,
+                                                               const SnatConfig& snat,
+                                                               std::vector<std::string>* warnings) {
+  auto next = std::make_shared<Snapshot>();
+  next->generation = desired.generation;
+  next->snat = snat;
+  if (snat.port_min == 0 || snat.port_min > snat.port_max) {
+    return Status::error("SNAT port range " + std::to_string(snat.port_min) + "-" +
+                         std::to_string(snat.port_max) + " is empty or starts at 0");
+  }
+
+  // Validate first: a rejected state must leave the registry untouched.
+  std::map<std::tuple<IpAddr, uint16_t, uint8_t>, std::string> seen;
+  for (const ServiceSpec& s : desired.services) {
+    if (s.proto != kProtoTCP && s.proto != kProtoUDP) {
+      return Status::error(where(s) + ": protocol must be TCP or UDP");
+    }
+    if (s.port == 0) return Status::error(where(s) + ": port must not be 0");
+    auto [it, fresh] = seen.emplace(std::make_tuple(s.vip, s.port, s.proto), s.name);
+    if (!fresh) return Status::error(where(s) + ": same VIP, port and protocol as '" + it->second + "'");
+    if (s.mode == ForwardingMode::kNat && !(s.vip.isV4() ? snat.has_v4 : snat.has_v6)) {
+      return Status::error(where(s) + ": NAT mode needs a source NAT address of the VIP's family");
+    }
+    for (const BackendSpec& b : s.backends) {
+      if (b.addr.isV4() != s.vip.isV4()) {
+        return Status::error(where(s) + ": backend " + b.addr.toString() +
+                             " is not of the VIP's address family");
+      }
+      if (b.port == 0) return Status::error(where(s) + ": backend " + b.addr.toString() + " has port 0");
+      if (s.mode == ForwardingMode::kDsr && b.port != s.port) {
+        return Status::error(where(s) + ": in DSR mode backend " + b.key() +
+                             " must listen on the service port " + std::to_string(s.port));
+      }
+    }
+  }
+
+  std::vector<BackendRuntime> backends;
+  std::vector<bool> referenced(registry_.size(), false);
+  for (const ServiceSpec& s : desired.services) {
+    ServiceRuntime rt;
+    rt.spec = s;
+    rt.timeouts = defaults_;
+    if (s.idle_timeout_s != 0) {
+      rt.timeouts.established_ms = clampMs(s.idle_timeout_s);
+      rt.timeouts.udp_ms = clampMs(s.idle_timeout_s);
+    }
+    std::vector<MaglevBackend> mb;
+    std::map<std::string, uint32_t> id_by_key;
+    for (const BackendSpec& b : s.backends) {
+      const uint32_t weight = b.state == BackendState::kDraining ? 0 : b.weight;
+      mb.push_back({b.key(), weight});
+      const uint32_t id = idFor(b.addr, b.port);
+      id_by_key[b.key()] = id;
+      const uint32_t index = id & kBackendIndexMask;
+      if (index >= backends.size()) backends.resize(index + 1);
+      if (index >= referenced.size()) referenced.resize(index + 1, false);
+      referenced[index] = true;
+      BackendRuntime& br = backends[index];
+      // A backend shared by services is ACTIVE if any of them has it active.
+      const bool was_present = br.present;
+      br = BackendRuntime{id, b.addr, b.port,
+                          was_present && br.state == BackendState::kActive ? BackendState::kActive
+                                                                           : b.state,
+                          true};
+    }
+    std::string warning;
+    auto table = MaglevTable::build(std::move(mb), s.maglev_size, s.hash_seed, &warning);
+    if (!table) {
+      return Status::error(where(s) + ": " + table.error());
+    }
+    if (!warning.empty() && warnings) warnings->push_back(where(s) + ": " + warning);
+    rt.table = std::make_shared<const MaglevTable>(std::move(*table));
+    for (const auto& b : rt.table->backends()) rt.ids.push_back(id_by_key[b.key]);
+    // The previous generation's table of the same service (same VIP:port:proto).
+    if (last_) {
+      const int prev = last_->findService(s.vip, s.port, s.proto);
+      if (prev >= 0) {
+        const ServiceRuntime& p = last_->services[static_cast<size_t>(prev)];
+        if (p.table->fingerprint() == rt.table->fingerprint()) {
+          rt.prev_table = p.prev_table;  // unchanged: keep the older generation
+          rt.prev_ids = p.prev_ids;
+        } else {
+          rt.prev_table = p.table;
+          rt.prev_ids = p.ids;
+        }
+      }
+    }
+    next->services.push_back(std::move(rt));
+  }
+  // Ids no longer referenced go back to the pool; their tag changes on reuse.
+  for (size_t i = 0; i < registry_.size(); ++i) {
+    if (registry_[i].used && (i >= referenced.size() || !referenced[i])) {
+      registry_[i].used = false;
+      free_.push_back(static_cast<uint32_t>(i));
+    }
+  }
+  next->backends = std::move(backends);
+  next->buildIndex();
+  last_ = next;
+  return std::shared_ptr<const Snapshot>(next);
+}
+
+SnapshotPublisher::SnapshotPublisher(size_t readers)
+    : reader_epoch_(std::make_unique<Epoch[]>(readers)), readers_(readers) {}
+
+void SnapshotPublisher::publish(std::shared_ptr<const Snapshot> next) {
+  std::lock_guard<std::mutex> lock(writer_mu_);
+  current_.store(next.get(), std::memory_order_release);
+  const uint64_t retired_at = epoch_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  if (holder_) retired_.emplace_back(retired_at, std::move(holder_));
+  holder_ = std::move(next);
+}
+
+size_t SnapshotPublisher::reclaim() {
+  std::lock_guard<std::mutex> lock(writer_mu_);
+  uint64_t oldest = UINT64_MAX;
+  for (size_t r = 0; r < readers_; ++r) {
+    oldest = std::min(oldest, reader_epoch_[r].value.load(std::memory_order_acquire));
+  }
+  // A snapshot retired when the epoch became E is safe once every reader has
+  // reported an epoch >= E (it re-read current_ after the swap).
+  std::erase_if(retired_, [oldest](const auto& r) { return oldest >= r.first; });
+  return retired_.size();
+}
+
+}  // namespace flowlb::agent
