@@ -42,7 +42,8 @@ T number(const YAML::Node& n, const std::string& field, T min, T max) {
     fail(n, field, "'" + n.Scalar() + "' is not an integer");
   }
   if (v < static_cast<long long>(min) || v > static_cast<long long>(max)) {
-    fail(n, field, std::to_string(v) + " is outside " + std::to_string(min) + ".." + std::to_string(max));
+    fail(n, field,
+         std::to_string(v) + " is outside " + std::to_string(min) + ".." + std::to_string(max));
   }
   return static_cast<T>(v);
 }
@@ -119,24 +120,31 @@ ServiceSpec service(const YAML::Node& n, const std::string& where) {
     if (a == "ClientIP") {
       s.client_ip_affinity = true;
     } else if (a != "None") {
-      fail(n["sessionAffinity"], where + ".sessionAffinity", "'" + a + "' is not one of None, ClientIP");
+      fail(n["sessionAffinity"], where + ".sessionAffinity",
+           "'" + a + "' is not one of None, ClientIP");
     }
   }
   const uint32_t day = 86400;
   if (n["affinityTimeoutSeconds"]) {
-    s.affinity_timeout_s = number<uint32_t>(n["affinityTimeoutSeconds"], where + ".affinityTimeoutSeconds", 1, day);
+    s.affinity_timeout_s =
+        number<uint32_t>(n["affinityTimeoutSeconds"], where + ".affinityTimeoutSeconds", 1, day);
   }
   if (n["idleTimeoutSeconds"]) {
-    s.idle_timeout_s = number<uint32_t>(n["idleTimeoutSeconds"], where + ".idleTimeoutSeconds", 1, 24 * day);
+    s.idle_timeout_s =
+        number<uint32_t>(n["idleTimeoutSeconds"], where + ".idleTimeoutSeconds", 1, 24 * day);
   }
   if (n["drainTimeoutSeconds"]) {
-    s.drain_timeout_s = number<uint32_t>(n["drainTimeoutSeconds"], where + ".drainTimeoutSeconds", 0, day);
+    s.drain_timeout_s =
+        number<uint32_t>(n["drainTimeoutSeconds"], where + ".drainTimeoutSeconds", 0, day);
   }
   if (n["maglevTableSize"]) {
-    s.maglev_size = number<uint32_t>(n["maglevTableSize"], where + ".maglevTableSize", 3, kMaxMaglevSize);
-    if (!isPrime(s.maglev_size)) fail(n["maglevTableSize"], where + ".maglevTableSize", "must be prime (e.g. 65537)");
+    s.maglev_size =
+        number<uint32_t>(n["maglevTableSize"], where + ".maglevTableSize", 3, kMaxMaglevSize);
+    if (!isPrime(s.maglev_size))
+      fail(n["maglevTableSize"], where + ".maglevTableSize", "must be prime (e.g. 65537)");
   }
-  if (n["hashSeed"]) s.hash_seed = number<uint64_t>(n["hashSeed"], where + ".hashSeed", 0, INT64_MAX);
+  if (n["hashSeed"])
+    s.hash_seed = number<uint64_t>(n["hashSeed"], where + ".hashSeed", 0, INT64_MAX);
   if (const auto& ranges = n["sourceRanges"]) {
     if (!ranges.IsSequence()) fail(ranges, where + ".sourceRanges", "must be a list of CIDRs");
     for (size_t i = 0; i < ranges.size(); ++i) {
@@ -179,7 +187,8 @@ Result<AgentConfigFile> parseAgentConfig(const std::string& content) {
     if (!root.IsMap()) return Status::error("line 1: the file must be a mapping with 'services'");
     checkKeys(root, "(top)", {"generation", "snat", "services"});
     AgentConfigFile cfg;
-    if (root["generation"]) cfg.desired.generation = number<uint64_t>(root["generation"], "generation", 0, INT64_MAX);
+    if (root["generation"])
+      cfg.desired.generation = number<uint64_t>(root["generation"], "generation", 0, INT64_MAX);
     if (root["snat"]) snat(root["snat"], cfg.snat);
     if (const auto& ss = root["services"]) {
       if (!ss.IsSequence()) fail(ss, "services", "must be a list");

@@ -1,6 +1,9 @@
 #include "agent/lb/conntrack.h"
 
+#include <sys/mman.h>
+
 #include <cstring>
+#include <new>
 
 #include "common/hash.h"
 
@@ -15,26 +18,52 @@ const char* evictReasonName(EvictReason r) {
   }
 }
 
-ConnTrack::ConnTrack(size_t capacity, uint64_t seed) : seed_(seed) {
+namespace {
+
+// Zeroed memory from mmap, on transparent huge pages where the kernel has
+// them: a lookup in a large table then costs cache misses, not TLB misses.
+void* hugeZeroed(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  madvise(p, bytes, MADV_HUGEPAGE);  // advisory: ignore failure
+  return p;
+}
+
+}  // namespace
+
+void ConnTrack::HugeFree::operator()(void* p) const {
+  munmap(p, bytes);
+}
+
+ConnTrack::ConnTrack(size_t capacity, uint64_t seed)
+    : seed_(seed), sigs_(nullptr, HugeFree{0}), entries_(nullptr, HugeFree{0}) {
   size_t buckets = 1;
   while (buckets * kWays < capacity) buckets <<= 1;
   bucket_count_ = buckets;
-  sigs_ = std::make_unique<uint32_t[]>(buckets * kWays);  // zeroed: all free
-  entries_ = std::make_unique<FlowEntry[]>(buckets * kWays);
+  const size_t n = buckets * kWays;
+  const size_t sig_bytes = n * sizeof(uint32_t);
+  const size_t entry_bytes = n * sizeof(FlowEntry);
+  sigs_ = {static_cast<uint32_t*>(hugeZeroed(sig_bytes)), HugeFree{sig_bytes}};  // 0: free
+  entries_ = {static_cast<FlowEntry*>(hugeZeroed(entry_bytes)), HugeFree{entry_bytes}};
+  for (size_t i = 0; i < n; ++i) new (&entries_[i]) FlowEntry{};
 }
 
 uint64_t ConnTrack::hash(const FlowKey& k) const {
   // Five 8-byte words; the key has no padding (see static_assert).
   uint64_t w[5];
   std::memcpy(w, &k, sizeof w);
-  uint64_t h = seed_;
-  for (uint64_t x : w) h = mix64(h ^ x) + 0x9e3779b97f4a7c15ULL;
-  return h;
+  // Independent multiplies (they run in parallel) and one final mix: the
+  // table is local to this worker, so only speed and spread matter here.
+  const uint64_t a =
+      (w[0] ^ seed_) * 0x9e3779b97f4a7c15ULL + (w[1] ^ (seed_ >> 7)) * 0xc2b2ae3d27d4eb4fULL;
+  const uint64_t b = w[2] * 0x165667b19e3779f9ULL + w[3] * 0xd6e8feb86659fd93ULL +
+                     (w[4] ^ seed_) * 0xff51afd7ed558ccdULL;
+  return mix64(a ^ ((b << 29) | (b >> 35)));
 }
 
 void ConnTrack::prefetch(uint64_t hash) const {
-  const size_t b = bucketOf(hash);
-  __builtin_prefetch(&sigs_[b * kWays]);
+  __builtin_prefetch(&sigs_[bucketOf(hash) * kWays]);
+  __builtin_prefetch(&sigs_[altBucketOf(hash) * kWays]);
 }
 
 const FlowEntry& ConnTrack::owner(const FlowEntry& e) const {
@@ -48,8 +77,14 @@ bool ConnTrack::isDead(const FlowEntry& e, uint32_t now_ms) const {
 }
 
 FlowEntry* ConnTrack::find(const FlowKey& k, uint64_t hash, uint32_t now_ms) {
-  const size_t base = bucketOf(hash) * kWays;
   const uint32_t sig = signature(hash);
+  if (FlowEntry* e = findIn(bucketOf(hash), k, sig, now_ms)) return e;
+  const size_t alt = altBucketOf(hash);
+  return alt == bucketOf(hash) ? nullptr : findIn(alt, k, sig, now_ms);
+}
+
+FlowEntry* ConnTrack::findIn(size_t bucket, const FlowKey& k, uint32_t sig, uint32_t now_ms) {
+  const size_t base = bucket * kWays;
   for (uint32_t w = 0; w < kWays; ++w) {
     if (sigs_[base + w] != sig) continue;
     FlowEntry& e = entries_[base + w];
@@ -65,27 +100,40 @@ FlowEntry* ConnTrack::find(const FlowKey& k, uint64_t hash, uint32_t now_ms) {
 }
 
 FlowEntry* ConnTrack::insert(const FlowKey& k, uint64_t hash, uint32_t now_ms, uint32_t protect) {
-  const size_t base = bucketOf(hash) * kWays;
-  int victim = -1;
-  int victim_rank = 3;  // 0 expired, 1 half-open, 2 live
-  uint32_t victim_age = 0;
-  for (uint32_t w = 0; w < kWays; ++w) {
-    if (sigs_[base + w] == 0) {
-      victim = static_cast<int>(w);
-      victim_rank = -1;
-      break;
+  // A free way in the less loaded of the two buckets (the power of two
+  // choices); when both are full, the least valuable of the 16 candidates.
+  const size_t buckets[2] = {bucketOf(hash) * kWays, altBucketOf(hash) * kWays};
+  uint32_t slot = UINT32_MAX;
+  uint32_t best_free = 0;
+  for (size_t base : buckets) {
+    uint32_t free_ways = 0, first_free = 0;
+    for (uint32_t w = 0; w < kWays; ++w) {
+      if (sigs_[base + w] == 0 && free_ways++ == 0) first_free = static_cast<uint32_t>(base + w);
     }
-    if (base + w == protect) continue;
-    const FlowEntry& o = owner(entries_[base + w]);
-    const uint32_t age = now_ms - o.last_seen_ms;
-    const int rank = age > o.timeout_ms ? 0 : o.state == FlowState::kSynSent ? 1 : 2;
-    if (rank < victim_rank || (rank == victim_rank && age > victim_age)) {
-      victim = static_cast<int>(w);
-      victim_rank = rank;
-      victim_age = age;
+    if (free_ways > best_free) {
+      best_free = free_ways;
+      slot = first_free;
     }
   }
-  const uint32_t slot = static_cast<uint32_t>(base) + static_cast<uint32_t>(victim);
+  int victim_rank = -1;  // 0 expired, 1 half-open, 2 live
+  if (slot == UINT32_MAX) {
+    victim_rank = 3;
+    uint32_t victim_age = 0;
+    for (size_t base : buckets) {
+      for (uint32_t w = 0; w < kWays; ++w) {
+        const uint32_t i = static_cast<uint32_t>(base + w);
+        if (i == protect) continue;
+        const FlowEntry& o = owner(entries_[i]);
+        const uint32_t age = now_ms - o.last_seen_ms;
+        const int rank = age > o.timeout_ms ? 0 : o.state == FlowState::kSynSent ? 1 : 2;
+        if (rank < victim_rank || (rank == victim_rank && age > victim_age)) {
+          slot = i;
+          victim_rank = rank;
+          victim_age = age;
+        }
+      }
+    }
+  }
   if (victim_rank >= 0) {
     const auto reason = victim_rank == 0   ? EvictReason::kExpired
                         : victim_rank == 1 ? EvictReason::kHalfOpen

@@ -1,5 +1,6 @@
-// Connection tracking for one worker: a fixed-size, set-associative table
-// (8 ways per bucket) allocated once at start. It never grows and never
+// Connection tracking for one worker: a fixed-size table of 8-way buckets
+// with two candidate buckets per key (two-choice hashing keeps buckets from
+// overflowing long before the table is full), allocated once at start. It never grows and never
 // allocates on the packet path; when a bucket is full the least valuable
 // entry goes first (expired, then half-open, then the oldest), so a SYN flood
 // evicts its own half-open entries before any established flow.
@@ -12,6 +13,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 
 #include "common/ip_addr.h"
@@ -43,10 +45,15 @@ struct FlowKey {
   uint8_t proto = 0;
   FlowKind kind = FlowKind::kForward;
   uint16_t zero = 0;
-
-  friend bool operator==(const FlowKey&, const FlowKey&) = default;
 };
 static_assert(sizeof(FlowKey) == 40);
+
+inline bool operator==(const FlowKey& a, const FlowKey& b) {
+  uint64_t x[5], y[5];
+  std::memcpy(x, &a, sizeof x);
+  std::memcpy(y, &b, sizeof y);
+  return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
+}
 
 inline constexpr uint32_t kNoPeer = UINT32_MAX;
 
@@ -99,8 +106,7 @@ class ConnTrack {
   // A new entry for `k` (which must not be present), its value zeroed and
   // last_seen = now. Evicts the least valuable entry of the bucket if needed,
   // never the entry at `protect` (an index, or kNoPeer).
-  FlowEntry* insert(const FlowKey& k, uint64_t hash, uint32_t now_ms,
-                    uint32_t protect = kNoPeer);
+  FlowEntry* insert(const FlowKey& k, uint64_t hash, uint32_t now_ms, uint32_t protect = kNoPeer);
   // Frees the entry and its linked peer.
   void erase(FlowEntry* e);
   // Links two entries so that they live and die together.
@@ -123,6 +129,10 @@ class ConnTrack {
  private:
   uint32_t signature(uint64_t hash) const { return static_cast<uint32_t>(hash >> 32) | 1u; }
   size_t bucketOf(uint64_t hash) const { return hash & (bucket_count_ - 1); }
+  size_t altBucketOf(uint64_t hash) const {
+    return (bucketOf(hash) ^ ((hash >> 20) | 1)) & (bucket_count_ - 1);
+  }
+  FlowEntry* findIn(size_t bucket, const FlowKey& k, uint32_t sig, uint32_t now_ms);
   void freeSlot(uint32_t index);
   // The entry whose age and state decide when a slot dies: a NAT reply
   // lives as long as its forward peer.
@@ -130,8 +140,12 @@ class ConnTrack {
 
   size_t bucket_count_;
   uint64_t seed_;
-  std::unique_ptr<uint32_t[]> sigs_;  // 0 = free
-  std::unique_ptr<FlowEntry[]> entries_;
+  struct HugeFree {
+    size_t bytes;
+    void operator()(void* p) const;
+  };
+  std::unique_ptr<uint32_t[], HugeFree> sigs_;  // 0 = free
+  std::unique_ptr<FlowEntry[], HugeFree> entries_;
   size_t size_ = 0;
   size_t sweep_cursor_ = 0;
   ConntrackStats stats_;

@@ -111,7 +111,8 @@ const BackendRuntime* Forwarder::choose(const ServiceRuntime& svc, const Snapsho
       if (b != nullptr && b->state != BackendState::kActive) b = nullptr;
     }
     if (b == nullptr && !svc.table->empty()) {
-      b = snap.backend(svc.ids[svc.table->lookup(hashBytes(t.src.bytes.data(), 16, seed ^ kAffinitySalt))]);
+      b = snap.backend(
+          svc.ids[svc.table->lookup(hashBytes(t.src.bytes.data(), 16, seed ^ kAffinitySalt))]);
     }
     if (b == nullptr) return nullptr;
     if (ae == nullptr) ae = conntrack_.insert(ak, ah, now_ms);
@@ -158,9 +159,9 @@ void Forwarder::track(FlowEntry& e, const ServiceRuntime& svc, uint8_t proto, ui
   }
 }
 
-bool Forwarder::allocateSnatPort(const Snapshot& snap, const BackendRuntime& b,
-                                 const FlowTuple& t, uint32_t now_ms, uint16_t* port,
-                                 FlowKey* reply_key, uint64_t* reply_hash) {
+bool Forwarder::allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, const FlowTuple& t,
+                                 uint32_t now_ms, uint16_t* port, FlowKey* reply_key,
+                                 uint64_t* reply_hash) {
   const uint32_t lo_all = snap.snat.port_min;
   const uint32_t span_all = uint32_t{snap.snat.port_max} - lo_all + 1;
   const uint32_t slice = span_all / config_.workers;
@@ -242,8 +243,7 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
   return transmit(frame, b->addr, false, a);
 }
 
-Action Forwarder::natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap,
-                           uint32_t now_ms) {
+Action Forwarder::natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms) {
   FlowTuple& t = p.tuple;
   const FlowKey key = makeFlowKey(t, FlowKind::kNatReply);
   FlowEntry* r = conntrack_.find(key, conntrack_.hash(key), now_ms);

@@ -48,7 +48,7 @@ struct ForwarderStats {
   uint64_t prev_table_hits = 0;        // mid-flow packets placed by the previous table
   uint64_t rerouted_backend_gone = 0;  // tracked flow whose backend left the set
   uint64_t icmp_errors_forwarded = 0;
-  uint64_t nat_reply_unknown = 0;      // passed to the kernel
+  uint64_t nat_reply_unknown = 0;  // passed to the kernel
 };
 
 class Forwarder {
@@ -69,11 +69,10 @@ class Forwarder {
                    uint32_t now_ms);
   Action natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms);
   Action icmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms);
-  const BackendRuntime* choose(const ServiceRuntime& svc, const Snapshot& snap,
-                               const FlowTuple& t, bool opens_flow, uint32_t now_ms);
+  const BackendRuntime* choose(const ServiceRuntime& svc, const Snapshot& snap, const FlowTuple& t,
+                               bool opens_flow, uint32_t now_ms);
   bool allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, const FlowTuple& t,
-                        uint32_t now_ms, uint16_t* port, FlowKey* reply_key,
-                        uint64_t* reply_hash);
+                        uint32_t now_ms, uint16_t* port, FlowKey* reply_key, uint64_t* reply_hash);
   void track(FlowEntry& e, const ServiceRuntime& svc, uint8_t proto, uint8_t tcp_flags,
              bool from_client, uint32_t now_ms);
 

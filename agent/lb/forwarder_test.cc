@@ -12,7 +12,9 @@
 namespace flowlb::agent {
 namespace {
 
-IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+IpAddr ip(const char* s) {
+  return *IpAddr::parse(s);
+}
 
 BackendSpec backend(const char* addr, uint16_t port, BackendState state = BackendState::kActive) {
   BackendSpec b;
@@ -90,7 +92,8 @@ class ForwarderTest : public ::testing::Test {
     f.payload = 10;
     return buildFrame(f);
   }
-  static std::vector<uint8_t> udp(const char* src, uint16_t sport, const char* dst, uint16_t dport) {
+  static std::vector<uint8_t> udp(const char* src, uint16_t sport, const char* dst,
+                                  uint16_t dport) {
     FrameSpec f;
     f.tuple = FlowTuple{ip(src), ip(dst), sport, dport, kProtoUDP};
     f.payload = 30;
@@ -138,7 +141,7 @@ TEST_F(ForwarderTest, NewTcpFlowIsNattedToABackendWithValidChecksums) {
   const std::set<IpAddr> backends = {ip("10.1.0.1"), ip("10.1.0.2"), ip("10.1.0.3")};
   EXPECT_TRUE(backends.count(t.dst));
   EXPECT_EQ(f[0], 0x02);
-  EXPECT_EQ(f[1], 0xbb);  // next hop MAC
+  EXPECT_EQ(f[1], 0xbb);                   // next hop MAC
   EXPECT_EQ(fwd_.conntrack().size(), 2u);  // forward + NAT reply entries
 }
 
@@ -321,8 +324,8 @@ TEST_F(ForwarderTest, IcmpFragNeededForATrackedFlowReachesItsBackend) {
   EXPECT_EQ(a.backend, first.backend);
   ParsedPacket p;
   ASSERT_EQ(parsePacket(icmp.data(), icmp.size(), p).status, ParseStatus::kOk);
-  EXPECT_EQ(p.tuple.dst, out.dst);                // to the backend
-  EXPECT_EQ(p.inner_tuple.src, out.dst);          // quoted as the backend sent it
+  EXPECT_EQ(p.tuple.dst, out.dst);        // to the backend
+  EXPECT_EQ(p.inner_tuple.src, out.dst);  // quoted as the backend sent it
   EXPECT_EQ(p.inner_tuple.sport, out.dport);
   EXPECT_EQ(p.inner_tuple.dst, ip("10.0.0.1"));
   EXPECT_EQ(p.inner_tuple.dport, out.sport);

@@ -43,8 +43,7 @@ Result<MaglevTable> MaglevTable::build(std::vector<MaglevBackend> backends, uint
     warning->clear();
     if (uint64_t{size} < 100 * uint64_t{backends.size()}) {
       *warning = "Maglev table size " + std::to_string(size) + " is below 100 x " +
-                 std::to_string(backends.size()) +
-                 " backends: shares will differ by more than 1 %";
+                 std::to_string(backends.size()) + " backends: shares will differ by more than 1 %";
     }
   }
 

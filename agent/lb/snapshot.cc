@@ -11,7 +11,9 @@ namespace flowlb::agent {
 namespace {
 
 uint64_t serviceHash(const IpAddr& vip, uint16_t port, uint8_t proto) {
-  return hashBytes(vip.bytes.data(), 16, uint64_t{port} << 8 | proto);
+  const uint64_t hi = loadLe64(vip.bytes.data());
+  const uint64_t lo = loadLe64(vip.bytes.data() + 8);
+  return mix64(hi ^ mix64(lo ^ (uint64_t{port} << 8 | proto)));
 }
 
 std::string where(const ServiceSpec& s) {
@@ -87,7 +89,8 @@ Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredStat
     }
     if (s.port == 0) return Status::error(where(s) + ": port must not be 0");
     auto [it, fresh] = seen.emplace(std::make_tuple(s.vip, s.port, s.proto), s.name);
-    if (!fresh) return Status::error(where(s) + ": same VIP, port and protocol as '" + it->second + "'");
+    if (!fresh)
+      return Status::error(where(s) + ": same VIP, port and protocol as '" + it->second + "'");
     if (s.mode == ForwardingMode::kNat && !(s.vip.isV4() ? snat.has_v4 : snat.has_v6)) {
       return Status::error(where(s) + ": NAT mode needs a source NAT address of the VIP's family");
     }
@@ -96,7 +99,8 @@ Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredStat
         return Status::error(where(s) + ": backend " + b.addr.toString() +
                              " is not of the VIP's address family");
       }
-      if (b.port == 0) return Status::error(where(s) + ": backend " + b.addr.toString() + " has port 0");
+      if (b.port == 0)
+        return Status::error(where(s) + ": backend " + b.addr.toString() + " has port 0");
       if (s.mode == ForwardingMode::kDsr && b.port != s.port) {
         return Status::error(where(s) + ": in DSR mode backend " + b.key() +
                              " must listen on the service port " + std::to_string(s.port));
@@ -128,10 +132,9 @@ Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredStat
       BackendRuntime& br = backends[index];
       // A backend shared by services is ACTIVE if any of them has it active.
       const bool was_present = br.present;
-      br = BackendRuntime{id, b.addr, b.port,
-                          was_present && br.state == BackendState::kActive ? BackendState::kActive
-                                                                           : b.state,
-                          true};
+      br = BackendRuntime{
+          id, b.addr, b.port,
+          was_present && br.state == BackendState::kActive ? BackendState::kActive : b.state, true};
     }
     std::string warning;
     auto table = MaglevTable::build(std::move(mb), s.maglev_size, s.hash_seed, &warning);

@@ -33,7 +33,7 @@ struct ServiceRuntime {
   std::vector<uint32_t> ids;                      // table index -> backend id
   std::shared_ptr<const MaglevTable> prev_table;  // previous generation (rule 6)
   std::vector<uint32_t> prev_ids;
-  ConntrackTimeouts timeouts;                     // agent defaults + service overrides
+  ConntrackTimeouts timeouts;  // agent defaults + service overrides
 };
 
 inline constexpr uint32_t kBackendIndexBits = 24;
@@ -75,8 +75,7 @@ class SnapshotBuilder {
 
   // Validates and builds. On error nothing changes and the message names the
   // service and the field. `warnings` collects non-fatal notes.
-  Result<std::shared_ptr<const Snapshot>> build(const DesiredState& desired,
-                                                const SnatConfig& snat,
+  Result<std::shared_ptr<const Snapshot>> build(const DesiredState& desired, const SnatConfig& snat,
                                                 std::vector<std::string>* warnings = nullptr);
 
  private:

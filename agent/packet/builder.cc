@@ -6,7 +6,9 @@
 namespace flowlb::agent {
 namespace {
 
-void put16(std::vector<uint8_t>& f, size_t at, uint16_t v) { storeBe16(&f[at], v); }
+void put16(std::vector<uint8_t>& f, size_t at, uint16_t v) {
+  storeBe16(&f[at], v);
+}
 
 void ethernet(std::vector<uint8_t>& f, uint16_t vlan, uint16_t type) {
   const uint8_t dst[6] = {0x02, 0, 0, 0, 0, 0x01};
@@ -121,7 +123,8 @@ std::vector<std::vector<uint8_t>> fragmentIpv4(const std::vector<uint8_t>& frame
   const size_t l3 = p.outer.l3;
   const size_t ihl = p.outer.l4 - l3;
   const size_t total = p.outer.l4_len;
-  std::vector<uint8_t> a(frame.begin(), frame.begin() + static_cast<long>(p.outer.l4 + first_payload));
+  std::vector<uint8_t> a(frame.begin(),
+                         frame.begin() + static_cast<long>(p.outer.l4 + first_payload));
   std::vector<uint8_t> b(frame.begin(), frame.begin() + static_cast<long>(p.outer.l4));
   b.insert(b.end(), frame.begin() + static_cast<long>(p.outer.l4 + first_payload),
            frame.begin() + static_cast<long>(p.outer.l4 + total));

@@ -11,14 +11,14 @@
 namespace flowlb::agent {
 
 struct FrameSpec {
-  FlowTuple tuple;                // src/dst must be of one family
-  uint8_t tcp_flags = kTcpAck;    // TCP only
-  size_t payload = 0;             // bytes of payload after the L4 header
-  uint16_t vlan = 0;              // 802.1Q VLAN id, 0 for none
-  size_t ipv4_options = 0;        // bytes of IPv4 options (multiple of 4)
-  bool ipv6_ext_header = false;   // add a destination-options header
-  bool udp_zero_checksum = false; // IPv4 only
-  uint16_t ipv4_id = 0x1234;      // IPv4 identification
+  FlowTuple tuple;                 // src/dst must be of one family
+  uint8_t tcp_flags = kTcpAck;     // TCP only
+  size_t payload = 0;              // bytes of payload after the L4 header
+  uint16_t vlan = 0;               // 802.1Q VLAN id, 0 for none
+  size_t ipv4_options = 0;         // bytes of IPv4 options (multiple of 4)
+  bool ipv6_ext_header = false;    // add a destination-options header
+  bool udp_zero_checksum = false;  // IPv4 only
+  uint16_t ipv4_id = 0x1234;       // IPv4 identification
 };
 
 std::vector<uint8_t> buildFrame(const FrameSpec& spec);

@@ -25,7 +25,9 @@ inline constexpr uint8_t kTcpSyn = 0x02;
 inline constexpr uint8_t kTcpRst = 0x04;
 inline constexpr uint8_t kTcpAck = 0x10;
 
-inline uint16_t loadBe16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline uint16_t loadBe16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] << 8 | p[1]);
+}
 inline void storeBe16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v >> 8);
   p[1] = static_cast<uint8_t>(v);
@@ -73,11 +75,11 @@ struct FlowTuple {
 
 // Offsets of one IP header and its transport header inside the frame.
 struct L3L4 {
-  size_t l3 = 0;         // start of the IPv4/IPv6 header
-  size_t l4 = 0;         // start of TCP/UDP/ICMP (valid when has_l4)
-  size_t l4_len = 0;     // bytes available from l4 to the end of this IP packet
+  size_t l3 = 0;      // start of the IPv4/IPv6 header
+  size_t l4 = 0;      // start of TCP/UDP/ICMP (valid when has_l4)
+  size_t l4_len = 0;  // bytes available from l4 to the end of this IP packet
   bool v4 = true;
-  bool has_l4 = false;   // false for non-first fragments
+  bool has_l4 = false;  // false for non-first fragments
   bool is_fragment = false;
   bool first_fragment = false;
   bool more_fragments = false;
@@ -85,18 +87,18 @@ struct L3L4 {
 };
 
 struct ParsedPacket {
-  size_t len = 0;        // frame length
-  uint16_t vlan_tci = 0; // outermost 802.1Q tag, 0 when untagged
+  size_t len = 0;         // frame length
+  uint16_t vlan_tci = 0;  // outermost 802.1Q tag, 0 when untagged
   bool vlan = false;
   L3L4 outer;
-  FlowTuple tuple;       // outer tuple; ports 0 when !outer.has_l4
+  FlowTuple tuple;  // outer tuple; ports 0 when !outer.has_l4
   uint8_t tcp_flags = 0;
   // ICMP / ICMPv6 error carrying a quoted packet of some flow.
   bool icmp_error = false;
   uint8_t icmp_type = 0;
   uint8_t icmp_code = 0;
-  L3L4 inner;            // the quoted header (inner.has_l4: ports present)
-  FlowTuple inner_tuple; // tuple of the quoted packet, as the sender saw it
+  L3L4 inner;             // the quoted header (inner.has_l4: ports present)
+  FlowTuple inner_tuple;  // tuple of the quoted packet, as the sender saw it
 };
 
 }  // namespace flowlb::agent

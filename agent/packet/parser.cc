@@ -32,7 +32,9 @@ constexpr const char* kReasonNames[] = {
 };
 static_assert(std::size(kReasonNames) == static_cast<size_t>(DropReason::kCount));
 
-ParseOutcome malformed(DropReason r) { return {ParseStatus::kMalformed, r}; }
+ParseOutcome malformed(DropReason r) {
+  return {ParseStatus::kMalformed, r};
+}
 
 bool isIcmpError(bool v4, uint8_t type) {
   if (v4) return type == 3 || type == 11 || type == 12;  // unreach, time exceeded, param
@@ -138,8 +140,7 @@ DropReason parsePorts(const uint8_t* data, const L3L4& l, bool quoted, FlowTuple
     case kProtoUDP:
       if (l.l4_len < 8) return quoted ? DropReason::kIcmpMalformed : DropReason::kTruncatedL4;
       break;
-    default:
-      return DropReason::kUnsupportedProtocol;
+    default: return DropReason::kUnsupportedProtocol;
   }
   t.sport = loadBe16(p);
   t.dport = loadBe16(p + 2);

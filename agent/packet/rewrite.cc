@@ -11,7 +11,7 @@ uint8_t* transportChecksum(uint8_t* data, const L3L4& l, uint8_t proto) {
   if (!l.has_l4) return nullptr;
   const size_t off = l4ChecksumOffset(proto, l.v4);
   if (off == 0 || proto == kProtoICMP) return nullptr;  // ICMPv4 has no pseudo-header
-  if (l.l4_len < off + 2) return nullptr;  // quoted header cut short
+  if (l.l4_len < off + 2) return nullptr;               // quoted header cut short
   uint8_t* c = data + l.l4 + off;
   if (proto == kProtoUDP && l.v4 && c[0] == 0 && c[1] == 0) return nullptr;
   return c;

@@ -13,8 +13,7 @@ enum class Endpoint : uint8_t { kSource, kDestination };
 // Rewrites an IP address of the header at `l` and fixes the IPv4 header
 // checksum and, when present in the buffer, the TCP/UDP/ICMPv6 checksum
 // (their pseudo-header covers the addresses). Updates `t` to match.
-void rewriteAddress(uint8_t* data, const L3L4& l, FlowTuple& t, Endpoint which,
-                    const IpAddr& addr);
+void rewriteAddress(uint8_t* data, const L3L4& l, FlowTuple& t, Endpoint which, const IpAddr& addr);
 
 // Rewrites a TCP/UDP port (host order) and fixes the transport checksum.
 void rewritePort(uint8_t* data, const L3L4& l, FlowTuple& t, Endpoint which, uint16_t port);

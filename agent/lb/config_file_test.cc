@@ -1,0 +1,204 @@
+#include "agent/lb/config_file.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "agent/packet/packet.h"
+
+namespace flowlb::agent {
+namespace {
+
+using ::testing::HasSubstr;
+
+IpAddr ip(const char* s) {
+  return *IpAddr::parse(s);
+}
+
+// Like examples/agent-standalone.yaml.
+constexpr const char* kExample = R"(# two services on one node
+generation: 1
+snat:
+  ipv4: 10.0.0.1        # this node's address
+  ipv6: fd00::1
+  portMin: 40000
+  portMax: 59999
+services:
+  - name: default/web:http
+    vip: 192.0.2.10
+    port: 80
+    protocol: tcp
+    mode: nat
+    backends:
+      - {address: 10.1.0.11, port: 8080, weight: 1}
+      - {address: 10.1.0.12, port: 8080, weight: 1}
+      - {address: 10.1.0.13, port: 8080, weight: 2}
+      - {address: 10.1.0.14, port: 8080, state: draining}
+  - name: default/dns:udp
+    vip: 2001:db8::53
+    port: 53
+    protocol: udp
+    mode: dsr
+    sessionAffinity: ClientIP
+    sourceRanges: ["::/0"]
+    backends:
+      - {address: "fd00:1::a", port: 53}
+      - {address: "fd00:1::b", port: 53}
+)";
+
+// One service; `extra` lines are inserted after line 5 (the port line), at
+// the service's indentation.
+std::string oneService(const std::string& extra, const std::string& port = "80",
+                       const std::string& vip = "192.0.2.10") {
+  return "services:\n"      // line 1
+         "  - name: web\n"  // line 2
+         "    vip: " +
+         vip +
+         "\n"                                                 // line 3
+         "    backends: [{address: 10.1.0.1, port: 8080}]\n"  // line 4
+         "    port: " +
+         port + "\n" +  // line 5
+         extra;         // line 6...
+}
+
+std::string mustFail(const std::string& text) {
+  auto r = parseAgentConfig(text);
+  EXPECT_FALSE(r.isOk()) << text;
+  return r.isOk() ? "" : r.error();
+}
+
+TEST(ConfigFileTest, ParsesTheStandaloneExample) {
+  auto r = parseAgentConfig(kExample);
+  ASSERT_TRUE(r.isOk()) << r.error();
+  const AgentConfigFile& c = *r;
+  EXPECT_EQ(c.desired.generation, 1u);
+  EXPECT_TRUE(c.snat.has_v4);
+  EXPECT_TRUE(c.snat.has_v6);
+  EXPECT_EQ(c.snat.v4, ip("10.0.0.1"));
+  EXPECT_EQ(c.snat.v6, ip("fd00::1"));
+  EXPECT_EQ(c.snat.port_min, 40000);
+  EXPECT_EQ(c.snat.port_max, 59999);
+  ASSERT_EQ(c.desired.services.size(), 2u);
+
+  const ServiceSpec& web = c.desired.services[0];
+  EXPECT_EQ(web.name, "default/web:http");
+  EXPECT_EQ(web.vip, ip("192.0.2.10"));
+  EXPECT_EQ(web.port, 80);
+  EXPECT_EQ(web.proto, kProtoTCP);
+  EXPECT_EQ(web.mode, ForwardingMode::kNat);
+  EXPECT_FALSE(web.client_ip_affinity);
+  EXPECT_TRUE(web.source_ranges.empty());
+  EXPECT_EQ(web.maglev_size, kDefaultMaglevSize);
+  ASSERT_EQ(web.backends.size(), 4u);
+  EXPECT_EQ(web.backends[0].addr, ip("10.1.0.11"));
+  EXPECT_EQ(web.backends[0].port, 8080);
+  EXPECT_EQ(web.backends[2].weight, 2u);
+  EXPECT_EQ(web.backends[2].state, BackendState::kActive);
+  EXPECT_EQ(web.backends[3].weight, 1u);
+  EXPECT_EQ(web.backends[3].state, BackendState::kDraining);
+
+  const ServiceSpec& dns = c.desired.services[1];
+  EXPECT_EQ(dns.vip, ip("2001:db8::53"));
+  EXPECT_EQ(dns.port, 53);
+  EXPECT_EQ(dns.proto, kProtoUDP);
+  EXPECT_EQ(dns.mode, ForwardingMode::kDsr);
+  EXPECT_TRUE(dns.client_ip_affinity);
+  EXPECT_EQ(dns.affinity_timeout_s, 10800u);
+  ASSERT_EQ(dns.source_ranges.size(), 1u);
+  EXPECT_EQ(dns.source_ranges[0].toString(), "::/0");
+  EXPECT_TRUE(dns.source_ranges[0].contains(ip("2001:db8::99")));
+  ASSERT_EQ(dns.backends.size(), 2u);
+  EXPECT_EQ(dns.backends[1].addr, ip("fd00:1::b"));
+}
+
+TEST(ConfigFileTest, OptionalFieldsAreParsed) {
+  auto r = parseAgentConfig(
+      oneService("    maglevTableSize: 16381\n    hashSeed: 77\n    idleTimeoutSeconds: 30\n"
+                 "    sourceRanges: [198.51.100.0/24, 203.0.113.7]\n"));
+  ASSERT_TRUE(r.isOk()) << r.error();
+  const ServiceSpec& s = r->desired.services[0];
+  EXPECT_EQ(s.maglev_size, 16381u);
+  EXPECT_EQ(s.hash_seed, 77u);
+  EXPECT_EQ(s.idle_timeout_s, 30u);
+  ASSERT_EQ(s.source_ranges.size(), 2u);
+  EXPECT_TRUE(s.source_ranges[0].contains(ip("198.51.100.200")));
+  EXPECT_FALSE(s.source_ranges[1].contains(ip("203.0.113.8")));
+}
+
+TEST(ConfigFileTest, UnknownFieldNamesPathAndLine) {
+  const std::string e = mustFail(oneService("    portt: 81\n"));
+  EXPECT_THAT(e, HasSubstr("services[0].portt"));
+  EXPECT_THAT(e, HasSubstr("line 6"));
+  EXPECT_THAT(e, HasSubstr("unknown field"));
+
+  const std::string top = mustFail("generation: 1\nservice: []\n");
+  EXPECT_THAT(top, HasSubstr("service"));
+  EXPECT_THAT(top, HasSubstr("line 2"));
+
+  const std::string nested = mustFail(
+      "services:\n  - name: web\n    vip: 192.0.2.10\n    port: 80\n    backends:\n"
+      "      - {address: 10.1.0.1, port: 8080}\n      - {address: 10.1.0.2, prot: 8080}\n");
+  EXPECT_THAT(nested, HasSubstr("services[0].backends[1].prot"));
+  EXPECT_THAT(nested, HasSubstr("line 7"));
+}
+
+TEST(ConfigFileTest, BadAddressIsRejected) {
+  const std::string e = mustFail(oneService("", "80", "192.0.2.300"));
+  EXPECT_THAT(e, HasSubstr("services[0].vip"));
+  EXPECT_THAT(e, HasSubstr("192.0.2.300"));
+  EXPECT_THAT(e, HasSubstr("line 3"));
+}
+
+TEST(ConfigFileTest, PortOutOfRangeIsRejected) {
+  const std::string e = mustFail(oneService("", "70000"));
+  EXPECT_THAT(e, HasSubstr("services[0].port"));
+  EXPECT_THAT(e, HasSubstr("70000"));
+  EXPECT_THAT(e, HasSubstr("line 5"));
+  EXPECT_THAT(mustFail(oneService("", "0")), HasSubstr("services[0].port"));
+  EXPECT_THAT(mustFail(oneService("", "eighty")), HasSubstr("'eighty'"));
+  EXPECT_THAT(mustFail(oneService("", "80.5")), HasSubstr("services[0].port"));
+}
+
+TEST(ConfigFileTest, UnknownModeIsRejected) {
+  const std::string e = mustFail(oneService("    mode: foo\n"));
+  EXPECT_THAT(e, HasSubstr("services[0].mode"));
+  EXPECT_THAT(e, HasSubstr("'foo'"));
+  EXPECT_THAT(e, HasSubstr("line 6"));
+  EXPECT_THAT(mustFail(oneService("    protocol: sctp\n")), HasSubstr("'sctp'"));
+  EXPECT_THAT(mustFail(oneService("    sessionAffinity: Sticky\n")), HasSubstr("'Sticky'"));
+}
+
+TEST(ConfigFileTest, NonPrimeTableSizeIsRejected) {
+  const std::string e = mustFail(oneService("    maglevTableSize: 65536\n"));
+  EXPECT_THAT(e, HasSubstr("services[0].maglevTableSize"));
+  EXPECT_THAT(e, HasSubstr("prime"));
+  EXPECT_THAT(e, HasSubstr("line 6"));
+}
+
+TEST(ConfigFileTest, SnatErrors) {
+  EXPECT_THAT(mustFail("snat:\n  ipv4: fd00::1\n"), HasSubstr("snat.ipv4"));
+  EXPECT_THAT(mustFail("snat:\n  portMin: 50000\n  portMax: 40000\n"), HasSubstr("portMin"));
+}
+
+TEST(ConfigFileTest, MissingRequiredFieldIsNamed) {
+  const std::string e = mustFail("services:\n  - name: web\n    port: 80\n    backends: []\n");
+  EXPECT_THAT(e, HasSubstr("services[0].vip"));
+  EXPECT_THAT(e, HasSubstr("required"));
+}
+
+TEST(ConfigFileTest, YamlSyntaxErrorGivesTheLine) {
+  const std::string e = mustFail("generation: 1\nservices:\n  - name: web: x\n    port: 80\n");
+  EXPECT_THAT(e, testing::MatchesRegex("line [1-9][0-9]*: .*"));
+  EXPECT_THAT(e, HasSubstr("line 3"));
+  const std::string tabs = mustFail("services:\n  - name: web\n   vip: 192.0.2.10\n");
+  EXPECT_THAT(tabs, HasSubstr("line 3"));
+}
+
+TEST(ConfigFileTest, EmptyOrScalarDocumentIsRejected) {
+  EXPECT_THAT(mustFail(""), HasSubstr("mapping"));
+  EXPECT_THAT(mustFail("just text"), HasSubstr("mapping"));
+}
+
+}  // namespace
+}  // namespace flowlb::agent

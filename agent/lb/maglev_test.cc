@@ -1,0 +1,200 @@
+#include "agent/lb/maglev.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace flowlb::agent {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr uint32_t kM = kDefaultMaglevSize;  // 65537, prime
+constexpr uint64_t kSeed = 0x1234;
+
+std::string key(size_t i) {
+  return "10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + ".1|8080";
+}
+
+std::vector<MaglevBackend> backends(size_t n, uint32_t weight = 1) {
+  std::vector<MaglevBackend> b;
+  for (size_t i = 0; i < n; ++i) b.push_back({key(i), weight});
+  return b;
+}
+
+MaglevTable mustBuild(std::vector<MaglevBackend> b, uint32_t size = kM, uint64_t seed = kSeed) {
+  auto t = MaglevTable::build(std::move(b), size, seed);
+  EXPECT_TRUE(t.isOk()) << t.error();
+  return std::move(*t);
+}
+
+// Slots held per backend key.
+std::vector<std::pair<std::string, uint32_t>> sharesByKey(const MaglevTable& t) {
+  std::vector<std::pair<std::string, uint32_t>> out;
+  const auto counts = t.slotCounts();
+  for (size_t i = 0; i < counts.size(); ++i) out.emplace_back(t.backends()[i].key, counts[i]);
+  return out;
+}
+
+TEST(MaglevTest, EqualWeightsGiveFloorOrCeilSlots) {
+  for (size_t n : {1, 3, 7, 100}) {
+    const MaglevTable t = mustBuild(backends(n));
+    ASSERT_EQ(t.size(), kM);
+    ASSERT_FALSE(t.empty());
+    const uint32_t lo = kM / static_cast<uint32_t>(n);
+    const uint32_t hi = lo + (kM % n != 0 ? 1 : 0);
+    uint64_t total = 0;
+    for (uint32_t c : t.slotCounts()) {
+      EXPECT_GE(c, lo) << "N=" << n;
+      EXPECT_LE(c, hi) << "N=" << n;
+      total += c;
+    }
+    EXPECT_EQ(total, kM);
+  }
+}
+
+TEST(MaglevTest, WeightedSharesFollowWeightsWithinOnePercent) {
+  const std::vector<std::vector<uint32_t>> cases = {{1, 2, 3, 4}, {1, 10}};
+  for (const auto& weights : cases) {
+    std::vector<MaglevBackend> b;
+    uint64_t sum = 0;
+    for (size_t i = 0; i < weights.size(); ++i) {
+      b.push_back({key(i), weights[i]});
+      sum += weights[i];
+    }
+    const MaglevTable t = mustBuild(b);
+    const auto counts = t.slotCounts();
+    for (size_t i = 0; i < weights.size(); ++i) {
+      const double share = static_cast<double>(counts[i]) / kM;
+      const double want = static_cast<double>(weights[i]) / static_cast<double>(sum);
+      EXPECT_NEAR(share, want, 0.01) << "weight " << weights[i] << " of " << sum;
+    }
+  }
+}
+
+TEST(MaglevTest, InputOrderDoesNotMatter) {
+  std::vector<MaglevBackend> b = backends(37);
+  b[5].weight = 3;
+  b[20].weight = 0;
+  const MaglevTable ref = mustBuild(b);
+  std::mt19937 rng(7);
+  for (int round = 0; round < 5; ++round) {
+    std::shuffle(b.begin(), b.end(), rng);
+    const MaglevTable t = mustBuild(b);
+    EXPECT_EQ(t.slots(), ref.slots()) << "round " << round;
+    EXPECT_EQ(t.fingerprint(), ref.fingerprint()) << "round " << round;
+    EXPECT_EQ(sharesByKey(t), sharesByKey(ref));
+  }
+}
+
+TEST(MaglevTest, SeedChangesTheTable) {
+  const MaglevTable a = mustBuild(backends(10), kM, 1);
+  const MaglevTable b = mustBuild(backends(10), kM, 2);
+  EXPECT_NE(a.fingerprint(), b.fingerprint());
+  EXPECT_NE(a.slots(), b.slots());
+  // A weight change alone also changes the fingerprint.
+  auto heavier = backends(10);
+  heavier[0].weight = 2;
+  EXPECT_NE(mustBuild(heavier, kM, 1).fingerprint(), a.fingerprint());
+}
+
+TEST(MaglevTest, LookupUsesTheSlotOfTheHash) {
+  const MaglevTable t = mustBuild(backends(5));
+  for (uint64_t h : {uint64_t{0}, uint64_t{kM}, uint64_t{123456789}, ~uint64_t{0}}) {
+    EXPECT_EQ(t.lookup(h), t.slots()[h % kM]);
+    EXPECT_LT(t.lookup(h), 5u);
+  }
+}
+
+TEST(MaglevTest, RejectsBadSizesNamingTheSize) {
+  for (uint32_t size : {65536u, 0u, 1u, 65535u, kMaxMaglevSize + 1}) {
+    auto t = MaglevTable::build(backends(3), size, kSeed);
+    ASSERT_FALSE(t.isOk()) << size;
+    EXPECT_THAT(t.error(), HasSubstr("size " + std::to_string(size) + " ")) << t.error();
+  }
+  EXPECT_TRUE(MaglevTable::build(backends(3), 251, kSeed).isOk());
+}
+
+TEST(MaglevTest, RejectsDuplicateKeys) {
+  auto b = backends(4);
+  b.push_back({key(2), 5});
+  auto t = MaglevTable::build(b, kM, kSeed);
+  ASSERT_FALSE(t.isOk());
+  EXPECT_THAT(t.error(), HasSubstr(key(2)));
+}
+
+TEST(MaglevTest, RejectsMoreBackendsThanSlots) {
+  auto t = MaglevTable::build(backends(13), 13, kSeed);
+  ASSERT_FALSE(t.isOk());
+  EXPECT_THAT(t.error(), HasSubstr("13"));
+}
+
+TEST(MaglevTest, WarnsWhenTableIsUnderHundredSlotsPerBackend) {
+  std::string warning = "stale";
+  ASSERT_TRUE(MaglevTable::build(backends(100), kM, kSeed, &warning).isOk());
+  EXPECT_EQ(warning, "");
+  ASSERT_TRUE(MaglevTable::build(backends(700), kM, kSeed, &warning).isOk());
+  EXPECT_THAT(warning, HasSubstr("65537"));
+  ASSERT_TRUE(MaglevTable::build(backends(11), 1009, kSeed, &warning).isOk());
+  EXPECT_THAT(warning, HasSubstr("1009"));
+}
+
+TEST(MaglevTest, ZeroWeightBackendStaysListedButGetsNoSlots) {
+  auto b = backends(3);
+  b[1].weight = 0;
+  const MaglevTable t = mustBuild(b);
+  ASSERT_EQ(t.backends().size(), 3u);
+  EXPECT_EQ(t.backends()[1].key, key(1));
+  const auto counts = t.slotCounts();
+  EXPECT_EQ(counts[1], 0u);
+  EXPECT_EQ(counts[0] + counts[2], kM);
+  EXPECT_FALSE(t.empty());
+  for (uint32_t s : t.slots()) ASSERT_NE(s, 1u);
+}
+
+TEST(MaglevTest, AllZeroWeightsOrNoBackendsIsEmpty) {
+  const MaglevTable drained = mustBuild(backends(4, 0));
+  EXPECT_TRUE(drained.empty());
+  EXPECT_EQ(drained.backends().size(), 4u);
+  for (uint32_t c : drained.slotCounts()) EXPECT_EQ(c, 0u);
+  EXPECT_TRUE(mustBuild({}).empty());
+}
+
+TEST(MaglevTest, RemovingOneOfHundredMovesFewOtherSlots) {
+  constexpr size_t kN = 100;
+  const MaglevTable before = mustBuild(backends(kN));
+  auto fewer = backends(kN);
+  const std::string removed = fewer[42].key;
+  fewer.erase(fewer.begin() + 42);
+  const MaglevTable after = mustBuild(fewer);
+
+  uint32_t moved = 0;
+  uint32_t orphaned = 0;
+  for (uint32_t s = 0; s < kM; ++s) {
+    const std::string& was = before.backends()[before.slots()[s]].key;
+    const std::string& now = after.backends()[after.slots()[s]].key;
+    ASSERT_NE(now, removed);
+    if (was == removed) {
+      ++orphaned;
+    } else if (was != now) {
+      ++moved;
+    }
+  }
+  EXPECT_GT(orphaned, 0u);
+  const double optimum = 1.0 / kN;
+  const double moved_fraction = static_cast<double>(moved) / kM;
+  const double excess = moved_fraction / optimum;
+  std::cout << "[ maglev   ] N=" << kN << " M=" << kM << ": " << moved
+            << " slots of surviving backends moved (" << moved_fraction * 100
+            << " % of slots), excess ratio moved/(1/N) = " << excess << "\n";
+  ::testing::Test::RecordProperty("disruption_excess_ratio", std::to_string(excess));
+  EXPECT_LE(moved_fraction, 2 * optimum);
+}
+
+}  // namespace
+}  // namespace flowlb::agent

@@ -1,0 +1,229 @@
+// Benchmarks of the agent's forwarding core: Maglev build time, balance and
+// disruption; conntrack lookups and memory; the whole forwarding decision
+// per packet. bench/run.sh core turns the results into FIGURE lines.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <random>
+
+#include "agent/lb/conntrack.h"
+#include "agent/lb/forwarder.h"
+#include "agent/lb/maglev.h"
+#include "agent/lb/snapshot.h"
+#include "agent/packet/builder.h"
+#include "common/hash.h"
+
+namespace flowlb::agent {
+namespace {
+
+std::vector<MaglevBackend> backends(int n) {
+  std::vector<MaglevBackend> v;
+  for (int i = 0; i < n; ++i) {
+    v.push_back({"10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + ".1|8080", 1});
+  }
+  return v;
+}
+
+void BM_MaglevBuild(benchmark::State& state) {
+  const auto n = static_cast<int>(state.range(0));
+  const auto set = backends(n);
+  double imbalance = 0;
+  for (auto _ : state) {
+    auto t = MaglevTable::build(set, kDefaultMaglevSize, 7);
+    benchmark::DoNotOptimize(t);
+    state.PauseTiming();
+    const auto counts = t->slotCounts();
+    const double mean = static_cast<double>(kDefaultMaglevSize) / n;
+    imbalance = *std::max_element(counts.begin(), counts.end()) / mean;
+    state.ResumeTiming();
+  }
+  state.counters["imbalance"] = imbalance;
+}
+BENCHMARK(BM_MaglevBuild)->Arg(10)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond);
+
+// Slots that change owner when one of N backends is removed, divided by the
+// optimum (the removed backend's share, 1/N).
+void BM_MaglevDisruption(benchmark::State& state) {
+  const auto n = static_cast<int>(state.range(0));
+  auto set = backends(n);
+  double excess = 0;
+  for (auto _ : state) {
+    auto before = MaglevTable::build(set, kDefaultMaglevSize, 7);
+    auto smaller = set;
+    smaller.erase(smaller.begin() + n / 2);
+    auto after = MaglevTable::build(smaller, kDefaultMaglevSize, 7);
+    size_t moved = 0;
+    for (uint32_t i = 0; i < kDefaultMaglevSize; ++i) {
+      moved +=
+          before->backends()[before->slots()[i]].key != after->backends()[after->slots()[i]].key;
+    }
+    excess = static_cast<double>(moved) / (static_cast<double>(kDefaultMaglevSize) / n);
+  }
+  state.counters["excess"] = excess;
+}
+BENCHMARK(BM_MaglevDisruption)->Arg(100)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// Key number i, computed rather than stored: in a worker the key comes
+// from the packet, already in cache.
+FlowKey keyOf(uint64_t i) {
+  FlowTuple t;
+  const uint64_t h = mix64(i + 1);
+  t.src = IpAddr::fromV4(reinterpret_cast<const uint8_t*>(&h));
+  t.dst = *IpAddr::parse("192.0.2.10");
+  t.sport = static_cast<uint16_t>(h >> 32);
+  t.dport = 80;
+  t.proto = kProtoTCP;
+  return makeFlowKey(t, FlowKind::kForward);
+}
+
+// 1 M live entries in a 2 M-slot table; lookups of random present keys.
+// Arg 0: one lookup at a time; arg 1: batches of 16 with prefetch, as a
+// batched worker can issue them.
+void BM_ConntrackLookupHit(benchmark::State& state) {
+  constexpr size_t kEntries = 1 << 20;
+  ConnTrack ct(2 * kEntries, 1);
+  std::vector<uint32_t> present;
+  for (uint32_t i = 0; present.size() < kEntries; ++i) {
+    const FlowKey k = keyOf(i);
+    const uint64_t h = ct.hash(k);
+    if (ct.find(k, h, 0)) continue;  // a duplicate tuple
+    FlowEntry* e = ct.insert(k, h, 0);
+    e->state = FlowState::kEstablished;
+    e->timeout_ms = kMaxTimeoutMs;
+    present.push_back(i);
+  }
+  std::mt19937_64 rng(3);
+  std::vector<uint32_t> order(1 << 16);
+  for (auto& o : order) o = present[rng() % present.size()];
+  size_t i = 0;
+  size_t hits = 0;
+  const bool batched = state.range(0) == 1;
+  for (auto _ : state) {
+    if (!batched) {
+      const FlowKey k = keyOf(order[i++ & (order.size() - 1)]);
+      hits += ct.find(k, ct.hash(k), 1) != nullptr;
+    } else {
+      FlowKey k[16];
+      uint64_t h[16];
+      for (int j = 0; j < 16; ++j) {
+        k[j] = keyOf(order[(i + j) & (order.size() - 1)]);
+        h[j] = ct.hash(k[j]);
+        ct.prefetch(h[j]);
+      }
+      for (int j = 0; j < 16; ++j) hits += ct.find(k[j], h[j], 1) != nullptr;
+      i += 16;
+    }
+  }
+  const int64_t lookups = batched ? state.iterations() * 16 : state.iterations();
+  if (static_cast<int64_t>(hits) != lookups) state.SkipWithError("missed");
+  state.SetItemsProcessed(lookups);
+  state.counters["ns_per_lookup"] = benchmark::Counter(
+      static_cast<double>(lookups), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["bytes_per_entry"] = static_cast<double>(ct.bytesPerEntry());
+  state.counters["size"] = static_cast<double>(ct.size());
+}
+BENCHMARK(BM_ConntrackLookupHit)->Arg(0)->Arg(1);
+
+struct ForwardBench {
+  ForwardBench() {
+    SnatConfig snat;
+    snat.v4 = *IpAddr::parse("10.0.0.1");
+    snat.has_v4 = true;
+    DesiredState d;
+    ServiceSpec s;
+    s.name = "bench";
+    s.vip = *IpAddr::parse("192.0.2.10");
+    s.port = 80;
+    for (int i = 1; i <= 10; ++i) {
+      BackendSpec b;
+      b.addr = *IpAddr::parse("10.1.0." + std::to_string(i));
+      b.port = 8080;
+      s.backends.push_back(b);
+    }
+    d.services.push_back(s);
+    snap = *builder.build(d, snat);
+    NextHop hop;
+    hop.resolved = true;
+    hop.ifindex = 2;
+    hops.setDefault(true, hop);
+  }
+  static std::vector<uint8_t> frame(uint32_t i, uint8_t flags) {
+    FrameSpec f;
+    const uint8_t a[4] = {203, 0, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8)};
+    f.tuple = FlowTuple{IpAddr::fromV4(a), *IpAddr::parse("192.0.2.10"),
+                        static_cast<uint16_t>(1024 + (i & 0xff) * 200 + (i >> 24)), 80, kProtoTCP};
+    f.tcp_flags = flags;
+    f.payload = 6;  // a 64-byte frame
+    return buildFrame(f);
+  }
+  SnapshotBuilder builder;
+  std::shared_ptr<const Snapshot> snap;
+  StaticNextHops hops;
+};
+
+// Established NAT flows: 64 frames per batch over 4096 live flows. Each
+// frame is restored from its template first (NAT rewrites it in place); the
+// ~64-byte copy is included in the figure.
+void BM_ForwardEstablished(benchmark::State& state) {
+  ForwardBench fb;
+  Forwarder fwd(ForwarderConfig{.conntrack_entries = 1 << 16}, fb.hops);
+  constexpr uint32_t kFlows = 4096;
+  std::vector<std::vector<uint8_t>> templates;
+  for (uint32_t i = 0; i < kFlows; ++i) {
+    auto syn = ForwardBench::frame(i * 977, kTcpSyn);
+    fwd.process(syn.data(), syn.size(), *fb.snap, 0);
+    templates.push_back(ForwardBench::frame(i * 977, kTcpAck));
+  }
+  std::vector<uint8_t> work(templates[0].size());
+  uint32_t next = 0;
+  size_t sent = 0;
+  for (auto _ : state) {
+    for (int j = 0; j < 64; ++j) {
+      const auto& t = templates[next++ & (kFlows - 1)];
+      std::memcpy(work.data(), t.data(), t.size());
+      sent += fwd.process(work.data(), t.size(), *fb.snap, 1).kind == ActionKind::kTransmit;
+    }
+  }
+  if (static_cast<int64_t>(sent) != state.iterations() * 64)
+    state.SkipWithError("not all forwarded");
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * 64));
+  state.counters["ns_per_packet"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * 64),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_ForwardEstablished);
+
+// A new flow per packet (a SYN from a fresh tuple): Maglev lookup, SNAT port
+// allocation, two conntrack inserts. Tuples repeat after 64 Ki packets, by
+// which time the clock has moved past the SYN timeout so each is new again.
+void BM_ForwardNewFlow(benchmark::State& state) {
+  ForwardBench fb;
+  Forwarder fwd(ForwarderConfig{.conntrack_entries = 1 << 18}, fb.hops);
+  constexpr uint32_t kFrames = 1 << 16;
+  std::vector<std::vector<uint8_t>> templates;
+  for (uint32_t i = 0; i < kFrames; ++i)
+    templates.push_back(ForwardBench::frame(i * 2654435761u, kTcpSyn));
+  std::vector<uint8_t> work(templates[0].size());
+  uint32_t next = 0;
+  uint32_t now = 0;
+  size_t created = 0;
+  for (auto _ : state) {
+    for (int j = 0; j < 64; ++j) {
+      if ((next & (kFrames - 1)) == 0) now += 61'000;
+      const auto& t = templates[next++ & (kFrames - 1)];
+      std::memcpy(work.data(), t.data(), t.size());
+      created += fwd.process(work.data(), t.size(), *fb.snap, now).new_flow;
+    }
+  }
+  if (static_cast<int64_t>(created) != state.iterations() * 64) state.SkipWithError("not all new");
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * 64));
+  state.counters["ns_per_packet"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * 64),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_ForwardNewFlow);
+
+}  // namespace
+}  // namespace flowlb::agent
+
+BENCHMARK_MAIN();

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Benchmarks that print figures, one per line: FIGURE <name> <value> <unit>.
+#   bench/run.sh core      Maglev, conntrack and forwarding-decision figures
+# Run through ./flowlb.sh bench core (which installs and builds first), or
+# after a build into build/.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${FLOWLB_BUILD:-$root/build}
+
+core() {
+  ninja -C "$build" -j2 bench_core >/dev/null
+  local out
+  out=$(mktemp)
+  "$build/bench/bench_core" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+    --benchmark_format=json --benchmark_out="$out" --benchmark_out_format=json >/dev/null
+  python3 - "$out" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+med = {b["run_name"]: b for b in data["benchmarks"] if b.get("aggregate_name") == "median"}
+def ms(name):
+    b = med[name]
+    scale = {"ms": 1, "us": 1e-3, "ns": 1e-6}[b["time_unit"]]
+    return b["real_time"] * scale
+figures = [
+    ("maglev_build_ms_n10", ms("BM_MaglevBuild/10"), "ms"),
+    ("maglev_build_ms_n100", ms("BM_MaglevBuild/100"), "ms"),
+    ("maglev_build_ms_n1000", ms("BM_MaglevBuild/1000"), "ms"),
+    ("maglev_imbalance_n1000", med["BM_MaglevBuild/1000"]["imbalance"], "ratio"),
+    ("maglev_disruption_excess_n100", med["BM_MaglevDisruption/100/iterations:3"]["excess"], "ratio"),
+    ("conntrack_lookup_hit_ns_1m", med["BM_ConntrackLookupHit/0"]["ns_per_lookup"] * 1e9, "ns"),
+    ("conntrack_lookup_hit_batched16_ns_1m", med["BM_ConntrackLookupHit/1"]["ns_per_lookup"] * 1e9, "ns"),
+    ("conntrack_bytes_per_entry", med["BM_ConntrackLookupHit/0"]["bytes_per_entry"], "bytes"),
+    ("forward_established_ns", med["BM_ForwardEstablished"]["ns_per_packet"] * 1e9, "ns"),
+    ("forward_new_flow_ns", med["BM_ForwardNewFlow"]["ns_per_packet"] * 1e9, "ns"),
+]
+for name, value, unit in figures:
+    print("FIGURE %s %.4g %s" % (name, value, unit))
+PY
+  rm -f "$out"
+}
+
+case "${1:-}" in
+  core) core ;;
+  *) echo "usage: bench/run.sh core" >&2; exit 2 ;;
+esac

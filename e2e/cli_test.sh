@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# End-to-end checks of the two binaries as a user runs them: help texts,
+# the standalone configuration check and dry run, and clear rejections of
+# bad input. Usage: e2e/cli_test.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$1
+src=$2
+agent=$build/agent/flowlb-agent
+controller=$build/controller/flowlb-controller
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+check() {  # check NAME COMMAND...: the command must succeed
+  if "${@:2}" >"$tmp/out" 2>&1; then echo "ok   $1"; else echo "FAIL $1"; sed 's/^/     /' "$tmp/out"; fails=$((fails + 1)); fi
+}
+expect_fail() {  # expect_fail NAME PATTERN COMMAND...: must fail and print PATTERN
+  if "${@:3}" >"$tmp/out" 2>&1; then echo "FAIL $1 (succeeded)"; fails=$((fails + 1));
+  elif grep -q -- "$2" "$tmp/out"; then echo "ok   $1";
+  else echo "FAIL $1 (no '$2')"; sed 's/^/     /' "$tmp/out"; fails=$((fails + 1)); fi
+}
+
+for flag in --config --check --dry-run-flows --interface --xdp-mode --conntrack-entries --metrics-address; do
+  check "agent --help documents $flag" grep -q -- "$flag" <("$agent" --help)
+done
+for flag in --source --kubeconfig --default-class --grpc-address --tls-cert --plaintext --leader-elect; do
+  check "controller --help documents $flag" grep -q -- "$flag" <("$controller" --help)
+done
+
+check "agent checks the example config" "$agent" --config "$src/examples/agent-standalone.yaml" --check
+grep -q "fingerprint=" "$tmp/out" || { echo "FAIL no fingerprint printed"; fails=$((fails + 1)); }
+
+"$agent" --config "$src/examples/agent-standalone.yaml" --check --dry-run-flows 3000 >"$tmp/dry" 2>&1
+# 3000 flows over weights 1:1:2 (the draining backend gets none): each within 20 % of its share.
+python3 - "$tmp/dry" <<'PY' && echo "ok   dry run spreads flows by weight" || { echo "FAIL dry run spread"; cat "$tmp/dry"; exit 1; }
+import re, sys
+text = open(sys.argv[1]).read()
+line = [l for l in text.splitlines() if l.strip().startswith("default/web:http:")][0]
+counts = {a: int(n) for a, n in re.findall(r"(\d+\.\d+\.\d+\.\d+):8080=(\d+)", line)}
+assert "10.1.0.14" not in counts, "draining backend got new flows"
+want = {"10.1.0.11": 750, "10.1.0.12": 750, "10.1.0.13": 1500}
+for a, w in want.items():
+    assert abs(counts.get(a, 0) - w) <= 0.2 * w, (a, counts)
+assert "dropped=0" in line
+PY
+
+cat >"$tmp/bad.yaml" <<'YAML'
+services:
+  - name: web
+    vip: 192.0.2.10
+    port: 80
+    mode: magic
+    backends: []
+YAML
+expect_fail "agent rejects a bad mode naming line and field" "line 5: services\[0\].mode" "$agent" --config "$tmp/bad.yaml" --check
+printf 'services:\n  - name: web\n    vip: 192.0.2.300\n    port: 80\n    backends: []\n' >"$tmp/badip.yaml"
+expect_fail "agent rejects a bad VIP" "services\[0\].vip" "$agent" --config "$tmp/badip.yaml" --check
+expect_fail "agent refuses a bad --xdp-mode" "xdp-mode" "$agent" --xdp-mode turbo --config "$src/examples/agent-standalone.yaml"
+expect_fail "controller refuses a missing source dir" "no directory" "$controller" --source dir:/nonexistent --plaintext
+expect_fail "controller needs TLS or --plaintext" "plaintext" "$controller"
+
+echo "cli_test: $fails failure(s)"
+[ "$fails" -eq 0 ]
