@@ -178,10 +178,12 @@ size_t ConnTrack::sweep(uint32_t now_ms, size_t buckets) {
     for (uint32_t w = 0; w < kWays; ++w) {
       if (sigs_[base + w] == 0) continue;
       FlowEntry& e = entries_[base + w];
-      if (e.key.kind == FlowKind::kNatReply) continue;  // dies with its forward entry
+      // A linked NAT reply dies with its forward entry (owner() follows it).
+      if (e.key.kind == FlowKind::kNatReply && e.peer != kNoPeer) continue;
       if (isDead(e, now_ms)) {
-        freed += e.peer != kNoPeer ? 2 : 1;
+        const size_t before = size_;
         erase(&e);
+        freed += before - size_;
       }
     }
     sweep_cursor_ = (sweep_cursor_ + 1) & (bucket_count_ - 1);

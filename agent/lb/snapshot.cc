@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "agent/packet/packet.h"
@@ -94,7 +95,20 @@ Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredStat
     if (s.mode == ForwardingMode::kNat && !(s.vip.isV4() ? snat.has_v4 : snat.has_v6)) {
       return Status::error(where(s) + ": NAT mode needs a source NAT address of the VIP's family");
     }
+    if (s.maglev_size < 3 || s.maglev_size > kMaxMaglevSize || !isPrime(s.maglev_size)) {
+      return Status::error(where(s) + ": Maglev table size " + std::to_string(s.maglev_size) +
+                           " must be a prime between 3 and " + std::to_string(kMaxMaglevSize));
+    }
+    if (s.backends.size() >= s.maglev_size) {
+      return Status::error(where(s) + ": " + std::to_string(s.backends.size()) +
+                           " backends do not fit a Maglev table of " +
+                           std::to_string(s.maglev_size) + " slots");
+    }
+    std::set<std::string> keys;
     for (const BackendSpec& b : s.backends) {
+      if (!keys.insert(b.key()).second) {
+        return Status::error(where(s) + ": backend " + b.key() + " is listed twice");
+      }
       if (b.addr.isV4() != s.vip.isV4()) {
         return Status::error(where(s) + ": backend " + b.addr.toString() +
                              " is not of the VIP's address family");

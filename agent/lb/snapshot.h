@@ -95,10 +95,11 @@ class SnapshotBuilder {
 };
 
 // Read-copy-update for one writer and a fixed set of readers (workers),
-// quiescent-state based: a reader takes the current snapshot at the start of
-// a batch and reports quiescence after it; the writer frees an old snapshot
-// only when every reader has reported since it was replaced. Readers never
-// block and never touch a reference count.
+// quiescent-state based: a reader starts offline; it calls quiescent()
+// before its first acquire() (and after every offline()), takes the current
+// snapshot at the start of a batch and reports quiescence after it; the writer frees an old
+// snapshot only when every reader has reported since it was replaced. Readers never block and never
+// touch a reference count.
 class SnapshotPublisher {
  public:
   explicit SnapshotPublisher(size_t readers);
