@@ -6,15 +6,14 @@
 #include <string>
 
 #include "agent/packet/packet.h"
+#include "agent/testing/test_specs.h"
 
 namespace flowlb::agent {
 namespace {
 
-using ::testing::HasSubstr;
+using test_specs::ip;
 
-IpAddr ip(const char* s) {
-  return *IpAddr::parse(s);
-}
+using ::testing::HasSubstr;
 
 // Like examples/agent-standalone.yaml.
 constexpr const char* kExample = R"(# two services on one node

@@ -5,17 +5,17 @@
 #include <algorithm>
 #include <vector>
 
+#include "agent/testing/test_specs.h"
+
 namespace flowlb::agent {
 namespace {
+
+using test_specs::ip;
 
 constexpr uint64_t kSeed = 0xc0ffee;
 constexpr size_t kHalfOpen = static_cast<size_t>(EvictReason::kHalfOpen);
 constexpr size_t kOldest = static_cast<size_t>(EvictReason::kOldest);
 constexpr size_t kExpired = static_cast<size_t>(EvictReason::kExpired);
-
-IpAddr ip(const char* s) {
-  return *IpAddr::parse(s);
-}
 
 // Client `n` (a distinct address and port per n) to a VIP of either family.
 FlowKey key(uint32_t n, bool v4 = true, FlowKind kind = FlowKind::kForward) {

@@ -8,21 +8,13 @@
 #include "agent/packet/builder.h"
 #include "agent/packet/checksum.h"
 #include "agent/packet/parser.h"
+#include "agent/testing/test_specs.h"
 
 namespace flowlb::agent {
 namespace {
 
-IpAddr ip(const char* s) {
-  return *IpAddr::parse(s);
-}
-
-BackendSpec backend(const char* addr, uint16_t port, BackendState state = BackendState::kActive) {
-  BackendSpec b;
-  b.addr = ip(addr);
-  b.port = port;
-  b.state = state;
-  return b;
-}
+using test_specs::backend;
+using test_specs::ip;
 
 // A node with SNAT 10.0.0.1 / fd00::1 and these services:
 //   web   192.0.2.10:80/tcp  NAT, 3 backends :8080
@@ -34,9 +26,6 @@ BackendSpec backend(const char* addr, uint16_t port, BackendState state = Backen
 class ForwarderTest : public ::testing::Test {
  protected:
   ForwarderTest() {
-    snat_.v4 = ip("10.0.0.1");
-    snat_.v6 = ip("fd00::1");
-    snat_.has_v4 = snat_.has_v6 = true;
     state_.generation = 1;
     state_.services = {
         service("web", "192.0.2.10", 80, kProtoTCP, ForwardingMode::kNat,
@@ -118,7 +107,7 @@ class ForwarderTest : public ::testing::Test {
     return p.tuple;
   }
 
-  SnatConfig snat_;
+  SnatConfig snat_ = test_specs::snat();
   DesiredState state_;
   SnapshotBuilder builder_;
   std::shared_ptr<const Snapshot> snap_;

@@ -8,22 +8,16 @@
 #include <string>
 
 #include "agent/packet/packet.h"
+#include "agent/testing/test_specs.h"
 
 namespace flowlb::agent {
 namespace {
 
+using test_specs::backend;
+using test_specs::ip;
+using test_specs::snat;
+
 using ::testing::HasSubstr;
-
-IpAddr ip(const char* s) {
-  return *IpAddr::parse(s);
-}
-
-BackendSpec backend(const char* addr, uint16_t port = 8080) {
-  BackendSpec b;
-  b.addr = ip(addr);
-  b.port = port;
-  return b;
-}
 
 ServiceSpec service(const char* name, const char* vip, uint16_t port,
                     std::vector<BackendSpec> backends, uint8_t proto = kProtoTCP) {
@@ -35,14 +29,6 @@ ServiceSpec service(const char* name, const char* vip, uint16_t port,
   s.maglev_size = 251;
   s.backends = std::move(backends);
   return s;
-}
-
-SnatConfig snat() {
-  SnatConfig c;
-  c.v4 = ip("10.0.0.1");
-  c.v6 = ip("fd00::1");
-  c.has_v4 = c.has_v6 = true;
-  return c;
 }
 
 DesiredState state(std::vector<ServiceSpec> services) {

@@ -10,13 +10,13 @@
 #include "agent/packet/builder.h"
 #include "agent/packet/parser.h"
 #include "agent/packet/rewrite.h"
+#include "agent/testing/test_specs.h"
 
 namespace flowlb::agent {
 namespace {
 
-IpAddr ip(const char* s) {
-  return *IpAddr::parse(s);
-}
+using test_specs::ip;
+using test_specs::tuple;
 
 IpAddr randomAddr(std::mt19937& rng, bool v4) {
   uint8_t b[16];
@@ -97,11 +97,7 @@ TEST(ChecksumTest, OddLengthIsPaddedWithZero) {
 
 TEST(ChecksumTest, BuiltFramesVerify) {
   FrameSpec s;
-  s.tuple.src = ip("198.51.100.7");
-  s.tuple.dst = ip("192.0.2.10");
-  s.tuple.sport = 51000;
-  s.tuple.dport = 80;
-  s.tuple.proto = kProtoTCP;
+  s.tuple = tuple("198.51.100.7", 51000, "192.0.2.10", 80, kProtoTCP);
   s.payload = 7;
   const auto f = buildFrame(s);
   ParsedPacket p;
@@ -163,11 +159,7 @@ TEST(ChecksumTest, UdpChecksumNeverBecomesZeroAfterRewrite) {
   // Search for a port change after which the true sum is 0x0000: it must be
   // sent as 0xffff, since 0 means "no checksum" (RFC 768).
   FrameSpec s;
-  s.tuple.src = ip("198.51.100.7");
-  s.tuple.dst = ip("192.0.2.30");
-  s.tuple.sport = 5353;
-  s.tuple.dport = 53;
-  s.tuple.proto = kProtoUDP;
+  s.tuple = tuple("198.51.100.7", 5353, "192.0.2.30", 53, kProtoUDP);
   s.payload = 12;
   const auto base = buildFrame(s);
   ParsedPacket p;
@@ -184,11 +176,7 @@ TEST(ChecksumTest, UdpChecksumNeverBecomesZeroAfterRewrite) {
 
 TEST(ChecksumTest, Ipv4UdpWithoutChecksumStaysWithout) {
   FrameSpec s;
-  s.tuple.src = ip("198.51.100.7");
-  s.tuple.dst = ip("192.0.2.30");
-  s.tuple.sport = 5353;
-  s.tuple.dport = 53;
-  s.tuple.proto = kProtoUDP;
+  s.tuple = tuple("198.51.100.7", 5353, "192.0.2.30", 53, kProtoUDP);
   s.payload = 20;
   s.udp_zero_checksum = true;
   auto f = buildFrame(s);

@@ -6,23 +6,13 @@
 #include <vector>
 
 #include "agent/packet/builder.h"
+#include "agent/testing/test_specs.h"
 
 namespace flowlb::agent {
 namespace {
 
-IpAddr ip(const char* s) {
-  return *IpAddr::parse(s);
-}
-
-FlowTuple tuple(const char* src, uint16_t sport, const char* dst, uint16_t dport, uint8_t proto) {
-  FlowTuple t;
-  t.src = ip(src);
-  t.dst = ip(dst);
-  t.sport = sport;
-  t.dport = dport;
-  t.proto = proto;
-  return t;
-}
+using test_specs::ip;
+using test_specs::tuple;
 
 std::vector<uint8_t> frame(const FlowTuple& t, size_t payload = 0) {
   FrameSpec s;
