@@ -36,7 +36,13 @@ struct IpAddr {
   const uint8_t* v4() const { return &bytes[12]; }
   std::string toString() const;
 
-  friend bool operator==(const IpAddr&, const IpAddr&) = default;
+  // Two 8-byte compares: this runs several times per packet.
+  friend bool operator==(const IpAddr& a, const IpAddr& b) {
+    uint64_t x[2], y[2];
+    std::memcpy(x, a.bytes.data(), 16);
+    std::memcpy(y, b.bytes.data(), 16);
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+  }
   friend auto operator<=>(const IpAddr&, const IpAddr&) = default;
 };
 

@@ -76,7 +76,7 @@ Action Forwarder::transmit(uint8_t* frame, const IpAddr& toward, bool need_on_li
 }
 
 Action Forwarder::process(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms) {
-  ParsedPacket p;
+  ParsedPacket& p = pkt_;
   const ParseOutcome o = parsePacket(frame, len, p);
   if (o.status == ParseStatus::kNotIp) return pass();
   if (o.status == ParseStatus::kMalformed) return drop(o.reason);
@@ -234,12 +234,7 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
 
   if (svc.spec.mode == ForwardingMode::kDsr) return transmit(frame, b->addr, true, a);
   const IpAddr& snat = b->addr.isV4() ? snap.snat.v4 : snap.snat.v6;
-  rewriteAddress(frame, p.outer, t, Endpoint::kDestination, b->addr);
-  rewriteAddress(frame, p.outer, t, Endpoint::kSource, snat);
-  if (p.outer.has_l4) {
-    rewritePort(frame, p.outer, t, Endpoint::kDestination, b->port);
-    rewritePort(frame, p.outer, t, Endpoint::kSource, e->nat_port);
-  }
+  rewriteFlow(frame, p.outer, t, snat, e->nat_port, b->addr, b->port);
   return transmit(frame, b->addr, false, a);
 }
 
@@ -265,12 +260,7 @@ Action Forwarder::natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap
   } else {
     f.last_seen_ms = now_ms;  // service being removed: keep the flow alive
   }
-  rewriteAddress(frame, p.outer, t, Endpoint::kSource, vip);
-  rewriteAddress(frame, p.outer, t, Endpoint::kDestination, client);
-  if (p.outer.has_l4) {
-    rewritePort(frame, p.outer, t, Endpoint::kSource, f.key.dport);
-    rewritePort(frame, p.outer, t, Endpoint::kDestination, f.key.sport);
-  }
+  rewriteFlow(frame, p.outer, t, vip, f.key.dport, client, f.key.sport);
   return transmit(frame, client, false, a);
 }
 

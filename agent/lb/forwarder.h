@@ -81,6 +81,7 @@ class Forwarder {
   ConnTrack conntrack_;
   FragmentTable fragments_;
   ForwarderStats stats_;
+  ParsedPacket pkt_;  // scratch, reused for every frame (no per-packet init)
 };
 
 // Canonical flow hash used for Maglev: the same on every node (rule 3).

@@ -16,22 +16,6 @@ uint16_t csumFold(uint32_t sum) {
   return static_cast<uint16_t>(sum);
 }
 
-void csumReplace(uint8_t* csum, const uint8_t* old_bytes, const uint8_t* new_bytes, size_t len) {
-  uint32_t sum = static_cast<uint16_t>(~loadBe16(csum));
-  for (size_t i = 0; i + 1 < len; i += 2) {
-    sum += static_cast<uint16_t>(~loadBe16(old_bytes + i));
-    sum += loadBe16(new_bytes + i);
-  }
-  storeBe16(csum, static_cast<uint16_t>(~csumFold(sum)));
-}
-
-void csumReplace16(uint8_t* csum, uint16_t old_value, uint16_t new_value) {
-  uint8_t o[2], n[2];
-  storeBe16(o, old_value);
-  storeBe16(n, new_value);
-  csumReplace(csum, o, n, 2);
-}
-
 uint16_t ipv4HeaderChecksum(const uint8_t* data, const L3L4& l) {
   const uint8_t* ip = data + l.l3;
   const size_t ihl = size_t{ip[0] & 0x0fu} * 4;

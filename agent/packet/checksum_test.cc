@@ -85,7 +85,11 @@ TEST(ChecksumTest, IncrementalUpdateMatchesRfc1624Example) {
   // RFC 1624 section 4: HC = 0xdd2f, m = 0x5555 -> m' = 0x3285 gives 0x0000.
   uint8_t c[2];
   storeBe16(c, 0xdd2f);
-  csumReplace16(c, 0x5555, 0x3285);
+  uint8_t field[2];
+  storeBe16(field, 0x5555);
+  CsumDelta d;
+  d.replace16(field, 0x3285);
+  d.apply(c);
   EXPECT_EQ(loadBe16(c), 0x0000);
 }
 
@@ -143,6 +147,10 @@ TEST(ChecksumTest, IncrementalRewritesMatchFullRecomputeOnRandomPackets) {
       }
       ASSERT_TRUE(checksumsMatch(f, p, id + " after step " + std::to_string(step)));
     }
+    // The NAT fast path: all four fields in one pass.
+    rewriteFlow(f.data(), p.outer, p.tuple, randomAddr(rng, v4), static_cast<uint16_t>(rng()),
+                randomAddr(rng, v4), static_cast<uint16_t>(rng()));
+    ASSERT_TRUE(checksumsMatch(f, p, id + " after rewriteFlow"));
     // The rewritten frame parses to the tuple the rewrites reported.
     ParsedPacket again;
     ASSERT_EQ(parsePacket(f.data(), f.size(), again).status, ParseStatus::kOk);

@@ -93,7 +93,8 @@ struct ParsedPacket {
   L3L4 outer;
   FlowTuple tuple;  // outer tuple; ports 0 when !outer.has_l4
   uint8_t tcp_flags = 0;
-  // ICMP / ICMPv6 error carrying a quoted packet of some flow.
+  // ICMP / ICMPv6 error carrying a quoted packet of some flow; inner and
+  // inner_tuple are meaningful only when icmp_error is set.
   bool icmp_error = false;
   uint8_t icmp_type = 0;
   uint8_t icmp_code = 0;

@@ -155,8 +155,17 @@ const char* dropReasonName(DropReason r) {
 }
 
 ParseOutcome parsePacket(const uint8_t* data, size_t len, ParsedPacket& out) {
-  out = ParsedPacket{};
+  // Reset only what every path reads; addresses are written when an IP
+  // header is found, and the quoted fields only for ICMP errors.
   out.len = len;
+  out.vlan_tci = 0;
+  out.vlan = false;
+  out.outer = L3L4{};
+  out.tuple.sport = out.tuple.dport = 0;
+  out.tuple.proto = 0;
+  out.tcp_flags = 0;
+  out.icmp_error = false;
+  out.icmp_type = out.icmp_code = 0;
   if (len < kEthHeader) return malformed(DropReason::kTruncatedL2);
   size_t off = 12;
   uint16_t ethertype = loadBe16(data + off);
@@ -194,6 +203,8 @@ ParseOutcome parsePacket(const uint8_t* data, size_t len, ParsedPacket& out) {
   // The quoted packet: an IP header of the same family plus >= 8 bytes of L4.
   const size_t quote = out.outer.l4 + 8;
   const size_t quote_end = out.outer.l4 + out.outer.l4_len;
+  out.inner = L3L4{};
+  out.inner_tuple = FlowTuple{};
   if (DropReason r = parseIp(data, quote_end, quote, true, out.inner, out.inner_tuple);
       r != DropReason::kNone || out.inner.v4 != out.outer.v4 || !out.inner.has_l4) {
     return malformed(DropReason::kIcmpMalformed);

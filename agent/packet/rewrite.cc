@@ -21,41 +21,87 @@ void fixUdpZero(uint8_t* c, uint8_t proto) {
   if (proto == kProtoUDP && c[0] == 0 && c[1] == 0) c[0] = c[1] = 0xff;
 }
 
+// Where an address of the header at `l` lies.
+uint8_t* addressField(uint8_t* data, const L3L4& l, Endpoint which) {
+  uint8_t* ip = data + l.l3;
+  if (l.v4) return ip + (which == Endpoint::kSource ? 12 : 16);
+  return ip + (which == Endpoint::kSource ? 8 : 24);
+}
+
+const uint8_t* addressBytes(const IpAddr& a, bool v4) {
+  return v4 ? a.v4() : a.bytes.data();
+}
+
 }  // namespace
 
 void rewriteAddress(uint8_t* data, const L3L4& l, FlowTuple& t, Endpoint which,
                     const IpAddr& addr) {
-  IpAddr& field = which == Endpoint::kSource ? t.src : t.dst;
-  uint8_t* ip = data + l.l3;
-  uint8_t* l4c = transportChecksum(data, l, t.proto);
-  if (l.v4) {
-    uint8_t* where = ip + (which == Endpoint::kSource ? 12 : 16);
-    csumReplace(ip + 10, where, addr.v4(), 4);
-    if (l4c) {
-      csumReplace(l4c, where, addr.v4(), 4);
-      fixUdpZero(l4c, t.proto);
-    }
-    std::memcpy(where, addr.v4(), 4);
-  } else {
-    uint8_t* where = ip + (which == Endpoint::kSource ? 8 : 24);
-    if (l4c) {
-      csumReplace(l4c, where, addr.bytes.data(), 16);
-      fixUdpZero(l4c, t.proto);
-    }
-    std::memcpy(where, addr.bytes.data(), 16);
+  uint8_t* where = addressField(data, l, which);
+  const uint8_t* bytes = addressBytes(addr, l.v4);
+  const size_t len = l.v4 ? 4 : 16;
+  CsumDelta d;
+  d.replace(where, bytes, len);
+  if (l.v4) d.apply(data + l.l3 + 10);
+  if (uint8_t* c = transportChecksum(data, l, t.proto)) {
+    d.apply(c);
+    fixUdpZero(c, t.proto);
   }
-  field = addr;
+  std::memcpy(where, bytes, len);
+  (which == Endpoint::kSource ? t.src : t.dst) = addr;
 }
 
 void rewritePort(uint8_t* data, const L3L4& l, FlowTuple& t, Endpoint which, uint16_t port) {
-  uint16_t& field = which == Endpoint::kSource ? t.sport : t.dport;
   uint8_t* where = data + l.l4 + (which == Endpoint::kSource ? 0 : 2);
   if (uint8_t* c = transportChecksum(data, l, t.proto)) {
-    csumReplace16(c, field, port);
+    CsumDelta d;
+    d.replace16(where, port);
+    d.apply(c);
     fixUdpZero(c, t.proto);
   }
   storeBe16(where, port);
-  field = port;
+  (which == Endpoint::kSource ? t.sport : t.dport) = port;
+}
+
+namespace {
+
+// The NAT fast path for one family: addresses and ports in one pass.
+template <size_t kLen>
+void rewriteFlowFixed(uint8_t* data, const L3L4& l, FlowTuple& t, const uint8_t* src,
+                      uint16_t sport, const uint8_t* dst, uint16_t dport) {
+  uint8_t* src_field = addressField(data, l, Endpoint::kSource);
+  uint8_t* dst_field = addressField(data, l, Endpoint::kDestination);
+  CsumDelta addrs;
+  addrs.replace(src_field, src, kLen);
+  addrs.replace(dst_field, dst, kLen);
+  if (kLen == 4) addrs.apply(data + l.l3 + 10);
+  uint8_t* ports = data + l.l4;
+  if (uint8_t* c = transportChecksum(data, l, t.proto)) {
+    addrs.replace16(ports, sport);
+    addrs.replace16(ports + 2, dport);
+    addrs.apply(c);
+    fixUdpZero(c, t.proto);
+  }
+  std::memcpy(src_field, src, kLen);
+  std::memcpy(dst_field, dst, kLen);
+  if (l.has_l4) {
+    storeBe16(ports, sport);
+    storeBe16(ports + 2, dport);
+    t.sport = sport;
+    t.dport = dport;
+  }
+}
+
+}  // namespace
+
+void rewriteFlow(uint8_t* data, const L3L4& l, FlowTuple& t, const IpAddr& src, uint16_t sport,
+                 const IpAddr& dst, uint16_t dport) {
+  if (l.v4) {
+    rewriteFlowFixed<4>(data, l, t, src.v4(), sport, dst.v4(), dport);
+  } else {
+    rewriteFlowFixed<16>(data, l, t, src.bytes.data(), sport, dst.bytes.data(), dport);
+  }
+  t.src = src;
+  t.dst = dst;
 }
 
 void rewriteMacs(uint8_t* data, const uint8_t dst[6], const uint8_t src[6]) {

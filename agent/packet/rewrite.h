@@ -18,6 +18,11 @@ void rewriteAddress(uint8_t* data, const L3L4& l, FlowTuple& t, Endpoint which, 
 // Rewrites a TCP/UDP port (host order) and fixes the transport checksum.
 void rewritePort(uint8_t* data, const L3L4& l, FlowTuple& t, Endpoint which, uint16_t port);
 
+// Rewrites both addresses and, when the transport header is present, both
+// ports in one pass with one update per checksum: the NAT fast path.
+void rewriteFlow(uint8_t* data, const L3L4& l, FlowTuple& t, const IpAddr& src, uint16_t sport,
+                 const IpAddr& dst, uint16_t dport);
+
 // Sets the Ethernet destination and source MAC addresses.
 void rewriteMacs(uint8_t* data, const uint8_t dst[6], const uint8_t src[6]);
 
