@@ -11,7 +11,7 @@ core() {
   ninja -C "$build" -j2 bench_core >/dev/null
   local out
   out=$(mktemp)
-  "$build/bench/bench_core" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+  "$build/bench/bench_core" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
     --benchmark_format=json --benchmark_out="$out" --benchmark_out_format=json >/dev/null
   python3 - "$out" <<'PY'
 import json, sys
@@ -21,17 +21,27 @@ def ms(name):
     b = med[name]
     scale = {"ms": 1, "us": 1e-3, "ns": 1e-6}[b["time_unit"]]
     return b["real_time"] * scale
+lat = med["BM_MemoryLatencyBaseline"]["ns_per_load"] * 1e9
+hit = med["BM_ConntrackLookupHit/0"]["ns_per_lookup"] * 1e9
+hit16 = med["BM_ConntrackLookupHit/1"]["ns_per_lookup"] * 1e9
 figures = [
     ("maglev_build_ms_n10", ms("BM_MaglevBuild/10"), "ms"),
     ("maglev_build_ms_n100", ms("BM_MaglevBuild/100"), "ms"),
     ("maglev_build_ms_n1000", ms("BM_MaglevBuild/1000"), "ms"),
     ("maglev_imbalance_n1000", med["BM_MaglevBuild/1000"]["imbalance"], "ratio"),
     ("maglev_disruption_excess_n100", med["BM_MaglevDisruption/100/iterations:3"]["excess"], "ratio"),
-    ("conntrack_lookup_hit_ns_1m", med["BM_ConntrackLookupHit/0"]["ns_per_lookup"] * 1e9, "ns"),
-    ("conntrack_lookup_hit_batched16_ns_1m", med["BM_ConntrackLookupHit/1"]["ns_per_lookup"] * 1e9, "ns"),
+    ("memory_latency_baseline_ns", lat, "ns"),
+    ("conntrack_lookup_hit_ns_1m", hit, "ns"),
+    ("conntrack_lookup_hit_vs_memory_latency", hit / lat, "ratio"),
+    ("conntrack_lookup_hit_batched16_ns_1m", hit16, "ns"),
+    ("conntrack_lookup_hit_batched16_vs_memory_latency", hit16 / lat, "ratio"),
     ("conntrack_bytes_per_entry", med["BM_ConntrackLookupHit/0"]["bytes_per_entry"], "bytes"),
-    ("forward_established_ns", med["BM_ForwardEstablished"]["ns_per_packet"] * 1e9, "ns"),
-    ("forward_new_flow_ns", med["BM_ForwardNewFlow"]["ns_per_packet"] * 1e9, "ns"),
+    ("forward_established_ns", med["BM_ForwardEstablished/4096/1"]["ns_per_packet"] * 1e9, "ns"),
+    ("forward_established_one_by_one_ns", med["BM_ForwardEstablished/4096/0"]["ns_per_packet"] * 1e9, "ns"),
+    ("forward_established_128k_flows_ns", med["BM_ForwardEstablished/131072/1"]["ns_per_packet"] * 1e9, "ns"),
+    ("forward_established_128k_flows_one_by_one_ns", med["BM_ForwardEstablished/131072/0"]["ns_per_packet"] * 1e9, "ns"),
+    ("forward_new_flow_ns", med["BM_ForwardNewFlow/16384"]["ns_per_packet"] * 1e9, "ns"),
+    ("forward_new_flow_1m_table_ns", med["BM_ForwardNewFlow/1048576"]["ns_per_packet"] * 1e9, "ns"),
 ]
 for name, value, unit in figures:
     print("FIGURE %s %.4g %s" % (name, value, unit))

@@ -48,22 +48,18 @@ ConnTrack::ConnTrack(size_t capacity, uint64_t seed)
   for (size_t i = 0; i < n; ++i) new (&entries_[i]) FlowEntry{};
 }
 
-uint64_t ConnTrack::hash(const FlowKey& k) const {
-  // Five 8-byte words; the key has no padding (see static_assert).
-  uint64_t w[5];
-  std::memcpy(w, &k, sizeof w);
-  // Independent multiplies (they run in parallel) and one final mix: the
-  // table is local to this worker, so only speed and spread matter here.
-  const uint64_t a =
-      (w[0] ^ seed_) * 0x9e3779b97f4a7c15ULL + (w[1] ^ (seed_ >> 7)) * 0xc2b2ae3d27d4eb4fULL;
-  const uint64_t b = w[2] * 0x165667b19e3779f9ULL + w[3] * 0xd6e8feb86659fd93ULL +
-                     (w[4] ^ seed_) * 0xff51afd7ed558ccdULL;
-  return mix64(a ^ ((b << 29) | (b >> 35)));
-}
-
 void ConnTrack::prefetch(uint64_t hash) const {
   __builtin_prefetch(&sigs_[bucketOf(hash) * kWays]);
   __builtin_prefetch(&sigs_[altBucketOf(hash) * kWays]);
+}
+
+void ConnTrack::prefetchEntry(uint64_t hash) const {
+  const uint32_t sig = signature(hash);
+  for (size_t base : {bucketOf(hash) * kWays, altBucketOf(hash) * kWays}) {
+    for (uint32_t w = 0; w < kWays; ++w) {
+      if (sigs_[base + w] == sig) __builtin_prefetch(&entries_[base + w]);
+    }
+  }
 }
 
 const FlowEntry& ConnTrack::owner(const FlowEntry& e) const {
@@ -116,14 +112,21 @@ FlowEntry* ConnTrack::insert(const FlowKey& k, uint64_t hash, uint32_t now_ms, u
     }
   }
   int victim_rank = -1;  // 0 expired, 1 half-open, 2 live
-  if (slot == UINT32_MAX) {
+  // Candidates are ranked by their own fields first: a linked NAT reply is
+  // skipped (it goes with its forward entry, and ranking it would cost a
+  // random read of that peer); only if all 16 are such replies are their
+  // peers read.
+  for (int pass = 0; pass < 2 && slot == UINT32_MAX; ++pass) {
     victim_rank = 3;
     uint32_t victim_age = 0;
     for (size_t base : buckets) {
       for (uint32_t w = 0; w < kWays; ++w) {
         const uint32_t i = static_cast<uint32_t>(base + w);
         if (i == protect) continue;
-        const FlowEntry& o = owner(entries_[i]);
+        const FlowEntry& e = entries_[i];
+        const bool linked_reply = e.key.kind == FlowKind::kNatReply && e.peer != kNoPeer;
+        if (linked_reply && pass == 0) continue;
+        const FlowEntry& o = owner(e);
         const uint32_t age = now_ms - o.last_seen_ms;
         const int rank = age > o.timeout_ms ? 0 : o.state == FlowState::kSynSent ? 1 : 2;
         if (rank < victim_rank || (rank == victim_rank && age > victim_age)) {

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <memory>
 
+#include "common/hash.h"
 #include "common/ip_addr.h"
 
 namespace flowlb::agent {
@@ -53,6 +54,20 @@ inline bool operator==(const FlowKey& a, const FlowKey& b) {
   std::memcpy(x, &a, sizeof x);
   std::memcpy(y, &b, sizeof y);
   return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
+}
+
+// Hash of a flow key: independent multiplies (they run in parallel) and one
+// final mix. Used with a local seed for the conntrack table and with the
+// cluster-wide seed for Maglev (so it must be the same on every node: the
+// key's bytes are read as little-endian words, as on all supported hosts).
+inline uint64_t hashFlowKey(const FlowKey& k, uint64_t seed) {
+  uint64_t w[5];
+  std::memcpy(w, &k, sizeof w);
+  const uint64_t a =
+      (w[0] ^ seed) * 0x9e3779b97f4a7c15ULL + (w[1] ^ (seed >> 7)) * 0xc2b2ae3d27d4eb4fULL;
+  const uint64_t b = w[2] * 0x165667b19e3779f9ULL + w[3] * 0xd6e8feb86659fd93ULL +
+                     (w[4] ^ seed) * 0xff51afd7ed558ccdULL;
+  return mix64(a ^ ((b << 29) | (b >> 35)));
 }
 
 inline constexpr uint32_t kNoPeer = UINT32_MAX;
@@ -98,8 +113,11 @@ class ConnTrack {
   // `capacity` entries (rounded up to a power-of-two number of buckets).
   ConnTrack(size_t capacity, uint64_t seed);
 
-  uint64_t hash(const FlowKey& k) const;
+  uint64_t hash(const FlowKey& k) const { return hashFlowKey(k, seed_); }
+  // Batched lookups: prefetch() the buckets' signatures, later
+  // prefetchEntry() the entries whose signature matches, then find().
   void prefetch(uint64_t hash) const;
+  void prefetchEntry(uint64_t hash) const;
 
   // The live entry for `k`, or nullptr. An entry found dead is freed.
   FlowEntry* find(const FlowKey& k, uint64_t hash, uint32_t now_ms);

@@ -1,5 +1,7 @@
 #include "agent/lb/forwarder.h"
 
+#include <algorithm>
+
 #include "agent/packet/parser.h"
 #include "agent/packet/rewrite.h"
 #include "common/hash.h"
@@ -32,8 +34,7 @@ FlowKey makeFlowKey(const FlowTuple& t, FlowKind kind) {
 }
 
 uint64_t flowHash(const FlowTuple& t, uint64_t seed) {
-  const FlowKey k = makeFlowKey(t, FlowKind::kForward);
-  return hashBytes(&k, sizeof k, seed);
+  return hashFlowKey(makeFlowKey(t, FlowKind::kForward), seed);
 }
 
 Forwarder::Forwarder(const ForwarderConfig& config, const NextHopTable& next_hops)
@@ -76,8 +77,55 @@ Action Forwarder::transmit(uint8_t* frame, const IpAddr& toward, bool need_on_li
 }
 
 Action Forwarder::process(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms) {
-  ParsedPacket& p = pkt_;
-  const ParseOutcome o = parsePacket(frame, len, p);
+  const ParseOutcome o = parsePacket(frame, len, pkt_);
+  return decide(frame, o, pkt_, snap, now_ms);
+}
+
+bool Forwarder::lookupKey(const ParsedPacket& p, const Snapshot& snap, FlowKey* key) const {
+  const FlowTuple& t = p.tuple;
+  if (p.icmp_error || !p.outer.has_l4 || (t.proto != kProtoTCP && t.proto != kProtoUDP)) {
+    return false;
+  }
+  *key = makeFlowKey(t, snap.isSnatAddress(t.dst) ? FlowKind::kNatReply : FlowKind::kForward);
+  return true;
+}
+
+void Forwarder::processBatch(const Frame* frames, size_t n, const Snapshot& snap, uint32_t now_ms,
+                             Action* actions) {
+  // A software pipeline over a small ring: frame i is parsed and its bucket
+  // signatures prefetched kLead frames before it is decided, and the
+  // matching entry half-way there; the misses of several frames overlap
+  // while the working set stays in L1.
+  constexpr size_t kLead = 4;
+  constexpr size_t kRing = 2 * kLead;
+  static_assert(kRing <= kMaxBatch);
+  uint64_t hashes[kRing];
+  bool keyed[kRing];
+  for (size_t i = 0; i < n + kLead; ++i) {
+    if (i < n) {
+      const size_t r = i % kRing;
+      FlowKey key;
+      outcomes_[r] = parsePacket(frames[i].data, frames[i].len, batch_[r]);
+      keyed[r] = outcomes_[r].status == ParseStatus::kOk && lookupKey(batch_[r], snap, &key);
+      if (keyed[r]) {
+        hashes[r] = conntrack_.hash(key);
+        conntrack_.prefetch(hashes[r]);
+      }
+    }
+    if (i >= kLead / 2 && i - kLead / 2 < n && keyed[(i - kLead / 2) % kRing]) {
+      conntrack_.prefetchEntry(hashes[(i - kLead / 2) % kRing]);
+    }
+    if (i >= kLead) {
+      const size_t d = i - kLead;
+      const size_t r = d % kRing;
+      actions[d] = decide(frames[d].data, outcomes_[r], batch_[r], snap, now_ms,
+                          keyed[r] ? &hashes[r] : nullptr);
+    }
+  }
+}
+
+Action Forwarder::decide(uint8_t* frame, ParseOutcome o, ParsedPacket& p, const Snapshot& snap,
+                         uint32_t now_ms, const uint64_t* hash_hint) {
   if (o.status == ParseStatus::kNotIp) return pass();
   if (o.status == ParseStatus::kMalformed) return drop(o.reason);
   if (p.icmp_error) return icmpError(frame, p, snap, now_ms);
@@ -91,10 +139,10 @@ Action Forwarder::process(uint8_t* frame, size_t len, const Snapshot& snap, uint
       return drop(DropReason::kFragmentUnknownFlow);
     }
   }
-  if (snap.isSnatAddress(t.dst)) return natReply(frame, p, snap, now_ms);
+  if (snap.isSnatAddress(t.dst)) return natReply(frame, p, snap, now_ms, hash_hint);
   const int si = snap.findService(t.dst, t.dport, t.proto);
   if (si < 0) return pass();
-  return toService(frame, p, snap, si, now_ms);
+  return toService(frame, p, snap, si, now_ms, hash_hint);
 }
 
 const BackendRuntime* Forwarder::choose(const ServiceRuntime& svc, const Snapshot& snap,
@@ -169,10 +217,12 @@ bool Forwarder::allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, 
   const uint32_t lo = lo_all + slice * config_.worker;
   const IpAddr& snat = b.addr.isV4() ? snap.snat.v4 : snap.snat.v6;
   FlowTuple rt{b.addr, snat, b.port, 0, t.proto};
-  uint32_t start = static_cast<uint32_t>(flowHash(t, config_.conntrack_seed) % slice);
+  // Each attempt is an independent random port: linear probing would walk
+  // along the runs of busy ports that a loaded range builds up.
+  uint64_t h = flowHash(t, config_.conntrack_seed);
   const uint32_t attempts = std::min(config_.snat_port_attempts, slice);
-  for (uint32_t i = 0; i < attempts; ++i) {
-    rt.dport = static_cast<uint16_t>(lo + (start + i) % slice);
+  for (uint32_t i = 0; i < attempts; ++i, h = mix64(h + i)) {
+    rt.dport = static_cast<uint16_t>(lo + ((h >> 32) * slice >> 32));
     *reply_key = makeFlowKey(rt, FlowKind::kNatReply);
     *reply_hash = conntrack_.hash(*reply_key);
     if (conntrack_.find(*reply_key, *reply_hash, now_ms) == nullptr) {
@@ -184,7 +234,7 @@ bool Forwarder::allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, 
 }
 
 Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, int32_t si,
-                            uint32_t now_ms) {
+                            uint32_t now_ms, const uint64_t* hash_hint) {
   const ServiceRuntime& svc = snap.services[static_cast<size_t>(si)];
   FlowTuple& t = p.tuple;
   if (!svc.spec.source_ranges.empty()) {
@@ -194,7 +244,7 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
   }
   const bool opens = p.outer.has_l4 && opensFlow(t, p.tcp_flags);
   const FlowKey key = makeFlowKey(t, FlowKind::kForward);
-  const uint64_t h = conntrack_.hash(key);
+  const uint64_t h = hash_hint ? *hash_hint : conntrack_.hash(key);
   FlowEntry* e = conntrack_.find(key, h, now_ms);
   const BackendRuntime* b = nullptr;
   Action a;
@@ -238,10 +288,11 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
   return transmit(frame, b->addr, false, a);
 }
 
-Action Forwarder::natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms) {
+Action Forwarder::natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms,
+                           const uint64_t* hash_hint) {
   FlowTuple& t = p.tuple;
   const FlowKey key = makeFlowKey(t, FlowKind::kNatReply);
-  FlowEntry* r = conntrack_.find(key, conntrack_.hash(key), now_ms);
+  FlowEntry* r = conntrack_.find(key, hash_hint ? *hash_hint : conntrack_.hash(key), now_ms);
   if (r == nullptr || r->peer == kNoPeer) {
     ++stats_.nat_reply_unknown;  // not ours: maybe the node's own connection
     Action a = pass();

@@ -404,3 +404,42 @@ TEST_F(ForwarderTest, IdleFlowsExpireAndAreSwept) {
 
 }  // namespace
 }  // namespace flowlb::agent
+
+namespace flowlb::agent {
+namespace {
+
+TEST_F(ForwarderTest, BatchGivesTheSameVerdictsAndFramesAsOneByOne) {
+  // A mixed batch: new flows, their repeats, a reply, UDP, IPv6, garbage, a
+  // non-VIP packet and a denied source; twice, so the second round hits state.
+  std::vector<std::vector<uint8_t>> frames;
+  for (uint16_t p = 1000; p < 1020; ++p)
+    frames.push_back(tcp("203.0.113.5", p, "192.0.2.10", 80, kTcpSyn));
+  frames.push_back(udp("203.0.113.5", 5000, "192.0.2.30", 53));
+  frames.push_back(tcp("2001:db8:ffff::5", 40001, "2001:db8::10", 80, kTcpSyn));
+  frames.push_back(std::vector<uint8_t>(10, 0xff));
+  frames.push_back(tcp("203.0.113.5", 40001, "10.0.0.1", 22, kTcpSyn));
+  frames.push_back(tcp("203.0.113.5", 40001, "192.0.2.50", 22, kTcpSyn));
+  for (uint16_t p = 1000; p < 1020; ++p)
+    frames.push_back(tcp("203.0.113.5", p, "192.0.2.10", 80, kTcpAck));
+
+  Forwarder batched(ForwarderConfig{.conntrack_entries = 4096}, hops_);
+  for (int round = 0; round < 2; ++round) {
+    auto one = frames;
+    auto many = frames;
+    std::vector<Forwarder::Frame> views;
+    for (auto& f : many) views.push_back({f.data(), f.size()});
+    std::vector<Action> actions(views.size());
+    batched.processBatch(views.data(), views.size(), *snap_, now_ms_, actions.data());
+    for (size_t i = 0; i < one.size(); ++i) {
+      const Action a = run(one[i]);
+      EXPECT_EQ(a.kind, actions[i].kind) << "frame " << i;
+      EXPECT_EQ(a.reason, actions[i].reason) << "frame " << i;
+      EXPECT_EQ(a.backend, actions[i].backend) << "frame " << i;
+      EXPECT_EQ(a.new_flow, actions[i].new_flow) << "frame " << i;
+      EXPECT_EQ(one[i], many[i]) << "frame " << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace flowlb::agent

@@ -37,8 +37,14 @@ class MaglevTable {
 
   uint32_t size() const { return static_cast<uint32_t>(slots_.size()); }
   bool empty() const { return backends_.empty() || !has_slots_; }
-  // Index into backends() for a flow hash; only valid when !empty().
-  uint32_t lookup(uint64_t flow_hash) const { return slots_[flow_hash % slots_.size()]; }
+  // Index into backends() for a flow hash; only valid when !empty(). The
+  // hash picks slot floor(hash * M / 2^64) (multiply-shift, no division):
+  // part of the cross-node contract, like the table itself.
+  uint32_t lookup(uint64_t flow_hash) const { return slots_[slotOf(flow_hash)]; }
+  size_t slotOf(uint64_t flow_hash) const {
+    __extension__ using Wide = unsigned __int128;
+    return static_cast<size_t>((static_cast<Wide>(flow_hash) * slots_.size()) >> 64);
+  }
   // Backends in table order (sorted by key).
   const std::vector<MaglevBackend>& backends() const { return backends_; }
   const std::vector<uint32_t>& slots() const { return slots_; }

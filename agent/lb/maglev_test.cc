@@ -106,7 +106,9 @@ TEST(MaglevTest, SeedChangesTheTable) {
 TEST(MaglevTest, LookupUsesTheSlotOfTheHash) {
   const MaglevTable t = mustBuild(backends(5));
   for (uint64_t h : {uint64_t{0}, uint64_t{kM}, uint64_t{123456789}, ~uint64_t{0}}) {
-    EXPECT_EQ(t.lookup(h), t.slots()[h % kM]);
+    // floor(h * M / 2^64), computed in 64-bit halves.
+    const uint64_t slot = ((h >> 32) * kM + (((h & 0xffffffffu) * kM) >> 32)) >> 32;
+    EXPECT_EQ(t.lookup(h), t.slots()[slot]);
     EXPECT_LT(t.lookup(h), 5u);
   }
 }
