@@ -12,7 +12,13 @@
 #define FLOWLB_MAP_STATS "flowlb_stats"
 
 #define FLOWLB_MAX_VIPS 4096
-#define FLOWLB_MAX_QUEUES 64
+/* The XSKMAP holds one socket per (interface, receive queue):
+ * key = (ifindex % FLOWLB_XSK_IFINDEX_SLOTS) * FLOWLB_XSK_MAX_QUEUES + queue.
+ * One program serves every interface; the agent refuses interfaces whose
+ * keys would collide. */
+#define FLOWLB_XSK_MAX_QUEUES 16
+#define FLOWLB_XSK_IFINDEX_SLOTS 1024
+#define FLOWLB_XSK_MAP_SIZE (FLOWLB_XSK_MAX_QUEUES * FLOWLB_XSK_IFINDEX_SLOTS)
 
 /* Key of the VIP map: a virtual service's address (IPv4 as ::ffff:a.b.c.d),
  * port (network order) and IP protocol. Port 0 matches every port of the

@@ -22,7 +22,7 @@ struct {
 
 struct {
   __uint(type, BPF_MAP_TYPE_XSKMAP);
-  __uint(max_entries, FLOWLB_MAX_QUEUES);
+  __uint(max_entries, FLOWLB_XSK_MAP_SIZE);
   __type(key, __u32);
   __type(value, __u32);
 } flowlb_xsks SEC(".maps");
@@ -96,8 +96,14 @@ int flowlb_steer(struct xdp_md *ctx) {
     return passed();
   }
   if (key.proto == IPPROTO_ICMP || key.proto == IPPROTO_ICMPV6) {
-    /* ICMP errors about our flows are matched in userspace; the agent
-     * installs an ICMP entry (port 0) for each VIP and the SNAT address. */
+    /* Only errors (which quote a packet of some flow) go to userspace;
+     * echo, and NDP on the SNAT address, stay with the kernel. The agent
+     * installs an ICMP entry (port 0) for each VIP and SNAT address. */
+    __u8 *type = l4;
+    if (!first || (void *)(type + 1) > end) return passed();
+    int error = key.proto == IPPROTO_ICMP ? (*type == 3 || *type == 11 || *type == 12)
+                                          : (*type >= 1 && *type <= 4);
+    if (!error) return passed();
     key.port = 0;
   } else {
     key.port = dst_port(l4, end, key.proto, first);
@@ -113,13 +119,14 @@ int flowlb_steer(struct xdp_md *ctx) {
     }
   }
   if (!v) return passed();
-  __u32 queue = ctx->rx_queue_index;
-  if (!bpf_map_lookup_elem(&flowlb_xsks, &queue)) {
+  __u32 slot = (ctx->ingress_ifindex % FLOWLB_XSK_IFINDEX_SLOTS) * FLOWLB_XSK_MAX_QUEUES +
+               (ctx->rx_queue_index % FLOWLB_XSK_MAX_QUEUES);
+  if (!bpf_map_lookup_elem(&flowlb_xsks, &slot)) {
     count(FLOWLB_STAT_NO_SOCKET);
     return XDP_PASS;
   }
   count(FLOWLB_STAT_REDIRECTED);
-  return bpf_redirect_map(&flowlb_xsks, queue, XDP_PASS);
+  return bpf_redirect_map(&flowlb_xsks, slot, XDP_PASS);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -187,27 +187,4 @@ Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredStat
   return std::shared_ptr<const Snapshot>(next);
 }
 
-SnapshotPublisher::SnapshotPublisher(size_t readers)
-    : reader_epoch_(std::make_unique<Epoch[]>(readers)), readers_(readers) {}
-
-void SnapshotPublisher::publish(std::shared_ptr<const Snapshot> next) {
-  std::lock_guard<std::mutex> lock(writer_mu_);
-  current_.store(next.get(), std::memory_order_release);
-  const uint64_t retired_at = epoch_.fetch_add(1, std::memory_order_acq_rel) + 1;
-  if (holder_) retired_.emplace_back(retired_at, std::move(holder_));
-  holder_ = std::move(next);
-}
-
-size_t SnapshotPublisher::reclaim() {
-  std::lock_guard<std::mutex> lock(writer_mu_);
-  uint64_t oldest = UINT64_MAX;
-  for (size_t r = 0; r < readers_; ++r) {
-    oldest = std::min(oldest, reader_epoch_[r].value.load(std::memory_order_acquire));
-  }
-  // A snapshot retired when the epoch became E is safe once every reader has
-  // reported an epoch >= E (it re-read current_ after the swap).
-  std::erase_if(retired_, [oldest](const auto& r) { return oldest >= r.first; });
-  return retired_.size();
-}
-
 }  // namespace flowlb::agent

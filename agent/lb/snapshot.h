@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "agent/lb/maglev.h"
+#include "agent/lb/rcu.h"
 #include "agent/lb/service.h"
 
 namespace flowlb::agent {
@@ -94,41 +95,7 @@ class SnapshotBuilder {
   std::vector<uint32_t> free_;
 };
 
-// Read-copy-update for one writer and a fixed set of readers (workers),
-// quiescent-state based: a reader starts offline; it calls quiescent()
-// before its first acquire() (and after every offline()), takes the current
-// snapshot at the start of a batch and reports quiescence after it; the writer frees an old
-// snapshot only when every reader has reported since it was replaced. Readers never block and never
-// touch a reference count.
-class SnapshotPublisher {
- public:
-  explicit SnapshotPublisher(size_t readers);
-
-  // Reader side (worker `r`).
-  const Snapshot* acquire() const { return current_.load(); }
-  // Sequentially consistent so that a reader coming back online publishes
-  // its epoch before it loads the pointer (no store-load reordering).
-  void quiescent(size_t r) { reader_epoch_[r].value.store(epoch_.load()); }
-  // A reader going to sleep (idle wait) holds nothing: it never delays frees.
-  void offline(size_t r) { reader_epoch_[r].value.store(kOffline); }
-
-  // Writer side.
-  void publish(std::shared_ptr<const Snapshot> next);
-  // Frees snapshots no reader can still see; returns how many are pending.
-  size_t reclaim();
-
- private:
-  static constexpr uint64_t kOffline = UINT64_MAX;
-  struct alignas(64) Epoch {
-    std::atomic<uint64_t> value{kOffline};
-  };
-  std::atomic<const Snapshot*> current_{nullptr};
-  std::atomic<uint64_t> epoch_{1};
-  std::unique_ptr<Epoch[]> reader_epoch_;
-  size_t readers_;
-  std::mutex writer_mu_;  // guards holder_ and retired_ (writer side only)
-  std::shared_ptr<const Snapshot> holder_;
-  std::vector<std::pair<uint64_t, std::shared_ptr<const Snapshot>>> retired_;
-};
+// Workers read snapshots through read-copy-update (see rcu.h).
+using SnapshotPublisher = RcuPublisher<Snapshot>;
 
 }  // namespace flowlb::agent
