@@ -1,7 +1,8 @@
-// flowlb-agent: the per-node agent. Today it loads and checks a standalone
-// configuration and can push synthetic flows through the forwarding core
-// (--check, --dry-run-flows); the AF_XDP datapath and the controller link
-// arrive with issues 4 and 6.
+// flowlb-agent: the per-node agent. It attaches the XDP program to the
+// given interfaces and forwards VIP traffic with AF_XDP workers, from a
+// standalone configuration file reloaded on change or SIGHUP. With --check
+// it only validates the file (and can push synthetic flows through the
+// forwarding core). The controller link arrives with issue 6.
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -9,7 +10,18 @@
 #include <map>
 #include <random>
 
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <sstream>
+
+#include "agent/datapath/datapath.h"
 #include "agent/lb/config_file.h"
+#include "agent/metrics.h"
 #include "agent/lb/forwarder.h"
 #include "agent/lb/snapshot.h"
 #include "agent/packet/builder.h"
@@ -27,6 +39,12 @@ struct Flags {
   std::string node_name;
   std::vector<std::string> interfaces;
   std::string xdp_mode = "auto";
+  std::string bind_mode = "auto";
+  std::string poll_mode = "wakeup";
+  std::string cpus;
+  uint32_t queues = 1;
+  uint32_t umem_frames = 8192;
+  std::string bpf_object;
   size_t conntrack_entries = 1 << 20;
   std::string controller_address;
   std::string metrics_address = "0.0.0.0:9464";
@@ -97,6 +115,118 @@ int dryRun(const Snapshot& snap, const Flags& flags) {
   return 0;
 }
 
+std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
+
+void onSignal(int sig) {
+  if (sig == SIGHUP) {
+    g_reload.store(true);
+  } else {
+    g_stop.store(true);
+  }
+}
+
+std::string defaultBpfObject() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const auto beside = exe.parent_path() / "flowlb_xdp_steer.o";
+    if (std::filesystem::exists(beside)) return beside.string();
+  }
+  return "/usr/lib/flowlb/flowlb_xdp_steer.o";
+}
+
+int64_t mtimeOf(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return -1;
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+int runDatapath(const Flags& f, const AgentConfigFile& initial) {
+  DatapathConfig dc;
+  dc.bpf_object = f.bpf_object.empty() ? defaultBpfObject() : f.bpf_object;
+  dc.interfaces = f.interfaces;
+  dc.xdp_mode = f.xdp_mode == "native" ? XdpMode::kNative
+                : f.xdp_mode == "generic" ? XdpMode::kGeneric
+                                          : XdpMode::kAuto;
+  dc.bind_mode = f.bind_mode == "zerocopy" ? BindMode::kZeroCopy
+                 : f.bind_mode == "copy"   ? BindMode::kCopy
+                                           : BindMode::kAuto;
+  dc.busy_poll = f.poll_mode == "busy";
+  dc.queues = f.queues;
+  dc.umem_frames = f.umem_frames;
+  dc.conntrack_entries = f.conntrack_entries;
+  dc.snat_port_min = initial.snat.port_min;
+  dc.snat_port_max = initial.snat.port_max;
+  std::stringstream cpus(f.cpus);
+  for (std::string c; std::getline(cpus, c, ',');) {
+    if (!c.empty()) dc.cpus.push_back(std::stoi(c));
+  }
+
+  struct sigaction sa {};
+  sa.sa_handler = onSignal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+
+  auto metrics = AgentMetrics::serve(f.metrics_address);
+  if (!metrics) {
+    spdlog::error("event=start reason=metrics msg=\"{}\"", metrics.error());
+    return 1;
+  }
+  auto dp = Datapath::start(dc);
+  if (!dp) {
+    spdlog::error("event=start reason=datapath msg=\"{}\"", dp.error());
+    return 1;
+  }
+  std::vector<std::string> warnings;
+  if (Status st = (*dp)->apply(initial.desired, initial.snat, &warnings); !st) {
+    spdlog::error("event=config_rejected reason=invalid msg=\"{}\"", st.message());
+    return 1;
+  }
+  for (const auto& w : warnings) spdlog::warn("event=config_warning msg=\"{}\"", w);
+  (*metrics)->configReload(true);
+  const DatapathStatus first = (*dp)->status();
+  spdlog::info("event=started interfaces={} services={} bind={} poll={} metrics={}",
+               f.interfaces.size(), initial.desired.services.size(),
+               first.zero_copy ? "zerocopy" : "copy", f.poll_mode, f.metrics_address);
+
+  int64_t seen_mtime = mtimeOf(f.config);
+  auto last_metrics = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  auto last_stat = last_metrics;
+  while (!g_stop.load()) {
+    (*dp)->poll(100);
+    const auto now = std::chrono::steady_clock::now();
+    bool reload = g_reload.exchange(false);
+    if (now - last_stat >= std::chrono::milliseconds(500)) {
+      last_stat = now;
+      const int64_t m = mtimeOf(f.config);
+      if (m != seen_mtime) {
+        seen_mtime = m;
+        reload = true;
+      }
+    }
+    if (reload) {
+      auto next = loadAgentConfig(f.config);
+      Status st = next ? (*dp)->apply(next->desired, next->snat, &warnings) : next.status();
+      if (st) {
+        spdlog::info("event=config_applied generation={} services={}", next->desired.generation,
+                     next->desired.services.size());
+      } else {
+        spdlog::error("event=config_rejected reason=invalid msg=\"{}\" previous=kept", st.message());
+      }
+      (*metrics)->configReload(st.isOk());
+    }
+    if (now - last_metrics >= std::chrono::seconds(1)) {
+      last_metrics = now;
+      (*metrics)->update((*dp)->status());
+    }
+  }
+  spdlog::info("event=stopping");
+  dp->reset();  // stops workers, detaches XDP
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -115,6 +245,21 @@ int main(int argc, char** argv) {
                  "Interface to attach the XDP program to (repeatable)");
   app.add_option("--xdp-mode", f.xdp_mode, "XDP attach mode")
       ->check(CLI::IsMember({"auto", "native", "generic"}));
+  app.add_option("--bind-mode", f.bind_mode,
+                 "AF_XDP bind mode: auto tries zero-copy, then copy")
+      ->check(CLI::IsMember({"auto", "zerocopy", "copy"}));
+  app.add_option("--poll-mode", f.poll_mode,
+                 "Workers: 'busy' polls without sleeping (one core each, lowest latency); "
+                 "'wakeup' sleeps when idle")
+      ->check(CLI::IsMember({"busy", "wakeup"}));
+  app.add_option("--cpus", f.cpus, "Comma-separated CPUs to pin workers to, in queue order");
+  app.add_option("--queues", f.queues, "Receive queues (one worker each) per interface")
+      ->check(CLI::Range(1, 16));
+  app.add_option("--umem-frames", f.umem_frames, "4 KiB UMEM frames per worker")
+      ->check(CLI::Range(1024u, 1u << 20));
+  app.add_option("--bpf-object", f.bpf_object,
+                 "The XDP object (default: flowlb_xdp_steer.o beside the binary, then "
+                 "/usr/lib/flowlb/)");
   app.add_option("--conntrack-entries", f.conntrack_entries,
                  "Connection tracking entries per worker (64 bytes each), fixed at start")
       ->check(CLI::Range(size_t{1024}, size_t{1} << 28));
@@ -145,12 +290,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (const auto& w : warnings) spdlog::warn("event=config_warning msg=\"{}\"", w);
-  if (!f.check) {
-    spdlog::error(
-        "event=start reason=no_datapath msg=\"the AF_XDP datapath is not built yet; "
-        "use --check to validate the configuration\"");
-    return 2;
-  }
+  if (!f.check) return runDatapath(f, *cfg);
   printSnapshot(**snap);
   if (f.dry_run_flows > 0) return dryRun(**snap, f);
   return 0;

@@ -21,9 +21,10 @@
 #define FLOWLB_XSK_MAP_SIZE (FLOWLB_XSK_MAX_QUEUES * FLOWLB_XSK_IFINDEX_SLOTS)
 
 /* Key of the VIP map: a virtual service's address (IPv4 as ::ffff:a.b.c.d),
- * port (network order) and IP protocol. Port 0 matches every port of the
- * address: the agent installs it for its SNAT address so that NAT replies
- * and non-first fragments reach userspace. */
+ * port (network order) and IP protocol. Port 0 is a whole-address entry: for
+ * the SNAT address (flag FLOWLB_VIP_F_SNAT) it catches NAT replies to ports
+ * in the SNAT range; for a VIP it catches only non-first fragments (they
+ * carry no port); for ICMP/ICMPv6 it catches errors about the address. */
 struct flowlb_vip_key {
   __u8 addr[16];
   __u16 port;

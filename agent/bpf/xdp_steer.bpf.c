@@ -109,13 +109,15 @@ int flowlb_steer(struct xdp_md *ctx) {
     key.port = dst_port(l4, end, key.proto, first);
   }
   struct flowlb_vip_value *v = bpf_map_lookup_elem(&flowlb_vips, &key);
-  if (!v && key.port != 0) {
+  if (!v && key.proto != IPPROTO_ICMP && key.proto != IPPROTO_ICMPV6) {
     __u16 port = key.port;
-    key.port = 0; /* SNAT address and whole-address entries */
+    key.port = 0; /* whole-address entries: the SNAT address, VIP fragments */
     v = bpf_map_lookup_elem(&flowlb_vips, &key);
     if (v && (v->flags & FLOWLB_VIP_F_SNAT)) {
       __u16 p = bpf_ntohs(port);
-      if (p < flowlb_cfg.snat_port_min || p > flowlb_cfg.snat_port_max) v = 0;
+      if (port != 0 && (p < flowlb_cfg.snat_port_min || p > flowlb_cfg.snat_port_max)) v = 0;
+    } else if (v && port != 0) {
+      v = 0; /* a VIP's whole-address entry catches only non-first fragments */
     }
   }
   if (!v) return passed();

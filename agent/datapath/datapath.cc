@@ -1,0 +1,118 @@
+#include "agent/datapath/datapath.h"
+
+#include <net/if.h>
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+namespace flowlb::agent {
+
+Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) {
+  std::unique_ptr<Datapath> dp(new Datapath());
+  dp->config_ = config;
+  if (config.interfaces.empty()) return Status::error("no --interface given");
+  if (config.queues == 0 || config.queues > FLOWLB_XSK_MAX_QUEUES) {
+    return Status::error("--queues must be 1.." + std::to_string(FLOWLB_XSK_MAX_QUEUES));
+  }
+  std::vector<Interface> ifaces;
+  std::set<uint32_t> slots;
+  for (const std::string& name : config.interfaces) {
+    const unsigned idx = if_nametoindex(name.c_str());
+    if (idx == 0) return Status::error("no interface named '" + name + "'");
+    if (!slots.insert(XdpProgram::socketSlot(static_cast<int>(idx), 0)).second) {
+      return Status::error("interface " + name + " shares an XSKMAP slot with another (ifindex " +
+                           std::to_string(idx) + " modulo " +
+                           std::to_string(FLOWLB_XSK_IFINDEX_SLOTS) + ")");
+    }
+    ifaces.push_back({name, static_cast<int>(idx)});
+  }
+  auto program = XdpProgram::load(config.bpf_object, ifaces, config.xdp_mode,
+                                  config.snat_port_min, config.snat_port_max);
+  if (!program) return program.status();
+  dp->program_ = std::move(*program);
+  auto hops = KernelNextHops::create(config.queues);
+  if (!hops) return hops.status();
+  dp->next_hops_ = std::move(*hops);
+  dp->snapshots_ = std::make_unique<SnapshotPublisher>(config.queues);
+
+  for (uint32_t q = 0; q < config.queues; ++q) {
+    Queue queue;
+    auto umem = Umem::create(config.umem_frames);
+    if (!umem) return umem.status();
+    queue.umem = std::move(*umem);
+    std::vector<XskSocket*> raw;
+    for (size_t i = 0; i < ifaces.size(); ++i) {
+      auto sock = XskSocket::create(*queue.umem, ifaces[i], q, config.bind_mode, i == 0);
+      if (!sock) return sock.status();
+      if (Status st = dp->program_->setSocket(ifaces[i].ifindex, q, (*sock)->fd()); !st) return st;
+      raw.push_back(sock->get());
+      queue.sockets.push_back(std::move(*sock));
+    }
+    WorkerConfig wc;
+    wc.index = q;
+    wc.queue = q;
+    wc.busy_poll = config.busy_poll;
+    wc.cpu = q < config.cpus.size() ? config.cpus[q] : -1;
+    wc.forwarder.conntrack_entries = config.conntrack_entries;
+    wc.forwarder.worker = q;
+    wc.forwarder.workers = config.queues;
+    queue.worker = std::make_unique<Worker>(wc, *queue.umem, raw, *dp->snapshots_, *dp->next_hops_);
+    dp->queues_.push_back(std::move(queue));
+  }
+  for (Queue& q : dp->queues_) {
+    Worker* w = q.worker.get();
+    q.thread = std::thread([w, stop = &dp->stop_] { w->run(*stop); });
+  }
+  return dp;
+}
+
+Datapath::~Datapath() {
+  stop_.store(true);
+  for (Queue& q : queues_) {
+    if (q.thread.joinable()) q.thread.join();
+  }
+  queues_.clear();   // sockets before their UMEM, both before the program
+  program_.reset();  // detaches
+}
+
+Status Datapath::apply(const DesiredState& desired, const SnatConfig& snat,
+                       std::vector<std::string>* warnings) {
+  if (snat.port_min < config_.snat_port_min || snat.port_max > config_.snat_port_max) {
+    return Status::error("SNAT ports " + std::to_string(snat.port_min) + "-" +
+                         std::to_string(snat.port_max) + " are outside the range the XDP program steers (" +
+                         std::to_string(config_.snat_port_min) + "-" +
+                         std::to_string(config_.snat_port_max) + "); restart the agent to change it");
+  }
+  auto snap = builder_.build(desired, snat, warnings);
+  if (!snap) return snap.status();
+  // Steer the new VIPs before the workers know them: a packet for a VIP the
+  // workers do not know yet is passed over, never misrouted.
+  if (Status st = program_->syncVips(**snap); !st) return st;
+  snapshots_->publish(*snap);
+  return Status::ok();
+}
+
+void Datapath::poll(int timeout_ms) {
+  next_hops_->poll(timeout_ms);
+  snapshots_->reclaim();
+}
+
+DatapathStatus Datapath::status() const {
+  DatapathStatus st;
+  st.attached = program_->attached();
+  st.dispatcher = program_->dispatcherUsed();
+  st.xdp_counters = program_->counters();
+  for (const Queue& q : queues_) {
+    st.workers.push_back(q.worker->report());
+    for (const auto& s : q.sockets) {
+      st.zero_copy = st.zero_copy || s->zeroCopy();
+      st.sockets.emplace_back(s->iface().name + "/" + std::to_string(&q - queues_.data()), s->stats());
+    }
+  }
+  st.neighbor_misses = next_hops_->misses();
+  st.neighbor_probes = next_hops_->probes();
+  if (auto cur = snapshots_->current()) st.generation = cur->generation;
+  return st;
+}
+
+}  // namespace flowlb::agent

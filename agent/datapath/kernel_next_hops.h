@@ -1,0 +1,90 @@
+// The kernel's routes, neighbours and interface MACs mirrored in userspace
+// for the workers: a netlink (libnl-route) cache manager keeps the caches
+// current from kernel events, the control thread rebuilds an immutable
+// table when they change and publishes it with RCU. A destination whose
+// neighbour is unknown is noted, and the control thread makes the kernel
+// resolve it (a probe datagram towards it), so the next packets find it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/lb/next_hop.h"
+#include "agent/lb/rcu.h"
+#include "common/status.h"
+
+struct nl_sock;
+struct nl_cache_mngr;
+struct nl_cache;
+struct nl_object;
+
+namespace flowlb::agent {
+
+struct IpAddrHash {
+  size_t operator()(const IpAddr& a) const;
+};
+
+// One immutable view of routes and neighbours.
+class NextHopView {
+ public:
+  struct Route {
+    IpPrefix prefix;
+    uint32_t priority = 0;
+    int ifindex = 0;
+    bool gateway = false;
+    IpAddr gateway_addr;
+    NextHop via;  // for gateway routes: the gateway's neighbour
+  };
+  std::vector<Route> routes;  // longest prefix first, then lowest metric
+  std::unordered_map<int, std::array<uint8_t, 6>> link_macs;
+  // Per interface: neighbour address -> next hop (on link).
+  std::unordered_map<int, std::unordered_map<IpAddr, NextHop, IpAddrHash>> neighbors;
+  // Per interface: the answer for an on-link destination not yet resolved.
+  std::unordered_map<int, NextHop> unresolved;
+
+  const Route* route(const IpAddr& dst) const;
+};
+
+class KernelNextHops final : public NextHopTable {
+ public:
+  static Result<std::unique_ptr<KernelNextHops>> create(size_t readers);
+  ~KernelNextHops() override;
+
+  // Worker side: the view is RCU-protected; call quiescent() per batch.
+  const NextHop* lookup(const IpAddr& dst) const override;
+  void quiescent(size_t reader) { views_.quiescent(reader); }
+  void offline(size_t reader) { views_.offline(reader); }
+
+  // Control side: waits up to `timeout_ms` for kernel events, rebuilds the
+  // view when something changed, and sends resolution probes for misses.
+  void poll(int timeout_ms);
+  uint64_t misses() const { return misses_.load(std::memory_order_relaxed); }
+  uint64_t probes() const { return probes_; }
+
+ private:
+  explicit KernelNextHops(size_t readers) : views_(readers) {}
+  void rebuild();
+  void probeMisses();
+  void noteMiss(int ifindex, const IpAddr& addr) const;
+
+  RcuPublisher<NextHopView> views_;
+  struct nl_sock* sock_ = nullptr;
+  struct nl_cache_mngr* mngr_ = nullptr;
+  struct nl_cache* links_ = nullptr;
+  struct nl_cache* routes_ = nullptr;
+  struct nl_cache* neighs_ = nullptr;
+  std::atomic<bool> dirty_{true};
+  // Misses noted by workers (try_lock: a worker never waits for it).
+  mutable std::mutex miss_mu_;
+  mutable std::vector<std::pair<int, IpAddr>> missed_;
+  mutable std::atomic<uint64_t> misses_{0};
+  uint64_t probes_ = 0;
+  std::unordered_map<IpAddr, uint64_t, IpAddrHash> last_probe_ms_;
+  static void onCacheChange(struct nl_cache*, struct ::nl_object*, int, void* self);
+};
+
+}  // namespace flowlb::agent

@@ -1,0 +1,234 @@
+#include "agent/datapath/worker.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <chrono>
+
+namespace flowlb::agent {
+namespace {
+
+constexpr uint32_t kBurst = 64;
+constexpr uint32_t kFillTarget = kRingSize / 2;
+
+uint32_t nowMs() {
+  return static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+std::string backendName(const BackendRuntime& b) {
+  return (b.addr.isV4() ? b.addr.toString() : "[" + b.addr.toString() + "]") + ":" +
+         std::to_string(b.port);
+}
+
+}  // namespace
+
+Worker::Worker(const WorkerConfig& config, Umem& umem, std::vector<XskSocket*> sockets,
+               SnapshotPublisher& snapshots, KernelNextHops& next_hops)
+    : config_(config),
+      umem_(umem),
+      sockets_(std::move(sockets)),
+      snapshots_(snapshots),
+      next_hops_(next_hops),
+      forwarder_(config.forwarder, next_hops),
+      pool_(umem.frames()) {}
+
+XskSocket* Worker::socketFor(uint32_t ifindex) {
+  for (XskSocket* s : sockets_) {
+    if (static_cast<uint32_t>(s->iface().ifindex) == ifindex) return s;
+  }
+  return nullptr;
+}
+
+void Worker::refill(XskSocket& s) {
+  const uint32_t want = std::min<uint32_t>(static_cast<uint32_t>(pool_.size()),
+                                           s.in_fill < kFillTarget ? kFillTarget - s.in_fill : 0);
+  if (want == 0) return;
+  uint32_t idx = 0;
+  const uint32_t got = xsk_ring_prod__reserve(s.fill, want, &idx);
+  for (uint32_t i = 0; i < got; ++i) *xsk_ring_prod__fill_addr(s.fill, idx + i) = pool_.take();
+  xsk_ring_prod__submit(s.fill, got);
+  s.in_fill += got;
+  if (got > 0 && xsk_ring_prod__needs_wakeup(s.fill)) {
+    recvfrom(s.fd(), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);
+  }
+}
+
+void Worker::completions(XskSocket& s) {
+  uint32_t idx = 0;
+  const uint32_t done = xsk_ring_cons__peek(s.comp, kRingSize, &idx);
+  for (uint32_t i = 0; i < done; ++i) pool_.give(*xsk_ring_cons__comp_addr(s.comp, idx + i));
+  xsk_ring_cons__release(s.comp, done);
+  s.in_tx -= done;
+}
+
+void Worker::kick(XskSocket& s) {
+  // Copy mode sends at most a budget of descriptors per call: kick while
+  // anything is queued.
+  if (s.in_tx > 0 && (!s.zeroCopy() || xsk_ring_prod__needs_wakeup(&s.tx))) {
+    sendto(s.fd(), nullptr, 0, MSG_DONTWAIT, nullptr, 0);
+  }
+}
+
+void Worker::account(const Snapshot& snap, const Action& a, size_t len) {
+  if (a.service >= 0 && static_cast<size_t>(a.service) < service_counts_.size()) {
+    auto& c = service_counts_[static_cast<size_t>(a.service)];
+    ++c.packets;
+    c.bytes += len;
+    c.new_flows += a.new_flow;
+  }
+  const uint32_t bi = a.backend & kBackendIndexMask;
+  if (snap.backend(a.backend) != nullptr && bi < backend_counts_.size()) {
+    auto& c = backend_counts_[bi];
+    ++c.packets;
+    c.bytes += len;
+    c.new_flows += a.new_flow;
+  }
+}
+
+void Worker::handleBurst(XskSocket& s, const Snapshot& snap, uint32_t now_ms) {
+  uint32_t idx = 0;
+  const uint32_t n = xsk_ring_cons__peek(&s.rx, kBurst, &idx);
+  if (n == 0) return;
+  ++rx_batches_;
+  uint64_t addrs[kBurst];
+  Forwarder::Frame frames[kBurst];
+  for (uint32_t i = 0; i < n; ++i) {
+    const struct xdp_desc* d = xsk_ring_cons__rx_desc(&s.rx, idx + i);
+    addrs[i] = d->addr;
+    frames[i] = {umem_.data(d->addr), d->len};
+  }
+  xsk_ring_cons__release(&s.rx, n);
+  s.in_fill -= n;
+
+  Action actions[kBurst];
+  forwarder_.processBatch(frames, n, snap, now_ms, actions);
+  for (uint32_t i = 0; i < n; ++i) {
+    const Action& a = actions[i];
+    if (a.kind == ActionKind::kTransmit) {
+      XskSocket* out = socketFor(a.ifindex);
+      uint32_t tx_idx = 0;
+      if (out != nullptr && xsk_ring_prod__reserve(&out->tx, 1, &tx_idx) == 1) {
+        struct xdp_desc* d = xsk_ring_prod__tx_desc(&out->tx, tx_idx);
+        d->addr = addrs[i];
+        d->len = static_cast<uint32_t>(frames[i].len);
+        xsk_ring_prod__submit(&out->tx, 1);
+        ++out->in_tx;
+        account(snap, a, frames[i].len);
+        continue;
+      }
+      ++tx_ring_full_;  // or an egress interface we do not serve
+    } else if (a.kind == ActionKind::kPass) {
+      ++unhandled_;  // steered to us but not ours: the kernel never sees it
+    }
+    pool_.give(addrs[i]);
+  }
+}
+
+void Worker::flush(const Snapshot* snap) {
+  std::lock_guard<std::mutex> lock(report_mu_);
+  if (snap != nullptr) {
+    for (size_t i = 0; i < service_counts_.size() && i < snap->services.size(); ++i) {
+      auto& dst = report_.services[snap->services[i].spec.name];
+      dst.packets += service_counts_[i].packets;
+      dst.bytes += service_counts_[i].bytes;
+      dst.new_flows += service_counts_[i].new_flows;
+    }
+    for (size_t i = 0; i < backend_counts_.size() && i < snap->backends.size(); ++i) {
+      if (backend_counts_[i].packets == 0) continue;
+      auto& dst = report_.backends[backendName(snap->backends[i])];
+      dst.packets += backend_counts_[i].packets;
+      dst.bytes += backend_counts_[i].bytes;
+      dst.new_flows += backend_counts_[i].new_flows;
+    }
+  }
+  std::fill(service_counts_.begin(), service_counts_.end(), WorkerReport::Traffic{});
+  std::fill(backend_counts_.begin(), backend_counts_.end(), WorkerReport::Traffic{});
+  report_.forwarder = forwarder_.stats();
+  report_.conntrack = forwarder_.conntrack().stats();
+  report_.conntrack_entries = forwarder_.conntrack().size();
+  report_.conntrack_capacity = forwarder_.conntrack().capacity();
+  report_.tx_ring_full = tx_ring_full_;
+  report_.unhandled = unhandled_;
+  report_.rx_batches = rx_batches_;
+  size_t in_fill = 0, in_tx = 0;
+  for (const XskSocket* s : sockets_) {
+    in_fill += s->in_fill;
+    in_tx += s->in_tx;
+  }
+  report_.frames_free = pool_.size() + in_fill;
+  report_.frames_in_tx = in_tx;
+  report_.frames_total = umem_.frames();
+}
+
+WorkerReport Worker::report() const {
+  std::lock_guard<std::mutex> lock(report_mu_);
+  return report_;
+}
+
+void Worker::run(const std::atomic<bool>& stop) {
+  if (config_.cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(config_.cpu, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) {
+      spdlog::warn("event=cpu_pin_failed worker={} cpu={}", config_.index, config_.cpu);
+    }
+  }
+  std::vector<struct pollfd> fds;
+  for (XskSocket* s : sockets_) fds.push_back({s->fd(), POLLIN, 0});
+  const Snapshot* current = nullptr;
+  uint32_t last_flush = nowMs();
+  snapshots_.quiescent(config_.index);
+  next_hops_.quiescent(config_.index);
+  while (!stop.load(std::memory_order_relaxed)) {
+    const Snapshot* snap = snapshots_.acquire();
+    const uint32_t now = nowMs();
+    if (snap != current) {  // counts of the old one were flushed before it could go
+      current = snap;
+      if (snap != nullptr) {
+        service_counts_.assign(snap->services.size(), {});
+        backend_counts_.assign(snap->backends.size(), {});
+      }
+    }
+    const uint64_t batches_before = rx_batches_;
+    for (XskSocket* s : sockets_) {
+      completions(*s);
+      refill(*s);
+    }
+    if (snap != nullptr) {
+      for (XskSocket* s : sockets_) handleBurst(*s, *snap, now);
+    }
+    for (XskSocket* s : sockets_) kick(*s);
+    // Flush while `current` is still protected: before reporting
+    // quiescence, when a new snapshot is out (the old one may be freed
+    // after that) or every 250 ms.
+    const bool worked = rx_batches_ != batches_before;
+    if (snapshots_.acquire() != current || now - last_flush >= 250 || !worked) {
+      flush(current);  // (on an idle pass too, before sleeping)
+      last_flush = now;
+    }
+    snapshots_.quiescent(config_.index);
+    next_hops_.quiescent(config_.index);
+    if (worked || config_.busy_poll) continue;
+
+    // Idle: expire a slice of conntrack, then sleep until a socket has
+    // frames (holding no RCU-protected object meanwhile).
+    forwarder_.conntrack().sweep(now, 256);
+    bool tx_pending = false;
+    for (const XskSocket* s : sockets_) tx_pending = tx_pending || s->in_tx > 0;
+    snapshots_.offline(config_.index);
+    next_hops_.offline(config_.index);
+    ::poll(fds.data(), fds.size(), tx_pending ? 1 : 20);
+    snapshots_.quiescent(config_.index);
+    next_hops_.quiescent(config_.index);
+  }
+  snapshots_.offline(config_.index);
+  next_hops_.offline(config_.index);
+}
+
+}  // namespace flowlb::agent

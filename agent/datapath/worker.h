@@ -1,0 +1,84 @@
+// A datapath worker: one per receive queue, on its own thread, sharing
+// nothing on the packet path. It receives bursts from the AF_XDP sockets of
+// its queue on every interface, runs the forwarding decision on them, puts
+// the frames to forward on the egress socket's TX ring (same UMEM, no
+// copy), and recycles every other frame. Busy-poll or sleep-when-idle.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "agent/datapath/kernel_next_hops.h"
+#include "agent/datapath/xsk.h"
+#include "agent/lb/forwarder.h"
+#include "agent/lb/snapshot.h"
+
+namespace flowlb::agent {
+
+struct WorkerConfig {
+  uint32_t index = 0;  // also the RCU reader index
+  uint32_t queue = 0;
+  bool busy_poll = false;
+  int cpu = -1;  // pin to this CPU when >= 0
+  ForwarderConfig forwarder;
+};
+
+// What a worker has counted, copied out for metrics. Keys are names so the
+// figures survive snapshot changes.
+struct WorkerReport {
+  struct Traffic {
+    uint64_t packets = 0, bytes = 0, new_flows = 0;
+  };
+  std::map<std::string, Traffic> services;  // by service name
+  std::map<std::string, Traffic> backends;  // by backend "address:port"
+  ForwarderStats forwarder;
+  ConntrackStats conntrack;
+  size_t conntrack_entries = 0;
+  size_t conntrack_capacity = 0;
+  uint64_t tx_ring_full = 0;
+  uint64_t unhandled = 0;  // frames the kernel should have had (pass verdicts)
+  size_t frames_free = 0;  // in the pool or on fill rings
+  size_t frames_in_tx = 0;
+  size_t frames_total = 0;
+  uint64_t rx_batches = 0;
+};
+
+class Worker {
+ public:
+  Worker(const WorkerConfig& config, Umem& umem, std::vector<XskSocket*> sockets,
+         SnapshotPublisher& snapshots, KernelNextHops& next_hops);
+
+  void run(const std::atomic<bool>& stop);
+  WorkerReport report() const;
+
+ private:
+  void refill(XskSocket& s);
+  void completions(XskSocket& s);
+  void kick(XskSocket& s);
+  void handleBurst(XskSocket& s, const Snapshot& snap, uint32_t now_ms);
+  void account(const Snapshot& snap, const Action& a, size_t len);
+  void flush(const Snapshot* snap);
+  XskSocket* socketFor(uint32_t ifindex);
+
+  WorkerConfig config_;
+  Umem& umem_;
+  std::vector<XskSocket*> sockets_;
+  SnapshotPublisher& snapshots_;
+  KernelNextHops& next_hops_;
+  Forwarder forwarder_;
+  FramePool pool_;
+  // Counters since the last flush, indexed for the current snapshot.
+  std::vector<WorkerReport::Traffic> service_counts_;
+  std::vector<WorkerReport::Traffic> backend_counts_;  // by backend id index
+  uint64_t tx_ring_full_ = 0;
+  uint64_t unhandled_ = 0;
+  uint64_t rx_batches_ = 0;
+
+  mutable std::mutex report_mu_;  // guards report_
+  WorkerReport report_;
+};
+
+}  // namespace flowlb::agent

@@ -1,0 +1,125 @@
+#include "agent/metrics.h"
+
+#include <prometheus/family.h>
+
+#include "agent/bpf/flowlb_abi.h"
+
+namespace flowlb::agent {
+namespace {
+
+template <typename Builder>
+auto& family(Builder b, const char* name, const char* help, prometheus::Registry& r) {
+  return b.Name(name).Help(help).Register(r);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& address) {
+  std::unique_ptr<AgentMetrics> m(new AgentMetrics());
+  try {
+    m->exposer_ = std::make_unique<prometheus::Exposer>(address);
+  } catch (const std::exception& e) {
+    return Status::error("cannot serve metrics on " + address + ": " + e.what());
+  }
+  m->registry_ = std::make_shared<prometheus::Registry>();
+  auto& r = *m->registry_;
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  m->service_packets_ = &family(BuildCounter(), "flowlb_agent_service_packets_total", "Packets forwarded per virtual service", r);
+  m->service_bytes_ = &family(BuildCounter(), "flowlb_agent_service_bytes_total", "Bytes forwarded per virtual service", r);
+  m->service_new_flows_ = &family(BuildCounter(), "flowlb_agent_service_new_flows_total", "Flows created per virtual service", r);
+  m->backend_packets_ = &family(BuildCounter(), "flowlb_agent_backend_packets_total", "Packets forwarded per backend", r);
+  m->backend_bytes_ = &family(BuildCounter(), "flowlb_agent_backend_bytes_total", "Bytes forwarded per backend", r);
+  m->backend_new_flows_ = &family(BuildCounter(), "flowlb_agent_backend_new_flows_total", "Flows created per backend", r);
+  m->drops_ = &family(BuildCounter(), "flowlb_agent_datapath_drops_total", "Frames dropped by the forwarding decision, by reason", r);
+  m->unhandled_ = &family(BuildCounter(), "flowlb_agent_datapath_unhandled_total", "Frames steered to userspace that no service claimed, or that found the TX ring full", r);
+  m->xdp_packets_ = &family(BuildCounter(), "flowlb_agent_xdp_packets_total", "What the XDP program did, by action", r);
+  m->conntrack_entries_ = &family(BuildGauge(), "flowlb_agent_conntrack_entries", "Live conntrack entries per worker", r);
+  m->conntrack_capacity_ = &family(BuildGauge(), "flowlb_agent_conntrack_capacity_entries", "Conntrack capacity per worker", r);
+  m->conntrack_evictions_ = &family(BuildCounter(), "flowlb_agent_conntrack_evictions_total", "Conntrack entries evicted to make room, by reason", r);
+  m->xsk_ring_ = &family(BuildCounter(), "flowlb_agent_xsk_ring_events_total", "AF_XDP ring statistics per socket (XDP_STATISTICS)", r);
+  m->frames_ = &family(BuildGauge(), "flowlb_agent_xsk_frames", "UMEM frames per worker: free (pool and fill rings), in_tx, total", r);
+  m->attach_ = &family(BuildGauge(), "flowlb_agent_xdp_attach_info", "XDP attach mode per interface (1 = in use)", r);
+  m->bind_ = &family(BuildGauge(), "flowlb_agent_xsk_bind_info", "AF_XDP bind mode (1 = in use)", r);
+  m->neighbor_ = &family(BuildCounter(), "flowlb_agent_neighbor_events_total", "Next-hop lookups that found no resolved neighbour (misses) and resolution probes sent", r);
+  m->generation_ = &family(BuildGauge(), "flowlb_agent_config_generation", "Generation of the desired state in force", r);
+  m->reloads_ = &family(BuildCounter(), "flowlb_agent_config_reloads_total", "Desired-state updates, by result", r);
+  m->exposer_->RegisterCollectable(m->registry_);
+  return m;
+}
+
+void AgentMetrics::setCounter(prometheus::Counter& c, double value) {
+  const double delta = value - c.Value();
+  if (delta > 0) c.Increment(delta);
+}
+
+void AgentMetrics::configReload(bool ok) { reloads_->Add({{"result", ok ? "applied" : "rejected"}}).Increment(); }
+
+void AgentMetrics::update(const DatapathStatus& st) {
+  // Sum worker figures (the reports are cumulative since start).
+  std::map<std::string, WorkerReport::Traffic> services, backends;
+  std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops{};
+  std::array<uint64_t, static_cast<size_t>(EvictReason::kCount)> evictions{};
+  uint64_t unhandled = 0;
+  for (size_t w = 0; w < st.workers.size(); ++w) {
+    const WorkerReport& r = st.workers[w];
+    for (const auto& [k, v] : r.services) {
+      services[k].packets += v.packets;
+      services[k].bytes += v.bytes;
+      services[k].new_flows += v.new_flows;
+    }
+    for (const auto& [k, v] : r.backends) {
+      backends[k].packets += v.packets;
+      backends[k].bytes += v.bytes;
+      backends[k].new_flows += v.new_flows;
+    }
+    for (size_t i = 0; i < drops.size(); ++i) drops[i] += r.forwarder.drops[i];
+    for (size_t i = 0; i < evictions.size(); ++i) evictions[i] += r.conntrack.evictions[i];
+    unhandled += r.unhandled + r.tx_ring_full;
+    const std::string worker = std::to_string(w);
+    conntrack_entries_->Add({{"worker", worker}}).Set(static_cast<double>(r.conntrack_entries));
+    conntrack_capacity_->Add({{"worker", worker}}).Set(static_cast<double>(r.conntrack_capacity));
+    frames_->Add({{"worker", worker}, {"state", "free"}}).Set(static_cast<double>(r.frames_free));
+    frames_->Add({{"worker", worker}, {"state", "in_tx"}}).Set(static_cast<double>(r.frames_in_tx));
+    frames_->Add({{"worker", worker}, {"state", "total"}}).Set(static_cast<double>(r.frames_total));
+  }
+  for (const auto& [name, t] : services) {
+    setCounter(service_packets_->Add({{"service", name}}), static_cast<double>(t.packets));
+    setCounter(service_bytes_->Add({{"service", name}}), static_cast<double>(t.bytes));
+    setCounter(service_new_flows_->Add({{"service", name}}), static_cast<double>(t.new_flows));
+  }
+  for (const auto& [name, t] : backends) {
+    setCounter(backend_packets_->Add({{"backend", name}}), static_cast<double>(t.packets));
+    setCounter(backend_bytes_->Add({{"backend", name}}), static_cast<double>(t.bytes));
+    setCounter(backend_new_flows_->Add({{"backend", name}}), static_cast<double>(t.new_flows));
+  }
+  for (size_t i = 1; i < drops.size(); ++i) {
+    setCounter(drops_->Add({{"reason", dropReasonName(static_cast<DropReason>(i))}}), static_cast<double>(drops[i]));
+  }
+  for (size_t i = 0; i < evictions.size(); ++i) {
+    setCounter(conntrack_evictions_->Add({{"reason", evictReasonName(static_cast<EvictReason>(i))}}),
+               static_cast<double>(evictions[i]));
+  }
+  setCounter(unhandled_->Add({}), static_cast<double>(unhandled));
+  static const char* kXdpActions[] = {"seen", "redirected", "passed", "no_socket"};
+  for (size_t i = 0; i < st.xdp_counters.size() && i < std::size(kXdpActions); ++i) {
+    setCounter(xdp_packets_->Add({{"action", kXdpActions[i]}}), static_cast<double>(st.xdp_counters[i]));
+  }
+  for (const auto& [sock, s] : st.sockets) {
+    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "rx_dropped"}}), static_cast<double>(s.rx_dropped));
+    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "rx_invalid"}}), static_cast<double>(s.rx_invalid));
+    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "rx_ring_full"}}), static_cast<double>(s.rx_ring_full));
+    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "fill_ring_empty"}}), static_cast<double>(s.fill_ring_empty));
+    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "tx_invalid"}}), static_cast<double>(s.tx_invalid));
+    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "tx_ring_empty"}}), static_cast<double>(s.tx_ring_empty));
+  }
+  for (const auto& a : st.attached) {
+    attach_->Add({{"interface", a.iface.name}, {"mode", a.mode}, {"path", st.dispatcher ? "dispatcher" : "legacy"}}).Set(1);
+  }
+  bind_->Add({{"mode", st.zero_copy ? "zerocopy" : "copy"}}).Set(1);
+  setCounter(neighbor_->Add({{"event", "miss"}}), static_cast<double>(st.neighbor_misses));
+  setCounter(neighbor_->Add({{"event", "probe"}}), static_cast<double>(st.neighbor_probes));
+  generation_->Add({}).Set(static_cast<double>(st.generation));
+}
+
+}  // namespace flowlb::agent

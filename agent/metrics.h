@@ -1,0 +1,53 @@
+// The agent's Prometheus metrics, declared in one place and served on
+// --metrics-address. Values are copied from the datapath's status once per
+// update(); the workers never touch prometheus-cpp.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+
+#include "agent/datapath/datapath.h"
+#include "common/status.h"
+
+namespace flowlb::agent {
+
+class AgentMetrics {
+ public:
+  static Result<std::unique_ptr<AgentMetrics>> serve(const std::string& address);
+
+  void update(const DatapathStatus& st);
+  void configReload(bool ok);
+
+ private:
+  AgentMetrics() = default;
+  static void setCounter(prometheus::Counter& c, double value);
+
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* service_packets_ = nullptr;
+  prometheus::Family<prometheus::Counter>* service_bytes_ = nullptr;
+  prometheus::Family<prometheus::Counter>* service_new_flows_ = nullptr;
+  prometheus::Family<prometheus::Counter>* backend_packets_ = nullptr;
+  prometheus::Family<prometheus::Counter>* backend_bytes_ = nullptr;
+  prometheus::Family<prometheus::Counter>* backend_new_flows_ = nullptr;
+  prometheus::Family<prometheus::Counter>* drops_ = nullptr;
+  prometheus::Family<prometheus::Counter>* unhandled_ = nullptr;
+  prometheus::Family<prometheus::Counter>* xdp_packets_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* conntrack_entries_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* conntrack_capacity_ = nullptr;
+  prometheus::Family<prometheus::Counter>* conntrack_evictions_ = nullptr;
+  prometheus::Family<prometheus::Counter>* xsk_ring_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* frames_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* attach_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* bind_ = nullptr;
+  prometheus::Family<prometheus::Counter>* neighbor_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* generation_ = nullptr;
+  prometheus::Family<prometheus::Counter>* reloads_ = nullptr;
+};
+
+}  // namespace flowlb::agent

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""A backend for the lab: says who answered, over TCP (HTTP) and UDP.
+
+  GET /id            -> the backend's name
+  GET /bytes/N       -> N deterministic bytes (byte i = (i * 7 + 3) % 256)
+  GET /slow/N/MS     -> N bytes in 16 KiB pieces, MS milliseconds apart
+  UDP datagram       -> "<name> <datagram>", sent from the address it reached
+
+Usage: backend_server.py NAME PORT UDP_ADDR[,UDP_ADDR...]
+"""
+import http.server
+import socket
+import socketserver
+import sys
+import threading
+import time
+
+NAME, PORT, UDP_ADDRS = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
+
+
+def pattern(start, n):
+    return bytes((i * 7 + 3) % 256 for i in range(start, start + n))
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        parts = self.path.strip("/").split("/")
+        if parts[0] == "id":
+            body = NAME.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif parts[0] in ("bytes", "slow"):
+            n = int(parts[1])
+            delay = int(parts[2]) / 1000 if parts[0] == "slow" else 0
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.send_header("X-Backend", NAME)
+            self.end_headers()
+            sent = 0
+            while sent < n:
+                piece = min(16384, n - sent)
+                self.wfile.write(pattern(sent, piece))
+                sent += piece
+                if delay:
+                    time.sleep(delay)
+        else:
+            self.send_error(404)
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def udp(addr):
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, 53))
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto(NAME.encode() + b" " + data, peer)
+
+
+for a in UDP_ADDRS:
+    threading.Thread(target=udp, args=(a,), daemon=True).start()
+Server(("0.0.0.0", PORT), Handler).serve_forever()
