@@ -3,27 +3,25 @@
 // standalone configuration file reloaded on change or SIGHUP. With --check
 // it only validates the file (and can push synthetic flows through the
 // forwarding core). The controller link arrives with issue 6.
-#include <spdlog/spdlog.h>
-
-#include <CLI/CLI.hpp>
-#include <cstdio>
-#include <map>
-#include <random>
-
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
+#include <map>
+#include <random>
 #include <sstream>
 
 #include "agent/datapath/datapath.h"
 #include "agent/lb/config_file.h"
-#include "agent/metrics.h"
 #include "agent/lb/forwarder.h"
 #include "agent/lb/snapshot.h"
+#include "agent/metrics.h"
 #include "agent/packet/builder.h"
 #include "agent/packet/packet.h"
 
@@ -146,7 +144,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial) {
   DatapathConfig dc;
   dc.bpf_object = f.bpf_object.empty() ? defaultBpfObject() : f.bpf_object;
   dc.interfaces = f.interfaces;
-  dc.xdp_mode = f.xdp_mode == "native" ? XdpMode::kNative
+  dc.xdp_mode = f.xdp_mode == "native"    ? XdpMode::kNative
                 : f.xdp_mode == "generic" ? XdpMode::kGeneric
                                           : XdpMode::kAuto;
   dc.bind_mode = f.bind_mode == "zerocopy" ? BindMode::kZeroCopy
@@ -213,7 +211,8 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial) {
         spdlog::info("event=config_applied generation={} services={}", next->desired.generation,
                      next->desired.services.size());
       } else {
-        spdlog::error("event=config_rejected reason=invalid msg=\"{}\" previous=kept", st.message());
+        spdlog::error("event=config_rejected reason=invalid msg=\"{}\" previous=kept",
+                      st.message());
       }
       (*metrics)->configReload(st.isOk());
     }
@@ -245,8 +244,7 @@ int main(int argc, char** argv) {
                  "Interface to attach the XDP program to (repeatable)");
   app.add_option("--xdp-mode", f.xdp_mode, "XDP attach mode")
       ->check(CLI::IsMember({"auto", "native", "generic"}));
-  app.add_option("--bind-mode", f.bind_mode,
-                 "AF_XDP bind mode: auto tries zero-copy, then copy")
+  app.add_option("--bind-mode", f.bind_mode, "AF_XDP bind mode: auto tries zero-copy, then copy")
       ->check(CLI::IsMember({"auto", "zerocopy", "copy"}));
   app.add_option("--poll-mode", f.poll_mode,
                  "Workers: 'busy' polls without sleeping (one core each, lowest latency); "

@@ -25,25 +25,46 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
   auto& r = *m->registry_;
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
-  m->service_packets_ = &family(BuildCounter(), "flowlb_agent_service_packets_total", "Packets forwarded per virtual service", r);
-  m->service_bytes_ = &family(BuildCounter(), "flowlb_agent_service_bytes_total", "Bytes forwarded per virtual service", r);
-  m->service_new_flows_ = &family(BuildCounter(), "flowlb_agent_service_new_flows_total", "Flows created per virtual service", r);
-  m->backend_packets_ = &family(BuildCounter(), "flowlb_agent_backend_packets_total", "Packets forwarded per backend", r);
-  m->backend_bytes_ = &family(BuildCounter(), "flowlb_agent_backend_bytes_total", "Bytes forwarded per backend", r);
-  m->backend_new_flows_ = &family(BuildCounter(), "flowlb_agent_backend_new_flows_total", "Flows created per backend", r);
-  m->drops_ = &family(BuildCounter(), "flowlb_agent_datapath_drops_total", "Frames dropped by the forwarding decision, by reason", r);
-  m->unhandled_ = &family(BuildCounter(), "flowlb_agent_datapath_unhandled_total", "Frames steered to userspace that no service claimed, or that found the TX ring full", r);
-  m->xdp_packets_ = &family(BuildCounter(), "flowlb_agent_xdp_packets_total", "What the XDP program did, by action", r);
-  m->conntrack_entries_ = &family(BuildGauge(), "flowlb_agent_conntrack_entries", "Live conntrack entries per worker", r);
-  m->conntrack_capacity_ = &family(BuildGauge(), "flowlb_agent_conntrack_capacity_entries", "Conntrack capacity per worker", r);
-  m->conntrack_evictions_ = &family(BuildCounter(), "flowlb_agent_conntrack_evictions_total", "Conntrack entries evicted to make room, by reason", r);
-  m->xsk_ring_ = &family(BuildCounter(), "flowlb_agent_xsk_ring_events_total", "AF_XDP ring statistics per socket (XDP_STATISTICS)", r);
-  m->frames_ = &family(BuildGauge(), "flowlb_agent_xsk_frames", "UMEM frames per worker: free (pool and fill rings), in_tx, total", r);
-  m->attach_ = &family(BuildGauge(), "flowlb_agent_xdp_attach_info", "XDP attach mode per interface (1 = in use)", r);
-  m->bind_ = &family(BuildGauge(), "flowlb_agent_xsk_bind_info", "AF_XDP bind mode (1 = in use)", r);
-  m->neighbor_ = &family(BuildCounter(), "flowlb_agent_neighbor_events_total", "Next-hop lookups that found no resolved neighbour (misses) and resolution probes sent", r);
-  m->generation_ = &family(BuildGauge(), "flowlb_agent_config_generation", "Generation of the desired state in force", r);
-  m->reloads_ = &family(BuildCounter(), "flowlb_agent_config_reloads_total", "Desired-state updates, by result", r);
+  m->service_packets_ = &family(BuildCounter(), "flowlb_agent_service_packets_total",
+                                "Packets forwarded per virtual service", r);
+  m->service_bytes_ = &family(BuildCounter(), "flowlb_agent_service_bytes_total",
+                              "Bytes forwarded per virtual service", r);
+  m->service_new_flows_ = &family(BuildCounter(), "flowlb_agent_service_new_flows_total",
+                                  "Flows created per virtual service", r);
+  m->backend_packets_ = &family(BuildCounter(), "flowlb_agent_backend_packets_total",
+                                "Packets forwarded per backend", r);
+  m->backend_bytes_ =
+      &family(BuildCounter(), "flowlb_agent_backend_bytes_total", "Bytes forwarded per backend", r);
+  m->backend_new_flows_ = &family(BuildCounter(), "flowlb_agent_backend_new_flows_total",
+                                  "Flows created per backend", r);
+  m->drops_ = &family(BuildCounter(), "flowlb_agent_datapath_drops_total",
+                      "Frames dropped by the forwarding decision, by reason", r);
+  m->unhandled_ = &family(
+      BuildCounter(), "flowlb_agent_datapath_unhandled_total",
+      "Frames steered to userspace that no service claimed, or that found the TX ring full", r);
+  m->xdp_packets_ = &family(BuildCounter(), "flowlb_agent_xdp_packets_total",
+                            "What the XDP program did, by action", r);
+  m->conntrack_entries_ = &family(BuildGauge(), "flowlb_agent_conntrack_entries",
+                                  "Live conntrack entries per worker", r);
+  m->conntrack_capacity_ = &family(BuildGauge(), "flowlb_agent_conntrack_capacity_entries",
+                                   "Conntrack capacity per worker", r);
+  m->conntrack_evictions_ = &family(BuildCounter(), "flowlb_agent_conntrack_evictions_total",
+                                    "Conntrack entries evicted to make room, by reason", r);
+  m->xsk_ring_ = &family(BuildCounter(), "flowlb_agent_xsk_ring_events_total",
+                         "AF_XDP ring statistics per socket (XDP_STATISTICS)", r);
+  m->frames_ = &family(BuildGauge(), "flowlb_agent_xsk_frames",
+                       "UMEM frames per worker: free (pool and fill rings), in_tx, total", r);
+  m->attach_ = &family(BuildGauge(), "flowlb_agent_xdp_attach_info",
+                       "XDP attach mode per interface (1 = in use)", r);
+  m->bind_ =
+      &family(BuildGauge(), "flowlb_agent_xsk_bind_info", "AF_XDP bind mode (1 = in use)", r);
+  m->neighbor_ = &family(
+      BuildCounter(), "flowlb_agent_neighbor_events_total",
+      "Next-hop lookups that found no resolved neighbour (misses) and resolution probes sent", r);
+  m->generation_ = &family(BuildGauge(), "flowlb_agent_config_generation",
+                           "Generation of the desired state in force", r);
+  m->reloads_ = &family(BuildCounter(), "flowlb_agent_config_reloads_total",
+                        "Desired-state updates, by result", r);
   m->exposer_->RegisterCollectable(m->registry_);
   return m;
 }
@@ -53,7 +74,9 @@ void AgentMetrics::setCounter(prometheus::Counter& c, double value) {
   if (delta > 0) c.Increment(delta);
 }
 
-void AgentMetrics::configReload(bool ok) { reloads_->Add({{"result", ok ? "applied" : "rejected"}}).Increment(); }
+void AgentMetrics::configReload(bool ok) {
+  reloads_->Add({{"result", ok ? "applied" : "rejected"}}).Increment();
+}
 
 void AgentMetrics::update(const DatapathStatus& st) {
   // Sum worker figures (the reports are cumulative since start).
@@ -94,27 +117,40 @@ void AgentMetrics::update(const DatapathStatus& st) {
     setCounter(backend_new_flows_->Add({{"backend", name}}), static_cast<double>(t.new_flows));
   }
   for (size_t i = 1; i < drops.size(); ++i) {
-    setCounter(drops_->Add({{"reason", dropReasonName(static_cast<DropReason>(i))}}), static_cast<double>(drops[i]));
+    setCounter(drops_->Add({{"reason", dropReasonName(static_cast<DropReason>(i))}}),
+               static_cast<double>(drops[i]));
   }
   for (size_t i = 0; i < evictions.size(); ++i) {
-    setCounter(conntrack_evictions_->Add({{"reason", evictReasonName(static_cast<EvictReason>(i))}}),
-               static_cast<double>(evictions[i]));
+    setCounter(
+        conntrack_evictions_->Add({{"reason", evictReasonName(static_cast<EvictReason>(i))}}),
+        static_cast<double>(evictions[i]));
   }
   setCounter(unhandled_->Add({}), static_cast<double>(unhandled));
   static const char* kXdpActions[] = {"seen", "redirected", "passed", "no_socket"};
   for (size_t i = 0; i < st.xdp_counters.size() && i < std::size(kXdpActions); ++i) {
-    setCounter(xdp_packets_->Add({{"action", kXdpActions[i]}}), static_cast<double>(st.xdp_counters[i]));
+    setCounter(xdp_packets_->Add({{"action", kXdpActions[i]}}),
+               static_cast<double>(st.xdp_counters[i]));
   }
   for (const auto& [sock, s] : st.sockets) {
-    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "rx_dropped"}}), static_cast<double>(s.rx_dropped));
-    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "rx_invalid"}}), static_cast<double>(s.rx_invalid));
-    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "rx_ring_full"}}), static_cast<double>(s.rx_ring_full));
-    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "fill_ring_empty"}}), static_cast<double>(s.fill_ring_empty));
-    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "tx_invalid"}}), static_cast<double>(s.tx_invalid));
-    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "tx_ring_empty"}}), static_cast<double>(s.tx_ring_empty));
+    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "rx_dropped"}}),
+               static_cast<double>(s.rx_dropped));
+    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "rx_invalid"}}),
+               static_cast<double>(s.rx_invalid));
+    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "rx_ring_full"}}),
+               static_cast<double>(s.rx_ring_full));
+    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "fill_ring_empty"}}),
+               static_cast<double>(s.fill_ring_empty));
+    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "tx_invalid"}}),
+               static_cast<double>(s.tx_invalid));
+    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "tx_ring_empty"}}),
+               static_cast<double>(s.tx_ring_empty));
   }
   for (const auto& a : st.attached) {
-    attach_->Add({{"interface", a.iface.name}, {"mode", a.mode}, {"path", st.dispatcher ? "dispatcher" : "legacy"}}).Set(1);
+    attach_
+        ->Add({{"interface", a.iface.name},
+               {"mode", a.mode},
+               {"path", st.dispatcher ? "dispatcher" : "legacy"}})
+        .Set(1);
   }
   bind_->Add({{"mode", st.zero_copy ? "zerocopy" : "copy"}}).Set(1);
   setCounter(neighbor_->Add({{"event", "miss"}}), static_cast<double>(st.neighbor_misses));

@@ -26,8 +26,8 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) 
     }
     ifaces.push_back({name, static_cast<int>(idx)});
   }
-  auto program = XdpProgram::load(config.bpf_object, ifaces, config.xdp_mode,
-                                  config.snat_port_min, config.snat_port_max);
+  auto program = XdpProgram::load(config.bpf_object, ifaces, config.xdp_mode, config.snat_port_min,
+                                  config.snat_port_max);
   if (!program) return program.status();
   dp->program_ = std::move(*program);
   auto hops = KernelNextHops::create(config.queues);
@@ -78,10 +78,10 @@ Datapath::~Datapath() {
 Status Datapath::apply(const DesiredState& desired, const SnatConfig& snat,
                        std::vector<std::string>* warnings) {
   if (snat.port_min < config_.snat_port_min || snat.port_max > config_.snat_port_max) {
-    return Status::error("SNAT ports " + std::to_string(snat.port_min) + "-" +
-                         std::to_string(snat.port_max) + " are outside the range the XDP program steers (" +
-                         std::to_string(config_.snat_port_min) + "-" +
-                         std::to_string(config_.snat_port_max) + "); restart the agent to change it");
+    return Status::error(
+        "SNAT ports " + std::to_string(snat.port_min) + "-" + std::to_string(snat.port_max) +
+        " are outside the range the XDP program steers (" + std::to_string(config_.snat_port_min) +
+        "-" + std::to_string(config_.snat_port_max) + "); restart the agent to change it");
   }
   auto snap = builder_.build(desired, snat, warnings);
   if (!snap) return snap.status();
@@ -106,7 +106,8 @@ DatapathStatus Datapath::status() const {
     st.workers.push_back(q.worker->report());
     for (const auto& s : q.sockets) {
       st.zero_copy = st.zero_copy || s->zeroCopy();
-      st.sockets.emplace_back(s->iface().name + "/" + std::to_string(&q - queues_.data()), s->stats());
+      st.sockets.emplace_back(s->iface().name + "/" + std::to_string(&q - queues_.data()),
+                              s->stats());
     }
   }
   st.neighbor_misses = next_hops_->misses();

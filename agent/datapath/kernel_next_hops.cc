@@ -21,7 +21,9 @@
 
 namespace flowlb::agent {
 
-size_t IpAddrHash::operator()(const IpAddr& a) const { return hashBytes(a.bytes.data(), 16, 0); }
+size_t IpAddrHash::operator()(const IpAddr& a) const {
+  return hashBytes(a.bytes.data(), 16, 0);
+}
 
 void KernelNextHops::onCacheChange(struct nl_cache*, struct ::nl_object*, int, void* self) {
   static_cast<KernelNextHops*>(self)->dirty_.store(true);
@@ -67,10 +69,12 @@ Result<std::unique_ptr<KernelNextHops>> KernelNextHops::create(size_t readers) {
   struct {
     const char* name;
     struct nl_cache** cache;
-  } caches[] = {{"route/link", &k->links_}, {"route/route", &k->routes_}, {"route/neigh", &k->neighs_}};
+  } caches[] = {
+      {"route/link", &k->links_}, {"route/route", &k->routes_}, {"route/neigh", &k->neighs_}};
   for (auto& c : caches) {
     rc = nl_cache_mngr_add(k->mngr_, c.name, &onCacheChange, k.get(), c.cache);
-    if (rc < 0) return Status::error(std::string("netlink cache ") + c.name + ": " + nl_geterror(rc));
+    if (rc < 0)
+      return Status::error(std::string("netlink cache ") + c.name + ": " + nl_geterror(rc));
   }
   k->rebuild();
   return k;
@@ -88,7 +92,8 @@ void KernelNextHops::rebuild() {
     auto* link = reinterpret_cast<struct rtnl_link*>(o);
     struct nl_addr* ll = rtnl_link_get_addr(link);
     std::array<uint8_t, 6> mac{};
-    if (ll != nullptr && nl_addr_get_len(ll) == 6) std::memcpy(mac.data(), nl_addr_get_binary_addr(ll), 6);
+    if (ll != nullptr && nl_addr_get_len(ll) == 6)
+      std::memcpy(mac.data(), nl_addr_get_binary_addr(ll), 6);
     const int ifindex = rtnl_link_get_ifindex(link);
     view->link_macs[ifindex] = mac;
     NextHop pending;
@@ -107,8 +112,9 @@ void KernelNextHops::rebuild() {
     NextHop hop;
     hop.ifindex = static_cast<uint32_t>(ifindex);
     hop.src_mac = view->link_macs[ifindex];
-    hop.resolved = ll != nullptr && nl_addr_get_len(ll) == 6 &&
-                   (state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP));
+    hop.resolved =
+        ll != nullptr && nl_addr_get_len(ll) == 6 &&
+        (state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP));
     if (hop.resolved) std::memcpy(hop.dst_mac.data(), nl_addr_get_binary_addr(ll), 6);
     view->neighbors[ifindex][addr] = hop;
   }
@@ -139,7 +145,8 @@ void KernelNextHops::rebuild() {
       route.gateway = true;
       route.gateway_addr = gw;
       auto it = view->neighbors[route.ifindex].find(gw);
-      route.via = it != view->neighbors[route.ifindex].end() ? it->second : view->unresolved[route.ifindex];
+      route.via =
+          it != view->neighbors[route.ifindex].end() ? it->second : view->unresolved[route.ifindex];
       route.via.on_link = false;
     }
     view->routes.push_back(route);

@@ -49,7 +49,9 @@ Result<bool> clearStale(const Interface& iface) {
   }
   const int rc = xdp_multiprog__detach(mp);
   xdp_multiprog__close(mp);
-  if (rc != 0) return Status::error("cannot detach stale flowlb program from " + iface.name + ": " + errnoText(rc));
+  if (rc != 0)
+    return Status::error("cannot detach stale flowlb program from " + iface.name + ": " +
+                         errnoText(rc));
   return true;
 }
 
@@ -67,7 +69,8 @@ Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& object_p
   self->prog_ = xdp_program__open_file(object_path.c_str(), "xdp", nullptr);
   if (const long err = libxdp_get_error(self->prog_); err != 0) {
     self->prog_ = nullptr;
-    return Status::error("cannot open XDP object " + object_path + ": " + errnoText(static_cast<int>(err)));
+    return Status::error("cannot open XDP object " + object_path + ": " +
+                         errnoText(static_cast<int>(err)));
   }
   struct bpf_object* obj = xdp_program__bpf_obj(self->prog_);
   struct bpf_map* rodata = nullptr;
@@ -80,23 +83,28 @@ Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& object_p
   size_t size = 0;
   const void* initial = bpf_map__initial_value(rodata, &size);
   if (initial == nullptr || size != sizeof(flowlb_config)) {
-    return Status::error(object_path + ": .rodata does not match flowlb_abi.h (rebuild the object)");
+    return Status::error(object_path +
+                         ": .rodata does not match flowlb_abi.h (rebuild the object)");
   }
   flowlb_config cfg;
   std::memcpy(&cfg, initial, sizeof cfg);
   cfg.snat_port_min = snat_port_min;
   cfg.snat_port_max = snat_port_max;
   if (const int rc = bpf_map__set_initial_value(rodata, &cfg, sizeof cfg); rc != 0) {
-    return Status::error(object_path + ": cannot set the program's configuration: " + errnoText(rc));
+    return Status::error(object_path +
+                         ": cannot set the program's configuration: " + errnoText(rc));
   }
 
   for (const Interface& iface : interfaces) {
     auto stale = clearStale(iface);
     if (!stale) return stale.status();
     const std::vector<std::pair<enum xdp_attach_mode, const char*>> tries =
-        mode == XdpMode::kNative    ? std::vector<std::pair<enum xdp_attach_mode, const char*>>{{XDP_MODE_NATIVE, "native"}}
-        : mode == XdpMode::kGeneric ? std::vector<std::pair<enum xdp_attach_mode, const char*>>{{XDP_MODE_SKB, "generic"}}
-                                    : std::vector<std::pair<enum xdp_attach_mode, const char*>>{{XDP_MODE_NATIVE, "native"}, {XDP_MODE_SKB, "generic"}};
+        mode == XdpMode::kNative
+            ? std::vector<std::pair<enum xdp_attach_mode, const char*>>{{XDP_MODE_NATIVE, "native"}}
+        : mode == XdpMode::kGeneric
+            ? std::vector<std::pair<enum xdp_attach_mode, const char*>>{{XDP_MODE_SKB, "generic"}}
+            : std::vector<std::pair<enum xdp_attach_mode, const char*>>{{XDP_MODE_NATIVE, "native"},
+                                                                        {XDP_MODE_SKB, "generic"}};
     int rc = -1;
     const char* used = nullptr;
     for (auto [m2, name] : tries) {
@@ -105,17 +113,20 @@ Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& object_p
         used = name;
         break;
       }
-      spdlog::warn("event=xdp_attach_failed iface={} mode={} reason=\"{}\"", iface.name, name, errnoText(rc));
+      spdlog::warn("event=xdp_attach_failed iface={} mode={} reason=\"{}\"", iface.name, name,
+                   errnoText(rc));
     }
-    if (rc != 0) return Status::error("cannot attach XDP program to " + iface.name + ": " + errnoText(rc));
+    if (rc != 0)
+      return Status::error("cannot attach XDP program to " + iface.name + ": " + errnoText(rc));
     self->attached_.push_back({iface, used, *stale});
     struct xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(iface.ifindex);
     if (libxdp_get_error(mp) == 0 && mp != nullptr) {
       self->dispatcher_ = !xdp_multiprog__is_legacy(mp);
       xdp_multiprog__close(mp);
     }
-    spdlog::info("event=xdp_attached iface={} ifindex={} mode={} path={} replaced_stale={}", iface.name,
-                 iface.ifindex, used, self->dispatcher_ ? "dispatcher" : "legacy", *stale);
+    spdlog::info("event=xdp_attached iface={} ifindex={} mode={} path={} replaced_stale={}",
+                 iface.name, iface.ifindex, used, self->dispatcher_ ? "dispatcher" : "legacy",
+                 *stale);
   }
   self->vips_fd_ = bpf_object__find_map_fd_by_name(obj, FLOWLB_MAP_VIPS);
   self->xsks_fd_ = bpf_object__find_map_fd_by_name(obj, FLOWLB_MAP_XSKS);
@@ -165,19 +176,25 @@ Status XdpProgram::syncVips(const Snapshot& snap) {
     want.push_back(key(s.spec.vip, 0, s.spec.vip.isV4() ? kProtoICMP : kProtoICMPv6));
   }
   std::vector<flowlb_vip_key> snat;
-  for (auto [has, addr] : {std::pair{snap.snat.has_v4, snap.snat.v4}, std::pair{snap.snat.has_v6, snap.snat.v6}}) {
+  for (auto [has, addr] :
+       {std::pair{snap.snat.has_v4, snap.snat.v4}, std::pair{snap.snat.has_v6, snap.snat.v6}}) {
     if (!has) continue;
     for (uint8_t proto : {kProtoTCP, kProtoUDP}) snat.push_back(key(addr, 0, proto));
     snat.push_back(key(addr, 0, addr.isV4() ? kProtoICMP : kProtoICMPv6));
   }
-  auto same = [](const flowlb_vip_key& a, const flowlb_vip_key& b) { return std::memcmp(&a, &b, sizeof a) == 0; };
-  std::sort(want.begin(), want.end(), [](const auto& a, const auto& b) { return std::memcmp(&a, &b, sizeof a) < 0; });
+  auto same = [](const flowlb_vip_key& a, const flowlb_vip_key& b) {
+    return std::memcmp(&a, &b, sizeof a) == 0;
+  };
+  std::sort(want.begin(), want.end(),
+            [](const auto& a, const auto& b) { return std::memcmp(&a, &b, sizeof a) < 0; });
   want.erase(std::unique(want.begin(), want.end(), same), want.end());
   std::vector<flowlb_vip_key> all = want;
   all.insert(all.end(), snat.begin(), snat.end());
   for (const flowlb_vip_key& k : all) {
     flowlb_vip_value v{};
-    v.flags = std::any_of(snat.begin(), snat.end(), [&](const auto& s) { return same(s, k); }) ? FLOWLB_VIP_F_SNAT : 0;
+    v.flags = std::any_of(snat.begin(), snat.end(), [&](const auto& s) { return same(s, k); })
+                  ? FLOWLB_VIP_F_SNAT
+                  : 0;
     if (bpf_map_update_elem(vips_fd_, &k, &v, BPF_ANY) != 0) {
       return Status::error(std::string("cannot update the VIP map: ") + std::strerror(errno));
     }

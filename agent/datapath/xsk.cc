@@ -15,8 +15,10 @@ Result<std::unique_ptr<Umem>> Umem::create(uint32_t frames) {
   // (root does). Raising the limit may fail in a container: not fatal.
   struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
   if (setrlimit(RLIMIT_MEMLOCK, &unlimited) != 0) {
-    spdlog::warn("event=memlock_limit reason=\"{}\" msg=\"UMEM needs CAP_IPC_LOCK or a large RLIMIT_MEMLOCK\"",
-                 std::strerror(errno));
+    spdlog::warn(
+        "event=memlock_limit reason=\"{}\" msg=\"UMEM needs CAP_IPC_LOCK or a large "
+        "RLIMIT_MEMLOCK\"",
+        std::strerror(errno));
   }
   std::unique_ptr<Umem> u(new Umem());
   u->frames_ = frames;

@@ -49,9 +49,15 @@ class Umem {
 
   uint8_t* data(uint64_t addr) { return static_cast<uint8_t*>(xsk_umem__get_data(area_, addr)); }
   uint32_t frames() const { return frames_; }
-  struct xsk_umem* handle() { return umem_; }
-  struct xsk_ring_prod* firstFill() { return &fill_; }
-  struct xsk_ring_cons* firstComp() { return &comp_; }
+  struct xsk_umem* handle() {
+    return umem_;
+  }
+  struct xsk_ring_prod* firstFill() {
+    return &fill_;
+  }
+  struct xsk_ring_cons* firstComp() {
+    return &comp_;
+  }
 
  private:
   Umem() = default;
@@ -59,8 +65,8 @@ class Umem {
   size_t size_ = 0;
   uint32_t frames_ = 0;
   struct xsk_umem* umem_ = nullptr;
-  struct xsk_ring_prod fill_{};
-  struct xsk_ring_cons comp_{};
+  struct xsk_ring_prod fill_ {};
+  struct xsk_ring_cons comp_ {};
 };
 
 // One AF_XDP socket on (interface, queue 0) with its four rings.
@@ -76,16 +82,16 @@ class XskSocket {
   int fd() const { return xsk_socket__fd(xsk_); }
   const Interface& iface() const { return iface_; }
   bool zeroCopy() const { return zero_copy_; }
-  struct xsk_ring_cons rx{};
-  struct xsk_ring_prod tx{};
+  struct xsk_ring_cons rx {};
+  struct xsk_ring_prod tx {};
   struct xsk_ring_prod* fill = nullptr;
   struct xsk_ring_cons* comp = nullptr;
-  uint32_t in_fill = 0;   // frames handed to the kernel on this fill ring
-  uint32_t in_tx = 0;     // frames queued for transmission, not yet completed
+  uint32_t in_fill = 0;  // frames handed to the kernel on this fill ring
+  uint32_t in_tx = 0;    // frames queued for transmission, not yet completed
 
   struct Stats {
-    uint64_t rx_dropped = 0, rx_invalid = 0, tx_invalid = 0, rx_ring_full = 0,
-             fill_ring_empty = 0, tx_ring_empty = 0;
+    uint64_t rx_dropped = 0, rx_invalid = 0, tx_invalid = 0, rx_ring_full = 0, fill_ring_empty = 0,
+             tx_ring_empty = 0;
   };
   Stats stats() const;
 
@@ -94,8 +100,8 @@ class XskSocket {
   struct xsk_socket* xsk_ = nullptr;
   Interface iface_;
   bool zero_copy_ = false;
-  struct xsk_ring_prod own_fill_{};
-  struct xsk_ring_cons own_comp_{};
+  struct xsk_ring_prod own_fill_ {};
+  struct xsk_ring_cons own_comp_ {};
 };
 
 }  // namespace flowlb::agent

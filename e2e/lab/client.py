@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Client tools for the lab, run inside the client namespace.
+
+  client.py spread URL N         N sequential connections; prints {"b1": n, ...}
+  client.py udp HOST PORT TEXT   one datagram; prints the reply
+  client.py fetch URL OUT        downloads URL into OUT; prints the backend header
+  client.py raw IFACE DST_MAC    sends malformed frames (see below); prints how many
+"""
+import json
+import socket
+import struct
+import sys
+import urllib.request
+
+
+def spread(url, n):
+    counts = {}
+    for _ in range(n):
+        with urllib.request.urlopen(url, timeout=5) as r:
+            who = r.read().decode()
+        counts[who] = counts.get(who, 0) + 1
+    print(json.dumps(counts))
+
+
+def udp(host, port, text):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    s.sendto(text.encode(), (host, int(port)))
+    print(s.recvfrom(2048)[0].decode())
+
+
+def fetch(url, out):
+    with urllib.request.urlopen(url, timeout=60) as r, open(out, "wb") as f:
+        print(r.headers.get("X-Backend", ""), flush=True)  # before the body: known even if cut
+        while True:
+            chunk = r.read(65536)
+            if not chunk:
+                break
+            f.write(chunk)
+
+
+def raw(iface, dst_mac):
+    """Frames for the VIP 10.10.100.10:80 that are broken in different ways."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    src_mac = s.getsockname()[4]
+    eth = bytes.fromhex(dst_mac.replace(":", "")) + src_mac + b"\x08\x00"
+    src, dst = socket.inet_aton("10.10.1.2"), socket.inet_aton("10.10.100.10")
+    tcp = struct.pack("!HHIIBBHHH", 40000, 80, 1, 0, 0x50, 0x02, 65535, 0, 0)
+
+    def ip(total, ihl=5, proto=6):
+        return struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, total, 1, 0, 64, proto, 0, src, dst)
+
+    frames = [
+        eth + ip(1000) + tcp,                     # total length beyond the frame
+        eth + ip(40) + tcp[:8] + bytes(12),       # fine IP, TCP data offset 0
+        eth + ip(40, ihl=15) + tcp,               # header length beyond the packet
+        eth + ip(28) + tcp[:8],                   # TCP header cut short
+    ]
+    # A TCP data offset of 0 is malformed too:
+    frames[1] = eth + ip(40) + struct.pack("!HHIIBBHHH", 40000, 80, 1, 0, 0x00, 0x02, 65535, 0, 0)
+    for f in frames:
+        s.send(f + bytes(max(0, 60 - len(f))))
+    print(len(frames))
+
+
+cmd = sys.argv[1]
+if cmd == "spread":
+    spread(sys.argv[2], int(sys.argv[3]))
+elif cmd == "udp":
+    udp(sys.argv[2], sys.argv[3], sys.argv[4])
+elif cmd == "fetch":
+    fetch(sys.argv[2], sys.argv[3])
+elif cmd == "raw":
+    raw(sys.argv[2], sys.argv[3])
