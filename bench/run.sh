@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks that print figures, one per line: FIGURE <name> <value> <unit>.
 #   bench/run.sh core      Maglev, conntrack and forwarding-decision figures
+#   bench/run.sh datapath  AF_XDP datapath vs nftables DNAT vs kernel forwarding (root)
 # Run through ./flowlb.sh bench core (which installs and builds first), or
 # after a build into build/.
 set -euo pipefail
@@ -49,7 +50,13 @@ PY
   rm -f "$out"
 }
 
+datapath() {  # needs root: builds a namespace lab
+  ninja -C "$build" -j2 flowlb-agent xdp_traffic >/dev/null
+  python3 "$root/bench/datapath_bench.py" "$build"
+}
+
 case "${1:-}" in
   core) core ;;
-  *) echo "usage: bench/run.sh core" >&2; exit 2 ;;
+  datapath) datapath ;;
+  *) echo "usage: bench/run.sh core|datapath" >&2; exit 2 ;;
 esac

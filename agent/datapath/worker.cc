@@ -6,7 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
-#include <chrono>
+#include <ctime>
 
 namespace flowlb::agent {
 namespace {
@@ -14,10 +14,15 @@ namespace {
 constexpr uint32_t kBurst = 64;
 constexpr uint32_t kFillTarget = kRingSize / 2;
 
+// Milliseconds for conntrack ages and flush intervals. The coarse clock is
+// read from the vDSO without touching the clock source (a few ms of
+// resolution): on paravirtualised guests the precise one costs a large
+// share of a busy-polling loop.
 uint32_t nowMs() {
-  return static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000 +
+                               static_cast<uint64_t>(ts.tv_nsec) / 1'000'000);
 }
 
 std::string backendName(const BackendRuntime& b) {
@@ -67,14 +72,19 @@ void Worker::completions(XskSocket& s) {
 }
 
 void Worker::kick(XskSocket& s) {
-  // Copy mode sends at most a budget of descriptors per call: kick while
-  // anything is queued.
-  if (s.in_tx > 0 && (!s.zeroCopy() || xsk_ring_prod__needs_wakeup(&s.tx))) {
+  // Copy mode transmits at most a budget of descriptors (32 by default) per
+  // sendto: kick until the ring is drained, reaping completions between.
+  for (int round = 0; round < 16 && s.in_tx > 0; ++round) {
+    if (s.zeroCopy() && !xsk_ring_prod__needs_wakeup(&s.tx)) return;
+    const uint32_t before = s.in_tx;
     sendto(s.fd(), nullptr, 0, MSG_DONTWAIT, nullptr, 0);
+    completions(s);
+    if (s.in_tx == before) return;  // nothing moved: the device is busy, retry next pass
   }
 }
 
 void Worker::account(const Snapshot& snap, const Action& a, size_t len) {
+  unflushed_ = true;
   if (a.service >= 0 && static_cast<size_t>(a.service) < service_counts_.size()) {
     auto& c = service_counts_[static_cast<size_t>(a.service)];
     ++c.packets;
@@ -130,6 +140,7 @@ void Worker::handleBurst(XskSocket& s, const Snapshot& snap, uint32_t now_ms) {
 }
 
 void Worker::flush(const Snapshot* snap) {
+  unflushed_ = false;
   std::lock_guard<std::mutex> lock(report_mu_);
   if (snap != nullptr) {
     for (size_t i = 0; i < service_counts_.size() && i < snap->services.size(); ++i) {
@@ -208,8 +219,10 @@ void Worker::run(const std::atomic<bool>& stop) {
     // quiescence, when a new snapshot is out (the old one may be freed
     // after that) or every 250 ms.
     const bool worked = rx_batches_ != batches_before;
-    if (snapshots_.acquire() != current || now - last_flush >= 250 || !worked) {
-      flush(current);  // (on an idle pass too, before sleeping)
+    const bool sleeping_next = !worked && !config_.busy_poll;
+    if (snapshots_.acquire() != current || now - last_flush >= 250 ||
+        (sleeping_next && unflushed_)) {
+      flush(current);
       last_flush = now;
     }
     snapshots_.quiescent(config_.index);

@@ -76,6 +76,7 @@ class Worker {
   uint64_t tx_ring_full_ = 0;
   uint64_t unhandled_ = 0;
   uint64_t rx_batches_ = 0;
+  bool unflushed_ = false;  // counts since the last flush
 
   mutable std::mutex report_mu_;  // guards report_
   WorkerReport report_;

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""bench/run.sh datapath: forwarding rate and latency through the lab's LB
+node for flowlb (AF_XDP, NAT), nftables DNAT with conntrack (kube-proxy
+style) and plain kernel forwarding, measured in one run with the same
+generator and sink. Prints FIGURE lines. Needs root.
+
+Placement (2 vCPUs): the live-frames generator runs on CPU 0, so the
+kernel cases forward in its softirq on CPU 0; flowlb's worker busy-polls
+CPU 1. The sink (XDP drop counter on the switch port facing the LB) runs
+in the softirq of whichever CPU transmits into it.
+"""
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.path.abspath(sys.argv[1])
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAB = os.path.join(ROOT, "e2e", "lab", "lab.sh")
+SERVER = os.path.join(ROOT, "e2e", "lab", "backend_server.py")
+TRAFFIC = os.path.join(BUILD, "bench", "xdp_traffic")
+AGENT = os.path.join(BUILD, "agent", "flowlb-agent")
+P = "flbbench"
+VIP = "10.10.100.10"
+RUNS = int(os.environ.get("FLOWLB_BENCH_RUNS", "3"))
+SECONDS = 2.0
+
+
+def sh(*cmd, check=True, **kw):
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw).stdout
+
+
+def ns(name, *cmd, **kw):
+    return sh("ip", "netns", "exec", f"{P}-{name}", *cmd, **kw)
+
+
+def rate(dst, dport, flows):
+    """Median over RUNS of the sink's median 250 ms rate while the generator runs."""
+    mac = ns("lb", "cat", "/sys/class/net/l0/address").strip()
+    results = []
+    for _ in range(RUNS):
+        sink = subprocess.Popen(["ip", "netns", "exec", f"{P}-sw", TRAFFIC, "sink", "sw-l1",
+                                 str(SECONDS + 1.5)], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        ns("client", "taskset", "-c", "0", TRAFFIC, "gen", "c0", mac, "10.10.1.2", dst, str(dport),
+           str(SECONDS), str(flows))
+        rates = [float(l.split()[1]) for l in sink.communicate()[0].splitlines() if l.startswith("rate")]
+        busy = sorted(r for r in rates if r > 0)
+        steady = busy[1:-1] if len(busy) > 3 else busy
+        results.append(statistics.median(steady) if steady else 0.0)
+        if os.environ.get("FLOWLB_BENCH_DEBUG"):
+            print(dst, flows, rates, file=sys.stderr)
+    return statistics.median(results)
+
+
+def rtt(count=2000):
+    """UDP ping-pong to VIP:53 from the client, both ends pinned to CPU 0."""
+    code = f"""
+import socket, time, statistics
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+lat = []
+for i in range({count}):
+    t = time.perf_counter_ns(); s.sendto(b"ping", ("{VIP}", 53))
+    try:
+        s.recvfrom(2048); lat.append((time.perf_counter_ns() - t) / 1000)
+    except socket.timeout:
+        pass
+    time.sleep(0.0005)
+lat.sort(); print(lat[len(lat)//2], lat[int(len(lat)*0.99)], len(lat))
+"""
+    out = ns("client", "taskset", "-c", "0", "python3", "-c", code).split()
+    return float(out[0]), float(out[1]), int(out[2])
+
+
+def nft(on):
+    ns("lb", "nft", "flush", "ruleset")
+    if on:
+        rules = f"""table ip flbbench {{
+  chain pre {{ type nat hook prerouting priority dstnat;
+    ip daddr {VIP} udp dport 53 dnat to numgen random mod 3 map {{ 0 : 10.10.2.11, 1 : 10.10.2.12, 2 : 10.10.2.13 }};
+  }}
+  chain post {{ type nat hook postrouting priority srcnat; oifname "l1" masquerade; }}
+}}"""
+        with tempfile.NamedTemporaryFile("w", suffix=".nft", delete=False) as f:
+            f.write(rules)
+        ns("lb", "nft", "-f", f.name)
+        os.unlink(f.name)
+
+
+def main():
+    figures = []
+    servers = []
+    agent = None
+    sh(LAB, "up", P)
+    try:
+        ns("lb", "ethtool", "-K", "l0", "gro", "on")  # NAPI for live frames without XDP on l0
+        ns("lb", "sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=1", check=False)
+        for i in (1, 2, 3):
+            servers.append(subprocess.Popen(["ip", "netns", "exec", f"{P}-b{i}", "taskset", "-c", "0",
+                                             "python3", SERVER, f"b{i}", "80", f"10.10.2.1{i}"],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(0.5)
+        # Kernel cases: frames sent with XDP_TX into a veth are only delivered
+        # by its NAPI, which an XDP program on the receiving end provides.
+        passer = subprocess.Popen(["ip", "netns", "exec", f"{P}-lb", TRAFFIC, "pass", "l0", "3600"],
+                                  stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        kernel = rate("10.10.2.11", 53, 16)
+        nft(True)
+        nft_few = rate(VIP, 53, 16)
+        ns("lb", "conntrack", "-F", check=False)
+        nft_new = rate(VIP, 53, 0)
+        nft_p50, nft_p99, _ = rtt()
+        nft(False)
+        passer.terminate()
+        passer.wait()
+        cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        # New flow per packet: UDP flows idle out after 1 s in both flowlb
+        # and nftables (nf_conntrack_udp_timeout), and the SNAT range is
+        # wide, so NAT ports are not what runs out.
+        cfg.write(f"""snat: {{ipv4: 10.10.2.1, portMin: 10000, portMax: 65000}}
+services:
+  - name: bench/udp
+    vip: {VIP}
+    port: 53
+    protocol: udp
+    mode: nat
+    idleTimeoutSeconds: 1
+    backends:
+      - {{address: 10.10.2.11, port: 53}}
+      - {{address: 10.10.2.12, port: 53}}
+      - {{address: 10.10.2.13, port: 53}}
+""")
+        cfg.close()
+        agent = subprocess.Popen(["nsenter", f"--net=/run/netns/{P}-lb", AGENT, "--interface", "l0",
+                                  "--interface", "l1", "--config", cfg.name, "--metrics-address",
+                                  "127.0.0.1:19490", "--poll-mode", "busy", "--cpus", "1",
+                                  "--conntrack-entries", "1048576"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+        ns("client", "ping", "-c", "1", "-W", "1", "10.10.1.1")
+        fl_few = rate(VIP, 53, 16)
+        fl_new = rate(VIP, 53, 0)
+        fl_p50, fl_p99, _ = rtt()
+        os.unlink(cfg.name)
+        figures += [
+            ("kernel_forward_mpps", kernel / 1e6, "Mpps", "cpu0"),
+            ("nftables_dnat_mpps", nft_few / 1e6, "Mpps", "cpu0"),
+            ("nftables_dnat_newflow_mpps", nft_new / 1e6, "Mpps", "cpu0"),
+            ("datapath_nat_mpps", fl_few / 1e6, "Mpps", "worker cpu1"),
+            ("datapath_nat_newflow_mpps", fl_new / 1e6, "Mpps", "worker cpu1"),
+            ("datapath_vs_nftables_ratio", fl_few / nft_few if nft_few else 0, "ratio", ""),
+            ("datapath_vs_nftables_newflow_ratio", fl_new / nft_new if nft_new else 0, "ratio", ""),
+            ("datapath_rtt_p50_us", fl_p50, "us", "client+server cpu0, worker cpu1"),
+            ("datapath_rtt_p99_us", fl_p99, "us", "client+server cpu0, worker cpu1"),
+            ("nftables_rtt_p50_us", nft_p50, "us", "all cpu0"),
+            ("nftables_rtt_p99_us", nft_p99, "us", "all cpu0"),
+            ("datapath_vs_nftables_rtt_p99_ratio", fl_p99 / nft_p99 if nft_p99 else 0, "ratio", ""),
+        ]
+    finally:
+        if agent:
+            agent.terminate()
+            agent.wait()
+        for s in servers:
+            s.kill()
+            s.wait()
+        sh(LAB, "down", P, check=False)
+    for name, value, unit, where in figures:
+        print(f"FIGURE {name} {value:.4g} {unit}" + (f"  # {where}" if where else ""))
+
+
+main()
