@@ -3,7 +3,7 @@
  *   template UDP frame; sets the UDP source port (and, for a new flow per
  *   packet, the low bytes of the source address) from a counter, clears
  *   the UDP checksum (IPv4 allows 0) and transmits the frame (XDP_TX).
- * flowlb_sink: counts and drops what arrives.
+ * flowlb_sink: counts and drops the generated traffic (UDP to port 53).
  * flowlb_pass: passes everything to the kernel. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -57,7 +57,17 @@ int flowlb_gen(struct xdp_md *ctx) {
 
 SEC("xdp")
 int flowlb_sink(struct xdp_md *ctx) {
-  (void)ctx;
+  /* Only the generated traffic (IPv4 UDP to port 53) is counted and
+   * dropped; ARP and the rest pass, so neighbour resolution through the
+   * switch keeps working during a run. */
+  void *data = (void *)(long)ctx->data;
+  void *end = (void *)(long)ctx->data_end;
+  struct ethhdr *eth = data;
+  struct iphdr *ip = (void *)(eth + 1);
+  struct udphdr *udp = (void *)(ip + 1);
+  if ((void *)(udp + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != 17 ||
+      ip->ihl != 5 || udp->dest != bpf_htons(53))
+    return XDP_PASS;
   __u32 zero = 0;
   __u64 *n = bpf_map_lookup_elem(&counter, &zero);
   if (n) *n += 1;
