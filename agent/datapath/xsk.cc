@@ -9,6 +9,12 @@
 #include <cstring>
 
 namespace flowlb::agent {
+namespace {
+
+constexpr int kXdpMaxTxSkbBudget = 9;  // linux/if_xdp.h, 6.17+
+constexpr int kTxBudget = 256;
+
+}  // namespace
 
 Result<std::unique_ptr<Umem>> Umem::create(uint32_t frames) {
   // UMEM pages are charged to RLIMIT_MEMLOCK unless we hold CAP_IPC_LOCK
@@ -76,8 +82,17 @@ Result<std::unique_ptr<XskSocket>> XskSocket::create(Umem& umem, const Interface
     return Status::error("cannot bind an AF_XDP socket to " + iface.name + " queue " +
                          std::to_string(queue) + ": " + std::strerror(-rc));
   }
-  spdlog::info("event=xsk_bound iface={} queue={} mode={}", iface.name, queue,
-               s->zero_copy_ ? "zerocopy" : "copy");
+  if (!s->zero_copy_) {
+    // Copy mode sends at most XDP_MAX_TX_SKB_BUDGET (32 by default)
+    // descriptors per sendto; system calls are dear, so ask for more where
+    // the kernel has the option (6.17+). Older kernels refuse: not fatal.
+    const int budget = kTxBudget;
+    if (setsockopt(s->fd(), SOL_XDP, kXdpMaxTxSkbBudget, &budget, sizeof budget) == 0) {
+      s->tx_budget_ = budget;
+    }
+  }
+  spdlog::info("event=xsk_bound iface={} queue={} mode={} tx_budget={}", iface.name, queue,
+               s->zero_copy_ ? "zerocopy" : "copy", s->tx_budget_);
   return s;
 }
 

@@ -82,6 +82,8 @@ class XskSocket {
   int fd() const { return xsk_socket__fd(xsk_); }
   const Interface& iface() const { return iface_; }
   bool zeroCopy() const { return zero_copy_; }
+  // Descriptors the kernel sends per kick in copy mode.
+  int txBudget() const { return tx_budget_; }
   struct xsk_ring_cons rx {};
   struct xsk_ring_prod tx {};
   struct xsk_ring_prod* fill = nullptr;
@@ -100,6 +102,7 @@ class XskSocket {
   struct xsk_socket* xsk_ = nullptr;
   Interface iface_;
   bool zero_copy_ = false;
+  int tx_budget_ = 32;
   struct xsk_ring_prod own_fill_ {};
   struct xsk_ring_cons own_comp_ {};
 };
