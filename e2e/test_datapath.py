@@ -26,23 +26,27 @@ SERVER = os.path.join(HERE, "lab", "backend_server.py")
 P = "flbe2e"  # namespace prefix of this test's lab
 METRICS = "127.0.0.1:19470"
 NAT_VIP, DSR_VIP = "10.10.100.10", "10.10.100.20"
+NAT_VIP6 = "fd10:100::10"
 BACKENDS = ["10.10.2.11", "10.10.2.12", "10.10.2.13"]
+BACKENDS6 = ["fd10:2::11", "fd10:2::12", "fd10:2::13"]
 
 
 def config(backends=BACKENDS, generation=1):
-    def svc(name, vip, port, proto, mode):
-        lines = [f"  - name: {name}", f"    vip: {vip}", f"    port: {port}",
+    def svc(name, vip, port, proto, mode, addrs=None):
+        lines = [f"  - name: {name}", f"    vip: \"{vip}\"", f"    port: {port}",
                  f"    protocol: {proto}", f"    mode: {mode}", "    backends:"]
-        lines += [f"      - {{address: {b}, port: {port}}}" for b in backends]
+        lines += [f"      - {{address: \"{b}\", port: {port}}}" for b in (addrs or backends)]
         return "\n".join(lines)
     return "\n".join([
         f"generation: {generation}",
-        "snat: {ipv4: 10.10.2.1, portMin: 40000, portMax: 59999}",
+        "snat: {ipv4: 10.10.2.1, ipv6: \"fd10:2::1\", portMin: 40000, portMax: 59999}",
         "services:",
         svc("lab/nat-http", NAT_VIP, 80, "tcp", "nat"),
         svc("lab/nat-dns", NAT_VIP, 53, "udp", "nat"),
         svc("lab/dsr-http", DSR_VIP, 80, "tcp", "dsr"),
         svc("lab/dsr-dns", DSR_VIP, 53, "udp", "dsr"),
+        svc("lab/nat-http6", NAT_VIP6, 80, "tcp", "nat", BACKENDS6),
+        svc("lab/nat-dns6", NAT_VIP6, 53, "udp", "nat", BACKENDS6),
     ]) + "\n"
 
 
@@ -78,10 +82,10 @@ class Lab:
 
     def up(self):
         subprocess.run([LAB, "up", P], check=True, timeout=60)
-        for i, addr in enumerate(BACKENDS, 1):
+        for i, (addr, addr6) in enumerate(zip(BACKENDS, BACKENDS6), 1):
             self.servers.append(subprocess.Popen(
                 ["ip", "netns", "exec", f"{P}-b{i}", "python3", SERVER, f"b{i}", "80",
-                 f"{addr},{DSR_VIP}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                 f"{addr},{DSR_VIP},{addr6}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         self.write_config(config())
         self.start_agent()
 
@@ -184,6 +188,15 @@ class DatapathTest(unittest.TestCase):
         for vip in (NAT_VIP, DSR_VIP):
             reply = client("udp", vip, "53", "hello-" + vip)
             self.assertRegex(reply, r"^b[123] hello-" + re.escape(vip) + "$")
+
+    def test_03b_ipv6_tcp_and_udp_through_a_nat_vip(self):
+        out = os.path.join(self.lab.tmp, "nat6.bin")
+        client("fetch", f"http://[{NAT_VIP6}]/bytes/1048576", out)
+        self.assertEqual(md5(out), expected(1048576))
+        counts = json.loads(client("spread", f"http://[{NAT_VIP6}]/id", "30", timeout=60))
+        self.assertEqual(sum(counts.values()), 30)
+        self.assertGreater(len(counts), 1, counts)
+        self.assertRegex(client("udp", NAT_VIP6, "53", "hello6"), r"^b[123] hello6$")
 
     def test_04_300_connections_spread_over_three_backends(self):
         counts = json.loads(client("spread", f"http://{NAT_VIP}/id", "300", timeout=120))

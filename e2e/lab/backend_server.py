@@ -5,6 +5,7 @@
   GET /bytes/N       -> N deterministic bytes (byte i = (i * 7 + 3) % 256)
   GET /slow/N/MS     -> N bytes in 16 KiB pieces, MS milliseconds apart
   UDP datagram       -> "<name> <datagram>", sent from the address it reached
+HTTP is served on IPv4 and IPv6.
 
 Usage: backend_server.py NAME PORT UDP_ADDR[,UDP_ADDR...]
 """
@@ -67,6 +68,15 @@ def udp(addr):
         s.sendto(NAME.encode() + b" " + data, peer)
 
 
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+
+
 for a in UDP_ADDRS:
     threading.Thread(target=udp, args=(a,), daemon=True).start()
+threading.Thread(target=Server6(("::", PORT), Handler).serve_forever, daemon=True).start()
 Server(("0.0.0.0", PORT), Handler).serve_forever()

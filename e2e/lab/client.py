@@ -23,7 +23,7 @@ def spread(url, n):
 
 
 def udp(host, port, text):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(3)
     s.sendto(text.encode(), (host, int(port)))
     print(s.recvfrom(2048)[0].decode())

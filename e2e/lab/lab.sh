@@ -39,6 +39,12 @@ up() {
   in_ns client ip route add default via 10.10.1.1
   in_ns lb ip addr add 10.10.1.1/24 dev l0
   in_ns lb ip addr add 10.10.2.1/24 dev l1
+  # IPv6 beside IPv4 (nodad: usable at once).
+  in_ns client ip -6 addr add fd10:1::2/64 dev c0 nodad
+  in_ns client ip -6 route add default via fd10:1::1
+  in_ns lb ip -6 addr add fd10:1::1/64 dev l0 nodad
+  in_ns lb ip -6 addr add fd10:2::1/64 dev l1 nodad
+  in_ns lb sysctl -qw net.ipv6.conf.all.forwarding=1
   in_ns lb sysctl -qw net.ipv4.ip_forward=1
   in_ns lb sysctl -qw net.ipv4.conf.all.rp_filter=0
   in_ns lb sysctl -qw net.ipv4.conf.l0.rp_filter=0
@@ -48,6 +54,8 @@ up() {
     in_ns sw ip link set "sw-b$i" master br0
     in_ns "b$i" ip addr add "10.10.2.1$i/24" dev eth0
     in_ns "b$i" ip route add default via 10.10.2.1
+    in_ns "b$i" ip -6 addr add "fd10:2::1$i/64" dev eth0 nodad
+    in_ns "b$i" ip -6 route add default via fd10:2::1
     # DSR: the backend owns the DSR VIP on lo and never answers ARP for it.
     in_ns "b$i" ip addr add 10.10.100.20/32 dev lo
     in_ns "b$i" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
@@ -59,7 +67,11 @@ up() {
   in_ns client ethtool -K c0 tx off >/dev/null
   # Resolve neighbours up front so the first packets are not held back.
   in_ns client ping -c1 -W1 10.10.1.1 >/dev/null
-  for i in 1 2 3; do in_ns "b$i" ping -c1 -W1 10.10.2.1 >/dev/null; done
+  in_ns client ping -c1 -W1 fd10:1::1 >/dev/null
+  for i in 1 2 3; do
+    in_ns "b$i" ping -c1 -W1 10.10.2.1 >/dev/null
+    in_ns "b$i" ping -c1 -W1 fd10:2::1 >/dev/null
+  done
 }
 
 case "$cmd" in
