@@ -86,16 +86,8 @@ void AgentMetrics::update(const DatapathStatus& st) {
   uint64_t unhandled = 0;
   for (size_t w = 0; w < st.workers.size(); ++w) {
     const WorkerReport& r = st.workers[w];
-    for (const auto& [k, v] : r.services) {
-      services[k].packets += v.packets;
-      services[k].bytes += v.bytes;
-      services[k].new_flows += v.new_flows;
-    }
-    for (const auto& [k, v] : r.backends) {
-      backends[k].packets += v.packets;
-      backends[k].bytes += v.bytes;
-      backends[k].new_flows += v.new_flows;
-    }
+    for (const auto& [k, v] : r.services) services[k] += v;
+    for (const auto& [k, v] : r.backends) backends[k] += v;
     for (size_t i = 0; i < drops.size(); ++i) drops[i] += r.forwarder.drops[i];
     for (size_t i = 0; i < evictions.size(); ++i) evictions[i] += r.conntrack.evictions[i];
     unhandled += r.unhandled + r.tx_ring_full;
@@ -106,16 +98,17 @@ void AgentMetrics::update(const DatapathStatus& st) {
     frames_->Add({{"worker", worker}, {"state", "in_tx"}}).Set(static_cast<double>(r.frames_in_tx));
     frames_->Add({{"worker", worker}, {"state", "total"}}).Set(static_cast<double>(r.frames_total));
   }
-  for (const auto& [name, t] : services) {
-    setCounter(service_packets_->Add({{"service", name}}), static_cast<double>(t.packets));
-    setCounter(service_bytes_->Add({{"service", name}}), static_cast<double>(t.bytes));
-    setCounter(service_new_flows_->Add({{"service", name}}), static_cast<double>(t.new_flows));
-  }
-  for (const auto& [name, t] : backends) {
-    setCounter(backend_packets_->Add({{"backend", name}}), static_cast<double>(t.packets));
-    setCounter(backend_bytes_->Add({{"backend", name}}), static_cast<double>(t.bytes));
-    setCounter(backend_new_flows_->Add({{"backend", name}}), static_cast<double>(t.new_flows));
-  }
+  using Family = prometheus::Family<prometheus::Counter>;
+  const auto traffic = [](const std::map<std::string, WorkerReport::Traffic>& by, const char* label,
+                          Family* packets, Family* bytes, Family* new_flows) {
+    for (const auto& [name, t] : by) {
+      setCounter(packets->Add({{label, name}}), static_cast<double>(t.packets));
+      setCounter(bytes->Add({{label, name}}), static_cast<double>(t.bytes));
+      setCounter(new_flows->Add({{label, name}}), static_cast<double>(t.new_flows));
+    }
+  };
+  traffic(services, "service", service_packets_, service_bytes_, service_new_flows_);
+  traffic(backends, "backend", backend_packets_, backend_bytes_, backend_new_flows_);
   for (size_t i = 1; i < drops.size(); ++i) {
     setCounter(drops_->Add({{"reason", dropReasonName(static_cast<DropReason>(i))}}),
                static_cast<double>(drops[i]));
@@ -132,18 +125,13 @@ void AgentMetrics::update(const DatapathStatus& st) {
                static_cast<double>(st.xdp_counters[i]));
   }
   for (const auto& [sock, s] : st.sockets) {
-    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "rx_dropped"}}),
-               static_cast<double>(s.rx_dropped));
-    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "rx_invalid"}}),
-               static_cast<double>(s.rx_invalid));
-    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "rx_ring_full"}}),
-               static_cast<double>(s.rx_ring_full));
-    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "fill_ring_empty"}}),
-               static_cast<double>(s.fill_ring_empty));
-    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "tx_invalid"}}),
-               static_cast<double>(s.tx_invalid));
-    setCounter(xsk_ring_->Add({{"socket", sock}, {"event", "tx_ring_empty"}}),
-               static_cast<double>(s.tx_ring_empty));
+    const std::pair<const char*, uint64_t> events[] = {
+        {"rx_dropped", s.rx_dropped},     {"rx_invalid", s.rx_invalid},
+        {"rx_ring_full", s.rx_ring_full}, {"fill_ring_empty", s.fill_ring_empty},
+        {"tx_invalid", s.tx_invalid},     {"tx_ring_empty", s.tx_ring_empty}};
+    for (const auto& [event, value] : events) {
+      setCounter(xsk_ring_->Add({{"socket", sock}, {"event", event}}), static_cast<double>(value));
+    }
   }
   for (const auto& a : st.attached) {
     attach_

@@ -85,19 +85,12 @@ void Worker::kick(XskSocket& s) {
 
 void Worker::account(const Snapshot& snap, const Action& a, size_t len) {
   unflushed_ = true;
+  const WorkerReport::Traffic one{1, len, a.new_flow ? 1u : 0u};
   if (a.service >= 0 && static_cast<size_t>(a.service) < service_counts_.size()) {
-    auto& c = service_counts_[static_cast<size_t>(a.service)];
-    ++c.packets;
-    c.bytes += len;
-    c.new_flows += a.new_flow;
+    service_counts_[static_cast<size_t>(a.service)] += one;
   }
   const uint32_t bi = a.backend & kBackendIndexMask;
-  if (snap.backend(a.backend) != nullptr && bi < backend_counts_.size()) {
-    auto& c = backend_counts_[bi];
-    ++c.packets;
-    c.bytes += len;
-    c.new_flows += a.new_flow;
-  }
+  if (snap.backend(a.backend) != nullptr && bi < backend_counts_.size()) backend_counts_[bi] += one;
 }
 
 void Worker::handleBurst(XskSocket& s, const Snapshot& snap, uint32_t now_ms) {
@@ -144,17 +137,12 @@ void Worker::flush(const Snapshot* snap) {
   std::lock_guard<std::mutex> lock(report_mu_);
   if (snap != nullptr) {
     for (size_t i = 0; i < service_counts_.size() && i < snap->services.size(); ++i) {
-      auto& dst = report_.services[snap->services[i].spec.name];
-      dst.packets += service_counts_[i].packets;
-      dst.bytes += service_counts_[i].bytes;
-      dst.new_flows += service_counts_[i].new_flows;
+      report_.services[snap->services[i].spec.name] += service_counts_[i];
     }
     for (size_t i = 0; i < backend_counts_.size() && i < snap->backends.size(); ++i) {
-      if (backend_counts_[i].packets == 0) continue;
-      auto& dst = report_.backends[backendName(snap->backends[i])];
-      dst.packets += backend_counts_[i].packets;
-      dst.bytes += backend_counts_[i].bytes;
-      dst.new_flows += backend_counts_[i].new_flows;
+      if (backend_counts_[i].packets != 0) {
+        report_.backends[backendName(snap->backends[i])] += backend_counts_[i];
+      }
     }
   }
   std::fill(service_counts_.begin(), service_counts_.end(), WorkerReport::Traffic{});

@@ -31,6 +31,12 @@ struct WorkerConfig {
 struct WorkerReport {
   struct Traffic {
     uint64_t packets = 0, bytes = 0, new_flows = 0;
+    Traffic& operator+=(const Traffic& o) {
+      packets += o.packets;
+      bytes += o.bytes;
+      new_flows += o.new_flows;
+      return *this;
+    }
   };
   std::map<std::string, Traffic> services;  // by service name
   std::map<std::string, Traffic> backends;  // by backend "address:port"
