@@ -1,0 +1,114 @@
+#include "controller/config/annotations.h"
+
+#include <cctype>
+#include <sstream>
+
+namespace flowlb::controller {
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+}  // namespace
+
+bool parseDuration(const std::string& text, uint32_t* seconds) {
+  const std::string t = trim(text);
+  if (t.empty()) return false;
+  uint64_t total = 0;
+  size_t i = 0;
+  bool any = false;
+  while (i < t.size()) {
+    if (!std::isdigit(static_cast<unsigned char>(t[i]))) return false;
+    uint64_t n = 0;
+    while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) {
+      n = n * 10 + static_cast<uint64_t>(t[i] - '0');
+      if (n > 100'000'000) return false;
+      ++i;
+    }
+    uint64_t unit = 1;
+    if (i < t.size()) {
+      switch (t[i]) {
+        case 's': unit = 1; break;
+        case 'm': unit = 60; break;
+        case 'h': unit = 3600; break;
+        default: return false;
+      }
+      ++i;
+    } else if (any) {
+      return false;  // "1h30" is ambiguous
+    }
+    total += n * unit;
+    any = true;
+  }
+  if (total > 24u * 24 * 3600) return false;  // the agent's ceiling (24 days)
+  *seconds = static_cast<uint32_t>(total);
+  return true;
+}
+
+ServiceSettings parseServiceSettings(const std::map<std::string, std::string>& annotations,
+                                     const std::string& load_balancer_ip) {
+  ServiceSettings s;
+  const auto get = [&](const char* key) -> const std::string* {
+    auto it = annotations.find(key);
+    return it == annotations.end() ? nullptr : &it->second;
+  };
+  if (const std::string* v = get(kAnnotationPool)) s.pool = trim(*v);
+
+  std::string ips = load_balancer_ip;
+  std::string source = "spec.loadBalancerIP";
+  if (const std::string* v = get(kAnnotationIps)) {
+    ips = *v;
+    source = kAnnotationIps;
+  }
+  std::stringstream list(ips);
+  bool have_v4 = false, have_v6 = false;
+  for (std::string item; std::getline(list, item, ',');) {
+    item = trim(item);
+    if (item.empty()) continue;
+    auto a = IpAddr::parse(item);
+    if (!a) {
+      s.errors.push_back(source + ": '" + item + "' is not an IP address");
+      continue;
+    }
+    bool& seen = a->isV4() ? have_v4 : have_v6;
+    if (seen) {
+      s.errors.push_back(source + ": more than one " + std::string(a->isV4() ? "IPv4" : "IPv6") +
+                         " address; give at most one per family");
+      continue;
+    }
+    seen = true;
+    s.ips.push_back(*a);
+  }
+
+  if (const std::string* v = get(kAnnotationSharingKey)) s.sharing_key = trim(*v);
+  if (const std::string* v = get(kAnnotationForwardingMode)) {
+    const std::string m = trim(*v);
+    if (m == "nat") {
+      s.mode = ForwardingMode::kNat;
+    } else if (m == "dsr") {
+      s.mode = ForwardingMode::kDsr;
+    } else {
+      s.errors.push_back(std::string(kAnnotationForwardingMode) + ": '" + m +
+                         "' is not one of nat, dsr; using nat");
+    }
+  }
+  for (auto [key, field] : {std::pair{kAnnotationIdleTimeout, &s.idle_timeout_s},
+                            std::pair{kAnnotationDrainTimeout, &s.drain_timeout_s}}) {
+    const std::string* v = get(key);
+    if (v == nullptr) continue;
+    uint32_t seconds = 0;
+    if (!parseDuration(*v, &seconds) || (key == kAnnotationIdleTimeout && seconds == 0)) {
+      s.errors.push_back(std::string(key) + ": '" + *v +
+                         "' is not a duration like 90s, 15m or 1h30m (up to 24 days" +
+                         (key == kAnnotationIdleTimeout ? ", more than 0" : "") + ")");
+      continue;
+    }
+    *field = seconds;
+  }
+  return s;
+}
+
+}  // namespace flowlb::controller

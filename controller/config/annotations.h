@@ -1,0 +1,45 @@
+// The flowlb.io/ annotations of a Service (and the Service fields they sit
+// beside) turned into typed settings. Every bad value becomes an error a
+// user can act on (it goes to a Warning Event and the status condition);
+// the other settings still apply.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/ip_addr.h"
+
+namespace flowlb::controller {
+
+inline constexpr const char* kAnnotationPool = "flowlb.io/pool";
+inline constexpr const char* kAnnotationIps = "flowlb.io/ips";
+inline constexpr const char* kAnnotationSharingKey = "flowlb.io/sharing-key";
+inline constexpr const char* kAnnotationForwardingMode = "flowlb.io/forwarding-mode";
+inline constexpr const char* kAnnotationIdleTimeout = "flowlb.io/idle-timeout";
+inline constexpr const char* kAnnotationDrainTimeout = "flowlb.io/drain-timeout";
+// Written by the controller: the pool an address came from.
+inline constexpr const char* kAnnotationAllocatedFrom = "flowlb.io/ip-allocated-from-pool";
+
+enum class ForwardingMode : uint8_t { kNat, kDsr };
+
+struct ServiceSettings {
+  std::string pool;
+  std::vector<IpAddr> ips;  // requested, at most one per family
+  std::string sharing_key;
+  ForwardingMode mode = ForwardingMode::kNat;
+  uint32_t idle_timeout_s = 0;      // 0: the agent's default
+  uint32_t drain_timeout_s = 300;   // 5 min
+  std::vector<std::string> errors;  // one line per bad annotation
+};
+
+// `load_balancer_ip` is spec.loadBalancerIP (deprecated upstream, still
+// honoured); flowlb.io/ips wins when both are set.
+ServiceSettings parseServiceSettings(const std::map<std::string, std::string>& annotations,
+                                     const std::string& load_balancer_ip = "");
+
+// "90", "90s", "15m", "2h", "1h30m" -> seconds; false on anything else.
+bool parseDuration(const std::string& text, uint32_t* seconds);
+
+}  // namespace flowlb::controller
