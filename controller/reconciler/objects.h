@@ -1,0 +1,68 @@
+// The Kubernetes objects the controller reads, as domain structs. The API
+// client and the standalone directory source convert their JSON/YAML into
+// these at the edge; the reconciler never sees a document.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ip_addr.h"
+#include "controller/allocator/allocator.h"
+
+namespace flowlb::controller {
+
+struct ObjectMeta {
+  std::string ns;
+  std::string name;
+  int64_t created = 0;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  std::string key() const { return ns + "/" + name; }
+};
+
+struct ServicePortSpec {
+  std::string name;
+  uint8_t proto = 6;
+  uint16_t port = 0;
+};
+
+struct ServiceObject {
+  ObjectMeta meta;
+  std::string type = "ClusterIP";
+  std::optional<std::string> load_balancer_class;
+  std::vector<ServicePortSpec> ports;
+  std::string load_balancer_ip;
+  std::vector<Family> ip_families = {Family::kV4};
+  std::string ip_family_policy = "SingleStack";
+  bool external_traffic_local = false;
+  bool session_affinity_client_ip = false;
+  uint32_t session_affinity_timeout_s = 10800;
+  std::vector<IpPrefix> source_ranges;
+  std::vector<IpAddr> status_ips;  // status.loadBalancer.ingress[].ip
+};
+
+struct Endpoint {
+  std::vector<IpAddr> addresses;
+  bool ready = true;
+  bool serving = true;
+  bool terminating = false;
+  std::string node;
+  std::string zone;
+};
+
+struct EndpointSliceObject {
+  ObjectMeta meta;
+  std::string service;                 // label kubernetes.io/service-name
+  std::vector<ServicePortSpec> ports;  // target ports, by name
+  std::vector<Endpoint> endpoints;
+};
+
+struct NodeObject {
+  std::string name;
+  bool ready = true;
+};
+
+}  // namespace flowlb::controller

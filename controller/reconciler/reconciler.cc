@@ -1,0 +1,192 @@
+#include "controller/reconciler/reconciler.h"
+
+#include <algorithm>
+#include <set>
+
+#include "common/hash.h"
+
+namespace flowlb::controller {
+namespace {
+
+const char* protoName(uint8_t p) {
+  return p == 17 ? "udp" : p == 132 ? "sctp" : "tcp";
+}
+
+LbService toAllocatorView(const ServiceObject& s, const ServiceSettings& settings) {
+  LbService l;
+  l.ns = s.meta.ns;
+  l.name = s.meta.name;
+  l.created = s.meta.created;
+  l.labels = s.meta.labels;
+  l.families = s.ip_families.empty() ? std::vector<Family>{Family::kV4} : s.ip_families;
+  if (s.ip_family_policy == "SingleStack") l.families.resize(1);
+  l.require_all_families = s.ip_family_policy == "RequireDualStack";
+  l.pool = settings.pool;
+  l.requested = settings.ips;
+  l.sharing_key = settings.sharing_key;
+  for (const ServicePortSpec& p : s.ports) l.ports.push_back({p.proto, p.port});
+  l.current = s.status_ips;
+  return l;
+}
+
+// Rendezvous hashing: the candidate with the highest hash of (VIP, node)
+// announces. Each VIP lands on some node, VIPs spread over nodes, and a
+// node's loss moves only its own VIPs.
+std::string chooseAnnouncer(const IpAddr& vip, const std::vector<std::string>& candidates) {
+  std::string best;
+  uint64_t best_h = 0;
+  for (const std::string& n : candidates) {
+    const uint64_t h = hashString(n, hashBytes(vip.bytes.data(), 16, 0x616e6e6f756e6365ULL));
+    if (best.empty() || h > best_h) {
+      best = n;
+      best_h = h;
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+bool servedByUs(const ServiceObject& s, const ReconcilerConfig& config) {
+  if (s.type != "LoadBalancer") return false;
+  if (s.load_balancer_class) return *s.load_balancer_class == config.load_balancer_class;
+  return config.default_class;
+}
+
+Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& pools,
+                     const std::vector<ServiceObject>& services,
+                     const std::vector<EndpointSliceObject>& slices,
+                     const std::vector<NodeObject>& nodes) {
+  Reconciled out;
+  std::vector<const ServiceObject*> served;
+  std::map<std::string, ServiceSettings> settings;
+  std::vector<LbService> requests;
+  for (const ServiceObject& s : services) {
+    if (!servedByUs(s, config)) continue;  // other classes are never touched
+    served.push_back(&s);
+    ServiceSettings st = parseServiceSettings(s.meta.annotations, s.load_balancer_ip);
+    requests.push_back(toAllocatorView(s, st));
+    settings[s.meta.key()] = std::move(st);
+  }
+  std::sort(served.begin(), served.end(),
+            [](const auto* a, const auto* b) { return a->meta.key() < b->meta.key(); });
+  const auto allocations = Allocator::allocate(pools, requests);
+  out.pools = Allocator::usage(pools, allocations);
+
+  std::map<std::string, std::vector<const EndpointSliceObject*>> slices_by_service;
+  for (const EndpointSliceObject& e : slices) {
+    slices_by_service[e.meta.ns + "/" + e.service].push_back(&e);
+  }
+  std::vector<std::string> ready_nodes;
+  for (const NodeObject& n : nodes) {
+    if (n.ready) ready_nodes.push_back(n.name);
+  }
+  std::sort(ready_nodes.begin(), ready_nodes.end());
+
+  std::vector<DesiredService> desired;
+  for (const ServiceObject* s : served) {
+    const std::string key = s->meta.key();
+    const ServiceSettings& st = settings[key];
+    const Allocation& a = allocations.at(key);
+    ServiceOutcome o;
+    o.key = key;
+    o.ips = a.ips;
+    o.pool = a.pool;
+    o.satisfied = a.satisfied;
+    o.reason = reasonName(a.reason);
+    o.message = a.message;
+    for (const std::string& e : st.errors) o.events.push_back({true, "InvalidAnnotation", e});
+    if (!a.satisfied || a.reason != Reason::kAllocated) {
+      o.events.push_back({true, reasonName(a.reason), a.message});
+    }
+    if (a.satisfied) {
+      std::string list;
+      for (const IpAddr& ip : a.ips) list += (list.empty() ? "" : ", ") + ip.toString();
+      o.events.push_back({false, "IPAllocated",
+                          "assigned " + list + (a.pool.empty() ? "" : " from pool " + a.pool)});
+      if (o.message.empty()) o.message = "assigned " + list;
+    }
+
+    for (const IpAddr& vip : a.ips) {
+      for (const ServicePortSpec& port : s->ports) {
+        DesiredService d;
+        d.key = key + "/" +
+                (port.name.empty()
+                     ? std::string(protoName(port.proto)) + "-" + std::to_string(port.port)
+                     : port.name) +
+                "/" + (vip.isV4() ? "ipv4" : "ipv6");
+        d.vip = vip;
+        d.port = port.port;
+        d.proto = port.proto;
+        d.mode = st.mode;
+        d.client_ip_affinity = s->session_affinity_client_ip;
+        d.affinity_timeout_s = s->session_affinity_timeout_s;
+        d.idle_timeout_s = st.idle_timeout_s;
+        d.drain_timeout_s = st.drain_timeout_s;
+        d.external_traffic_local = s->external_traffic_local;
+        d.source_ranges = s->source_ranges;
+        std::set<std::pair<IpAddr, uint16_t>> seen;
+        for (const EndpointSliceObject* slice : slices_by_service[key]) {
+          uint16_t target = 0;
+          for (const ServicePortSpec& sp : slice->ports) {
+            if (sp.name == port.name && sp.proto == port.proto) target = sp.port;
+          }
+          if (target == 0) continue;
+          for (const Endpoint& e : slice->endpoints) {
+            // ready: new flows; terminating but serving: drain (keep its
+            // flows, no new ones); anything else: no traffic at all.
+            BackendState state;
+            if (e.ready && !e.terminating) {
+              state = BackendState::kActive;
+            } else if (e.serving && e.terminating) {
+              state = BackendState::kDraining;
+            } else {
+              continue;
+            }
+            for (const IpAddr& addr : e.addresses) {
+              if (addr.isV4() != vip.isV4() || !seen.insert({addr, target}).second) continue;
+              d.backends.push_back({addr, target, state, e.node, e.zone});
+            }
+          }
+        }
+        std::sort(d.backends.begin(), d.backends.end(), [](const auto& x, const auto& y) {
+          return x.addr != y.addr ? x.addr < y.addr : x.port < y.port;
+        });
+        std::vector<std::string> candidates;
+        for (const std::string& n : ready_nodes) {
+          const bool local = std::any_of(d.backends.begin(), d.backends.end(), [&](const auto& b) {
+            return b.node == n && b.state == BackendState::kActive;
+          });
+          if (!d.external_traffic_local || local) candidates.push_back(n);
+        }
+        d.announcer = chooseAnnouncer(vip, candidates);
+        if (d.announcer.empty()) {
+          o.events.push_back(
+              {true, "NoAnnouncer",
+               vip.toString() + ":" + std::to_string(port.port) +
+                   " has no node to announce it (externalTrafficPolicy: Local needs a "
+                   "ready endpoint on a ready node)"});
+        }
+        desired.push_back(std::move(d));
+      }
+    }
+    out.services.push_back(std::move(o));
+  }
+
+  for (const std::string& n : ready_nodes) {
+    NodeDesiredState ns;
+    ns.node = n;
+    for (DesiredService d : desired) {
+      if (d.external_traffic_local) {  // a node sends only to its own endpoints
+        d.backends.erase(std::remove_if(d.backends.begin(), d.backends.end(),
+                                        [&](const auto& b) { return b.node != n; }),
+                         d.backends.end());
+      }
+      ns.services.push_back(std::move(d));
+    }
+    out.nodes.push_back(std::move(ns));
+  }
+  return out;
+}
+
+}  // namespace flowlb::controller

@@ -1,0 +1,82 @@
+// The reconciler: a pure function from what the caches hold (Services,
+// EndpointSlices, Nodes, IP pools) to the allocations, what to tell users
+// (status condition, Events) and the desired state of every node. It
+// decides; the callers write (status, Events) and stream (gRPC).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "controller/allocator/allocator.h"
+#include "controller/config/annotations.h"
+#include "controller/reconciler/objects.h"
+
+namespace flowlb::controller {
+
+struct ReconcilerConfig {
+  std::string load_balancer_class = "flowlb.io/lb";
+  bool default_class = false;  // also serve Services without a class
+};
+
+enum class BackendState : uint8_t { kActive, kDraining };
+
+struct DesiredBackend {
+  IpAddr addr;
+  uint16_t port = 0;
+  BackendState state = BackendState::kActive;
+  std::string node;
+  std::string zone;
+};
+
+// One VIP:port:protocol of one Service, as every node gets it.
+struct DesiredService {
+  std::string key;  // namespace/name/port/family
+  IpAddr vip;
+  uint16_t port = 0;
+  uint8_t proto = 6;
+  ForwardingMode mode = ForwardingMode::kNat;
+  bool client_ip_affinity = false;
+  uint32_t affinity_timeout_s = 10800;
+  uint32_t idle_timeout_s = 0;
+  uint32_t drain_timeout_s = 300;
+  bool external_traffic_local = false;
+  std::vector<IpPrefix> source_ranges;
+  std::vector<DesiredBackend> backends;  // sorted by (address, port)
+  std::string announcer;                 // the node that answers ARP/NDP for the VIP
+};
+
+struct ServiceEvent {
+  bool warning = true;
+  std::string reason;
+  std::string message;
+};
+
+struct ServiceOutcome {
+  std::string key;
+  std::vector<IpAddr> ips;
+  std::string pool;
+  bool satisfied = false;
+  std::string reason;   // condition reason
+  std::string message;  // condition message
+  std::vector<ServiceEvent> events;
+};
+
+struct NodeDesiredState {
+  std::string node;
+  std::vector<DesiredService> services;  // every VIP; `announcer` says who announces it
+};
+
+struct Reconciled {
+  std::vector<ServiceOutcome> services;  // served Services only, by key
+  std::vector<NodeDesiredState> nodes;   // ready nodes, by name
+  std::map<std::string, PoolUsage> pools;
+};
+
+bool servedByUs(const ServiceObject& s, const ReconcilerConfig& config);
+
+Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& pools,
+                     const std::vector<ServiceObject>& services,
+                     const std::vector<EndpointSliceObject>& slices,
+                     const std::vector<NodeObject>& nodes);
+
+}  // namespace flowlb::controller

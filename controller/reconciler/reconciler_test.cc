@@ -1,0 +1,155 @@
+#include "controller/reconciler/reconciler.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace flowlb::controller {
+namespace {
+
+using ::testing::HasSubstr;
+
+IpAddr ip(const char* s) {
+  return *IpAddr::parse(s);
+}
+
+ServiceObject lb(const char* name, std::optional<std::string> cls = "flowlb.io/lb") {
+  ServiceObject s;
+  s.meta.ns = "default";
+  s.meta.name = name;
+  s.type = "LoadBalancer";
+  s.load_balancer_class = std::move(cls);
+  s.ports = {{"http", 6, 80}};
+  return s;
+}
+
+EndpointSliceObject slice(const char* service, std::vector<Endpoint> endpoints) {
+  EndpointSliceObject e;
+  e.meta.ns = "default";
+  e.meta.name = std::string(service) + "-abc";
+  e.service = service;
+  e.ports = {{"http", 6, 8080}};
+  e.endpoints = std::move(endpoints);
+  return e;
+}
+
+Endpoint ep(const char* addr, const char* node, bool ready = true, bool serving = true,
+            bool terminating = false) {
+  return Endpoint{{ip(addr)}, ready, serving, terminating, node, "zone-a"};
+}
+
+IpPool pool() {
+  IpPool p;
+  p.name = "default";
+  p.ranges = {*AddressRange::parse("192.0.2.0/28")};
+  return p;
+}
+
+const std::vector<NodeObject> kNodes = {{"n1", true}, {"n2", true}, {"n3", true}, {"down", false}};
+
+TEST(ReconcilerTest, ServesOnlyItsClassAndTheDefaultWhenAsked) {
+  ReconcilerConfig cfg;
+  auto ours = lb("ours");
+  auto other = lb("other", std::string("example.com/other"));
+  auto plain = lb("plain", std::nullopt);
+  auto cluster_ip = lb("cip");
+  cluster_ip.type = "ClusterIP";
+  auto r = reconcile(cfg, {pool()}, {ours, other, plain, cluster_ip}, {}, kNodes);
+  ASSERT_EQ(r.services.size(), 1u);
+  EXPECT_EQ(r.services[0].key, "default/ours");
+  cfg.default_class = true;
+  r = reconcile(cfg, {pool()}, {ours, other, plain, cluster_ip}, {}, kNodes);
+  ASSERT_EQ(r.services.size(), 2u);
+  EXPECT_EQ(r.services[1].key, "default/plain");
+}
+
+TEST(ReconcilerTest, EndpointConditionsBecomeActiveDrainingOrNothing) {
+  auto r = reconcile({}, {pool()}, {lb("web")},
+                     {slice("web", {ep("10.1.0.1", "n1"), ep("10.1.0.2", "n2", false, true, true),
+                                    ep("10.1.0.3", "n3", false, false, true),
+                                    ep("10.1.0.4", "n1", false, false, false)})},
+                     kNodes);
+  ASSERT_EQ(r.nodes.size(), 3u);  // ready nodes only
+  const DesiredService& d = r.nodes[0].services.at(0);
+  EXPECT_EQ(d.vip, ip("192.0.2.0"));
+  EXPECT_EQ(d.port, 80);
+  EXPECT_EQ(d.key, "default/web/http/ipv4");
+  ASSERT_EQ(d.backends.size(), 2u);
+  EXPECT_EQ(d.backends[0].addr, ip("10.1.0.1"));
+  EXPECT_EQ(d.backends[0].port, 8080);
+  EXPECT_EQ(d.backends[0].state, BackendState::kActive);
+  EXPECT_EQ(d.backends[1].addr, ip("10.1.0.2"));
+  EXPECT_EQ(d.backends[1].state, BackendState::kDraining);
+}
+
+TEST(ReconcilerTest, ExternalTrafficPolicyLocalAnnouncesFromNodesWithLocalEndpoints) {
+  auto web = lb("web");
+  web.external_traffic_local = true;
+  auto r = reconcile({}, {pool()}, {web},
+                     {slice("web", {ep("10.1.0.1", "n2"), ep("10.1.0.2", "n2")})}, kNodes);
+  for (const NodeDesiredState& n : r.nodes) {
+    const DesiredService& d = n.services.at(0);
+    EXPECT_EQ(d.announcer, "n2");
+    EXPECT_EQ(d.backends.size(), n.node == "n2" ? 2u : 0u) << n.node;
+  }
+  auto none = reconcile({}, {pool()}, {web}, {}, kNodes);
+  EXPECT_EQ(none.nodes[0].services.at(0).announcer, "");
+  EXPECT_EQ(none.services[0].events.back().reason, "NoAnnouncer");
+}
+
+TEST(ReconcilerTest, AnnouncersSpreadOverReadyNodesNeverTheDownOne) {
+  std::vector<ServiceObject> many;
+  for (int i = 0; i < 12; ++i) many.push_back(lb(("s" + std::to_string(i)).c_str()));
+  auto r = reconcile({}, {pool()}, many, {}, kNodes);
+  std::map<std::string, int> per_node;
+  for (const DesiredService& d : r.nodes[0].services) ++per_node[d.announcer];
+  EXPECT_EQ(per_node.count("down"), 0u);
+  EXPECT_EQ(per_node.size(), 3u) << "12 VIPs should not all land on one node";
+  // Every node agrees on who announces what.
+  for (const NodeDesiredState& n : r.nodes) {
+    for (size_t i = 0; i < n.services.size(); ++i) {
+      EXPECT_EQ(n.services[i].announcer, r.nodes[0].services[i].announcer);
+    }
+  }
+}
+
+TEST(ReconcilerTest, UserProblemsBecomeWarningsAndTheRestIsServed) {
+  auto bad = lb("bad");
+  bad.meta.annotations = {{"flowlb.io/forwarding-mode", "magic"}, {"flowlb.io/pool", "nope"}};
+  auto good = lb("good");
+  good.meta.annotations = {{"flowlb.io/forwarding-mode", "dsr"}};
+  auto r = reconcile({}, {pool()}, {bad, good}, {}, kNodes);
+  ASSERT_EQ(r.services.size(), 2u);
+  const ServiceOutcome& b = r.services[0];
+  EXPECT_FALSE(b.satisfied);
+  EXPECT_EQ(b.reason, "UnknownPool");
+  ASSERT_GE(b.events.size(), 2u);
+  EXPECT_EQ(b.events[0].reason, "InvalidAnnotation");
+  EXPECT_THAT(b.events[0].message, HasSubstr("'magic'"));
+  EXPECT_TRUE(b.events[1].warning);
+  const ServiceOutcome& g = r.services[1];
+  EXPECT_TRUE(g.satisfied);
+  EXPECT_EQ(g.events.back().reason, "IPAllocated");
+  EXPECT_FALSE(g.events.back().warning);
+  EXPECT_EQ(r.nodes[0].services.at(0).mode, ForwardingMode::kDsr);
+  EXPECT_EQ(r.pools["default"].used, 1u);
+  EXPECT_EQ(r.pools["default"].free, 15u);
+}
+
+TEST(ReconcilerTest, DualStackServiceGetsAServicePerFamily) {
+  auto web = lb("web");
+  web.ip_families = {Family::kV4, Family::kV6};
+  web.ip_family_policy = "RequireDualStack";
+  IpPool p = pool();
+  p.ranges.push_back(*AddressRange::parse("2001:db8::/120"));
+  auto r = reconcile(
+      {}, {p}, {web},
+      {slice("web", {Endpoint{{ip("10.1.0.1"), ip("fd00::1")}, true, true, false, "n1", ""}})},
+      kNodes);
+  ASSERT_EQ(r.nodes[0].services.size(), 2u);
+  EXPECT_EQ(r.nodes[0].services[0].key, "default/web/http/ipv4");
+  EXPECT_EQ(r.nodes[0].services[1].key, "default/web/http/ipv6");
+  EXPECT_EQ(r.nodes[0].services[1].backends.at(0).addr, ip("fd00::1"));
+}
+
+}  // namespace
+}  // namespace flowlb::controller
