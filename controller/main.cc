@@ -1,11 +1,22 @@
 // flowlb-controller: watches Services, EndpointSlices, Nodes and IPPools,
-// allocates VIPs and streams each node's desired state to its agent.
-// This build parses and validates its configuration; the Kubernetes client,
-// the reconciler and the gRPC server arrive with issues 5 and 6.
+// allocates VIPs and computes each node's desired state. This build runs on
+// the standalone source (--source=dir:PATH): it reconciles the directory,
+// writes allocations to a status file, logs Events, and with --dump-state
+// prints every node's desired state. The Kubernetes API client and the gRPC
+// server that streams desired state to agents are still to come.
+#include <poll.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/inotify.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdio>
 #include <filesystem>
+
+#include "controller/reconciler/reconciler.h"
+#include "controller/source/dir_source.h"
 
 namespace {
 
@@ -22,7 +33,124 @@ struct Flags {
   std::string tls_cert, tls_key, tls_ca;
   bool plaintext = false;
   std::string log_level = "info";
+  std::string status_file;
+  bool once = false;
+  bool dump_state = false;
 };
+
+using namespace flowlb;
+using namespace flowlb::controller;
+
+std::atomic<bool> g_stop{false};
+void onSignal(int) {
+  g_stop.store(true);
+}
+
+const char* modeName(ForwardingMode m) {
+  return m == ForwardingMode::kDsr ? "dsr" : "nat";
+}
+
+// address:port, IPv6 in brackets.
+std::string endpointText(const IpAddr& a, uint16_t port) {
+  return (a.isV4() ? a.toString() : "[" + a.toString() + "]") + ":" + std::to_string(port);
+}
+
+void dumpState(const Reconciled& r) {
+  std::printf("services:\n");
+  for (const ServiceOutcome& s : r.services) {
+    std::string ips;
+    for (const IpAddr& a : s.ips) ips += (ips.empty() ? "" : ", ") + a.toString();
+    std::printf("  %s: [%s] pool=%s satisfied=%s reason=%s\n", s.key.c_str(), ips.c_str(),
+                s.pool.c_str(), s.satisfied ? "true" : "false", s.reason.c_str());
+  }
+  std::printf("pools:\n");
+  for (const auto& [name, u] : r.pools) {
+    std::printf("  %s: used=%llu free=%llu\n", name.c_str(),
+                static_cast<unsigned long long>(u.used), static_cast<unsigned long long>(u.free));
+  }
+  std::printf("nodes:\n");
+  for (const NodeDesiredState& n : r.nodes) {
+    std::printf("  %s:\n", n.node.c_str());
+    for (const DesiredService& d : n.services) {
+      std::printf("    %s %s/%s mode=%s announcer=%s%s\n", d.key.c_str(),
+                  endpointText(d.vip, d.port).c_str(), d.proto == 17 ? "udp" : "tcp",
+                  modeName(d.mode), d.announcer.c_str(),
+                  d.announcer == n.node ? " (this node announces)" : "");
+      for (const DesiredBackend& b : d.backends) {
+        std::printf("      backend %s %s node=%s\n", endpointText(b.addr, b.port).c_str(),
+                    b.state == BackendState::kActive ? "ACTIVE" : "DRAINING", b.node.c_str());
+      }
+    }
+  }
+}
+
+// One pass over the directory: read, reconcile, report, persist.
+bool reconcileDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig& cfg) {
+  auto snap = readDirectory(dir);
+  if (!snap) {
+    spdlog::error("event=source_failed msg=\"{}\"", snap.error());
+    return false;
+  }
+  for (const std::string& p : snap->problems) spdlog::warn("event=object_rejected msg=\"{}\"", p);
+  if (!f.status_file.empty()) {
+    if (Status st = applyStatusFile(f.status_file, &snap->services); !st) {
+      spdlog::warn("event=status_file_unreadable msg=\"{}\"", st.message());
+    }
+  }
+  const Reconciled r = reconcile(cfg, snap->pools, snap->services, snap->slices, snap->nodes);
+  for (const ServiceOutcome& s : r.services) {
+    for (const ServiceEvent& e : s.events) {
+      if (e.warning) {
+        spdlog::warn("event=service_event type=Warning service={} reason={} msg=\"{}\"", s.key,
+                     e.reason, e.message);
+      } else {
+        spdlog::info("event=service_event type=Normal service={} reason={} msg=\"{}\"", s.key,
+                     e.reason, e.message);
+      }
+    }
+  }
+  if (!f.status_file.empty()) {
+    if (Status st = writeStatusFile(f.status_file, r); !st) {
+      spdlog::error("event=status_write_failed msg=\"{}\"", st.message());
+    }
+  }
+  spdlog::info("event=reconciled services={} nodes={} pools={}", r.services.size(), r.nodes.size(),
+               r.pools.size());
+  if (f.dump_state) dumpState(r);
+  std::fflush(stdout);
+  return true;
+}
+
+int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig& cfg) {
+  if (!reconcileDirectory(f, dir, cfg)) return 1;
+  if (f.once) return 0;
+  const int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (fd < 0 ||
+      inotify_add_watch(fd, dir.c_str(),
+                        IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE) < 0) {
+    spdlog::error("event=watch_failed dir={}", dir);
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = onSignal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  spdlog::info("event=watching dir={}", dir);
+  while (!g_stop.load()) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (::poll(&p, 1, 500) <= 0) continue;
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    // Let a burst of writes settle, then reconcile once.
+    usleep(100 * 1000);
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    reconcileDirectory(f, dir, cfg);
+  }
+  close(fd);
+  return 0;
+}
 
 // host:port with a numeric port, or [v6]:port.
 CLI::Validator hostPort() {
@@ -78,18 +206,29 @@ int main(int argc, char** argv) {
   key->needs(cert);
   app.add_flag("--plaintext", f.plaintext, "Serve the gRPC link without TLS (explicit opt-in)")
       ->excludes(cert);
+  app.add_option("--status-file", f.status_file,
+                 "With dir: sources, where allocations are kept (read on start, written after "
+                 "each reconcile), as Service status keeps them in a cluster");
+  app.add_flag("--once", f.once, "With dir: sources, reconcile once and exit");
+  app.add_flag("--dump-state", f.dump_state,
+               "Print the allocations and every node's desired state after each reconcile");
   app.add_option("--log-level", f.log_level, "Log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(f.log_level));
+
+  ReconcilerConfig cfg;
+  cfg.load_balancer_class = f.lb_class;
+  cfg.default_class = f.default_class;
+  if (f.source.rfind("dir:", 0) == 0) return runDirectory(f, f.source.substr(4), cfg);
 
   if (f.tls_cert.empty() && !f.plaintext) {
     spdlog::error("event=start reason=no_tls msg=\"give --tls-cert/--tls-key, or --plaintext\"");
     return 2;
   }
   spdlog::error(
-      "event=start reason=not_built msg=\"the reconciler and gRPC server are not built "
-      "yet; configuration is valid (source={}, class={})\"",
-      f.source, f.lb_class);
+      "event=start reason=not_built msg=\"the Kubernetes API source is not built yet; use "
+      "--source=dir:PATH (class={})\"",
+      f.lb_class);
   return 2;
 }

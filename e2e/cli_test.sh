@@ -58,5 +58,39 @@ expect_fail "agent refuses a bad --xdp-mode" "xdp-mode" "$agent" --xdp-mode turb
 expect_fail "controller refuses a missing source dir" "no directory" "$controller" --source dir:/nonexistent --plaintext
 expect_fail "controller needs TLS or --plaintext" "plaintext" "$controller"
 
+# The controller on the standalone source: allocations, per-node state, persistence.
+cluster="$tmp/cluster"
+cp -r "$src/examples/cluster" "$cluster"
+"$controller" --source "dir:$cluster" --once --dump-state --status-file "$tmp/status.yaml" >"$tmp/c1" 2>&1 ||
+  { echo "FAIL controller dir source"; cat "$tmp/c1"; fails=$((fails + 1)); }
+for want in "shop/web: \\[192.0.2.1, 2001:db8:100::\\] pool=public satisfied=true" \
+            "infra/dns: \\[198.51.100.15\\] pool=reserved" \
+            "backend 10.1.0.13:8080 DRAINING" "(this node announces)"; do
+  if grep -q -- "$want" "$tmp/c1"; then echo "ok   controller state has '$want'";
+  else echo "FAIL controller state lacks '$want'"; fails=$((fails + 1)); fi
+done
+if grep -q "elsewhere" "$tmp/c1"; then echo "FAIL a Service of another class was touched"; fails=$((fails + 1));
+else echo "ok   Services of other classes untouched"; fi
+# A new, older Service appears, and a broken one too: web keeps its address
+# (read back from the status file), the broken object is reported, the rest is served.
+cat >"$cluster/new.yaml" <<'YAML'
+apiVersion: v1
+kind: Service
+metadata: {name: early, namespace: shop, creationTimestamp: "2020-01-01T00:00:00Z"}
+spec: {type: LoadBalancer, loadBalancerClass: flowlb.io/lb, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: broken, namespace: shop}
+spec: {type: LoadBalancer, loadBalancerClass: flowlb.io/lb, ports: [{port: 0}]}
+YAML
+"$controller" --source "dir:$cluster" --once --dump-state --status-file "$tmp/status.yaml" >"$tmp/c2" 2>&1
+if grep -q "shop/web: \\[192.0.2.1, 2001:db8:100::\\]" "$tmp/c2"; then echo "ok   restart keeps web's addresses";
+else echo "FAIL web moved after restart"; cat "$tmp/c2"; fails=$((fails + 1)); fi
+if grep -q "shop/early: \\[192.0.2.2" "$tmp/c2"; then echo "ok   the newcomer gets a free address";
+else echo "FAIL early"; fails=$((fails + 1)); fi
+if grep -q "object_rejected.*Service/broken.*ports\\[\\].port" "$tmp/c2"; then echo "ok   broken object reported";
+else echo "FAIL broken object not reported"; fails=$((fails + 1)); fi
+
 echo "cli_test: $fails failure(s)"
 [ "$fails" -eq 0 ]
