@@ -184,6 +184,21 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial) {
   }
   for (const auto& w : warnings) spdlog::warn("event=config_warning msg=\"{}\"", w);
   (*metrics)->configReload(true);
+  std::unique_ptr<L2Announcer> announcer;
+  const auto vipsOf = [](const DesiredState& d) {
+    std::vector<IpAddr> vips;
+    for (const ServiceSpec& s : d.services) vips.push_back(s.vip);
+    return vips;
+  };
+  if (!initial.announce_interfaces.empty()) {
+    auto a = L2Announcer::start(initial.announce_interfaces);
+    if (!a) {
+      spdlog::error("event=start reason=announce msg=\"{}\"", a.error());
+      return 1;
+    }
+    announcer = std::move(*a);
+    announcer->setVips(vipsOf(initial.desired));
+  }
   const DatapathStatus first = (*dp)->status();
   spdlog::info("event=started interfaces={} services={} bind={} poll={} metrics={}",
                f.interfaces.size(), initial.desired.services.size(),
@@ -210,6 +225,10 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial) {
       if (st) {
         spdlog::info("event=config_applied generation={} services={}", next->desired.generation,
                      next->desired.services.size());
+        if (announcer) announcer->setVips(vipsOf(next->desired));
+        if (next->announce_interfaces != initial.announce_interfaces) {
+          spdlog::warn("event=config_warning msg=\"announce interfaces change on restart only\"");
+        }
       } else {
         spdlog::error("event=config_rejected reason=invalid msg=\"{}\" previous=kept",
                       st.message());
@@ -219,9 +238,11 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial) {
     if (now - last_metrics >= std::chrono::seconds(1)) {
       last_metrics = now;
       (*metrics)->update((*dp)->status());
+      if (announcer) (*metrics)->update(announcer->stats());
     }
   }
   spdlog::info("event=stopping");
+  announcer.reset();
   dp->reset();  // stops workers, detaches XDP
   return 0;
 }

@@ -65,6 +65,10 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
                            "Generation of the desired state in force", r);
   m->reloads_ = &family(BuildCounter(), "flowlb_agent_config_reloads_total",
                         "Desired-state updates, by result", r);
+  m->l2_ = &family(BuildCounter(), "flowlb_agent_l2_announcements_total",
+                   "ARP replies, NDP advertisements and gratuitous announcements sent; requests "
+                   "for addresses not announced (ignored)",
+                   r);
   m->exposer_->RegisterCollectable(m->registry_);
   return m;
 }
@@ -72,6 +76,13 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
 void AgentMetrics::setCounter(prometheus::Counter& c, double value) {
   const double delta = value - c.Value();
   if (delta > 0) c.Increment(delta);
+}
+
+void AgentMetrics::update(const AnnouncerStats& st) {
+  setCounter(l2_->Add({{"kind", "arp_reply"}}), static_cast<double>(st.arp_replies));
+  setCounter(l2_->Add({{"kind", "na_reply"}}), static_cast<double>(st.na_replies));
+  setCounter(l2_->Add({{"kind", "gratuitous"}}), static_cast<double>(st.gratuitous));
+  setCounter(l2_->Add({{"kind", "ignored"}}), static_cast<double>(st.ignored));
 }
 
 void AgentMetrics::configReload(bool ok) {

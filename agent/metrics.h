@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "agent/announce/l2_announcer.h"
 #include "agent/datapath/datapath.h"
 #include "common/status.h"
 
@@ -21,6 +22,7 @@ class AgentMetrics {
   static Result<std::unique_ptr<AgentMetrics>> serve(const std::string& address);
 
   void update(const DatapathStatus& st);
+  void update(const AnnouncerStats& st);
   void configReload(bool ok);
 
  private:
@@ -48,6 +50,7 @@ class AgentMetrics {
   prometheus::Family<prometheus::Counter>* neighbor_ = nullptr;
   prometheus::Family<prometheus::Gauge>* generation_ = nullptr;
   prometheus::Family<prometheus::Counter>* reloads_ = nullptr;
+  prometheus::Family<prometheus::Counter>* l2_ = nullptr;
 };
 
 }  // namespace flowlb::agent

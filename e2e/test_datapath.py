@@ -27,6 +27,8 @@ P = "flbe2e"  # namespace prefix of this test's lab
 METRICS = "127.0.0.1:19470"
 NAT_VIP, DSR_VIP = "10.10.100.10", "10.10.100.20"
 NAT_VIP6 = "fd10:100::10"
+# VIPs on the client's own subnet: reachable only if the LB answers ARP/NDP.
+L2_VIP, L2_VIP6 = "10.10.1.100", "fd10:1::100"
 BACKENDS = ["10.10.2.11", "10.10.2.12", "10.10.2.13"]
 BACKENDS6 = ["fd10:2::11", "fd10:2::12", "fd10:2::13"]
 
@@ -39,6 +41,7 @@ def config(backends=BACKENDS, generation=1):
         return "\n".join(lines)
     return "\n".join([
         f"generation: {generation}",
+        "announce: [l0]",
         "snat: {ipv4: 10.10.2.1, ipv6: \"fd10:2::1\", portMin: 40000, portMax: 59999}",
         "services:",
         svc("lab/nat-http", NAT_VIP, 80, "tcp", "nat"),
@@ -47,6 +50,8 @@ def config(backends=BACKENDS, generation=1):
         svc("lab/dsr-dns", DSR_VIP, 53, "udp", "dsr"),
         svc("lab/nat-http6", NAT_VIP6, 80, "tcp", "nat", BACKENDS6),
         svc("lab/nat-dns6", NAT_VIP6, 53, "udp", "nat", BACKENDS6),
+        svc("lab/l2-http", L2_VIP, 80, "tcp", "nat"),
+        svc("lab/l2-http6", L2_VIP6, 80, "tcp", "nat", BACKENDS6),
     ]) + "\n"
 
 
@@ -197,6 +202,18 @@ class DatapathTest(unittest.TestCase):
         self.assertEqual(sum(counts.values()), 30)
         self.assertGreater(len(counts), 1, counts)
         self.assertRegex(client("udp", NAT_VIP6, "53", "hello6"), r"^b[123] hello6$")
+
+    def test_03c_vips_on_the_client_subnet_are_announced_with_arp_and_ndp(self):
+        lb_mac = ns("lb", "cat", "/sys/class/net/l0/address").strip()
+        for vip, url in ((L2_VIP, f"http://{L2_VIP}/id"), (L2_VIP6, f"http://[{L2_VIP6}]/id")):
+            self.assertRegex(client("spread", url, "3"), r"b[123]", vip)
+            neigh = ns("client", "ip", "neigh", "show", vip)
+            self.assertIn(lb_mac, neigh, f"{vip} should resolve to the LB's MAC: {neigh}")
+        self.assertGreater(self.lab.wait_metric("flowlb_agent_l2_announcements_total", lambda v: v > 0,
+                                                kind="arp_reply"), 0)
+        self.assertGreater(self.lab.wait_metric("flowlb_agent_l2_announcements_total", lambda v: v > 0,
+                                                kind="na_reply"), 0)
+        self.assertGreater(self.lab.metric("flowlb_agent_l2_announcements_total", kind="gratuitous"), 0)
 
     def test_04_300_connections_spread_over_three_backends(self):
         counts = json.loads(client("spread", f"http://{NAT_VIP}/id", "300", timeout=120))

@@ -185,11 +185,17 @@ Result<AgentConfigFile> parseAgentConfig(const std::string& content) {
   try {
     const YAML::Node root = YAML::Load(content);
     if (!root.IsMap()) return Status::error("line 1: the file must be a mapping with 'services'");
-    checkKeys(root, "(top)", {"generation", "snat", "services"});
+    checkKeys(root, "(top)", {"generation", "snat", "services", "announce"});
     AgentConfigFile cfg;
     if (root["generation"])
       cfg.desired.generation = number<uint64_t>(root["generation"], "generation", 0, INT64_MAX);
     if (root["snat"]) snat(root["snat"], cfg.snat);
+    if (const auto& an = root["announce"]) {
+      if (!an.IsSequence()) fail(an, "announce", "must be a list of interface names");
+      for (size_t i = 0; i < an.size(); ++i) {
+        cfg.announce_interfaces.push_back(text(an[i], "announce[" + std::to_string(i) + "]"));
+      }
+    }
     if (const auto& ss = root["services"]) {
       if (!ss.IsSequence()) fail(ss, "services", "must be a list");
       for (size_t i = 0; i < ss.size(); ++i) {

@@ -13,6 +13,9 @@ namespace flowlb::agent {
 struct AgentConfigFile {
   DesiredState desired;
   SnatConfig snat;
+  // Interfaces on which this node answers ARP/NDP for every VIP of the file
+  // (standalone L2 announcement); empty: announce nothing.
+  std::vector<std::string> announce_interfaces;
 };
 
 Result<AgentConfigFile> parseAgentConfig(const std::string& text);

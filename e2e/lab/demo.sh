@@ -45,6 +45,10 @@ client spread http://10.10.100.10/id 300 | python3 -c 'import json,sys; c=json.l
 say "60 requests to the DSR VIP 10.10.100.20:80 (replies go straight from the backend)"
 client spread http://10.10.100.20/id 60 | python3 -c 'import json,sys; c=json.load(sys.stdin); print("   answered by: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))'
 
+say "30 requests to 10.10.1.100, a VIP on the client's own LAN: the LB node answers its ARP"
+client spread http://10.10.1.100/id 30 | python3 -c 'import json,sys; c=json.load(sys.stdin); print("   answered by: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))'
+echo "   client's neighbour entry: $(ip netns exec "$P-client" ip neigh show 10.10.1.100)  (the LB's l0: $(ip netns exec "$P-lb" cat /sys/class/net/l0/address))"
+
 say "1 MiB download through each VIP, checked byte for byte"
 want=$(python3 -c 'import hashlib; print(hashlib.md5(bytes((i*7+3)%256 for i in range(1048576))).hexdigest())')
 for vip in 10.10.100.10 10.10.100.20; do
