@@ -33,11 +33,14 @@ BACKENDS = ["10.10.2.11", "10.10.2.12", "10.10.2.13"]
 BACKENDS6 = ["fd10:2::11", "fd10:2::12", "fd10:2::13"]
 
 
-def config(backends=BACKENDS, generation=1):
+def config(backends=BACKENDS, generation=1, draining=()):
     def svc(name, vip, port, proto, mode, addrs=None):
         lines = [f"  - name: {name}", f"    vip: \"{vip}\"", f"    port: {port}",
-                 f"    protocol: {proto}", f"    mode: {mode}", "    backends:"]
-        lines += [f"      - {{address: \"{b}\", port: {port}}}" for b in (addrs or backends)]
+                 f"    protocol: {proto}", f"    mode: {mode}", "    drainTimeoutSeconds: 60",
+                 "    backends:"]
+        lines += [f"      - {{address: \"{b}\", port: {port}"
+                  + (", state: draining" if b in draining else "") + "}"
+                  for b in (addrs or backends)]
         return "\n".join(lines)
     return "\n".join([
         f"generation: {generation}",
@@ -269,6 +272,34 @@ class DatapathTest(unittest.TestCase):
         self.lab.write_config(config(generation=3))
         os.kill(self.lab.agent.pid, signal.SIGHUP)
         self.lab.wait_metric("flowlb_agent_config_generation", lambda v: v == 3)
+
+    def test_06b_a_draining_backend_keeps_its_flows_and_gets_no_new_ones(self):
+        # Long downloads until at least one runs through b1 (the header
+        # names the backend before the body starts).
+        outs, procs, who = [], [], []
+        for i in range(30):
+            out = os.path.join(self.lab.tmp, f"drain{i}.bin")
+            p = subprocess.Popen(["ip", "netns", "exec", f"{P}-client", "python3", CLIENT, "fetch",
+                                  f"http://{NAT_VIP}/slow/1048576/40", out],
+                                 stdout=subprocess.PIPE, text=True)
+            outs.append(out)
+            procs.append(p)
+            who.append(p.stdout.readline().strip())
+            if "b1" in who and len(who) >= 3:
+                break
+        self.assertIn("b1", who)
+        self.lab.write_config(config(generation=4, draining={BACKENDS[0]}))
+        os.kill(self.lab.agent.pid, signal.SIGHUP)
+        self.lab.wait_metric("flowlb_agent_config_generation", lambda v: v == 4)
+        counts = json.loads(client("spread", f"http://{NAT_VIP}/id", "30", timeout=60))
+        self.assertNotIn("b1", counts, counts)
+        for p, out, backend in zip(procs, outs, who):
+            p.communicate(timeout=90)
+            self.assertEqual(p.returncode, 0, f"download from {backend} broke while draining")
+            self.assertEqual(md5(out), expected(1048576), f"download from {backend}")
+        self.lab.write_config(config(generation=5))
+        os.kill(self.lab.agent.pid, signal.SIGHUP)
+        self.lab.wait_metric("flowlb_agent_config_generation", lambda v: v == 5)
 
     def test_07_agent_restart_keeps_a_dsr_download_because_maglev_picks_the_same_backend(self):
         out = os.path.join(self.lab.tmp, "restart.bin")

@@ -3,9 +3,19 @@
 #include <net/if.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <set>
 
 namespace flowlb::agent {
+namespace {
+
+uint64_t nowMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) {
   std::unique_ptr<Datapath> dp(new Datapath());
@@ -83,17 +93,26 @@ Status Datapath::apply(const DesiredState& desired, const SnatConfig& snat,
         " are outside the range the XDP program steers (" + std::to_string(config_.snat_port_min) +
         "-" + std::to_string(config_.snat_port_max) + "); restart the agent to change it");
   }
-  auto snap = builder_.build(desired, snat, warnings);
+  auto snap = builder_.build(desired, snat, warnings, nowMs());
   if (!snap) return snap.status();
   // Steer the new VIPs before the workers know them: a packet for a VIP the
   // workers do not know yet is passed over, never misrouted.
   if (Status st = program_->syncVips(**snap); !st) return st;
   snapshots_->publish(*snap);
+  if (&desired != &desired_) desired_ = desired;
+  if (&snat != &snat_) snat_ = snat;
   return Status::ok();
 }
 
 void Datapath::poll(int timeout_ms) {
   next_hops_->poll(timeout_ms);
+  if (nowMs() >= builder_.nextDrainDeadlineMs()) {
+    std::vector<std::string> notes;
+    if (Status st = apply(desired_, snat_, &notes); !st) {
+      spdlog::error("event=drain_rebuild_failed msg=\"{}\"", st.message());
+    }
+    for (const auto& n : notes) spdlog::info("event=drained msg=\"{}\"", n);
+  }
   snapshots_->reclaim();
 }
 

@@ -75,6 +75,9 @@ class Datapath {
   };
   std::vector<Queue> queues_;
   std::atomic<bool> stop_{false};
+  // The state in force, rebuilt when a draining backend's deadline passes.
+  DesiredState desired_;
+  SnatConfig snat_;
 };
 
 }  // namespace flowlb::agent

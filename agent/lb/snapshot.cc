@@ -73,7 +73,8 @@ uint32_t SnapshotBuilder::idFor(const IpAddr& addr, uint16_t port) {
 
 Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredState& desired,
                                                                const SnatConfig& snat,
-                                                               std::vector<std::string>* warnings) {
+                                                               std::vector<std::string>* warnings,
+                                                               uint64_t now_ms) {
   auto next = std::make_shared<Snapshot>();
   next->generation = desired.generation;
   next->snat = snat;
@@ -124,6 +125,9 @@ Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredStat
 
   std::vector<BackendRuntime> backends;
   std::vector<bool> referenced(registry_.size(), false);
+  std::map<std::string, uint64_t> draining_since;
+  std::set<std::string> drained;
+  uint64_t next_deadline = UINT64_MAX;
   for (const ServiceSpec& s : desired.services) {
     ServiceRuntime rt;
     rt.spec = s;
@@ -135,6 +139,21 @@ Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredStat
     std::vector<MaglevBackend> mb;
     std::map<std::string, uint32_t> id_by_key;
     for (const BackendSpec& b : s.backends) {
+      if (b.state == BackendState::kDraining && s.drain_timeout_s > 0) {
+        const std::string dk = s.name + "|" + b.key();
+        auto known = draining_since_ms_.find(dk);
+        const uint64_t since = known != draining_since_ms_.end() ? known->second : now_ms;
+        draining_since[dk] = since;
+        const uint64_t deadline = since + uint64_t{s.drain_timeout_s} * 1000;
+        if (now_ms >= deadline) {  // drained: its remaining flows go elsewhere
+          if (warnings && !drained_.count(dk)) {
+            warnings->push_back(where(s) + ": backend " + b.key() + " finished draining");
+          }
+          drained.insert(dk);
+          continue;
+        }
+        next_deadline = std::min(next_deadline, deadline);
+      }
       const uint32_t weight = b.state == BackendState::kDraining ? 0 : b.weight;
       mb.push_back({b.key(), weight});
       const uint32_t id = idFor(b.addr, b.port);
@@ -184,6 +203,9 @@ Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredStat
   next->backends = std::move(backends);
   next->buildIndex();
   last_ = next;
+  draining_since_ms_ = std::move(draining_since);
+  drained_ = std::move(drained);
+  next_drain_deadline_ms_ = next_deadline;
   return std::shared_ptr<const Snapshot>(next);
 }
 

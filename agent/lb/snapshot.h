@@ -5,8 +5,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -76,8 +78,14 @@ class SnapshotBuilder {
 
   // Validates and builds. On error nothing changes and the message names the
   // service and the field. `warnings` collects non-fatal notes.
+  // `now_ms` (a monotonic clock) times draining: a DRAINING backend stays a
+  // valid target for its flows until its service's drain_timeout_s has
+  // passed since the first build that saw it draining, then it is removed
+  // (0: no deadline). Callers rebuild at nextDrainDeadlineMs().
   Result<std::shared_ptr<const Snapshot>> build(const DesiredState& desired, const SnatConfig& snat,
-                                                std::vector<std::string>* warnings = nullptr);
+                                                std::vector<std::string>* warnings = nullptr,
+                                                uint64_t now_ms = 0);
+  uint64_t nextDrainDeadlineMs() const { return next_drain_deadline_ms_; }
 
  private:
   uint32_t idFor(const IpAddr& addr, uint16_t port);
@@ -93,6 +101,9 @@ class SnapshotBuilder {
   };
   std::vector<Slot> registry_;
   std::vector<uint32_t> free_;
+  std::map<std::string, uint64_t> draining_since_ms_;  // "service|backend" -> first seen draining
+  std::set<std::string> drained_;                      // past their deadline (reported once)
+  uint64_t next_drain_deadline_ms_ = UINT64_MAX;
 };
 
 // Workers read snapshots through read-copy-update (see rcu.h).

@@ -242,3 +242,60 @@ TEST(SnapshotPublisherTest, OfflineReaderNeverBlocksReclaim) {
 
 }  // namespace
 }  // namespace flowlb::agent
+
+namespace flowlb::agent {
+namespace {
+
+TEST(SnapshotDrainTest, ADrainingBackendIsRemovedWhenItsDrainTimeoutPasses) {
+  SnapshotBuilder b;
+  DesiredState d;
+  ServiceSpec s;
+  s.name = "web";
+  s.vip = *IpAddr::parse("192.0.2.10");
+  s.port = 80;
+  s.maglev_size = 251;
+  s.drain_timeout_s = 300;
+  for (const char* a : {"10.1.0.1", "10.1.0.2"}) {
+    BackendSpec be;
+    be.addr = *IpAddr::parse(a);
+    be.port = 8080;
+    s.backends.push_back(be);
+  }
+  s.backends[1].state = BackendState::kDraining;
+  d.services.push_back(s);
+  SnatConfig snat;
+  snat.v4 = *IpAddr::parse("10.0.0.1");
+  snat.has_v4 = true;
+
+  auto first = b.build(d, snat, nullptr, 1'000);
+  ASSERT_TRUE(first.isOk());
+  const uint32_t draining_id = (*first)->services[0].ids[1];
+  EXPECT_NE((*first)->backend(draining_id), nullptr);  // still a target for its flows
+  EXPECT_EQ(b.nextDrainDeadlineMs(), 301'000u);
+
+  auto before = b.build(d, snat, nullptr, 300'999);  // rebuilt meanwhile: the clock started at 1 s
+  ASSERT_TRUE(before.isOk());
+  EXPECT_NE((*before)->backend(draining_id), nullptr);
+
+  std::vector<std::string> notes;
+  auto after = b.build(d, snat, &notes, 301'000);
+  ASSERT_TRUE(after.isOk());
+  EXPECT_EQ((*after)->backend(draining_id), nullptr);  // drained: gone
+  EXPECT_EQ((*after)->services[0].table->backends().size(), 1u);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("finished draining"), std::string::npos);
+  EXPECT_EQ(b.nextDrainDeadlineMs(), UINT64_MAX);
+  notes.clear();
+  ASSERT_TRUE(b.build(d, snat, &notes, 400'000).isOk());
+  EXPECT_TRUE(notes.empty());  // reported once
+
+  // Active again, then draining again: a fresh deadline.
+  d.services[0].backends[1].state = BackendState::kActive;
+  ASSERT_TRUE(b.build(d, snat, nullptr, 500'000).isOk());
+  d.services[0].backends[1].state = BackendState::kDraining;
+  ASSERT_TRUE(b.build(d, snat, nullptr, 600'000).isOk());
+  EXPECT_EQ(b.nextDrainDeadlineMs(), 900'000u);
+}
+
+}  // namespace
+}  // namespace flowlb::agent
