@@ -1,9 +1,10 @@
 // flowlb-controller: watches Services, EndpointSlices, Nodes and IPPools,
-// allocates VIPs and computes each node's desired state. This build runs on
-// the standalone source (--source=dir:PATH): it reconciles the directory,
-// writes allocations to a status file, logs Events, and with --dump-state
-// prints every node's desired state. The Kubernetes API client and the gRPC
-// server that streams desired state to agents are still to come.
+// allocates VIPs and computes each node's desired state. Two sources: the
+// Kubernetes API (--source=kubernetes: informers, Service status, Events,
+// IPPool status, leader election) and a directory of YAML (--source=dir:PATH:
+// allocations kept in a status file, Events logged). --dump-state prints
+// every node's desired state. The gRPC server that streams desired state to
+// agents is still to come.
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -14,7 +15,12 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <random>
+#include <thread>
 
+#include "controller/config/annotations.h"
+#include "controller/k8s/kube_controller.h"
+#include "controller/metrics.h"
 #include "controller/reconciler/reconciler.h"
 #include "controller/source/dir_source.h"
 
@@ -36,6 +42,14 @@ struct Flags {
   std::string status_file;
   bool once = false;
   bool dump_state = false;
+  double api_qps = 50;
+  int api_burst = 100;
+  std::string identity;
+  std::string lease_duration = "15s";
+  std::string renew_deadline = "10s";
+  std::string retry_period = "2s";
+  int watch_timeout_s = 300;
+  int writers = 4;
 };
 
 using namespace flowlb;
@@ -152,6 +166,75 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
   return 0;
 }
 
+std::chrono::milliseconds durationFlag(const std::string& text) {
+  uint32_t s = 0;
+  parseDuration(text, &s);  // validated by the flag's check
+  return std::chrono::milliseconds(int64_t{s} * 1000);
+}
+
+std::string defaultIdentity() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::random_device rd;
+  char suffix[9];
+  std::snprintf(suffix, sizeof suffix, "%08x", rd());
+  return std::string(host) + "_" + suffix;
+}
+
+int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
+  auto cluster = k8s::resolveClusterConfig(f.kubeconfig);
+  if (!cluster) {
+    spdlog::error("event=start reason=no_api_config msg=\"{}\"", cluster.error());
+    return 2;
+  }
+  auto metrics = ControllerMetrics::serve(f.metrics_address);
+  if (!metrics) {
+    spdlog::error("event=start reason=metrics msg=\"{}\"", metrics.error());
+    return 2;
+  }
+  k8s::KubeControllerOptions o;
+  o.cluster = *cluster;
+  o.api.qps = f.api_qps;
+  o.api.burst = f.api_burst;
+  o.reconciler = cfg;
+  o.leader_elect = f.leader_elect;
+  o.leader.ns = f.lease_namespace;
+  o.leader.name = f.lease_name;
+  o.leader.identity = f.identity.empty() ? defaultIdentity() : f.identity;
+  o.leader.lease_duration = durationFlag(f.lease_duration);
+  o.leader.renew_deadline = durationFlag(f.renew_deadline);
+  o.leader.retry_period = durationFlag(f.retry_period);
+  if (o.leader.renew_deadline >= o.leader.lease_duration) {
+    spdlog::error(
+        "event=start reason=bad_lease msg=\"--lease-renew-deadline must be shorter than "
+        "--lease-duration, or two leaders could write at once\"");
+    return 2;
+  }
+  o.watch_timeout_min_s = f.watch_timeout_s;
+  o.watch_timeout_max_s = f.watch_timeout_s * 2;
+  o.writers = f.writers;
+  const bool dump = f.dump_state;
+  k8s::KubeController controller(o, metrics->get(), [dump](const Reconciled& r, uint64_t version) {
+    size_t ok = 0;
+    for (const ServiceOutcome& s : r.services) ok += s.satisfied ? 1 : 0;
+    spdlog::info("event=desired_state version={} services={} satisfied={} nodes={}", version,
+                 r.services.size(), ok, r.nodes.size());
+    if (dump) dumpState(r);
+    std::fflush(stdout);
+  });
+  struct sigaction sa {};
+  sa.sa_handler = onSignal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  spdlog::info("event=start source=kubernetes api={} via=\"{}\" identity={} leader_elect={}",
+               cluster->server, cluster->origin, o.leader.identity, f.leader_elect);
+  controller.start();
+  while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  spdlog::info("event=stopping");
+  controller.stop();
+  return 0;
+}
+
 // host:port with a numeric port, or [v6]:port.
 CLI::Validator hostPort() {
   return CLI::Validator(
@@ -214,6 +297,31 @@ int main(int argc, char** argv) {
                "Print the allocations and every node's desired state after each reconcile");
   app.add_option("--log-level", f.log_level, "Log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  auto duration = [](const std::string& v) -> std::string {
+    uint32_t secs = 0;
+    return parseDuration(v, &secs) && secs > 0 ? "" : "'" + v + "' is not a duration like 15s";
+  };
+  app.add_option("--kube-api-qps", f.api_qps,
+                 "Client-side rate limit on Kubernetes API requests (per second; watches excluded)")
+      ->check(CLI::Range(0.1, 100000.0));
+  app.add_option("--kube-api-burst", f.api_burst,
+                 "Requests allowed in a burst above --kube-api-qps")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--identity", f.identity,
+                 "Leader-election identity (default: hostname_random); unique per instance");
+  app.add_option("--lease-duration", f.lease_duration,
+                 "How long followers wait after the leader's last renewal before taking over")
+      ->check(duration);
+  app.add_option("--lease-renew-deadline", f.renew_deadline,
+                 "A leader that has not renewed for this long stops writing (< lease duration)")
+      ->check(duration);
+  app.add_option("--lease-retry-period", f.retry_period, "How often the Lease is renewed or tried")
+      ->check(duration);
+  app.add_option("--watch-timeout-seconds", f.watch_timeout_s,
+                 "Watches are renewed after a random time between this and twice this")
+      ->check(CLI::Range(1, 3600));
+  app.add_option("--api-writers", f.writers, "Concurrent status/Event writers")
+      ->check(CLI::Range(1, 64));
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(f.log_level));
 
@@ -226,9 +334,5 @@ int main(int argc, char** argv) {
     spdlog::error("event=start reason=no_tls msg=\"give --tls-cert/--tls-key, or --plaintext\"");
     return 2;
   }
-  spdlog::error(
-      "event=start reason=not_built msg=\"the Kubernetes API source is not built yet; use "
-      "--source=dir:PATH (class={})\"",
-      f.lb_class);
-  return 2;
+  return runKubernetes(f, cfg);
 }

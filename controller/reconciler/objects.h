@@ -20,6 +20,10 @@ struct ObjectMeta {
   int64_t created = 0;
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> annotations;
+  // Set by the API source (empty from the directory source).
+  std::string uid;
+  std::string resource_version;
+  int64_t generation = 0;
   std::string key() const { return ns + "/" + name; }
 };
 
@@ -27,6 +31,17 @@ struct ServicePortSpec {
   std::string name;
   uint8_t proto = 6;
   uint16_t port = 0;
+};
+
+// A metav1.Condition in Service status.
+struct Condition {
+  std::string type;
+  std::string status;  // "True" | "False" | "Unknown"
+  std::string reason;
+  std::string message;
+  std::string last_transition;  // RFC 3339
+  int64_t observed_generation = 0;
+  bool operator==(const Condition&) const = default;
 };
 
 struct ServiceObject {
@@ -41,7 +56,8 @@ struct ServiceObject {
   bool session_affinity_client_ip = false;
   uint32_t session_affinity_timeout_s = 10800;
   std::vector<IpPrefix> source_ranges;
-  std::vector<IpAddr> status_ips;  // status.loadBalancer.ingress[].ip
+  std::vector<IpAddr> status_ips;     // status.loadBalancer.ingress[].ip
+  std::vector<Condition> conditions;  // status.conditions (everyone's)
 };
 
 struct Endpoint {

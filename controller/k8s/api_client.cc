@@ -1,0 +1,219 @@
+#include "controller/k8s/api_client.h"
+
+#include <cpprest/containerstream.h>
+#include <cpprest/http_client.h>
+#include <cpprest/json.h>
+
+#include <algorithm>
+#include <fstream>
+#include <list>
+#include <sstream>
+#include <thread>
+
+namespace flowlb::controller::k8s {
+
+namespace http = web::http;
+namespace client = web::http::client;
+
+RateLimiter::RateLimiter(double qps, int burst)
+    : qps_(qps), burst_(std::max(1, burst)), tokens_(burst_), last_(Clock::now()) {}
+
+RateLimiter::Clock::duration RateLimiter::reserve(Clock::time_point now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (qps_ <= 0) return Clock::duration::zero();
+  const double elapsed = std::chrono::duration<double>(now - last_).count();
+  if (elapsed > 0) {
+    tokens_ = std::min(burst_, tokens_ + elapsed * qps_);
+    last_ = now;
+  }
+  tokens_ -= 1;  // may go negative: later callers queue behind this one
+  if (tokens_ >= 0) return Clock::duration::zero();
+  return std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(-tokens_ / qps_));
+}
+
+namespace {
+
+client::http_client_config baseConfig(const ClusterConfig& c, std::chrono::seconds timeout) {
+  client::http_client_config cfg;
+  cfg.set_timeout(timeout);
+  cfg.set_validate_certificates(!c.insecure_skip_verify);
+  const std::string ca = c.ca_pem, cert = c.client_cert_pem, key = c.client_key_pem;
+  cfg.set_ssl_context_callback([ca, cert, key](boost::asio::ssl::context& ctx) {
+    if (!ca.empty()) ctx.add_certificate_authority(boost::asio::buffer(ca));
+    if (!cert.empty()) {
+      ctx.use_certificate_chain(boost::asio::buffer(cert));
+      ctx.use_private_key(boost::asio::buffer(key), boost::asio::ssl::context::pem);
+    }
+  });
+  return cfg;
+}
+
+double retryAfter(const http::http_response& r) {
+  const auto& h = r.headers();
+  auto it = h.find("Retry-After");
+  if (it == h.end()) return 0;
+  try {
+    return std::stod(it->second);
+  } catch (...) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+struct ApiClient::Impl {
+  client::http_client requests;
+  std::mutex mu;
+  std::list<pplx::cancellation_token_source> streams;  // in progress, for shutdown()
+  Impl(const ClusterConfig& c, std::chrono::seconds timeout)
+      : requests(utility::conversions::to_string_t(c.server), baseConfig(c, timeout)) {}
+};
+
+ApiClient::ApiClient(ClusterConfig cluster, ApiClientOptions options, ApiTelemetry* telemetry)
+    : cluster_(std::move(cluster)),
+      options_(std::move(options)),
+      telemetry_(telemetry),
+      limiter_(options_.qps, options_.burst),
+      token_(cluster_.token),
+      token_read_(std::chrono::steady_clock::now()),
+      impl_(std::make_unique<Impl>(cluster_, options_.request_timeout)) {}
+
+ApiClient::~ApiClient() {
+  shutdown();
+}
+
+void ApiClient::shutdown() {
+  stopping_.store(true);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  for (auto& s : impl_->streams) s.cancel();
+}
+
+// Projected service-account tokens are rotated by the kubelet: re-read the
+// file once a minute, as client-go does.
+std::string ApiClient::bearer() {
+  std::lock_guard<std::mutex> lock(token_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (!cluster_.token_file.empty() && now - token_read_ > std::chrono::minutes(1)) {
+    std::ifstream in(cluster_.token_file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string t = ss.str();
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.pop_back();
+    if (!t.empty()) token_ = t;
+    token_read_ = now;
+  }
+  return token_;
+}
+
+ApiResponse ApiClient::request(const std::string& method, const std::string& path,
+                               const std::string& body, const std::string& content_type) {
+  ApiResponse out;
+  if (stopping_.load()) {
+    out.error = "client is shutting down";
+    return out;
+  }
+  const auto wait = limiter_.reserve(RateLimiter::Clock::now());
+  if (wait > RateLimiter::Clock::duration::zero()) {
+    if (telemetry_) telemetry_->throttled(std::chrono::duration<double>(wait).count());
+    std::this_thread::sleep_for(wait);
+  }
+  try {
+    http::http_request req(method);
+    req.set_request_uri(path);
+    req.headers().add("Accept", "application/json");
+    req.headers().add("User-Agent", options_.user_agent);
+    if (const std::string t = bearer(); !t.empty())
+      req.headers().add("Authorization", "Bearer " + t);
+    if (!body.empty()) req.set_body(body, content_type);
+    http::http_response resp = impl_->requests.request(req).get();
+    out.code = resp.status_code();
+    out.body = resp.extract_utf8string(true).get();
+    out.retry_after = retryAfter(resp);
+    if (!out.ok()) out.error = statusMessage(out.body);
+  } catch (const std::exception& e) {
+    out.code = 0;
+    out.error = e.what();
+  }
+  if (telemetry_) telemetry_->request(method, out.code);
+  return out;
+}
+
+ApiResponse ApiClient::stream(const std::string& path, std::chrono::seconds idle_timeout,
+                              const std::function<bool(std::string_view)>& on_line) {
+  ApiResponse out;
+  std::list<pplx::cancellation_token_source>::iterator me;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (stopping_.load()) {
+      out.error = "client is shutting down";
+      return out;
+    }
+    me = impl_->streams.emplace(impl_->streams.end());
+  }
+  const pplx::cancellation_token token = me->get_token();
+  try {
+    // A client per stream: its own connection, and a timeout that only
+    // fires when the server stays silent (cpprestsdk re-arms it per read).
+    client::http_client c(utility::conversions::to_string_t(cluster_.server),
+                          baseConfig(cluster_, idle_timeout));
+    http::http_request req(http::methods::GET);
+    req.set_request_uri(path);
+    req.headers().add("Accept", "application/json");
+    req.headers().add("User-Agent", options_.user_agent);
+    if (const std::string t = bearer(); !t.empty())
+      req.headers().add("Authorization", "Bearer " + t);
+    http::http_response resp = c.request(req, token).get();
+    out.code = resp.status_code();
+    if (!out.ok()) {
+      out.body = resp.extract_utf8string(true).get();
+      out.error = statusMessage(out.body);
+      out.retry_after = retryAfter(resp);
+    } else {
+      auto body = resp.body();
+      while (!token.is_canceled()) {
+        concurrency::streams::container_buffer<std::string> line;
+        const size_t n = body.read_line(line).get();
+        const std::string& text = line.collection();
+        if (n == 0 && text.empty()) {
+          if (body.is_eof()) break;
+          continue;
+        }
+        if (!on_line(text)) break;
+      }
+    }
+  } catch (const std::exception& e) {
+    if (out.ok() || out.code == 0) out.error = e.what();
+    if (out.code == 0 || token.is_canceled()) out.code = 0;
+  }
+  if (telemetry_) telemetry_->request("WATCH", out.code);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->streams.erase(me);
+  return out;
+}
+
+namespace {
+
+web::json::value parseOrNull(const std::string& body) {
+  try {
+    return web::json::value::parse(body);
+  } catch (...) {
+    return web::json::value::null();
+  }
+}
+
+}  // namespace
+
+std::string statusMessage(const std::string& body) {
+  const web::json::value v = parseOrNull(body);
+  if (v.is_object() && v.has_string_field("message")) return v.at("message").as_string();
+  return body.substr(0, 200);
+}
+
+std::string statusReason(const std::string& body) {
+  const web::json::value v = parseOrNull(body);
+  if (v.is_object() && v.has_string_field("reason")) return v.at("reason").as_string();
+  return "";
+}
+
+}  // namespace flowlb::controller::k8s

@@ -1,0 +1,404 @@
+// An informer: the client-go pattern for one resource. LIST (in pages, with
+// `continue`), then WATCH from the list's resourceVersion with bookmarks,
+// applying ADDED/MODIFIED/DELETED to a cache as lines arrive. A watch that
+// ends is renewed from the last resourceVersion seen; 410 Gone (the version
+// was compacted) re-lists; disconnects, 429 and 5xx back off exponentially
+// with jitter. Undecodable objects and garbage lines are reported, never
+// fatal. Readers take copies under a lock; `on_change` tells the owner.
+#pragma once
+
+#include <cpprest/base_uri.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "controller/k8s/api_client.h"
+#include "controller/k8s/decode.h"
+
+namespace flowlb::controller::k8s {
+
+struct InformerOptions {
+  std::string resource;  // "services": for logs and metrics
+  std::string path;      // collection path, e.g. "/api/v1/services"
+  int page_size = 500;
+  // Each watch asks the server to end it after a random time in this range,
+  // so renewals of many informers do not line up.
+  int watch_timeout_min_s = 300;
+  int watch_timeout_max_s = 600;
+  std::chrono::milliseconds backoff_initial{200};
+  std::chrono::milliseconds backoff_max{30000};
+};
+
+// Jittered exponential backoff: the n-th failure in a row waits a random
+// time in [d/2, d] with d = initial * 2^n, capped at max.
+class Backoff {
+ public:
+  Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max)
+      : initial_(initial), max_(max), rng_(std::random_device{}()) {}
+  std::chrono::milliseconds next() {
+    const double d =
+        std::min<double>(static_cast<double>(max_.count()),
+                         static_cast<double>(initial_.count()) * (1u << std::min(failures_, 20)));
+    ++failures_;
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    return std::chrono::milliseconds(static_cast<int64_t>(d * jitter(rng_)));
+  }
+  void reset() { failures_ = 0; }
+  int failures() const { return failures_; }
+
+ private:
+  std::chrono::milliseconds initial_, max_;
+  int failures_ = 0;
+  std::mt19937_64 rng_;
+};
+
+template <typename T>
+class Informer {
+ public:
+  using Decode = std::function<Result<T>(const web::json::value&)>;
+  using KeyOf = std::function<std::string(const T&)>;
+  using IndexOf = std::function<std::string(const T&)>;  // secondary index, may be empty
+
+  Informer(ApiClient* api, InformerOptions options, Decode decode, KeyOf key, IndexOf index,
+           std::function<void()> on_change)
+      : api_(api),
+        opt_(std::move(options)),
+        decode_(std::move(decode)),
+        key_(std::move(key)),
+        index_(std::move(index)),
+        on_change_(std::move(on_change)),
+        backoff_(opt_.backoff_initial, opt_.backoff_max),
+        rng_(std::random_device{}()) {}
+  ~Informer() { stop(); }
+  Informer(const Informer&) = delete;
+  Informer& operator=(const Informer&) = delete;
+
+  void start() {
+    thread_ = std::thread([this] { run(); });
+  }
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  bool synced() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return synced_;
+  }
+  std::vector<T> list() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<T> out;
+    out.reserve(cache_.size());
+    for (const auto& [k, v] : cache_) out.push_back(v);
+    return out;
+  }
+  std::optional<T> get(const std::string& key) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) return std::nullopt;
+    return it->second;
+  }
+  // Objects whose secondary index value is `v` (EndpointSlices of a Service).
+  std::vector<T> byIndex(const std::string& v) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<T> out;
+    auto it = index_map_.find(v);
+    if (it == index_map_.end()) return out;
+    for (const std::string& k : it->second) out.push_back(cache_.at(k));
+    return out;
+  }
+  size_t size() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return cache_.size();
+  }
+  std::string resourceVersion() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return rv_;
+  }
+  // Highest resourceVersion applied, as a number (for latency tracing).
+  uint64_t lastEventVersion() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_event_rv_;
+  }
+
+ private:
+  enum class WatchEnd { kRenew, kRelist, kBackoff };
+
+  void run() {
+    bool listed = false;
+    while (!isStopping()) {
+      if (!listed) {
+        listed = relist();
+        if (!listed) {
+          sleepFor(backoff_.next());
+          continue;
+        }
+        backoff_.reset();
+      }
+      switch (watch()) {
+        case WatchEnd::kRenew: backoff_.reset(); break;
+        case WatchEnd::kRelist: listed = false; break;
+        case WatchEnd::kBackoff: sleepFor(std::max(backoff_.next(), retry_after_)); break;
+      }
+    }
+  }
+
+  bool isStopping() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_ || api_->stopping();
+  }
+  void sleepFor(std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, d, [this] { return stopping_; });
+  }
+
+  std::string sep() const { return opt_.path.find('?') == std::string::npos ? "?" : "&"; }
+
+  // The whole collection, page by page; the cache is replaced at the end, so
+  // readers never see half a list.
+  bool relist() {
+    std::map<std::string, T> fresh;
+    std::string cont, rv;
+    int expired_restarts = 0;
+    while (true) {
+      std::string p = opt_.path + sep() + "limit=" + std::to_string(opt_.page_size);
+      if (!cont.empty()) p += "&continue=" + web::uri::encode_data_string(cont);
+      const ApiResponse r = api_->request("GET", p);
+      if (r.code == 410 && !cont.empty() && expired_restarts++ < 3) {
+        // The snapshot behind the continue token was compacted: start over.
+        spdlog::warn("event=list_restarted resource={} reason=continue_expired", opt_.resource);
+        fresh.clear();
+        cont.clear();
+        continue;
+      }
+      if (!r.ok()) {
+        spdlog::warn("event=list_failed resource={} code={} msg=\"{}\"", opt_.resource, r.code,
+                     r.error);
+        retry_after_ = std::chrono::milliseconds(static_cast<int64_t>(r.retry_after * 1000));
+        report("list_failed");
+        return false;
+      }
+      web::json::value doc;
+      try {
+        doc = web::json::value::parse(r.body);
+      } catch (const std::exception& e) {
+        spdlog::warn("event=list_failed resource={} msg=\"unparseable list: {}\"", opt_.resource,
+                     e.what());
+        report("list_garbage");
+        return false;
+      }
+      const web::json::value* items =
+          doc.is_object() && doc.has_array_field("items") ? &doc.at("items") : nullptr;
+      if (!items || !doc.has_object_field("metadata")) {
+        spdlog::warn("event=list_failed resource={} msg=\"not a list\"", opt_.resource);
+        report("list_garbage");
+        return false;
+      }
+      for (const web::json::value& item : items->as_array()) {
+        auto obj = decode_(item);
+        if (!obj) {
+          rejected(obj.error());
+          continue;
+        }
+        std::string k = key_(*obj);
+        fresh.insert_or_assign(std::move(k), std::move(*obj));
+      }
+      const auto& m = doc.at("metadata");
+      if (m.has_string_field("resourceVersion")) rv = m.at("resourceVersion").as_string();
+      cont = m.has_string_field("continue") ? m.at("continue").as_string() : "";
+      if (cont.empty()) break;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cache_ = std::move(fresh);
+      index_map_.clear();
+      if (index_) {
+        for (const auto& [k, v] : cache_) index_map_[index_(v)].insert(k);
+      }
+      rv_ = rv;
+      last_event_rv_ = toNumber(rv);
+      synced_ = true;
+    }
+    spdlog::info("event=listed resource={} objects={} resourceVersion={}", opt_.resource, size(),
+                 rv);
+    if (on_change_) on_change_();
+    return true;
+  }
+
+  WatchEnd watch() {
+    std::uniform_int_distribution<int> pick(
+        opt_.watch_timeout_min_s, std::max(opt_.watch_timeout_min_s, opt_.watch_timeout_max_s));
+    const int timeout = pick(rng_);
+    const std::string p = opt_.path + sep() +
+                          "watch=true&allowWatchBookmarks=true&resourceVersion=" +
+                          web::uri::encode_data_string(resourceVersion()) +
+                          "&timeoutSeconds=" + std::to_string(timeout);
+    WatchEnd end = WatchEnd::kRenew;
+    bool got_any = false;
+    const ApiResponse r =
+        api_->stream(p, std::chrono::seconds(timeout + 30), [&](std::string_view line) {
+          if (isStopping()) return false;
+          got_any = true;
+          return apply(line, &end);
+        });
+    retry_after_ = std::chrono::milliseconds(static_cast<int64_t>(r.retry_after * 1000));
+    if (isStopping()) return WatchEnd::kRenew;
+    if (r.code == 410) {
+      report("gone");
+      return WatchEnd::kRelist;
+    }
+    if (!r.ok()) {
+      spdlog::warn("event=watch_failed resource={} code={} msg=\"{}\"", opt_.resource, r.code,
+                   r.error);
+      report(r.code == 0 ? "disconnected" : "http_" + std::to_string(r.code));
+      return WatchEnd::kBackoff;
+    }
+    if (end != WatchEnd::kRenew) return end;
+    if (!r.error.empty()) {
+      spdlog::warn("event=watch_broken resource={} msg=\"{}\"", opt_.resource, r.error);
+      report("broken");
+      return got_any ? WatchEnd::kRenew : WatchEnd::kBackoff;
+    }
+    return WatchEnd::kRenew;  // the server ended it (timeoutSeconds): renew
+  }
+
+  // One watch event. Returns false to end the stream.
+  bool apply(std::string_view line, WatchEnd* end) {
+    web::json::value ev;
+    try {
+      ev = web::json::value::parse(std::string(line));
+    } catch (const std::exception&) {
+      // A line we cannot read may have been a real event: resume from the
+      // last version we applied, so nothing is skipped.
+      spdlog::warn("event=watch_garbage resource={} line=\"{}\"", opt_.resource,
+                   std::string(line.substr(0, 120)));
+      report("garbage");
+      *end = WatchEnd::kBackoff;
+      return false;
+    }
+    const std::string type = ev.has_string_field("type") ? ev.at("type").as_string() : "";
+    if (!ev.has_object_field("object")) {
+      spdlog::warn("event=watch_garbage resource={} msg=\"event without object\"", opt_.resource);
+      report("garbage");
+      *end = WatchEnd::kBackoff;
+      return false;
+    }
+    const web::json::value& obj = ev.at("object");
+    if (type == "ERROR") {
+      const int code = obj.has_integer_field("code") ? obj.at("code").as_integer() : 0;
+      const std::string msg = obj.has_string_field("message") ? obj.at("message").as_string() : "";
+      if (code == 410) {
+        spdlog::info("event=watch_expired resource={} msg=\"{}\"", opt_.resource, msg);
+        report("gone");
+        *end = WatchEnd::kRelist;
+      } else {
+        spdlog::warn("event=watch_error resource={} code={} msg=\"{}\"", opt_.resource, code, msg);
+        report("error_event");
+        *end = WatchEnd::kBackoff;
+      }
+      return false;
+    }
+    std::string rv;
+    if (const auto* m = obj.has_object_field("metadata") ? &obj.at("metadata") : nullptr;
+        m && m->has_string_field("resourceVersion")) {
+      rv = m->at("resourceVersion").as_string();
+    }
+    if (type == "BOOKMARK") {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!rv.empty()) rv_ = rv;
+      return true;
+    }
+    if (type != "ADDED" && type != "MODIFIED" && type != "DELETED") {
+      spdlog::warn("event=watch_garbage resource={} type=\"{}\"", opt_.resource, type);
+      report("garbage");
+      *end = WatchEnd::kBackoff;
+      return false;
+    }
+    auto decoded = decode_(obj);
+    if (!decoded) {
+      rejected(decoded.error());
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!rv.empty()) rv_ = rv;  // seen; the last good version stays cached
+      return true;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const std::string k = key_(*decoded);
+      auto old = cache_.find(k);
+      if (old != cache_.end() && index_) {
+        auto it = index_map_.find(index_(old->second));
+        if (it != index_map_.end()) {
+          it->second.erase(k);
+          if (it->second.empty()) index_map_.erase(it);
+        }
+      }
+      if (type == "DELETED") {
+        cache_.erase(k);
+      } else {
+        if (index_) index_map_[index_(*decoded)].insert(k);
+        cache_.insert_or_assign(k, std::move(*decoded));
+      }
+      if (!rv.empty()) {
+        rv_ = rv;
+        last_event_rv_ = std::max(last_event_rv_, toNumber(rv));
+      }
+    }
+    if (on_change_) on_change_();
+    return true;
+  }
+
+  static uint64_t toNumber(const std::string& rv) {
+    uint64_t n = 0;
+    for (char c : rv) {
+      if (c < '0' || c > '9') return 0;  // opaque (etcd-less servers): no tracing
+      n = n * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return n;
+  }
+
+  void rejected(const std::string& why) {
+    spdlog::warn("event=object_rejected resource={} msg=\"{}\"", opt_.resource, why);
+    if (auto* t = telemetry()) t->rejectedObject(opt_.resource);
+  }
+  void report(const std::string& reason) {
+    if (auto* t = telemetry()) t->watchRestart(opt_.resource, reason);
+  }
+  ApiTelemetry* telemetry() const { return api_->telemetry(); }
+
+  ApiClient* api_;
+  InformerOptions opt_;
+  Decode decode_;
+  KeyOf key_;
+  IndexOf index_;
+  std::function<void()> on_change_;
+  Backoff backoff_;
+  std::mt19937_64 rng_;
+  std::chrono::milliseconds retry_after_{0};
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool synced_ = false;
+  std::map<std::string, T> cache_;
+  std::unordered_map<std::string, std::set<std::string>> index_map_;
+  std::string rv_;
+  uint64_t last_event_rv_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace flowlb::controller::k8s

@@ -1,0 +1,52 @@
+// The controller's Prometheus metrics, served on --metrics-address. The
+// Kubernetes layer reports through ControllerTelemetry; this turns the
+// reports into flowlb_controller_* series.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/status.h"
+#include "controller/k8s/kube_controller.h"
+
+namespace flowlb::controller {
+
+class ControllerMetrics : public k8s::ControllerTelemetry {
+ public:
+  static Result<std::unique_ptr<ControllerMetrics>> serve(const std::string& address);
+
+  void request(std::string_view verb, int code) override;
+  void watchRestart(std::string_view resource, std::string_view reason) override;
+  void rejectedObject(std::string_view resource) override;
+  void throttled(double seconds) override;
+  void reconciled(double seconds, const Reconciled& r) override;
+  void leader(bool is_leader) override;
+  void statusWrite(std::string_view result) override;
+  void eventPosted(std::string_view type, std::string_view reason) override;
+
+ private:
+  ControllerMetrics() = default;
+
+  std::mutex mu_;  // prometheus-cpp's Add() is thread-safe; the pool gauges' reset is not
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* requests_ = nullptr;
+  prometheus::Family<prometheus::Counter>* watch_restarts_ = nullptr;
+  prometheus::Family<prometheus::Counter>* rejected_ = nullptr;
+  prometheus::Counter* throttled_seconds_ = nullptr;
+  prometheus::Histogram* reconcile_seconds_ = nullptr;
+  prometheus::Gauge* leader_ = nullptr;
+  prometheus::Family<prometheus::Counter>* status_writes_ = nullptr;
+  prometheus::Family<prometheus::Counter>* events_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* services_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* pool_addresses_ = nullptr;
+};
+
+}  // namespace flowlb::controller
