@@ -85,7 +85,8 @@ void dumpState(const Reconciled& r) {
   std::printf("nodes:\n");
   for (const NodeDesiredState& n : r.nodes) {
     std::printf("  %s:\n", n.node.c_str());
-    for (const DesiredService& d : n.services) {
+    for (const auto& ds : n.services) {
+      const DesiredService& d = *ds;
       std::printf("    %s %s/%s mode=%s announcer=%s%s\n", d.key.c_str(),
                   endpointText(d.vip, d.port).c_str(), d.proto == 17 ? "udp" : "tcp",
                   modeName(d.mode), d.announcer.c_str(),

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
+#include <unordered_map>
 
 #include "common/hash.h"
 
@@ -59,7 +61,7 @@ Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& 
                      const std::vector<NodeObject>& nodes) {
   Reconciled out;
   std::vector<const ServiceObject*> served;
-  std::map<std::string, ServiceSettings> settings;
+  std::unordered_map<std::string, ServiceSettings> settings;
   std::vector<LbService> requests;
   for (const ServiceObject& s : services) {
     if (!servedByUs(s, config)) continue;  // other classes are never touched
@@ -68,12 +70,13 @@ Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& 
     requests.push_back(toAllocatorView(s, st));
     settings[s.meta.key()] = std::move(st);
   }
-  std::sort(served.begin(), served.end(),
-            [](const auto* a, const auto* b) { return a->meta.key() < b->meta.key(); });
+  std::sort(served.begin(), served.end(), [](const auto* a, const auto* b) {
+    return std::tie(a->meta.ns, a->meta.name) < std::tie(b->meta.ns, b->meta.name);
+  });
   const auto allocations = Allocator::allocate(pools, requests);
   out.pools = Allocator::usage(pools, allocations);
 
-  std::map<std::string, std::vector<const EndpointSliceObject*>> slices_by_service;
+  std::unordered_map<std::string, std::vector<const EndpointSliceObject*>> slices_by_service;
   for (const EndpointSliceObject& e : slices) {
     slices_by_service[e.meta.ns + "/" + e.service].push_back(&e);
   }
@@ -173,16 +176,25 @@ Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& 
     out.services.push_back(std::move(o));
   }
 
+  std::vector<std::shared_ptr<const DesiredService>> shared;
+  shared.reserve(desired.size());
+  for (DesiredService& d : desired) {
+    shared.push_back(std::make_shared<const DesiredService>(std::move(d)));
+  }
   for (const std::string& n : ready_nodes) {
     NodeDesiredState ns;
     ns.node = n;
-    for (DesiredService d : desired) {
-      if (d.external_traffic_local) {  // a node sends only to its own endpoints
-        d.backends.erase(std::remove_if(d.backends.begin(), d.backends.end(),
-                                        [&](const auto& b) { return b.node != n; }),
-                         d.backends.end());
+    ns.services.reserve(shared.size());
+    for (const auto& d : shared) {
+      if (!d->external_traffic_local) {
+        ns.services.push_back(d);
+        continue;
       }
-      ns.services.push_back(std::move(d));
+      auto local = std::make_shared<DesiredService>(*d);  // a node sends only to its own endpoints
+      local->backends.erase(std::remove_if(local->backends.begin(), local->backends.end(),
+                                           [&](const auto& b) { return b.node != n; }),
+                            local->backends.end());
+      ns.services.push_back(std::move(local));
     }
     out.nodes.push_back(std::move(ns));
   }

@@ -4,6 +4,7 @@
 // decides; the callers write (status, Events) and stream (gRPC).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -63,7 +64,9 @@ struct ServiceOutcome {
 
 struct NodeDesiredState {
   std::string node;
-  std::vector<DesiredService> services;  // every VIP; `announcer` says who announces it
+  // Every VIP; `announcer` says who announces it. Nodes share the entries
+  // that are the same everywhere (all but externalTrafficPolicy: Local).
+  std::vector<std::shared_ptr<const DesiredService>> services;
 };
 
 struct Reconciled {

@@ -69,7 +69,7 @@ TEST(ReconcilerTest, EndpointConditionsBecomeActiveDrainingOrNothing) {
                                     ep("10.1.0.4", "n1", false, false, false)})},
                      kNodes);
   ASSERT_EQ(r.nodes.size(), 3u);  // ready nodes only
-  const DesiredService& d = r.nodes[0].services.at(0);
+  const DesiredService& d = *r.nodes[0].services.at(0);
   EXPECT_EQ(d.vip, ip("192.0.2.0"));
   EXPECT_EQ(d.port, 80);
   EXPECT_EQ(d.key, "default/web/http/ipv4");
@@ -87,12 +87,12 @@ TEST(ReconcilerTest, ExternalTrafficPolicyLocalAnnouncesFromNodesWithLocalEndpoi
   auto r = reconcile({}, {pool()}, {web},
                      {slice("web", {ep("10.1.0.1", "n2"), ep("10.1.0.2", "n2")})}, kNodes);
   for (const NodeDesiredState& n : r.nodes) {
-    const DesiredService& d = n.services.at(0);
+    const DesiredService& d = *n.services.at(0);
     EXPECT_EQ(d.announcer, "n2");
     EXPECT_EQ(d.backends.size(), n.node == "n2" ? 2u : 0u) << n.node;
   }
   auto none = reconcile({}, {pool()}, {web}, {}, kNodes);
-  EXPECT_EQ(none.nodes[0].services.at(0).announcer, "");
+  EXPECT_EQ(none.nodes[0].services.at(0)->announcer, "");
   EXPECT_EQ(none.services[0].events.back().reason, "NoAnnouncer");
 }
 
@@ -101,13 +101,13 @@ TEST(ReconcilerTest, AnnouncersSpreadOverReadyNodesNeverTheDownOne) {
   for (int i = 0; i < 12; ++i) many.push_back(lb(("s" + std::to_string(i)).c_str()));
   auto r = reconcile({}, {pool()}, many, {}, kNodes);
   std::map<std::string, int> per_node;
-  for (const DesiredService& d : r.nodes[0].services) ++per_node[d.announcer];
+  for (const auto& d : r.nodes[0].services) ++per_node[d->announcer];
   EXPECT_EQ(per_node.count("down"), 0u);
   EXPECT_EQ(per_node.size(), 3u) << "12 VIPs should not all land on one node";
   // Every node agrees on who announces what.
   for (const NodeDesiredState& n : r.nodes) {
     for (size_t i = 0; i < n.services.size(); ++i) {
-      EXPECT_EQ(n.services[i].announcer, r.nodes[0].services[i].announcer);
+      EXPECT_EQ(n.services[i]->announcer, r.nodes[0].services[i]->announcer);
     }
   }
 }
@@ -130,7 +130,7 @@ TEST(ReconcilerTest, UserProblemsBecomeWarningsAndTheRestIsServed) {
   EXPECT_TRUE(g.satisfied);
   EXPECT_EQ(g.events.back().reason, "IPAllocated");
   EXPECT_FALSE(g.events.back().warning);
-  EXPECT_EQ(r.nodes[0].services.at(0).mode, ForwardingMode::kDsr);
+  EXPECT_EQ(r.nodes[0].services.at(0)->mode, ForwardingMode::kDsr);
   EXPECT_EQ(r.pools["default"].used, 1u);
   EXPECT_EQ(r.pools["default"].free, 15u);
 }
@@ -146,9 +146,9 @@ TEST(ReconcilerTest, DualStackServiceGetsAServicePerFamily) {
       {slice("web", {Endpoint{{ip("10.1.0.1"), ip("fd00::1")}, true, true, false, "n1", ""}})},
       kNodes);
   ASSERT_EQ(r.nodes[0].services.size(), 2u);
-  EXPECT_EQ(r.nodes[0].services[0].key, "default/web/http/ipv4");
-  EXPECT_EQ(r.nodes[0].services[1].key, "default/web/http/ipv6");
-  EXPECT_EQ(r.nodes[0].services[1].backends.at(0).addr, ip("fd00::1"));
+  EXPECT_EQ(r.nodes[0].services[0]->key, "default/web/http/ipv4");
+  EXPECT_EQ(r.nodes[0].services[1]->key, "default/web/http/ipv6");
+  EXPECT_EQ(r.nodes[0].services[1]->backends.at(0).addr, ip("fd00::1"));
 }
 
 }  // namespace
