@@ -38,9 +38,9 @@ Cluster makeCluster(int n) {
     e.ports.push_back({"http", 6, 8080});
     for (int j = 0; j < 10; ++j) {
       Endpoint ep;
-      ep.addresses.push_back(
-          *IpAddr::parse("10." + std::to_string(1 + i / 25000) + "." + std::to_string((i / 100) % 250) +
-                         "." + std::to_string((i % 100) * 2 + j % 2 + 1)));
+      ep.addresses.push_back(*IpAddr::parse("10." + std::to_string(1 + i / 25000) + "." +
+                                            std::to_string((i / 100) % 250) + "." +
+                                            std::to_string((i % 100) * 2 + j % 2 + 1)));
       ep.node = c.nodes[static_cast<size_t>(j) % 3].name;
       e.endpoints.push_back(ep);
     }
@@ -73,6 +73,22 @@ void BM_ReconcileSteady(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_ReconcileSteady)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond);
+
+// The controller's path for the common change: one Service's endpoints.
+void BM_ReconcileEndpointChange(benchmark::State& state) {
+  Cluster c = makeCluster(static_cast<int>(state.range(0)));
+  IncrementalReconciler inc{ReconcilerConfig()};
+  const Reconciled& first = inc.full(c.pools, c.services, c.slices, c.nodes);
+  for (size_t i = 0; i < c.services.size(); ++i) c.services[i].status_ips = first.services[i].ips;
+  inc.full(c.pools, c.services, c.slices, c.nodes);
+  const std::vector<std::string> keys = {c.services[0].meta.key()};
+  for (auto _ : state) {
+    c.slices[0].endpoints[0].ready = !c.slices[0].endpoints[0].ready;
+    const Reconciled& r = inc.endpointsChanged(keys, {c.slices[0]});
+    benchmark::DoNotOptimize(&r);
+  }
+}
+BENCHMARK(BM_ReconcileEndpointChange)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace flowlb::controller

@@ -2,6 +2,7 @@
 # Benchmarks that print figures, one per line: FIGURE <name> <value> <unit>.
 #   bench/run.sh core      Maglev, conntrack and forwarding-decision figures
 #   bench/run.sh datapath  AF_XDP datapath vs nftables DNAT vs kernel forwarding (root)
+#   bench/run.sh controller  10k Services against the Kubernetes API test server
 # Run through ./flowlb.sh bench core (which installs and builds first), or
 # after a build into build/.
 set -euo pipefail
@@ -55,8 +56,21 @@ datapath() {  # needs root: builds a namespace lab
   python3 "$root/bench/datapath_bench.py" "$build"
 }
 
+controller() {
+  ninja -C "$build" -j2 flowlb-controller bench_reconcile >/dev/null
+  "$build/bench/bench_reconcile" --benchmark_filter=10000 --benchmark_format=json 2>/dev/null |
+    python3 -c '
+import json, sys
+for b in json.load(sys.stdin)["benchmarks"]:
+    name = {"BM_ReconcileInitial/10000": "reconcile_initial_ms_10k",
+            "BM_ReconcileSteady/10000": "reconcile_full_ms_10k"}[b["name"]]
+    print("FIGURE %s %.1f ms" % (name, b["real_time"]))'
+  python3 "$root/bench/controller_bench.py" "$build"
+}
+
 case "${1:-}" in
   core) core ;;
   datapath) datapath ;;
-  *) echo "usage: bench/run.sh core|datapath" >&2; exit 2 ;;
+  controller) controller ;;
+  *) echo "usage: bench/run.sh core|datapath|controller" >&2; exit 2 ;;
 esac

@@ -4,7 +4,8 @@
 // ends is renewed from the last resourceVersion seen; 410 Gone (the version
 // was compacted) re-lists; disconnects, 429 and 5xx back off exponentially
 // with jitter. Undecodable objects and garbage lines are reported, never
-// fatal. Readers take copies under a lock; `on_change` tells the owner.
+// fatal. Readers take copies under a lock; `on_change` tells the owner which
+// object changed ("" after a re-list: possibly all of them).
 #pragma once
 
 #include <cpprest/base_uri.h>
@@ -71,7 +72,7 @@ class Informer {
   using IndexOf = std::function<std::string(const T&)>;  // secondary index, may be empty
 
   Informer(ApiClient* api, InformerOptions options, Decode decode, KeyOf key, IndexOf index,
-           std::function<void()> on_change)
+           std::function<void(const std::string&)> on_change)
       : api_(api),
         opt_(std::move(options)),
         decode_(std::move(decode)),
@@ -236,7 +237,7 @@ class Informer {
     }
     spdlog::info("event=listed resource={} objects={} resourceVersion={}", opt_.resource, size(),
                  rv);
-    if (on_change_) on_change_();
+    if (on_change_) on_change_("");
     return true;
   }
 
@@ -336,9 +337,9 @@ class Informer {
       if (!rv.empty()) rv_ = rv;  // seen; the last good version stays cached
       return true;
     }
+    const std::string k = key_(*decoded);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      const std::string k = key_(*decoded);
       auto old = cache_.find(k);
       if (old != cache_.end() && index_) {
         auto it = index_map_.find(index_(old->second));
@@ -358,7 +359,7 @@ class Informer {
         last_event_rv_ = std::max(last_event_rv_, toNumber(rv));
       }
     }
-    if (on_change_) on_change_();
+    if (on_change_) on_change_(k);
     return true;
   }
 
@@ -385,7 +386,7 @@ class Informer {
   Decode decode_;
   KeyOf key_;
   IndexOf index_;
-  std::function<void()> on_change_;
+  std::function<void(const std::string&)> on_change_;
   Backoff backoff_;
   std::mt19937_64 rng_;
   std::chrono::milliseconds retry_after_{0};

@@ -7,6 +7,7 @@
 #include <deque>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "controller/k8s/decode.h"
 #include "controller/k8s/informer.h"
@@ -93,8 +94,12 @@ struct KubeController::Impl {
   std::mutex mu;
   std::condition_variable cv;
   bool dirty = true;
+  bool full_needed = true;
+  std::set<std::string> changed_services;  // keys, since the last reconcile
+  std::set<std::string> changed_slices;
   bool stopping = false;
   std::thread reconcile_thread;
+  IncrementalReconciler reconciler{ReconcilerConfig()};  // reconcile thread only
 
   // Writes (guarded by wmu).
   std::mutex wmu;
@@ -104,6 +109,8 @@ struct KubeController::Impl {
   std::set<std::string> queued;                  // in status_queue
   std::set<std::string> inflight;                // being written
   std::map<std::string, ServiceObject> written;  // the object our last write returned
+  std::deque<std::string> annotation_queue;      // the pool annotation, after statuses
+  std::set<std::string> annotation_queued;
   std::deque<EventJob> event_queue;
   std::map<std::string, PoolStatus> pool_wanted;
   std::deque<std::string> pool_queue;
@@ -124,10 +131,11 @@ struct KubeController::Impl {
 
   bool leader() const { return !elector || elector->isLeader(); }
 
-  void markDirty() {
+  void markFull() {
     {
       std::lock_guard<std::mutex> lock(mu);
       dirty = true;
+      full_needed = true;
     }
     cv.notify_one();
   }
@@ -144,20 +152,36 @@ struct KubeController::Impl {
   }
 
   void start() {
-    auto changed = [this] { markDirty(); };
+    auto changed = [this](std::set<std::string>* into) {
+      return [this, into](const std::string& key) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          if (key.empty()) {
+            full_needed = true;  // re-listed
+          } else if (into) {
+            into->insert(key);
+          } else {
+            full_needed = true;
+          }
+          dirty = true;
+        }
+        cv.notify_one();
+      };
+    };
     services = std::make_unique<Informer<ServiceObject>>(
         &api, informerOptions("services", "/api/v1/services"), decodeService,
-        [](const ServiceObject& s) { return s.meta.key(); }, nullptr, changed);
+        [](const ServiceObject& s) { return s.meta.key(); }, nullptr, changed(&changed_services));
     slices = std::make_unique<Informer<EndpointSliceObject>>(
         &api, informerOptions("endpointslices", "/apis/discovery.k8s.io/v1/endpointslices"),
         decodeEndpointSlice, [](const EndpointSliceObject& e) { return e.meta.key(); },
-        [](const EndpointSliceObject& e) { return e.meta.ns + "/" + e.service; }, changed);
+        [](const EndpointSliceObject& e) { return e.meta.ns + "/" + e.service; },
+        changed(&changed_slices));
     nodes = std::make_unique<Informer<NodeEntry>>(
         &api, informerOptions("nodes", "/api/v1/nodes"), decodeNode,
-        [](const NodeEntry& n) { return n.node.name; }, nullptr, changed);
+        [](const NodeEntry& n) { return n.node.name; }, nullptr, changed(nullptr));
     pools = std::make_unique<Informer<PoolObject>>(
         &api, informerOptions("ippools", "/apis/flowlb.io/v1alpha1/ippools"), decodePool,
-        [](const PoolObject& p) { return p.pool.name; }, nullptr, changed);
+        [](const PoolObject& p) { return p.pool.name; }, nullptr, changed(nullptr));
     services->start();
     slices->start();
     nodes->start();
@@ -166,7 +190,7 @@ struct KubeController::Impl {
       elector = std::make_unique<LeaderElector>(&api, opt.leader, [this](bool is_leader) {
         if (telemetry) telemetry->leader(is_leader);
         if (!is_leader) dropWrites();
-        markDirty();  // a new leader writes everything that differs
+        markFull();  // a new leader writes everything that differs
       });
       elector->start();
     } else if (telemetry) {
@@ -193,6 +217,8 @@ struct KubeController::Impl {
       queued.clear();
       event_queue.clear();
       pool_queue.clear();
+      annotation_queue.clear();
+      annotation_queued.clear();
     }
     api.shutdown();  // ends watches and pending requests
     wcv.notify_all();
@@ -215,34 +241,135 @@ struct KubeController::Impl {
     queued.clear();
     event_queue.clear();
     pool_queue.clear();
+    annotation_queue.clear();
+    annotation_queued.clear();
     pool_wanted.clear();
   }
 
   // ---- reconcile ---------------------------------------------------------
 
   void reconcileLoop() {
+    reconciler = IncrementalReconciler(opt.reconciler);
     while (true) {
+      bool full;
+      std::set<std::string> svc_keys, slice_keys;
       {
         std::unique_lock<std::mutex> lock(mu);
-        cv.wait_for(lock, opt.resync, [this] { return dirty || stopping; });
+        if (!cv.wait_for(lock, opt.resync, [this] { return dirty || stopping; })) {
+          full_needed = true;  // periodic resync: retries failed writes
+        }
         if (stopping) return;
-        dirty = true;  // a timeout is a resync
       }
       if (opt.debounce.count() > 0) std::this_thread::sleep_for(opt.debounce);
       {
         std::lock_guard<std::mutex> lock(mu);
         if (stopping) return;
         dirty = false;
+        full = full_needed;
+        full_needed = false;
+        svc_keys.swap(changed_services);
+        slice_keys.swap(changed_slices);
       }
-      if (!synced()) continue;  // a partial view would release addresses
-      reconcileOnce();
+      if (!synced()) {  // a partial view would release addresses
+        std::lock_guard<std::mutex> lock(mu);
+        full_needed = true;
+        continue;
+      }
+      std::vector<std::string> touched;
+      if (!full) full = !onlyEndpointsChanged(svc_keys, slice_keys, &touched);
+      if (full) {
+        reconcileOnce();
+      } else if (!touched.empty()) {
+        reconcileEndpoints(touched);
+      }
     }
+  }
+
+  // Whether the changes since the last reconcile can only have moved
+  // endpoints: Services unchanged but for the status we wrote ourselves, and
+  // EndpointSlices that still exist. `touched` gets the affected Services.
+  bool onlyEndpointsChanged(const std::set<std::string>& svc_keys,
+                            const std::set<std::string>& slice_keys,
+                            std::vector<std::string>* touched) {
+    for (const std::string& key : svc_keys) {
+      const std::optional<ServiceObject> now = services->get(key);
+      const ServiceObject* before = reconciler.serviceOf(key);
+      if (!now) return false;  // deleted
+      if (!before) {
+        if (servedByUs(*now, opt.reconciler)) return false;  // new, or became ours
+        continue;                                            // not ours before, not ours now
+      }
+      if (!sameSpec(*before, *now)) return false;
+      // The status must say what we allocated (our own write echoing back);
+      // anything else means someone else changed it.
+      const std::vector<IpAddr>* ips = reconciler.addressesOf(key);
+      bool pending;
+      {
+        std::lock_guard<std::mutex> lock(wmu);
+        pending = queued.count(key) || inflight.count(key);
+      }
+      if (!pending && ips && now->status_ips != *ips) return false;
+    }
+    std::set<std::string> affected;
+    for (const std::string& key : slice_keys) {
+      const std::optional<EndpointSliceObject> e = slices->get(key);
+      if (!e) return false;  // deleted: its Service is unknown now
+      const std::string svc = e->meta.ns + "/" + e->service;
+      if (reconciler.serves(svc)) affected.insert(svc);
+    }
+    touched->assign(affected.begin(), affected.end());
+    return true;
+  }
+
+  // Everything that decides an allocation, announcer or backend set.
+  static bool sameSpec(const ServiceObject& a, const ServiceObject& b) {
+    auto annotations = [](const ServiceObject& s) {
+      auto m = s.meta.annotations;
+      m.erase(kPoolAnnotation);  // ours, written after allocating
+      return m;
+    };
+    auto ports = [](const ServiceObject& s) {
+      std::vector<std::tuple<std::string, uint8_t, uint16_t>> v;
+      for (const auto& p : s.ports) v.emplace_back(p.name, p.proto, p.port);
+      return v;
+    };
+    return a.type == b.type && a.load_balancer_class == b.load_balancer_class &&
+           ports(a) == ports(b) && a.load_balancer_ip == b.load_balancer_ip &&
+           a.ip_families == b.ip_families && a.ip_family_policy == b.ip_family_policy &&
+           a.external_traffic_local == b.external_traffic_local &&
+           a.session_affinity_client_ip == b.session_affinity_client_ip &&
+           a.session_affinity_timeout_s == b.session_affinity_timeout_s &&
+           std::equal(a.source_ranges.begin(), a.source_ranges.end(), b.source_ranges.begin(),
+                      b.source_ranges.end(),
+                      [](const IpPrefix& x, const IpPrefix& y) {
+                        return x.addr == y.addr && x.length == y.length;
+                      }) &&
+           a.meta.labels == b.meta.labels && a.meta.created == b.meta.created &&
+           annotations(a) == annotations(b);
+  }
+
+  uint64_t currentVersion() const {
+    return std::max({services->lastEventVersion(), slices->lastEventVersion(),
+                     nodes->lastEventVersion(), pools->lastEventVersion()});
+  }
+
+  void reconcileEndpoints(const std::vector<std::string>& keys) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const uint64_t version = currentVersion();
+    std::vector<EndpointSliceObject> eps;
+    for (const std::string& k : keys) {
+      for (EndpointSliceObject& e : slices->byIndex(k)) eps.push_back(std::move(e));
+    }
+    const Reconciled& r = reconciler.endpointsChanged(keys, eps);
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (on_desired) on_desired(r, version);
+    if (telemetry) telemetry->reconciled(secs, r);
   }
 
   void reconcileOnce() {
     const auto t0 = std::chrono::steady_clock::now();
-    const uint64_t version = std::max({services->lastEventVersion(), slices->lastEventVersion(),
-                                       nodes->lastEventVersion(), pools->lastEventVersion()});
+    const uint64_t version = currentVersion();
     std::vector<ServiceObject> svcs = services->list();
     std::vector<EndpointSliceObject> eps = slices->list();
     std::vector<NodeObject> ns;
@@ -268,7 +395,7 @@ struct KubeController::Impl {
         if (queued.count(key) || inflight.count(key)) s.status_ips = wanted[key].ips;
       }
     }
-    const Reconciled r = reconcile(opt.reconciler, ps, svcs, eps, ns);
+    const Reconciled& r = reconciler.full(ps, svcs, eps, ns);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (on_desired) on_desired(r, version);
@@ -365,7 +492,7 @@ struct KubeController::Impl {
       std::unique_lock<std::mutex> lock(wmu);
       wcv.wait(lock, [this] {
         return api.stopping() || !status_queue.empty() || !event_queue.empty() ||
-               !pool_queue.empty();
+               !pool_queue.empty() || !annotation_queue.empty();
       });
       if (api.stopping()) return;
       if (!status_queue.empty()) {
@@ -385,6 +512,12 @@ struct KubeController::Impl {
         writeStatus(key, w);
         lock.lock();
         inflight.erase(key);
+      } else if (!annotation_queue.empty()) {
+        const std::string key = annotation_queue.front();
+        annotation_queue.pop_front();
+        annotation_queued.erase(key);
+        lock.unlock();
+        writeAnnotation(key);
       } else if (!event_queue.empty()) {
         EventJob e = std::move(event_queue.front());
         event_queue.pop_front();
@@ -527,12 +660,34 @@ struct KubeController::Impl {
       }
       auto it = s->meta.annotations.find(kPoolAnnotation);
       const std::string have = it == s->meta.annotations.end() ? "" : it->second;
-      if (have == w.pool) return;
+      if (have != w.pool) {  // after every pending status: addresses first
+        std::lock_guard<std::mutex> lock(wmu);
+        if (annotation_queued.insert(key).second) annotation_queue.push_back(key);
+      }
+      return;
+    }
+  }
+
+  void writeAnnotation(const std::string& key) {
+    Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      if (!leader() || api.stopping()) return;
+      const std::optional<ServiceObject> s = current(key);
+      if (!s || !servedByUs(*s, opt.reconciler)) return;
+      std::string want;
+      {
+        std::lock_guard<std::mutex> lock(wmu);
+        auto w = wanted.find(key);
+        if (w == wanted.end()) return;
+        want = w->second.pool;
+      }
+      auto it = s->meta.annotations.find(kPoolAnnotation);
+      if ((it == s->meta.annotations.end() ? "" : it->second) == want) return;
       value patch = value::object();
       patch["metadata"] = value::object();
       patch["metadata"]["annotations"] = value::object();
       patch["metadata"]["annotations"][kPoolAnnotation] =
-          w.pool.empty() ? value::null() : value::string(w.pool);
+          want.empty() ? value::null() : value::string(want);
       const ApiResponse r =
           api.request("PATCH", servicePath(key), patch.serialize(), "application/merge-patch+json");
       if (r.ok()) {
@@ -544,7 +699,6 @@ struct KubeController::Impl {
                    r.error);
       if (!r.retryable()) return;
       std::this_thread::sleep_for(backoff.next());
-      s = current(key);
     }
   }
 

@@ -55,16 +55,99 @@ bool servedByUs(const ServiceObject& s, const ReconcilerConfig& config) {
   return config.default_class;
 }
 
-Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& pools,
-                     const std::vector<ServiceObject>& services,
-                     const std::vector<EndpointSliceObject>& slices,
-                     const std::vector<NodeObject>& nodes) {
-  Reconciled out;
+namespace {
+
+// The desired entries of one served Service (one per VIP and port) and the
+// problems found while building them.
+std::vector<DesiredService> buildDesired(const ServiceObject& s, const ServiceSettings& st,
+                                         const std::vector<IpAddr>& ips,
+                                         const std::vector<const EndpointSliceObject*>& slices,
+                                         const std::vector<std::string>& ready_nodes,
+                                         std::vector<ServiceEvent>* events) {
+  std::vector<DesiredService> out;
+  const std::string key = s.meta.key();
+  for (const IpAddr& vip : ips) {
+    for (const ServicePortSpec& port : s.ports) {
+      DesiredService d;
+      d.key =
+          key + "/" +
+          (port.name.empty() ? std::string(protoName(port.proto)) + "-" + std::to_string(port.port)
+                             : port.name) +
+          "/" + (vip.isV4() ? "ipv4" : "ipv6");
+      d.vip = vip;
+      d.port = port.port;
+      d.proto = port.proto;
+      d.mode = st.mode;
+      d.client_ip_affinity = s.session_affinity_client_ip;
+      d.affinity_timeout_s = s.session_affinity_timeout_s;
+      d.idle_timeout_s = st.idle_timeout_s;
+      d.drain_timeout_s = st.drain_timeout_s;
+      d.external_traffic_local = s.external_traffic_local;
+      d.source_ranges = s.source_ranges;
+      std::set<std::pair<IpAddr, uint16_t>> seen;
+      for (const EndpointSliceObject* slice : slices) {
+        uint16_t target = 0;
+        for (const ServicePortSpec& sp : slice->ports) {
+          if (sp.name == port.name && sp.proto == port.proto) target = sp.port;
+        }
+        if (target == 0) continue;
+        for (const Endpoint& e : slice->endpoints) {
+          // ready: new flows; terminating but serving: drain (keep its
+          // flows, no new ones); anything else: no traffic at all.
+          BackendState state;
+          if (e.ready && !e.terminating) {
+            state = BackendState::kActive;
+          } else if (e.serving && e.terminating) {
+            state = BackendState::kDraining;
+          } else {
+            continue;
+          }
+          for (const IpAddr& addr : e.addresses) {
+            if (addr.isV4() != vip.isV4() || !seen.insert({addr, target}).second) continue;
+            d.backends.push_back({addr, target, state, e.node, e.zone});
+          }
+        }
+      }
+      std::sort(d.backends.begin(), d.backends.end(), [](const auto& x, const auto& y) {
+        return x.addr != y.addr ? x.addr < y.addr : x.port < y.port;
+      });
+      std::vector<std::string> candidates;
+      for (const std::string& n : ready_nodes) {
+        const bool local = std::any_of(d.backends.begin(), d.backends.end(), [&](const auto& b) {
+          return b.node == n && b.state == BackendState::kActive;
+        });
+        if (!d.external_traffic_local || local) candidates.push_back(n);
+      }
+      d.announcer = chooseAnnouncer(vip, candidates);
+      if (d.announcer.empty()) {
+        events->push_back({true, "NoAnnouncer",
+                           vip.toString() + ":" + std::to_string(port.port) +
+                               " has no node to announce it (externalTrafficPolicy: Local needs a "
+                               "ready endpoint on a ready node)"});
+      }
+      out.push_back(std::move(d));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+IncrementalReconciler::IncrementalReconciler(ReconcilerConfig config)
+    : config_(std::move(config)) {}
+
+const Reconciled& IncrementalReconciler::full(const std::vector<IpPool>& pools,
+                                              const std::vector<ServiceObject>& services,
+                                              const std::vector<EndpointSliceObject>& slices,
+                                              const std::vector<NodeObject>& nodes) {
+  out_ = Reconciled();
+  entries_.clear();
+  order_.clear();
   std::vector<const ServiceObject*> served;
   std::unordered_map<std::string, ServiceSettings> settings;
   std::vector<LbService> requests;
   for (const ServiceObject& s : services) {
-    if (!servedByUs(s, config)) continue;  // other classes are never touched
+    if (!servedByUs(s, config_)) continue;  // other classes are never touched
     served.push_back(&s);
     ServiceSettings st = parseServiceSettings(s.meta.annotations, s.load_balancer_ip);
     requests.push_back(toAllocatorView(s, st));
@@ -74,22 +157,23 @@ Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& 
     return std::tie(a->meta.ns, a->meta.name) < std::tie(b->meta.ns, b->meta.name);
   });
   const auto allocations = Allocator::allocate(pools, requests);
-  out.pools = Allocator::usage(pools, allocations);
+  out_.pools = Allocator::usage(pools, allocations);
 
   std::unordered_map<std::string, std::vector<const EndpointSliceObject*>> slices_by_service;
   for (const EndpointSliceObject& e : slices) {
     slices_by_service[e.meta.ns + "/" + e.service].push_back(&e);
   }
-  std::vector<std::string> ready_nodes;
+  ready_nodes_.clear();
   for (const NodeObject& n : nodes) {
-    if (n.ready) ready_nodes.push_back(n.name);
+    if (n.ready) ready_nodes_.push_back(n.name);
   }
-  std::sort(ready_nodes.begin(), ready_nodes.end());
+  std::sort(ready_nodes_.begin(), ready_nodes_.end());
 
-  std::vector<DesiredService> desired;
   for (const ServiceObject* s : served) {
     const std::string key = s->meta.key();
-    const ServiceSettings& st = settings[key];
+    Entry& e = entries_[key];
+    e.svc = *s;
+    e.settings = std::move(settings[key]);
     const Allocation& a = allocations.at(key);
     ServiceOutcome o;
     o.key = key;
@@ -98,7 +182,9 @@ Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& 
     o.satisfied = a.satisfied;
     o.reason = reasonName(a.reason);
     o.message = a.message;
-    for (const std::string& e : st.errors) o.events.push_back({true, "InvalidAnnotation", e});
+    for (const std::string& err : e.settings.errors) {
+      o.events.push_back({true, "InvalidAnnotation", err});
+    }
     if (!a.satisfied || a.reason != Reason::kAllocated) {
       o.events.push_back({true, reasonName(a.reason), a.message});
     }
@@ -109,96 +195,88 @@ Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& 
                           "assigned " + list + (a.pool.empty() ? "" : " from pool " + a.pool)});
       if (o.message.empty()) o.message = "assigned " + list;
     }
-
-    for (const IpAddr& vip : a.ips) {
-      for (const ServicePortSpec& port : s->ports) {
-        DesiredService d;
-        d.key = key + "/" +
-                (port.name.empty()
-                     ? std::string(protoName(port.proto)) + "-" + std::to_string(port.port)
-                     : port.name) +
-                "/" + (vip.isV4() ? "ipv4" : "ipv6");
-        d.vip = vip;
-        d.port = port.port;
-        d.proto = port.proto;
-        d.mode = st.mode;
-        d.client_ip_affinity = s->session_affinity_client_ip;
-        d.affinity_timeout_s = s->session_affinity_timeout_s;
-        d.idle_timeout_s = st.idle_timeout_s;
-        d.drain_timeout_s = st.drain_timeout_s;
-        d.external_traffic_local = s->external_traffic_local;
-        d.source_ranges = s->source_ranges;
-        std::set<std::pair<IpAddr, uint16_t>> seen;
-        for (const EndpointSliceObject* slice : slices_by_service[key]) {
-          uint16_t target = 0;
-          for (const ServicePortSpec& sp : slice->ports) {
-            if (sp.name == port.name && sp.proto == port.proto) target = sp.port;
-          }
-          if (target == 0) continue;
-          for (const Endpoint& e : slice->endpoints) {
-            // ready: new flows; terminating but serving: drain (keep its
-            // flows, no new ones); anything else: no traffic at all.
-            BackendState state;
-            if (e.ready && !e.terminating) {
-              state = BackendState::kActive;
-            } else if (e.serving && e.terminating) {
-              state = BackendState::kDraining;
-            } else {
-              continue;
-            }
-            for (const IpAddr& addr : e.addresses) {
-              if (addr.isV4() != vip.isV4() || !seen.insert({addr, target}).second) continue;
-              d.backends.push_back({addr, target, state, e.node, e.zone});
-            }
-          }
-        }
-        std::sort(d.backends.begin(), d.backends.end(), [](const auto& x, const auto& y) {
-          return x.addr != y.addr ? x.addr < y.addr : x.port < y.port;
-        });
-        std::vector<std::string> candidates;
-        for (const std::string& n : ready_nodes) {
-          const bool local = std::any_of(d.backends.begin(), d.backends.end(), [&](const auto& b) {
-            return b.node == n && b.state == BackendState::kActive;
-          });
-          if (!d.external_traffic_local || local) candidates.push_back(n);
-        }
-        d.announcer = chooseAnnouncer(vip, candidates);
-        if (d.announcer.empty()) {
-          o.events.push_back(
-              {true, "NoAnnouncer",
-               vip.toString() + ":" + std::to_string(port.port) +
-                   " has no node to announce it (externalTrafficPolicy: Local needs a "
-                   "ready endpoint on a ready node)"});
-        }
-        desired.push_back(std::move(d));
-      }
+    e.base_events = o.events.size();
+    e.outcome = out_.services.size();
+    for (DesiredService& d :
+         buildDesired(*s, e.settings, o.ips, slices_by_service[key], ready_nodes_, &o.events)) {
+      e.desired.push_back(std::make_shared<const DesiredService>(std::move(d)));
     }
-    out.services.push_back(std::move(o));
+    order_.push_back(key);
+    out_.services.push_back(std::move(o));
   }
+  assembleNodes();
+  return out_;
+}
 
-  std::vector<std::shared_ptr<const DesiredService>> shared;
-  shared.reserve(desired.size());
-  for (DesiredService& d : desired) {
-    shared.push_back(std::make_shared<const DesiredService>(std::move(d)));
+bool IncrementalReconciler::serves(const std::string& service_key) const {
+  return entries_.count(service_key) != 0;
+}
+
+const std::vector<IpAddr>* IncrementalReconciler::addressesOf(
+    const std::string& service_key) const {
+  auto it = entries_.find(service_key);
+  return it == entries_.end() ? nullptr : &out_.services[it->second.outcome].ips;
+}
+
+const ServiceObject* IncrementalReconciler::serviceOf(const std::string& service_key) const {
+  auto it = entries_.find(service_key);
+  return it == entries_.end() ? nullptr : &it->second.svc;
+}
+
+const Reconciled& IncrementalReconciler::endpointsChanged(
+    const std::vector<std::string>& service_keys, const std::vector<EndpointSliceObject>& slices) {
+  std::unordered_map<std::string, std::vector<const EndpointSliceObject*>> by_service;
+  for (const EndpointSliceObject& e : slices) {
+    by_service[e.meta.ns + "/" + e.service].push_back(&e);
   }
-  for (const std::string& n : ready_nodes) {
+  for (const std::string& key : service_keys) {
+    auto it = entries_.find(key);
+    if (it == entries_.end()) continue;  // not ours
+    Entry& e = it->second;
+    ServiceOutcome& o = out_.services[e.outcome];
+    o.events.resize(e.base_events);
+    e.desired.clear();
+    for (DesiredService& d :
+         buildDesired(e.svc, e.settings, o.ips, by_service[key], ready_nodes_, &o.events)) {
+      e.desired.push_back(std::make_shared<const DesiredService>(std::move(d)));
+    }
+  }
+  assembleNodes();
+  return out_;
+}
+
+void IncrementalReconciler::assembleNodes() {
+  out_.nodes.clear();
+  size_t total = 0;
+  for (const auto& [k, e] : entries_) total += e.desired.size();
+  for (const std::string& n : ready_nodes_) {
     NodeDesiredState ns;
     ns.node = n;
-    ns.services.reserve(shared.size());
-    for (const auto& d : shared) {
-      if (!d->external_traffic_local) {
-        ns.services.push_back(d);
-        continue;
+    ns.services.reserve(total);
+    for (const std::string& key : order_) {
+      for (const auto& d : entries_.at(key).desired) {
+        if (!d->external_traffic_local) {
+          ns.services.push_back(d);
+          continue;
+        }
+        // A node sends only to its own endpoints.
+        auto local = std::make_shared<DesiredService>(*d);
+        local->backends.erase(std::remove_if(local->backends.begin(), local->backends.end(),
+                                             [&](const auto& b) { return b.node != n; }),
+                              local->backends.end());
+        ns.services.push_back(std::move(local));
       }
-      auto local = std::make_shared<DesiredService>(*d);  // a node sends only to its own endpoints
-      local->backends.erase(std::remove_if(local->backends.begin(), local->backends.end(),
-                                           [&](const auto& b) { return b.node != n; }),
-                            local->backends.end());
-      ns.services.push_back(std::move(local));
     }
-    out.nodes.push_back(std::move(ns));
+    out_.nodes.push_back(std::move(ns));
   }
-  return out;
+}
+
+Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& pools,
+                     const std::vector<ServiceObject>& services,
+                     const std::vector<EndpointSliceObject>& slices,
+                     const std::vector<NodeObject>& nodes) {
+  IncrementalReconciler r(config);
+  return r.full(pools, services, slices, nodes);
 }
 
 }  // namespace flowlb::controller

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "controller/allocator/allocator.h"
@@ -81,5 +82,42 @@ Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& 
                      const std::vector<ServiceObject>& services,
                      const std::vector<EndpointSliceObject>& slices,
                      const std::vector<NodeObject>& nodes);
+
+// The same, keeping what it computed so that the common change -- a
+// Service's endpoints -- rebuilds only that Service's entries: allocations
+// cannot change when only EndpointSlices do. full() after anything else.
+class IncrementalReconciler {
+ public:
+  explicit IncrementalReconciler(ReconcilerConfig config);
+  const Reconciled& full(const std::vector<IpPool>& pools,
+                         const std::vector<ServiceObject>& services,
+                         const std::vector<EndpointSliceObject>& slices,
+                         const std::vector<NodeObject>& nodes);
+  // The EndpointSlices of `service_keys` changed; `slices` are all their
+  // current slices.
+  const Reconciled& endpointsChanged(const std::vector<std::string>& service_keys,
+                                     const std::vector<EndpointSliceObject>& slices);
+  const Reconciled& result() const { return out_; }
+  bool serves(const std::string& service_key) const;
+  // As of the last full(): the Service and its allocated addresses.
+  const ServiceObject* serviceOf(const std::string& service_key) const;
+  const std::vector<IpAddr>* addressesOf(const std::string& service_key) const;
+
+ private:
+  struct Entry {
+    ServiceObject svc;
+    ServiceSettings settings;
+    size_t outcome = 0;      // index in out_.services
+    size_t base_events = 0;  // events of the allocation; the rest come from endpoints
+    std::vector<std::shared_ptr<const DesiredService>> desired;
+  };
+  void assembleNodes();
+
+  ReconcilerConfig config_;
+  std::unordered_map<std::string, Entry> entries_;
+  std::vector<std::string> order_;  // served keys, sorted
+  std::vector<std::string> ready_nodes_;
+  Reconciled out_;
+};
 
 }  // namespace flowlb::controller

@@ -153,3 +153,81 @@ TEST(ReconcilerTest, DualStackServiceGetsAServicePerFamily) {
 
 }  // namespace
 }  // namespace flowlb::controller
+
+namespace flowlb::controller {
+namespace {
+
+// The incremental path must give exactly what a full reconcile gives.
+TEST(IncrementalReconcilerTest, EndpointChangeMatchesAFullReconcile) {
+  std::vector<IpPool> pools(1);
+  pools[0].name = "p";
+  pools[0].ranges.push_back(*AddressRange::parse("192.0.2.0/28"));
+  std::vector<ServiceObject> svcs;
+  std::vector<EndpointSliceObject> slices;
+  for (int i = 0; i < 4; ++i) {
+    ServiceObject s;
+    s.meta.ns = "d";
+    s.meta.name = "s" + std::to_string(i);
+    s.type = "LoadBalancer";
+    s.load_balancer_class = "flowlb.io/lb";
+    s.ports.push_back({"http", 6, 80});
+    s.external_traffic_local = i == 3;
+    svcs.push_back(s);
+    EndpointSliceObject e;
+    e.meta.ns = "d";
+    e.meta.name = s.meta.name + "-x";
+    e.service = s.meta.name;
+    e.ports.push_back({"http", 6, 8080});
+    Endpoint ep;
+    ep.addresses.push_back(*IpAddr::parse("10.0.0." + std::to_string(i + 1)));
+    ep.node = "n1";
+    e.endpoints.push_back(ep);
+    slices.push_back(e);
+  }
+  const std::vector<NodeObject> nodes = {{"n1", true}, {"n2", true}};
+  IncrementalReconciler inc{ReconcilerConfig()};
+  inc.full(pools, svcs, slices, nodes);
+
+  // s3 (externalTrafficPolicy: Local) moves its endpoint to n2 and gains a
+  // draining one; s1 loses its only endpoint.
+  slices[3].endpoints[0].node = "n2";
+  Endpoint drain;
+  drain.addresses.push_back(*IpAddr::parse("10.0.0.9"));
+  drain.ready = false;
+  drain.terminating = true;
+  drain.node = "n2";
+  slices[3].endpoints.push_back(drain);
+  slices[1].endpoints.clear();
+  const Reconciled& got = inc.endpointsChanged({"d/s1", "d/s3"}, {slices[1], slices[3]});
+  const Reconciled want = reconcile(ReconcilerConfig(), pools, svcs, slices, nodes);
+
+  ASSERT_EQ(got.nodes.size(), want.nodes.size());
+  for (size_t n = 0; n < want.nodes.size(); ++n) {
+    ASSERT_EQ(got.nodes[n].services.size(), want.nodes[n].services.size());
+    for (size_t i = 0; i < want.nodes[n].services.size(); ++i) {
+      const DesiredService& g = *got.nodes[n].services[i];
+      const DesiredService& w = *want.nodes[n].services[i];
+      EXPECT_EQ(g.key, w.key);
+      EXPECT_EQ(g.vip, w.vip);
+      EXPECT_EQ(g.announcer, w.announcer) << g.key;
+      ASSERT_EQ(g.backends.size(), w.backends.size()) << g.key << " on " << want.nodes[n].node;
+      for (size_t b = 0; b < w.backends.size(); ++b) {
+        EXPECT_EQ(g.backends[b].addr, w.backends[b].addr);
+        EXPECT_EQ(g.backends[b].state, w.backends[b].state);
+      }
+    }
+  }
+  ASSERT_EQ(got.services.size(), want.services.size());
+  for (size_t i = 0; i < want.services.size(); ++i) {
+    EXPECT_EQ(got.services[i].ips, want.services[i].ips);
+    ASSERT_EQ(got.services[i].events.size(), want.services[i].events.size())
+        << want.services[i].key;
+  }
+  // n1 lost s3's only local endpoint: s3 is announced from n2 now.
+  EXPECT_EQ(got.nodes[0].services[3]->announcer, "n2");
+  EXPECT_TRUE(got.nodes[0].services[3]->backends.empty());
+  EXPECT_EQ(got.nodes[1].services[3]->backends.size(), 2u);
+}
+
+}  // namespace
+}  // namespace flowlb::controller

@@ -1,0 +1,528 @@
+#!/usr/bin/env python3
+"""End-to-end tests of flowlb-controller against the Kubernetes API test server.
+
+The controller binary runs as a user runs it (--source=kubernetes with a
+kubeconfig); the test server (e2e/k8s/apiserver.py) speaks the real API
+protocol and injects faults. Every assertion is on what a cluster user would
+see: Service status, annotations, Events, IPPool status, which instance wrote.
+Usage: test_controller_k8s.py BUILD_DIR
+"""
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "k8s"))
+from apiserver import ApiServer  # noqa: E402
+
+BUILD = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else os.path.join(HERE, "..", "build")
+CONTROLLER = os.path.join(BUILD, "controller", "flowlb-controller")
+CLASS = "flowlb.io/lb"
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def wait_for(what, fn, timeout=15.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def service(name, ns="default", cls=CLASS, ports=((80, "TCP"),), annotations=None, labels=None,
+            lb_ip=None, families=None, policy=None, etp=None, status_ips=None):
+    spec = {"type": "LoadBalancer",
+            "ports": [{"name": f"p{p}", "port": p, "protocol": proto} for p, proto in ports]}
+    if cls:
+        spec["loadBalancerClass"] = cls
+    if lb_ip:
+        spec["loadBalancerIP"] = lb_ip
+    if families:
+        spec["ipFamilies"] = families
+    if policy:
+        spec["ipFamilyPolicy"] = policy
+    if etp:
+        spec["externalTrafficPolicy"] = etp
+    obj = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": name, "namespace": ns, "annotations": annotations or {},
+                        "labels": labels or {}},
+           "spec": spec}
+    if status_ips:
+        obj["status"] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in status_ips]}}
+    return obj
+
+
+def slice_(svc, ns="default", endpoints=(("10.1.0.1", "node-a", True, True, False),), port=8080):
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": svc + "-x", "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4",
+            "ports": [{"name": "p80", "port": port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [a], "nodeName": n,
+                           "conditions": {"ready": r, "serving": s, "terminating": t}}
+                          for a, n, r, s, t in endpoints]}
+
+
+def pool(name, addresses, **spec):
+    return {"apiVersion": "flowlb.io/v1alpha1", "kind": "IPPool", "metadata": {"name": name},
+            "spec": {"addresses": addresses, **spec}}
+
+
+def node(name, ready=True):
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+class Controller:
+    """One flowlb-controller process, stopped by pid."""
+
+    def __init__(self, server, tmp, token="tok-a", identity="ctl-a", metrics_port=19481,
+                 extra=(), ca_pem=None, client_cert=None):
+        self.metrics_port = metrics_port
+        self.identity = identity
+        cfg = os.path.join(tmp, f"kubeconfig-{identity}")
+        cluster = {"server": server.url}
+        if ca_pem:
+            cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+        user = {"token": token} if token else {}
+        if client_cert:
+            user["client-certificate-data"] = base64.b64encode(client_cert[0]).decode()
+            user["client-key-data"] = base64.b64encode(client_cert[1]).decode()
+        with open(cfg, "w") as f:
+            json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "t",
+                       "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u"}}],
+                       "clusters": [{"name": "c", "cluster": cluster}],
+                       "users": [{"name": "u", "user": user}]}, f)
+        self.log_path = os.path.join(tmp, f"controller-{identity}.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [CONTROLLER, "--source", "kubernetes", "--kubeconfig", cfg, "--plaintext",
+             "--identity", identity, "--metrics-address", f"127.0.0.1:{metrics_port}",
+             "--lease-namespace", "flowlb-system", "--lease-duration", "3s",
+             "--lease-renew-deadline", "2s", "--lease-retry-period", "1s",
+             "--watch-timeout-seconds", "5", "--kube-api-qps", "500", "--kube-api-burst", "500",
+             *extra],
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def metrics(self):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                        timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            return ""
+
+    def metric(self, name, **labels):
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        total = 0.0
+        for line in self.metrics().splitlines():
+            m = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+            if not m or m.group(1) != name:
+                continue
+            got = ",".join(sorted((m.group(2) or "").split(","))) if m.group(2) else ""
+            if all(f'{k}="{v}"' in (m.group(2) or "") for k, v in labels.items()) or want == got:
+                total += float(m.group(3))
+        return total
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def ingress(svc):
+    return [i.get("ip") for i in (svc or {}).get("status", {}).get("loadBalancer", {})
+            .get("ingress", []) or []]
+
+
+def condition(svc):
+    for c in (svc or {}).get("status", {}).get("conditions", []) or []:
+        if c["type"] == "flowlb.io/AddressAllocated":
+            return c
+    return None
+
+
+class ControllerTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="flowlb-k8s-e2e-")
+        self.server = ApiServer(tokens=("tok-a", "tok-b"), bookmark_interval=0.5)
+        self.server.start()
+        self.controllers = []
+        for n in ("node-a", "node-b"):
+            self.server.create("nodes", node(n))
+
+    def tearDown(self):
+        for c in self.controllers:
+            c.stop(signal.SIGKILL)
+        self.server.stop()
+        if not getattr(self._outcome, "success", True):
+            for c in self.controllers:
+                print(f"--- {c.identity} log (tail) ---\n" + c.output()[-4000:], file=sys.stderr)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def start(self, **kw):
+        c = Controller(self.server, self.tmp, **kw)
+        self.controllers.append(c)
+        return c
+
+    def svc(self, name, ns="default"):
+        return self.server.get("services", ns, name)
+
+    def events(self, name, reason=None):
+        return [e for e in self.server.list("events")
+                if e["involvedObject"]["name"] == name and (reason is None or e["reason"] == reason)]
+
+    # -- the main job ------------------------------------------------------
+
+    def test_allocates_writes_status_and_leaves_other_classes_alone(self):
+        self.server.create("ippools", pool("public", ["192.0.2.0/29"]))
+        self.server.create("services", service("web"))
+        self.server.create("endpointslices", slice_("web"))
+        self.server.create("services", service("theirs", cls="example.com/other-lb"))
+        self.server.create("services", service("classless", cls=None))
+        c = self.start()
+        web = wait_for("web's address", lambda: ingress(self.svc("web")) and self.svc("web"))
+        ip = ingress(web)[0]
+        self.assertTrue(ip.startswith("192.0.2."), ip)
+        self.assertEqual(web["status"]["loadBalancer"]["ingress"][0]["ipMode"], "VIP")
+        cond = condition(web)
+        wait_for("pool annotation", lambda: self.svc("web")["metadata"]["annotations"]
+                 .get("flowlb.io/allocated-from-pool") == "public")
+        self.assertEqual((cond["status"], cond["reason"]), ("True", "Allocated"))
+        self.assertIn(ip, cond["message"])
+        ev = wait_for("IPAllocated event", lambda: self.events("web", "IPAllocated"))
+        self.assertEqual(ev[0]["type"], "Normal")
+        self.assertEqual(ev[0]["involvedObject"]["uid"], web["metadata"]["uid"])
+        wait_for("IPPool status", lambda: (self.server.get("ippools", None, "public")
+                                            .get("status", {}).get("used")) == 1)
+        self.assertEqual(self.server.get("ippools", None, "public")["status"]["free"], 7)
+        # Services of other classes (and without one, no --default-class) are never touched.
+        time.sleep(0.5)
+        for other in ("theirs", "classless"):
+            self.assertEqual(ingress(self.svc(other)), [])
+            self.assertFalse([r for r in self.server.request_log()
+                              if r["method"] in WRITES and f"/services/{other}" in r["path"]])
+        self.assertEqual(self.events("theirs"), [])
+        self.assertEqual(c.metric("flowlb_controller_leader"), 1)
+        self.assertGreaterEqual(c.metric("flowlb_controller_services", state="satisfied"), 1)
+        # A new Service is served as soon as it appears; a deleted one frees its address.
+        self.server.create("services", service("web2"))
+        ip2 = wait_for("web2's address", lambda: ingress(self.svc("web2")))[0]
+        self.assertNotEqual(ip2, ip)
+        self.server.delete("services", "default", "web")
+        wait_for("pool usage drops", lambda: self.server.get("ippools", None, "public")
+                 ["status"]["used"] == 1 and self.server.get("ippools", None, "public")
+                 ["status"]["free"] == 7)
+
+    def test_default_class_serves_classless_services(self):
+        self.server.create("ippools", pool("public", ["192.0.2.0/29"]))
+        self.server.create("services", service("classless", cls=None))
+        self.server.create("services", service("theirs", cls="example.com/other-lb"))
+        self.start(extra=("--default-class",))
+        wait_for("classless gets an address", lambda: ingress(self.svc("classless")))
+        time.sleep(0.3)
+        self.assertEqual(ingress(self.svc("theirs")), [])
+
+    def test_problems_become_warning_events_and_false_conditions(self):
+        self.server.create("ippools", pool("tiny", ["192.0.2.8/31"]))  # two addresses
+        self.server.create("services", service("outside", lb_ip="198.51.100.7"))
+        self.server.create("services", service("badmode", annotations={
+            "flowlb.io/forwarding-mode": "teleport"}))
+        self.server.create("services", service("nopool", annotations={"flowlb.io/pool": "gold"}))
+        self.server.create("services", service("a"))
+        self.server.create("services", service("b"))
+        c = self.start()
+
+        def check(name, reason):
+            cond = condition(self.svc(name))
+            return cond and cond["status"] == "False" and cond["reason"] == reason and cond
+        cond = wait_for("outside's condition", lambda: check("outside", "RequestedIPNotInPool"))
+        self.assertIn("198.51.100.7", cond["message"])
+        wait_for("nopool's condition", lambda: check("nopool", "UnknownPool"))
+        wait_for("InvalidAnnotation event", lambda: self.events("badmode", "InvalidAnnotation"))
+        ev = wait_for("warning", lambda: self.events("outside", "RequestedIPNotInPool"))
+        self.assertEqual(ev[0]["type"], "Warning")
+        self.assertIn("198.51.100.7", ev[0]["message"])
+        # Everything else is still served: the pool has two addresses for
+        # a, b and badmode (bad annotation: reported, rest of it served).
+        served = wait_for("two of a/b/badmode served", lambda: [
+            n for n in ("a", "b", "badmode") if ingress(self.svc(n))] if len(
+            [n for n in ("a", "b", "badmode") if ingress(self.svc(n))]) == 2 else None)
+        starved = ({"a", "b", "badmode"} - set(served)).pop()
+        wait_for("exhausted condition", lambda: check(starved, "PoolExhausted"))
+        # Deduplicated: reconciles triggered by unrelated changes post no new Events.
+        before = len(self.server.list("events"))
+        for i in range(5):
+            self.server.create("endpointslices", slice_(f"unrelated{i}"))
+        time.sleep(1.0)
+        self.assertEqual(len(self.server.list("events")), before)
+        self.assertEqual(self.events("outside", "RequestedIPNotInPool")[0].get("count", 1), 1)
+        # Fixing the problem clears it.
+        fixed = self.svc("outside")
+        fixed["spec"].pop("loadBalancerIP")
+        # (a freed address goes to the oldest waiting Service, so free two)
+        self.server.delete("services", "default", served[0])
+        self.server.delete("services", "default", starved)
+        self.server.update("services", fixed)
+        wait_for("outside served after the fix", lambda: ingress(self.svc("outside")))
+        self.assertEqual(condition(self.svc("outside"))["status"], "True")
+        self.assertGreater(c.metric("flowlb_controller_events_total", type="Warning"), 0)
+
+    def test_restart_keeps_every_allocation_and_never_steals(self):
+        self.server.create("ippools", pool("public", ["192.0.2.0/28"]))
+        for i in range(6):
+            self.server.create("services", service(f"s{i}"))
+        c = self.start()
+        before = {f"s{i}": wait_for(f"s{i}", lambda i=i: ingress(self.svc(f"s{i}")))
+                  for i in range(6)}
+        self.assertEqual(len({tuple(v) for v in before.values()}), 6, before)
+        c.stop()
+        # While it is down: a Service that claims s0's address in its status
+        # (as if another tool wrote it) and new Services.
+        taken = before["s0"][0]
+        self.server.create("services", service("squatter", status_ips=[taken]))
+        for i in range(6, 9):
+            self.server.create("services", service(f"s{i}"))
+        self.start(identity="ctl-a2", metrics_port=19482)
+        for i in range(6, 9):
+            wait_for(f"s{i} after restart", lambda i=i: ingress(self.svc(f"s{i}")))
+        time.sleep(0.5)
+        after = {f"s{i}": ingress(self.svc(f"s{i}")) for i in range(9)}
+        for k, v in before.items():
+            self.assertEqual(after[k], v, f"{k} changed its address across the restart")
+        all_ips = [ip for v in after.values() for ip in v]
+        self.assertEqual(len(all_ips), len(set(all_ips)), after)
+        self.assertNotIn(taken, after["s6"] + after["s7"] + after["s8"])
+        # The squatter's claim is reported, not honoured at s0's expense: it
+        # gets an address of its own.
+        ev = wait_for("conflict reported", lambda: self.events("squatter", "AddressConflict"))
+        self.assertEqual(ev[0]["type"], "Warning")
+        self.assertIn(taken, ev[0]["message"])
+        own = wait_for("squatter's own address", lambda: [
+            ip for ip in ingress(self.svc("squatter")) if ip != taken])
+        self.assertNotIn(own[0], [v[0] for v in after.values()])
+
+    def test_desired_state_follows_endpoints(self):
+        self.server.create("ippools", pool("public", ["192.0.2.0/29"]))
+        self.server.create("services", service("web", etp="Local"))
+        self.server.create("endpointslices", slice_("web", endpoints=[
+            ("10.1.0.1", "node-a", True, True, False),
+            ("10.1.0.2", "node-b", False, True, True),     # terminating, serving: drain
+            ("10.1.0.3", "node-b", False, False, True)]))  # not serving: no traffic
+        c = self.start(extra=("--dump-state",))
+        out = wait_for("dump with backends", lambda: "backend 10.1.0.1:8080" in c.output()
+                       and c.output())
+        self.assertIn("backend 10.1.0.1:8080 ACTIVE node=node-a", out)
+        self.assertIn("backend 10.1.0.2:8080 DRAINING node=node-b", out)
+        self.assertNotIn("10.1.0.3", out)
+        # externalTrafficPolicy: Local: only node-a has a ready endpoint.
+        self.assertRegex(out, r"announcer=node-a \(this node announces\)")
+        self.assertNotIn("announcer=node-b", out)
+        # An endpoint change reaches the desired state.
+        s = self.server.get("endpointslices", "default", "web-x")
+        s["endpoints"][0]["conditions"] = {"ready": False, "serving": True, "terminating": True}
+        s["endpoints"].append({"addresses": ["10.1.0.4"], "nodeName": "node-b",
+                               "conditions": {"ready": True}})
+        self.server.update("endpointslices", s)
+        wait_for("new desired state", lambda: "backend 10.1.0.4:8080 ACTIVE node=node-b"
+                 in c.output())
+        self.assertIn("backend 10.1.0.1:8080 DRAINING node=node-a", c.output())
+
+    # -- faults --------------------------------------------------------------
+
+    def test_watch_faults_recover_and_caches_converge(self):
+        self.server.create("ippools", pool("public", ["192.0.2.0/26"]))
+        c = self.start()
+        wait_for("leader", lambda: c.metric("flowlb_controller_leader") == 1)
+        n = 0
+
+        def new_service_is_served(what):
+            nonlocal n
+            n += 1
+            name = f"after-{n}"
+            self.server.create("services", service(name))
+            wait_for(f"{name} served after {what}", lambda: ingress(self.svc(name)), timeout=20)
+
+        self.server.drop_watches()
+        new_service_is_served("dropped watches")
+        # Events that happen while nobody watches are replayed from the version.
+        self.server.drop_watches()
+        self.server.create("services", service("while-dropped"))
+        wait_for("while-dropped served", lambda: ingress(self.svc("while-dropped")))
+        # Compaction: resuming gets 410 Gone; the informers re-list.
+        self.server.expire_resource_versions()
+        self.server.create("services", service("during-compaction"))
+        self.server.drop_watches()
+        wait_for("re-list after 410", lambda: c.metric("flowlb_controller_watch_restarts_total",
+                                                       reason="gone") >= 1)
+        wait_for("during-compaction served", lambda: ingress(self.svc("during-compaction")))
+        new_service_is_served("410 Gone")
+        # Server errors and throttling on lists and watches: backoff, then recovery.
+        self.server.fail_next(4, 500, path_contains="/api/v1/services")
+        self.server.fail_next(2, 429, path_contains="/apis/discovery.k8s.io", retry_after=1)
+        self.server.drop_watches()
+        new_service_is_served("500 and 429")
+        # A garbage line in the stream: reported, resumed from the last good version.
+        self.server.inject_garbage()
+        new_service_is_served("garbage line")
+        wait_for("garbage counted", lambda: c.metric("flowlb_controller_watch_restarts_total",
+                                                     reason="garbage") >= 1)
+        # A slow API server.
+        self.server.set_delay(0.3)
+        new_service_is_served("slow responses")
+        self.server.set_delay(0)
+        # A deletion missed during an outage (history compacted meanwhile) is
+        # noticed by the re-list, after the list's own failures.
+        self.server.fail_next(5, 503, path_contains="/api/v1/services")
+        self.server.delete("services", "default", "after-1")
+        self.server.expire_resource_versions()
+        self.server.drop_watches()
+        wait_for("pool usage reflects the deletion",
+                 lambda: (self.server.get("ippools", None, "public").get("status") or {})
+                 .get("used") == len([s for s in self.server.list("services") if ingress(s)]),
+                 timeout=25)
+        # Conflicting writes: 409 on status -> re-read and retry.
+        self.server.fail_next(2, 409, method="PATCH", path_contains="/status")
+        new_service_is_served("409 conflicts")
+        self.assertGreaterEqual(c.metric("flowlb_controller_status_writes_total",
+                                         result="conflict"), 1)
+        self.assertEqual(c.proc.poll(), None, "controller died")
+
+    def test_unreachable_api_server_is_retried_not_fatal(self):
+        port = self.server.port
+        self.server.stop()
+        c = self.start()
+        time.sleep(1.5)
+        self.assertIsNone(c.proc.poll(), "controller exited while the API was down")
+        self.assertRegex(c.output(), r"event=list_failed resource=\w+ code=0")
+        self.server = ApiServer(tokens=("tok-a", "tok-b"), port=port, bookmark_interval=0.5)
+        self.server.start()
+        self.server.create("nodes", node("node-a"))
+        self.server.create("ippools", pool("public", ["192.0.2.0/29"]))
+        self.server.create("services", service("web"))
+        wait_for("served once the API is back", lambda: ingress(self.svc("web")), timeout=40)
+
+    def test_bad_token_is_reported(self):
+        c = self.start(token="wrong")
+        wait_for("401 logged", lambda: re.search(r"event=list_failed .*code=401", c.output()))
+        self.assertIsNone(c.proc.poll())
+
+    # -- leader election -----------------------------------------------------
+
+    def test_leader_election_only_the_leader_writes_and_handover(self):
+        self.server.create("ippools", pool("public", ["192.0.2.0/27"]))
+        self.server.create("services", service("one"))
+        a = self.start(token="tok-a", identity="ctl-a", metrics_port=19483)
+        wait_for("a leads", lambda: a.metric("flowlb_controller_leader") == 1)
+        b = self.start(token="tok-b", identity="ctl-b", metrics_port=19484)
+        wait_for("one served", lambda: ingress(self.svc("one")))
+        wait_for("b is up", lambda: "event=listed" in b.output())
+        self.server.create("services", service("two"))
+        wait_for("two served", lambda: ingress(self.svc("two")))
+        time.sleep(1.0)
+        self.assertEqual(b.metric("flowlb_controller_leader"), 0)
+        # Kill the leader without a goodbye: b takes over after the lease expires.
+        t_kill = time.monotonic()
+        a.stop(signal.SIGKILL)
+        wait_for("b leads", lambda: b.metric("flowlb_controller_leader") == 1, timeout=10)
+        took = time.monotonic() - t_kill
+        self.assertLess(took, 6.0)
+        self.server.create("services", service("three"))
+        wait_for("three served by b", lambda: ingress(self.svc("three")))
+        log = [r for r in self.server.request_log() if r["method"] in WRITES
+               and "/leases" not in r["path"] and r["code"] < 400]
+        by_a = [r for r in log if r["identity"] == "tok-a"]
+        by_b = [r for r in log if r["identity"] == "tok-b"]
+        self.assertTrue(by_a and by_b, "both instances should have led at some point")
+        # Never both: every write of b comes after a's last one, and after a died.
+        self.assertLess(max(r["t"] for r in by_a), min(r["t"] for r in by_b))
+        self.assertGreater(min(r["t"] for r in by_b), t_kill)
+        # b kept one's and two's addresses.
+        self.assertEqual(len({ingress(self.svc(n))[0] for n in ("one", "two", "three")}), 3)
+
+    def test_graceful_stop_hands_over_at_once(self):
+        self.server.create("ippools", pool("public", ["192.0.2.0/27"]))
+        a = self.start(token="tok-a", identity="ctl-a", metrics_port=19485)
+        wait_for("a leads", lambda: a.metric("flowlb_controller_leader") == 1)
+        b = self.start(token="tok-b", identity="ctl-b", metrics_port=19486)
+        wait_for("b is up", lambda: "event=listed" in b.output())
+        t = time.monotonic()
+        a.stop(signal.SIGTERM)  # releases the Lease
+        wait_for("b leads", lambda: b.metric("flowlb_controller_leader") == 1, timeout=10)
+        self.assertLess(time.monotonic() - t, 3.0)
+        lease = self.server.get("leases", "flowlb-system", "flowlb-controller")
+        self.assertEqual(lease["spec"]["holderIdentity"], "ctl-b")
+
+    # -- TLS -------------------------------------------------------------------
+
+    def test_tls_with_ca_and_client_certificate(self):
+        d = self.tmp
+
+        def run(*cmd):
+            subprocess.run(cmd, check=True, capture_output=True)
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt", "-subj", "/CN=flowlb-test-ca")
+        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/srv.key",
+            "-out", f"{d}/srv.csr", "-subj", "/CN=127.0.0.1")
+        with open(f"{d}/san.ext", "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\n")
+        run("openssl", "x509", "-req", "-in", f"{d}/srv.csr", "-CA", f"{d}/ca.crt", "-CAkey",
+            f"{d}/ca.key", "-CAcreateserial", "-days", "1", "-out", f"{d}/srv.crt",
+            "-extfile", f"{d}/san.ext")
+        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/cli.key",
+            "-out", f"{d}/cli.csr", "-subj", "/CN=flowlb-controller")
+        run("openssl", "x509", "-req", "-in", f"{d}/cli.csr", "-CA", f"{d}/ca.crt", "-CAkey",
+            f"{d}/ca.key", "-CAcreateserial", "-days", "1", "-out", f"{d}/cli.crt")
+        self.server.stop()
+        self.server = ApiServer(tokens=("tok-a",), tls_cert=f"{d}/srv.crt",
+                                tls_key=f"{d}/srv.key", client_ca=f"{d}/ca.crt",
+                                bookmark_interval=0.5)
+        self.server.start()
+        self.assertTrue(self.server.url.startswith("https://"))
+        self.server.create("nodes", node("node-a"))
+        self.server.create("ippools", pool("public", ["192.0.2.0/29"]))
+        self.server.create("services", service("web"))
+        ca = open(f"{d}/ca.crt", "rb").read()
+        cert = (open(f"{d}/cli.crt", "rb").read(), open(f"{d}/cli.key", "rb").read())
+        self.start(token=None, ca_pem=ca, client_cert=cert, identity="tls")
+        wait_for("served over TLS", lambda: ingress(self.svc("web")))
+        writes = [r for r in self.server.request_log() if r["method"] in WRITES]
+        self.assertTrue(writes and all(r["identity"] == "flowlb-controller" for r in writes))
+        # A server certificate that the configured CA did not sign is refused.
+        other_ca = self.tmp + "/other"
+        os.makedirs(other_ca)
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", f"{other_ca}/ca.key", "-out", f"{other_ca}/ca.crt", "-subj", "/CN=evil")
+        bad = self.start(token="tok-a", ca_pem=open(f"{other_ca}/ca.crt", "rb").read(),
+                         identity="badca", metrics_port=19487)
+        wait_for("TLS failure logged", lambda: re.search(
+            r"event=list_failed .*code=0", bad.output()))
+        self.assertFalse([r for r in self.server.request_log() if r["identity"] == "tok-a"])
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0 and not os.path.exists(CONTROLLER):
+        sys.exit("build the controller first")
+    unittest.main(verbosity=2)
