@@ -209,7 +209,7 @@ class ControllerTest(unittest.TestCase):
         self.assertEqual(web["status"]["loadBalancer"]["ingress"][0]["ipMode"], "VIP")
         cond = condition(web)
         wait_for("pool annotation", lambda: self.svc("web")["metadata"]["annotations"]
-                 .get("flowlb.io/allocated-from-pool") == "public")
+                 .get("flowlb.io/ip-allocated-from-pool") == "public")
         self.assertEqual((cond["status"], cond["reason"]), ("True", "Allocated"))
         self.assertIn(ip, cond["message"])
         ev = wait_for("IPAllocated event", lambda: self.events("web", "IPAllocated"))

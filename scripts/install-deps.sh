@@ -16,7 +16,7 @@ packages=(
   libnl-route-3-dev libnl-3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   # runtime tools for the lab, the e2e tests and the demo
   xdp-tools iproute2 ethtool iperf3 socat nginx-light curl wrk tcpdump
-  python3 python3-scapy nftables procps util-linux iputils-ping unzip
+  python3 python3-scapy nftables procps util-linux iputils-ping unzip openssl
 )
 
 missing=()

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "controller/config/annotations.h"
 #include "controller/k8s/api_client.h"
 #include "controller/k8s/leader.h"
 #include "controller/reconciler/reconciler.h"
@@ -22,7 +23,7 @@ namespace flowlb::controller::k8s {
 // The condition flowlb keeps in every served Service's status, and the
 // annotation naming the pool its address came from.
 inline constexpr const char* kConditionType = "flowlb.io/AddressAllocated";
-inline constexpr const char* kPoolAnnotation = "flowlb.io/allocated-from-pool";
+inline constexpr const char* kPoolAnnotation = kAnnotationAllocatedFrom;
 
 class ControllerTelemetry : public ApiTelemetry {
  public:
