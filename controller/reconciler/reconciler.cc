@@ -31,9 +31,8 @@ LbService toAllocatorView(const ServiceObject& s, const ServiceSettings& setting
   return l;
 }
 
-// Rendezvous hashing: the candidate with the highest hash of (VIP, node)
-// announces. Each VIP lands on some node, VIPs spread over nodes, and a
-// node's loss moves only its own VIPs.
+}  // namespace
+
 std::string chooseAnnouncer(const IpAddr& vip, const std::vector<std::string>& candidates) {
   std::string best;
   uint64_t best_h = 0;
@@ -46,8 +45,6 @@ std::string chooseAnnouncer(const IpAddr& vip, const std::vector<std::string>& c
   }
   return best;
 }
-
-}  // namespace
 
 bool servedByUs(const ServiceObject& s, const ReconcilerConfig& config) {
   if (s.type != "LoadBalancer") return false;
@@ -119,6 +116,7 @@ std::vector<DesiredService> buildDesired(const ServiceObject& s, const ServiceSe
         if (!d.external_traffic_local || local) candidates.push_back(n);
       }
       d.announcer = chooseAnnouncer(vip, candidates);
+      d.announce_candidates = std::move(candidates);
       if (d.announcer.empty()) {
         events->push_back({true, "NoAnnouncer",
                            vip.toString() + ":" + std::to_string(port.port) +

@@ -45,6 +45,9 @@ struct DesiredService {
   std::vector<IpPrefix> source_ranges;
   std::vector<DesiredBackend> backends;  // sorted by (address, port)
   std::string announcer;                 // the node that answers ARP/NDP for the VIP
+  // Nodes that may announce it (ready; with externalTrafficPolicy: Local, a
+  // ready local endpoint). The gRPC server narrows them to connected agents.
+  std::vector<std::string> announce_candidates;
 };
 
 struct ServiceEvent {
@@ -77,6 +80,10 @@ struct Reconciled {
 };
 
 bool servedByUs(const ServiceObject& s, const ReconcilerConfig& config);
+
+// Rendezvous hashing: the candidate with the highest hash of (VIP, node)
+// announces. VIPs spread over nodes, and a node's loss moves only its own.
+std::string chooseAnnouncer(const IpAddr& vip, const std::vector<std::string>& candidates);
 
 Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& pools,
                      const std::vector<ServiceObject>& services,
