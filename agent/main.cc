@@ -1,8 +1,10 @@
 // flowlb-agent: the per-node agent. It attaches the XDP program to the
-// given interfaces and forwards VIP traffic with AF_XDP workers, from a
-// standalone configuration file reloaded on change or SIGHUP. With --check
-// it only validates the file (and can push synthetic flows through the
-// forwarding core). The controller link arrives with issue 6.
+// given interfaces and forwards VIP traffic with AF_XDP workers, and answers
+// ARP/NDP for the VIPs it announces. Its desired state comes from the
+// controller (--controller-address, the Sync stream) or from a standalone
+// configuration file reloaded on change or SIGHUP. With --check it only
+// validates the file (and can push synthetic flows through the forwarding
+// core).
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -13,10 +15,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <sstream>
 
+#include "agent/control/controller_link.h"
 #include "agent/datapath/datapath.h"
 #include "agent/lb/config_file.h"
 #include "agent/lb/forwarder.h"
@@ -45,6 +49,11 @@ struct Flags {
   std::string bpf_object;
   size_t conntrack_entries = 1 << 20;
   std::string controller_address;
+  bool plaintext = false;
+  std::string tls_cert, tls_key, tls_ca;
+  std::string snat_v4, snat_v6;
+  std::string snat_ports = "40000-59999";
+  std::vector<std::string> announce_interfaces;
   std::string metrics_address = "0.0.0.0:9464";
   std::string log_level = "info";
 };
@@ -134,13 +143,22 @@ std::string defaultBpfObject() {
   return "/usr/lib/flowlb/flowlb_xdp_steer.o";
 }
 
+// Carrier and admin state, as the kernel reports them.
+bool interfaceUp(const std::string& ifc) {
+  std::ifstream in("/sys/class/net/" + ifc + "/operstate");
+  std::string state;
+  in >> state;
+  return state == "up" || state == "unknown";
+}
+
 int64_t mtimeOf(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) return -1;
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
 }
 
-int runDatapath(const Flags& f, const AgentConfigFile& initial) {
+int runDatapath(const Flags& f, const AgentConfigFile& initial,
+                std::unique_ptr<ControllerLink> link) {
   DatapathConfig dc;
   dc.bpf_object = f.bpf_object.empty() ? defaultBpfObject() : f.bpf_object;
   dc.interfaces = f.interfaces;
@@ -204,14 +222,59 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial) {
                f.interfaces.size(), initial.desired.services.size(),
                first.zero_copy ? "zerocopy" : "copy", f.poll_mode, f.metrics_address);
 
-  int64_t seen_mtime = mtimeOf(f.config);
+  int64_t seen_mtime = link ? -1 : mtimeOf(f.config);
   auto last_metrics = std::chrono::steady_clock::now() - std::chrono::seconds(1);
   auto last_stat = last_metrics;
+  auto last_update = std::chrono::steady_clock::now();
+  auto last_health = last_update;
+  bool healthy = true;
   while (!g_stop.load()) {
-    (*dp)->poll(100);
+    (*dp)->poll(link ? 5 : 100);
     const auto now = std::chrono::steady_clock::now();
-    bool reload = g_reload.exchange(false);
-    if (now - last_stat >= std::chrono::milliseconds(500)) {
+    if (link) {
+      // Desired state from the controller, applied as a file would be.
+      if (auto next = link->take()) {
+        std::string problems;
+        for (const auto& p : next->problems) problems += (problems.empty() ? "" : "; ") + p;
+        warnings.clear();
+        Status st = (*dp)->apply(next->desired, initial.snat, &warnings);
+        if (st) {
+          if (announcer) announcer->setVips(next->announce);
+          for (const auto& w : warnings) problems += (problems.empty() ? "" : "; ") + w;
+          spdlog::info("event=desired_state_applied generation={} services={} announced={}",
+                       next->desired.generation, next->desired.services.size(),
+                       next->announce.size());
+          if (!problems.empty()) spdlog::warn("event=desired_state_problems msg=\"{}\"", problems);
+          link->ack(next->desired.generation, true, problems);
+        } else {
+          spdlog::error("event=desired_state_rejected generation={} msg=\"{}\" previous=kept",
+                        next->desired.generation, st.message());
+          link->ack(next->desired.generation, false, st.message());
+        }
+        (*metrics)->configReload(st.isOk());
+        last_update = now;
+      }
+      // A node whose announce interface lost its link cannot serve its VIPs:
+      // say so, and the controller moves them to another node.
+      if (now - last_health >= std::chrono::milliseconds(50)) {
+        last_health = now;
+        std::string down;
+        for (const std::string& ifc : initial.announce_interfaces) {
+          if (!interfaceUp(ifc)) down += (down.empty() ? "" : ",") + ifc;
+        }
+        if (down.empty() != healthy) {
+          healthy = down.empty();
+          spdlog::warn("event=node_health healthy={} down=\"{}\"", healthy, down);
+          link->setHealthy(healthy, healthy ? "" : "interface " + down + " is down");
+        }
+      }
+      if (now - last_metrics >= std::chrono::seconds(1)) {
+        (*metrics)->controllerLink(link->connected(), link->resets(),
+                                   std::chrono::duration<double>(now - last_update).count());
+      }
+    }
+    bool reload = !link && g_reload.exchange(false);
+    if (!link && now - last_stat >= std::chrono::milliseconds(500)) {
       last_stat = now;
       const int64_t m = mtimeOf(f.config);
       if (m != seen_mtime) {
@@ -242,9 +305,71 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial) {
     }
   }
   spdlog::info("event=stopping");
+  link.reset();
   announcer.reset();
   dp->reset();  // stops workers, detaches XDP
   return 0;
+}
+
+// Node-local settings from flags, the services from the controller.
+int runWithController(const Flags& f) {
+  if (f.tls_cert.empty() && f.tls_ca.empty() && !f.plaintext) {
+    spdlog::error(
+        "event=start reason=no_tls msg=\"give --tls-ca (and --tls-cert/--tls-key for "
+        "mutual TLS), or --plaintext\"");
+    return 2;
+  }
+  AgentConfigFile local;
+  if (!f.snat_v4.empty()) {
+    auto a = IpAddr::parse(f.snat_v4);
+    if (!a || !a->isV4()) {
+      spdlog::error("event=start reason=usage msg=\"--snat-ipv4 {} is not an IPv4 address\"",
+                    f.snat_v4);
+      return 2;
+    }
+    local.snat.v4 = *a;
+    local.snat.has_v4 = true;
+  }
+  if (!f.snat_v6.empty()) {
+    auto a = IpAddr::parse(f.snat_v6);
+    if (!a || a->isV4()) {
+      spdlog::error("event=start reason=usage msg=\"--snat-ipv6 {} is not an IPv6 address\"",
+                    f.snat_v6);
+      return 2;
+    }
+    local.snat.v6 = *a;
+    local.snat.has_v6 = true;
+  }
+  unsigned lo = 0, hi = 0;
+  if (std::sscanf(f.snat_ports.c_str(), "%u-%u", &lo, &hi) != 2 || lo == 0 || lo > hi ||
+      hi > 65535) {
+    spdlog::error("event=start reason=usage msg=\"--snat-ports {} is not MIN-MAX\"", f.snat_ports);
+    return 2;
+  }
+  local.snat.port_min = static_cast<uint16_t>(lo);
+  local.snat.port_max = static_cast<uint16_t>(hi);
+  local.announce_interfaces = f.announce_interfaces;
+  ControllerLinkOptions o;
+  o.address = f.controller_address;
+  o.plaintext = f.plaintext;
+  o.tls_ca = f.tls_ca;
+  o.tls_cert = f.tls_cert;
+  o.tls_key = f.tls_key;
+  if (f.node_name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    o.node_name = host;
+  } else {
+    o.node_name = f.node_name;
+  }
+  auto link = ControllerLink::start(o, 0);
+  if (!link) {
+    spdlog::error("event=start reason=controller_link msg=\"{}\"", link.error());
+    return 2;
+  }
+  spdlog::info("event=controller_link address={} node={} tls={}", o.address, o.node_name,
+               !o.plaintext);
+  return runDatapath(f, local, std::move(*link));
 }
 
 }  // namespace
@@ -282,18 +407,45 @@ int main(int argc, char** argv) {
   app.add_option("--conntrack-entries", f.conntrack_entries,
                  "Connection tracking entries per worker (64 bytes each), fixed at start")
       ->check(CLI::Range(size_t{1024}, size_t{1} << 28));
-  app.add_option("--controller-address", f.controller_address,
-                 "flowlb-controller gRPC address host:port (instead of --config)");
+  auto* ctl = app.add_option("--controller-address", f.controller_address,
+                             "flowlb-controller gRPC address host:port: take the desired state "
+                             "from the controller (instead of --config)");
+  auto* cert = app.add_option("--tls-cert", f.tls_cert,
+                              "Client certificate for the controller link (PEM, mutual TLS)")
+                   ->check(CLI::ExistingFile);
+  auto* key =
+      app.add_option("--tls-key", f.tls_key, "Client private key (PEM)")->check(CLI::ExistingFile);
+  app.add_option("--tls-ca", f.tls_ca, "CA that signed the controller's certificate (PEM)")
+      ->check(CLI::ExistingFile);
+  cert->needs(key);
+  key->needs(cert);
+  app.add_flag("--plaintext", f.plaintext, "Talk to the controller without TLS (explicit opt-in)");
+  app.add_option("--snat-ipv4", f.snat_v4,
+                 "With --controller-address: this node's IPv4 source address for NAT flows");
+  app.add_option("--snat-ipv6", f.snat_v6,
+                 "With --controller-address: this node's IPv6 source address for NAT flows");
+  app.add_option("--snat-ports", f.snat_ports, "Source ports for NAT flows, MIN-MAX");
+  app.add_option("--announce-interface", f.announce_interfaces,
+                 "With --controller-address: answer ARP/NDP on this interface for the VIPs the "
+                 "controller has this node announce (repeatable)");
+  ctl->excludes(app.get_option("--config"));
   app.add_option("--metrics-address", f.metrics_address, "Prometheus metrics listen address");
   app.add_option("--log-level", f.log_level, "Log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(f.log_level));
 
+  if (!f.controller_address.empty()) {
+    if (f.check) {
+      spdlog::error("event=start reason=usage msg=\"--check needs --config\"");
+      return 2;
+    }
+    return runWithController(f);
+  }
   if (f.config.empty()) {
     spdlog::error(
-        "event=start reason=no_config msg=\"give --config FILE (the controller link "
-        "--controller-address is not available yet)\"");
+        "event=start reason=no_config msg=\"give --config FILE or --controller-address "
+        "HOST:PORT\"");
     return 2;
   }
   auto cfg = loadAgentConfig(f.config);
@@ -309,7 +461,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (const auto& w : warnings) spdlog::warn("event=config_warning msg=\"{}\"", w);
-  if (!f.check) return runDatapath(f, *cfg);
+  if (!f.check) return runDatapath(f, *cfg, nullptr);
   printSnapshot(**snap);
   if (f.dry_run_flows > 0) return dryRun(**snap, f);
   return 0;

@@ -69,6 +69,21 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
                    "ARP replies, NDP advertisements and gratuitous announcements sent; requests "
                    "for addresses not announced (ignored)",
                    r);
+  m->link_connected_ = &BuildGauge()
+                            .Name("flowlb_agent_controller_connected")
+                            .Help("1 while the Sync stream to the controller is up")
+                            .Register(r)
+                            .Add({});
+  m->link_resets_ = &BuildCounter()
+                         .Name("flowlb_agent_controller_stream_resets_total")
+                         .Help("Sync streams to the controller that ended")
+                         .Register(r)
+                         .Add({});
+  m->link_since_update_ = &BuildGauge()
+                               .Name("flowlb_agent_seconds_since_last_update")
+                               .Help("Seconds since the last desired state from the controller")
+                               .Register(r)
+                               .Add({});
   m->exposer_->RegisterCollectable(m->registry_);
   return m;
 }
@@ -83,6 +98,12 @@ void AgentMetrics::update(const AnnouncerStats& st) {
   setCounter(l2_->Add({{"kind", "na_reply"}}), static_cast<double>(st.na_replies));
   setCounter(l2_->Add({{"kind", "gratuitous"}}), static_cast<double>(st.gratuitous));
   setCounter(l2_->Add({{"kind", "ignored"}}), static_cast<double>(st.ignored));
+}
+
+void AgentMetrics::controllerLink(bool connected, uint64_t resets, double since_update_s) {
+  link_connected_->Set(connected ? 1 : 0);
+  setCounter(*link_resets_, static_cast<double>(resets));
+  link_since_update_->Set(since_update_s);
 }
 
 void AgentMetrics::configReload(bool ok) {

@@ -24,6 +24,8 @@ class AgentMetrics {
   void update(const DatapathStatus& st);
   void update(const AnnouncerStats& st);
   void configReload(bool ok);
+  // The controller link: connected, streams ended, seconds since the last desired state.
+  void controllerLink(bool connected, uint64_t resets, double since_update_s);
 
  private:
   AgentMetrics() = default;
@@ -51,6 +53,9 @@ class AgentMetrics {
   prometheus::Family<prometheus::Gauge>* generation_ = nullptr;
   prometheus::Family<prometheus::Counter>* reloads_ = nullptr;
   prometheus::Family<prometheus::Counter>* l2_ = nullptr;
+  prometheus::Gauge* link_connected_ = nullptr;
+  prometheus::Counter* link_resets_ = nullptr;
+  prometheus::Gauge* link_since_update_ = nullptr;
 };
 
 }  // namespace flowlb::agent

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "controller/config/annotations.h"
+#include "controller/grpc/sync_server.h"
 #include "controller/k8s/kube_controller.h"
 #include "controller/metrics.h"
 #include "controller/reconciler/reconciler.h"
@@ -100,7 +101,8 @@ void dumpState(const Reconciled& r) {
 }
 
 // One pass over the directory: read, reconcile, report, persist.
-bool reconcileDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig& cfg) {
+bool reconcileDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig& cfg,
+                        SyncServer* server) {
   auto snap = readDirectory(dir);
   if (!snap) {
     spdlog::error("event=source_failed msg=\"{}\"", snap.error());
@@ -113,6 +115,7 @@ bool reconcileDirectory(const Flags& f, const std::string& dir, const Reconciler
     }
   }
   const Reconciled r = reconcile(cfg, snap->pools, snap->services, snap->slices, snap->nodes);
+  if (server) server->publish(r);
   for (const ServiceOutcome& s : r.services) {
     for (const ServiceEvent& e : s.events) {
       if (e.warning) {
@@ -136,8 +139,31 @@ bool reconcileDirectory(const Flags& f, const std::string& dir, const Reconciler
   return true;
 }
 
+std::unique_ptr<SyncServer> startSyncServer(const Flags& f, std::function<bool()> is_leader,
+                                            bool* failed);
+
 int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig& cfg) {
-  if (!reconcileDirectory(f, dir, cfg)) return 1;
+  std::unique_ptr<SyncServer> server;
+  std::unique_ptr<ControllerMetrics> metrics;
+  if (!f.once) {
+    bool failed = false;
+    server = startSyncServer(f, nullptr, &failed);
+    if (failed) return 2;
+    if (!server) {
+      spdlog::info(
+          "event=grpc_disabled msg=\"no agent link: give --tls-cert/--tls-key or "
+          "--plaintext to serve agents\"");
+    } else {
+      auto m = ControllerMetrics::serve(f.metrics_address);
+      if (!m) {
+        spdlog::error("event=start reason=metrics msg=\"{}\"", m.error());
+        return 2;
+      }
+      metrics = std::move(*m);
+      metrics->leader(true);
+    }
+  }
+  if (!reconcileDirectory(f, dir, cfg, server.get())) return 1;
   if (f.once) return 0;
   const int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   if (fd < 0 ||
@@ -152,19 +178,42 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
   sigaction(SIGINT, &sa, nullptr);
   spdlog::info("event=watching dir={}", dir);
   while (!g_stop.load()) {
+    if (metrics)
+      metrics->updateAgents(server->agents(), server->generation(), server->streamResets());
     struct pollfd p = {fd, POLLIN, 0};
     if (::poll(&p, 1, 500) <= 0) continue;
     char buf[4096];
     while (read(fd, buf, sizeof buf) > 0) {
     }
     // Let a burst of writes settle, then reconcile once.
-    usleep(100 * 1000);
+    usleep(50 * 1000);
     while (read(fd, buf, sizeof buf) > 0) {
     }
-    reconcileDirectory(f, dir, cfg);
+    reconcileDirectory(f, dir, cfg, server.get());
   }
   close(fd);
   return 0;
+}
+
+// The gRPC server the agents connect to; nullptr (and a log line) when
+// neither TLS nor --plaintext was given.
+std::unique_ptr<SyncServer> startSyncServer(const Flags& f, std::function<bool()> is_leader,
+                                            bool* failed) {
+  *failed = false;
+  if (f.tls_cert.empty() && !f.plaintext) return nullptr;
+  SyncServerOptions o;
+  o.address = f.grpc_address;
+  o.plaintext = f.plaintext;
+  o.tls_cert = f.tls_cert;
+  o.tls_key = f.tls_key;
+  o.tls_ca = f.tls_ca;
+  auto s = SyncServer::start(o, std::move(is_leader));
+  if (!s) {
+    spdlog::error("event=start reason=grpc msg=\"{}\"", s.error());
+    *failed = true;
+    return nullptr;
+  }
+  return std::move(*s);
 }
 
 std::chrono::milliseconds durationFlag(const std::string& text) {
@@ -215,23 +264,43 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
   o.watch_timeout_max_s = f.watch_timeout_s * 2;
   o.writers = f.writers;
   const bool dump = f.dump_state;
-  k8s::KubeController controller(o, metrics->get(), [dump](const Reconciled& r, uint64_t version) {
-    size_t ok = 0;
-    for (const ServiceOutcome& s : r.services) ok += s.satisfied ? 1 : 0;
-    spdlog::info("event=desired_state version={} services={} satisfied={} nodes={}", version,
-                 r.services.size(), ok, r.nodes.size());
-    if (dump) dumpState(r);
-    std::fflush(stdout);
-  });
+  std::atomic<k8s::KubeController*> self{nullptr};
+  bool failed = false;
+  std::unique_ptr<SyncServer> server = startSyncServer(
+      f,
+      [&self] {
+        k8s::KubeController* c = self.load();
+        return c != nullptr && c->isLeader();
+      },
+      &failed);
+  if (failed) return 2;
+  SyncServer* srv = server.get();
+  k8s::KubeController controller(
+      o, metrics->get(), [dump, srv](const Reconciled& r, uint64_t version) {
+        if (srv) srv->publish(r);
+        size_t ok = 0;
+        for (const ServiceOutcome& s : r.services) ok += s.satisfied ? 1 : 0;
+        spdlog::info("event=desired_state version={} services={} satisfied={} nodes={}", version,
+                     r.services.size(), ok, r.nodes.size());
+        if (dump) dumpState(r);
+        std::fflush(stdout);
+      });
   struct sigaction sa {};
   sa.sa_handler = onSignal;
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   spdlog::info("event=start source=kubernetes api={} via=\"{}\" identity={} leader_elect={}",
                cluster->server, cluster->origin, o.leader.identity, f.leader_elect);
+  self.store(&controller);
   controller.start();
-  while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  while (!g_stop.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (server) {
+      (*metrics)->updateAgents(server->agents(), server->generation(), server->streamResets());
+    }
+  }
   spdlog::info("event=stopping");
+  server.reset();  // agents reconnect to the next leader
   controller.stop();
   return 0;
 }

@@ -61,6 +61,29 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                             .Name("flowlb_controller_pool_addresses")
                             .Help("Addresses of each IPPool by state (used, free)")
                             .Register(r);
+  m->agents_connected_ = &BuildGauge()
+                              .Name("flowlb_controller_agents_connected")
+                              .Help("Agents with an open Sync stream")
+                              .Register(r)
+                              .Add({});
+  m->generation_ = &BuildGauge()
+                        .Name("flowlb_controller_desired_generation")
+                        .Help("Generation of the desired state being served")
+                        .Register(r)
+                        .Add({});
+  m->stream_resets_ = &BuildCounter()
+                           .Name("flowlb_controller_stream_resets_total")
+                           .Help("Agent Sync streams that ended")
+                           .Register(r)
+                           .Add({});
+  m->agent_generation_ = &BuildGauge()
+                              .Name("flowlb_controller_agent_applied_generation")
+                              .Help("Generation each agent acknowledged as applied")
+                              .Register(r);
+  m->agent_lag_ = &BuildGauge()
+                       .Name("flowlb_controller_agent_generation_lag")
+                       .Help("Generations an agent is behind the one sent to it")
+                       .Register(r);
   m->exposer_->RegisterCollectable(m->registry_);
   return m;
 }
@@ -92,6 +115,30 @@ void ControllerMetrics::reconciled(double seconds, const Reconciled& r) {
   for (const auto& [name, u] : r.pools) {
     pool_addresses_->Add({{"pool", name}, {"state", "used"}}).Set(static_cast<double>(u.used));
     pool_addresses_->Add({{"pool", name}, {"state", "free"}}).Set(static_cast<double>(u.free));
+  }
+}
+
+void ControllerMetrics::updateAgents(const std::vector<AgentStatus>& agents, uint64_t generation,
+                                     uint64_t stream_resets) {
+  std::lock_guard<std::mutex> lock(mu_);
+  agents_connected_->Set(static_cast<double>(agents.size()));
+  generation_->Set(static_cast<double>(generation));
+  const double resets = stream_resets_->Value();
+  if (static_cast<double>(stream_resets) > resets) {
+    stream_resets_->Increment(static_cast<double>(stream_resets) - resets);
+  }
+  for (const std::string& n : agent_nodes_) {
+    agent_generation_->Remove(&agent_generation_->Add({{"node", n}}));
+    agent_lag_->Remove(&agent_lag_->Add({{"node", n}}));
+  }
+  agent_nodes_.clear();
+  for (const AgentStatus& a : agents) {
+    agent_generation_->Add({{"node", a.node}}).Set(static_cast<double>(a.acked_generation));
+    agent_lag_->Add({{"node", a.node}})
+        .Set(a.sent_generation > a.acked_generation
+                 ? static_cast<double>(a.sent_generation - a.acked_generation)
+                 : 0.0);
+    agent_nodes_.push_back(a.node);
   }
 }
 

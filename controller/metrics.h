@@ -14,6 +14,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "controller/grpc/sync_server.h"
 #include "controller/k8s/kube_controller.h"
 
 namespace flowlb::controller {
@@ -30,6 +31,9 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   void leader(bool is_leader) override;
   void statusWrite(std::string_view result) override;
   void eventPosted(std::string_view type, std::string_view reason) override;
+  // The gRPC link, sampled once a second.
+  void updateAgents(const std::vector<AgentStatus>& agents, uint64_t generation,
+                    uint64_t stream_resets);
 
  private:
   ControllerMetrics() = default;
@@ -47,6 +51,12 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Family<prometheus::Counter>* events_ = nullptr;
   prometheus::Family<prometheus::Gauge>* services_ = nullptr;
   prometheus::Family<prometheus::Gauge>* pool_addresses_ = nullptr;
+  prometheus::Gauge* agents_connected_ = nullptr;
+  prometheus::Gauge* generation_ = nullptr;
+  prometheus::Counter* stream_resets_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* agent_generation_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* agent_lag_ = nullptr;
+  std::vector<std::string> agent_nodes_;  // labels set last time, to drop departed agents
 };
 
 }  // namespace flowlb::controller

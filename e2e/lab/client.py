@@ -5,11 +5,15 @@
   client.py udp HOST PORT TEXT   one datagram; prints the reply
   client.py fetch URL OUT        downloads URL into OUT; prints the backend header
   client.py raw IFACE DST_MAC    sends malformed frames (see below); prints how many
+  client.py loop URL SECONDS     a new connection every 10 ms for SECONDS (each with a
+                                 100 ms budget); prints [[start, end, backend or null], ...]
+                                 with wall-clock times, for failover gaps
 """
 import json
 import socket
 import struct
 import sys
+import time
 import urllib.request
 
 
@@ -37,6 +41,34 @@ def fetch(url, out):
             if not chunk:
                 break
             f.write(chunk)
+
+
+def loop(url, seconds):
+    host, _, rest = url.split("/", 3)[2].partition(":")
+    port = int(rest or 80)
+    path = "/" + url.split("/", 3)[3]
+    out = []
+    end = time.time() + seconds
+    while time.time() < end:
+        t0 = time.time()
+        who = None
+        try:
+            with socket.create_connection((host, port), timeout=0.1) as c:
+                c.settimeout(0.5)
+                c.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+                data = b""
+                while True:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n", 1)[0]:
+                    who = data.split(b"\r\n\r\n", 1)[1].decode()
+        except OSError:
+            pass
+        out.append([t0, time.time(), who])
+        time.sleep(max(0.0, 0.01 - (time.time() - t0)))
+    print(json.dumps(out))
 
 
 def raw(iface, dst_mac):
@@ -71,5 +103,7 @@ elif cmd == "udp":
     udp(sys.argv[2], sys.argv[3], sys.argv[4])
 elif cmd == "fetch":
     fetch(sys.argv[2], sys.argv[3])
+elif cmd == "loop":
+    loop(sys.argv[2], float(sys.argv[3]))
 elif cmd == "raw":
     raw(sys.argv[2], sys.argv[3])

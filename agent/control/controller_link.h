@@ -1,0 +1,78 @@
+// The agent's side of the control link: a gRPC client of the controller's
+// Sync stream. It says hello (node, capabilities, last applied generation),
+// receives desired states, hands the newest one to the agent's main loop
+// (which applies it through the same path as a standalone file) and sends
+// back what was applied. When the controller is unreachable or the stream
+// breaks, nothing changes on the datapath (fail static): the link reconnects
+// with jittered backoff and the controller resends the full state.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/lb/service.h"
+#include "common/status.h"
+
+namespace flowlb::v1 {
+class DesiredState;
+}
+
+namespace flowlb::agent {
+
+struct ControllerLinkOptions {
+  std::string address;  // host:port
+  bool plaintext = false;
+  std::string tls_ca;  // PEM files; the server must be signed by tls_ca
+  std::string tls_cert;
+  std::string tls_key;
+  std::string node_name;
+  std::chrono::milliseconds keepalive_time{200};
+  std::chrono::milliseconds keepalive_timeout{100};
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{5000};
+};
+
+// One desired state as the agent uses it.
+struct ReceivedState {
+  DesiredState desired;               // generation inside
+  std::vector<IpAddr> announce;       // VIPs this node answers ARP/NDP for
+  std::vector<std::string> problems;  // parts that were skipped (reported in the ack)
+};
+
+// Proto to agent structures; a malformed service is skipped and reported.
+ReceivedState convertDesiredState(const flowlb::v1::DesiredState& pb);
+
+class ControllerLink {
+ public:
+  static Result<std::unique_ptr<ControllerLink>> start(ControllerLinkOptions options,
+                                                       uint64_t last_applied);
+  ~ControllerLink();
+  ControllerLink(const ControllerLink&) = delete;
+  ControllerLink& operator=(const ControllerLink&) = delete;
+
+  // The newest state received since the last call; older ones are skipped.
+  std::optional<ReceivedState> take();
+  // Waits up to `timeout` for a new state.
+  bool wait(std::chrono::milliseconds timeout);
+  void ack(uint64_t generation, bool applied, const std::string& error);
+  // Whether this node can serve its VIPs (its announce interfaces are up).
+  // Sent now and after every reconnect; the controller announces VIPs only
+  // from healthy agents.
+  void setHealthy(bool healthy, const std::string& why);
+
+  bool connected() const { return connected_.load(); }
+  uint64_t resets() const { return resets_.load(); }
+
+ private:
+  ControllerLink() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::atomic<bool> connected_{false};
+  std::atomic<uint64_t> resets_{0};
+};
+
+}  // namespace flowlb::agent
