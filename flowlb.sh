@@ -31,10 +31,8 @@ build() {
 demo() {
   build
   echo
-  echo "== flowlb demo: the agent's AF_XDP datapath in a network-namespace lab, real traffic =="
-  echo "   (the controller and its gRPC link arrive with later issues; the agent runs standalone"
-  echo "    on examples/lab-agent.yaml)"
-  "$root/e2e/lab/demo.sh" "$root/build"
+  echo "== flowlb demo: controller, two LB nodes and backends in network namespaces, real traffic =="
+  python3 "$root/e2e/lab/demo.py" "$root/build"
 }
 
 summary=()

@@ -67,8 +67,9 @@ def service_yaml(name, backends, mode="nat", ip=None, draining=(), drain_timeout
 
 
 class Cluster:
-    def __init__(self, build, prefix="flcl"):
+    def __init__(self, build, prefix="flcl", manifests=None):
         self.build = build
+        self.manifests = manifests  # a directory of YAML to start from (default: NODES_YAML)
         self.p = prefix
         self.tmp = tempfile.mkdtemp(prefix="flowlb-cluster-")
         self.dir = os.path.join(self.tmp, "cluster")
@@ -84,7 +85,12 @@ class Cluster:
         subprocess.run([LAB, "up", self.p], check=True, timeout=60)
         for name, addr in BACKENDS.items():
             self.spawn(name, name, ["python3", SERVER, name, "80", f"{addr},{DSR_VIP}"])
-        self.write("nodes.yaml", NODES_YAML)
+        if self.manifests:
+            for name in sorted(os.listdir(self.manifests)):
+                with open(os.path.join(self.manifests, name)) as f:
+                    self.write(name, f.read())
+        else:
+            self.write("nodes.yaml", NODES_YAML)
         self.start_controller()
         for n in ("lb1", "lb2"):
             self.start_agent(n)
