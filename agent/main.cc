@@ -241,9 +241,12 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
         if (st) {
           if (announcer) announcer->setVips(next->announce);
           for (const auto& w : warnings) problems += (problems.empty() ? "" : "; ") + w;
-          spdlog::info("event=desired_state_applied generation={} services={} announced={}",
-                       next->desired.generation, next->desired.services.size(),
-                       next->announce.size());
+          size_t backends = 0;
+          for (const ServiceSpec& svc : next->desired.services) backends += svc.backends.size();
+          spdlog::info(
+              "event=desired_state_applied generation={} services={} backends={} announced={}",
+              next->desired.generation, next->desired.services.size(), backends,
+              next->announce.size());
           if (!problems.empty()) spdlog::warn("event=desired_state_problems msg=\"{}\"", problems);
           link->ack(next->desired.generation, true, problems);
         } else {

@@ -3,6 +3,7 @@
 #   bench/run.sh core      Maglev, conntrack and forwarding-decision figures
 #   bench/run.sh datapath  AF_XDP datapath vs nftables DNAT vs kernel forwarding (root)
 #   bench/run.sh controller  10k Services against the Kubernetes API test server
+#   bench/run.sh e2e       the whole system in the cluster lab: failover, drain, propagation (root)
 # Run through ./flowlb.sh bench core (which installs and builds first), or
 # after a build into build/.
 set -euo pipefail
@@ -68,9 +69,15 @@ for b in json.load(sys.stdin)["benchmarks"]:
   python3 "$root/bench/controller_bench.py" "$build"
 }
 
+e2e() {  # needs root: builds the cluster lab
+  ninja -C "$build" -j2 flowlb-agent flowlb-controller >/dev/null
+  python3 "$root/bench/e2e_bench.py" "$build"
+}
+
 case "${1:-}" in
   core) core ;;
+  e2e) e2e ;;
   datapath) datapath ;;
   controller) controller ;;
-  *) echo "usage: bench/run.sh core|datapath|controller" >&2; exit 2 ;;
+  *) echo "usage: bench/run.sh core|datapath|controller|e2e" >&2; exit 2 ;;
 esac

@@ -186,7 +186,7 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
     while (read(fd, buf, sizeof buf) > 0) {
     }
     // Let a burst of writes settle, then reconcile once.
-    usleep(50 * 1000);
+    usleep(10 * 1000);
     while (read(fd, buf, sizeof buf) > 0) {
     }
     reconcileDirectory(f, dir, cfg, server.get());
