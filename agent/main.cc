@@ -52,7 +52,7 @@ struct Flags {
   bool plaintext = false;
   std::string tls_cert, tls_key, tls_ca;
   std::string snat_v4, snat_v6;
-  std::string snat_ports = "40000-59999";
+  std::string snat_ports = "61000-65535";
   std::vector<std::string> announce_interfaces;
   std::string metrics_address = "0.0.0.0:9464";
   std::string log_level = "info";
@@ -351,6 +351,19 @@ int runWithController(const Flags& f) {
   }
   local.snat.port_min = static_cast<uint16_t>(lo);
   local.snat.port_max = static_cast<uint16_t>(hi);
+  // Replies to the node's own connections (this agent's link to the
+  // controller among them) must not look like NAT flows.
+  {
+    std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+    unsigned own_lo = 0, own_hi = 0;
+    if (in >> own_lo >> own_hi && own_lo <= hi && lo <= own_hi) {
+      spdlog::warn(
+          "event=snat_port_overlap snat={}-{} ip_local_port_range={}-{} msg=\"the node's "
+          "own connections may use SNAT ports; their replies would be taken for NAT "
+          "flows. Move --snat-ports or net.ipv4.ip_local_port_range apart\"",
+          lo, hi, own_lo, own_hi);
+    }
+  }
   local.announce_interfaces = f.announce_interfaces;
   ControllerLinkOptions o;
   o.address = f.controller_address;

@@ -49,10 +49,6 @@ up() {
     in_ns "lb$i" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
     in_ns "lb$i" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.l0.rp_filter=0 \
       net.ipv4.conf.l1.rp_filter=0
-    # The node's own connections (the agent's link to the controller) must
-    # not use ports of the SNAT range (40000-59999), or their replies would
-    # look like NAT flows.
-    in_ns "lb$i" sysctl -qw net.ipv4.ip_local_port_range="30000 39999"
     in_ns "lb$i" ethtool -K l1 tx off >/dev/null
   done
   # Backend network 10.10.2.0/24: the controller, the backends, the LB nodes' l1.
