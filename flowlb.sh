@@ -63,7 +63,8 @@ test_all() {
   mkdir -p "$root/build-asan"
   TARGETS="agent_core_test common_test controller_test" configure_build "$root/build-asan" \
     -DCMAKE_BUILD_TYPE=Debug -DFLOWLB_SANITIZE=ON -DFLOWLB_BENCH=OFF -DFLOWLB_WERROR=ON
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions="$root/scripts/lsan.supp" \
+    UBSAN_OPTIONS=print_stacktrace=1 \
     run_ctest "unit(asan+ubsan)" "$root/build-asan" -L unit -j"$jobs" || rc=1
 
   echo "== bounded fuzz run (libFuzzer, ASan+UBSan) =="

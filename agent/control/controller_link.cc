@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/file.h"
 #include "flowlb/v1/sync.grpc.pb.h"
 
 namespace flowlb::agent {
@@ -23,14 +24,6 @@ Result<IpAddr> address(const pb::IpAddress& a) {
   if (b.size() == 4) return IpAddr::fromV4(reinterpret_cast<const uint8_t*>(b.data()));
   if (b.size() == 16) return IpAddr::fromV6(reinterpret_cast<const uint8_t*>(b.data()));
   return Status::error("an address of " + std::to_string(b.size()) + " bytes");
-}
-
-Result<std::string> readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::error("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace

@@ -13,20 +13,13 @@
 #include <sstream>
 #include <thread>
 
+#include "common/file.h"
 #include "flowlb/v1/sync.grpc.pb.h"
 
 namespace flowlb::controller {
 namespace {
 
 namespace pb = flowlb::v1;
-
-Result<std::string> readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::error("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void setAddress(const IpAddr& a, pb::IpAddress* out) {
   if (a.isV4()) {

@@ -211,15 +211,7 @@ struct KubeController::Impl {
     cv.notify_all();
     if (reconcile_thread.joinable()) reconcile_thread.join();
     if (elector) elector->stop();  // releases the Lease (needs the client)
-    {
-      std::lock_guard<std::mutex> lock(wmu);
-      status_queue.clear();
-      queued.clear();
-      event_queue.clear();
-      pool_queue.clear();
-      annotation_queue.clear();
-      annotation_queued.clear();
-    }
+    dropWrites();
     api.shutdown();  // ends watches and pending requests
     wcv.notify_all();
     for (auto& w : writers) w.join();

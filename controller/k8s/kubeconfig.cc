@@ -7,18 +7,12 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/file.h"
+
 namespace flowlb::controller::k8s {
 namespace {
 
 namespace fs = std::filesystem;
-
-Result<std::string> readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::error("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // RFC 4648 base64, as kubeconfig *-data fields carry PEM.
 Result<std::string> base64Decode(const std::string& in) {

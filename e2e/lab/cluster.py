@@ -189,12 +189,12 @@ class Cluster:
             time.sleep(0.05)
         raise AssertionError(f"{node}: no matching desired state: {self.log(node)[-1500:]}")
 
-    def announcer(self, timeout=10):
+    def announcer(self, timeout=10, exclude=()):
         """The node whose last applied state announces a VIP (exactly one must)."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             who = [n for n in ("lb1", "lb2")
-                   if n in self.procs and self.procs[n].poll() is None
+                   if n not in exclude and n in self.procs and self.procs[n].poll() is None
                    and re.findall(r"announced=(\d+)", self.log(n))[-1:] not in ([], ["0"])]
             if len(who) == 1:
                 return who[0]
