@@ -64,7 +64,8 @@ controller() {
 import json, sys
 for b in json.load(sys.stdin)["benchmarks"]:
     name = {"BM_ReconcileInitial/10000": "reconcile_initial_ms_10k",
-            "BM_ReconcileSteady/10000": "reconcile_full_ms_10k"}[b["name"]]
+            "BM_ReconcileSteady/10000": "reconcile_full_ms_10k",
+            "BM_ReconcileEndpointChange/10000": "reconcile_endpoint_change_ms_10k"}[b["name"]]
     print("FIGURE %s %.1f ms" % (name, b["real_time"]))'
   python3 "$root/bench/controller_bench.py" "$build"
 }
