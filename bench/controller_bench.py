@@ -99,7 +99,13 @@ users: [{{name: u, user: {{token: bench}}}}]
                 raise SystemExit(f"only {len(written)} of {N} statuses after 300s")
             time.sleep(0.05)
         sync_s = time.monotonic() - t0
-        print(f"# every Service had its address {sync_s:.1f}s after start", flush=True)
+        with open(f"/proc/{proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ctl_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        own = os.times()
+        print(f"# every Service had its address {sync_s:.1f}s after start; CPU seconds so far: "
+              f"controller {ctl_cpu:.1f}, test server and this script {own.user + own.system:.1f}",
+              flush=True)
         # The server's view (not our log parsing) must agree.
         have = sum(1 for s in server.list("services") if s.get("status", {}).get("loadBalancer", {}).get("ingress"))
         assert have == N, have
