@@ -11,6 +11,19 @@
 namespace flowlb::agent {
 namespace {
 
+// The same backends with the same weights, in any order.
+bool sameMembers(const std::vector<MaglevBackend>& a, std::vector<MaglevBackend> b) {
+  if (a.size() != b.size()) return false;
+  std::vector<MaglevBackend> x = a;
+  auto less = [](const MaglevBackend& l, const MaglevBackend& r) { return l.key < r.key; };
+  std::sort(x.begin(), x.end(), less);
+  std::sort(b.begin(), b.end(), less);
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i].key != b[i].key || x[i].weight != b[i].weight) return false;
+  }
+  return true;
+}
+
 uint64_t serviceHash(const IpAddr& vip, uint16_t port, uint8_t proto) {
   const uint64_t hi = loadLe64(vip.bytes.data());
   const uint64_t lo = loadLe64(vip.bytes.data() + 8);
@@ -51,9 +64,7 @@ int Snapshot::findService(const IpAddr& vip, uint16_t port, uint8_t proto) const
 }
 
 uint32_t SnapshotBuilder::idFor(const IpAddr& addr, uint16_t port) {
-  for (const Slot& s : registry_) {
-    if (s.used && s.port == port && s.addr == addr) return s.id;
-  }
+  if (auto it = index_.find({addr, port}); it != index_.end()) return registry_[it->second].id;
   uint32_t index;
   if (!free_.empty()) {
     index = free_.back();
@@ -68,7 +79,14 @@ uint32_t SnapshotBuilder::idFor(const IpAddr& addr, uint16_t port) {
   s.used = true;
   s.tag = static_cast<uint8_t>(s.tag + 1);
   s.id = uint32_t{s.tag} << kBackendIndexBits | index;
+  index_[{addr, port}] = index;
   return s.id;
+}
+
+const ServiceRuntime* SnapshotBuilder::lastService(const ServiceSpec& s) const {
+  if (!last_) return nullptr;
+  const int i = last_->findService(s.vip, s.port, s.proto);
+  return i < 0 ? nullptr : &last_->services[static_cast<size_t>(i)];
 }
 
 Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredState& desired,
@@ -169,19 +187,27 @@ Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredStat
           id, b.addr, b.port,
           was_present && br.state == BackendState::kActive ? BackendState::kActive : b.state, true};
     }
-    std::string warning;
-    auto table = MaglevTable::build(std::move(mb), s.maglev_size, s.hash_seed, &warning);
-    if (!table) {
-      return Status::error(where(s) + ": " + table.error());
+    // A service whose Maglev inputs did not change keeps its table: with
+    // thousands of services an update touches a few, and building every
+    // table again would take seconds and double the memory.
+    if (const ServiceRuntime* p = last_ ? lastService(s) : nullptr;
+        p && p->spec.maglev_size == s.maglev_size && p->spec.hash_seed == s.hash_seed &&
+        sameMembers(p->table->backends(), mb)) {
+      rt.table = p->table;
+    } else {
+      std::string warning;
+      auto table = MaglevTable::build(std::move(mb), s.maglev_size, s.hash_seed, &warning);
+      if (!table) {
+        return Status::error(where(s) + ": " + table.error());
+      }
+      if (!warning.empty() && warnings) warnings->push_back(where(s) + ": " + warning);
+      rt.table = std::make_shared<const MaglevTable>(std::move(*table));
     }
-    if (!warning.empty() && warnings) warnings->push_back(where(s) + ": " + warning);
-    rt.table = std::make_shared<const MaglevTable>(std::move(*table));
     for (const auto& b : rt.table->backends()) rt.ids.push_back(id_by_key[b.key]);
     // The previous generation's table of the same service (same VIP:port:proto).
     if (last_) {
-      const int prev = last_->findService(s.vip, s.port, s.proto);
-      if (prev >= 0) {
-        const ServiceRuntime& p = last_->services[static_cast<size_t>(prev)];
+      if (const ServiceRuntime* prev = lastService(s)) {
+        const ServiceRuntime& p = *prev;
         if (p.table->fingerprint() == rt.table->fingerprint()) {
           rt.prev_table = p.prev_table;  // unchanged: keep the older generation
           rt.prev_ids = p.prev_ids;
@@ -197,6 +223,7 @@ Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredStat
   for (size_t i = 0; i < registry_.size(); ++i) {
     if (registry_[i].used && (i >= referenced.size() || !referenced[i])) {
       registry_[i].used = false;
+      index_.erase({registry_[i].addr, registry_[i].port});
       free_.push_back(static_cast<uint32_t>(i));
     }
   }

@@ -89,6 +89,8 @@ class SnapshotBuilder {
 
  private:
   uint32_t idFor(const IpAddr& addr, uint16_t port);
+  // The same VIP:port:protocol in the last snapshot built, or nullptr.
+  const ServiceRuntime* lastService(const ServiceSpec& s) const;
 
   ConntrackTimeouts defaults_;
   std::shared_ptr<const Snapshot> last_;
@@ -100,6 +102,7 @@ class SnapshotBuilder {
     uint8_t tag = 0;
   };
   std::vector<Slot> registry_;
+  std::map<std::pair<IpAddr, uint16_t>, uint32_t> index_;  // used slots by backend
   std::vector<uint32_t> free_;
   std::map<std::string, uint64_t> draining_since_ms_;  // "service|backend" -> first seen draining
   std::set<std::string> drained_;                      // past their deadline (reported once)

@@ -60,6 +60,26 @@ ServiceSpec web(std::vector<BackendSpec> backends) {
   return service("default/web", "192.0.2.10", 80, std::move(backends));
 }
 
+TEST(SnapshotBuilderTest, UnchangedServicesKeepTheirTableChangedOnesGetANewOne) {
+  SnapshotBuilder b;
+  const ServiceSpec other = service("default/db", "192.0.2.11", 5432, {backend("10.1.0.9", 5432)});
+  auto s1 = mustBuild(b, state({web({backend("10.1.0.1"), backend("10.1.0.2")}), other}));
+  // Same members in another order: the same table, not a rebuilt copy.
+  auto s2 = mustBuild(b, state({web({backend("10.1.0.2"), backend("10.1.0.1")}), other}));
+  ASSERT_TRUE(s1 && s2);
+  EXPECT_EQ(s2->services[0].table.get(), s1->services[0].table.get());
+  EXPECT_EQ(s2->services[1].table.get(), s1->services[1].table.get());
+  EXPECT_EQ(ids(*s2), ids(*s1));
+  // A member draining (weight 0) changes the table; the other service keeps its own.
+  BackendSpec draining = backend("10.1.0.2");
+  draining.state = BackendState::kDraining;
+  auto s3 = mustBuild(b, state({web({backend("10.1.0.1"), draining}), other}));
+  ASSERT_TRUE(s3);
+  EXPECT_NE(s3->services[0].table.get(), s2->services[0].table.get());
+  EXPECT_EQ(s3->services[1].table.get(), s1->services[1].table.get());
+  EXPECT_EQ(s3->services[0].prev_table.get(), s2->services[0].table.get());
+}
+
 TEST(SnapshotBuilderTest, BackendIdsAreStableAcrossBuilds) {
   SnapshotBuilder b;
   auto s1 = mustBuild(b, state({web({backend("10.1.0.1"), backend("10.1.0.2")})}));
