@@ -31,6 +31,7 @@ def main(build):
     def stop(*_):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # also when started with SIGINT ignored (in background)
     try:
         say("lab: client 10.10.1.2 | LB nodes lb1 10.10.1.11, lb2 10.10.1.12 | controller "
             "10.10.2.5 | backends b1-b4 10.10.2.11-14")
