@@ -69,15 +69,19 @@ std::optional<agent::ReceivedState> next(agent::ControllerLink& l,
   return got;
 }
 
+Result<std::unique_ptr<SyncServer>> plaintextServer(std::function<bool()> is_leader) {
+  SyncServerOptions so;
+  so.address = "127.0.0.1:0";
+  so.plaintext = true;
+  return SyncServer::start(so, std::move(is_leader));
+}
+
 bool announces(const agent::ReceivedState& s) {
   return !s.announce.empty() && s.announce[0] == ip("192.0.2.10");
 }
 
 TEST(SyncLinkTest, DesiredStateReachesTheAgentAndTheAckComesBack) {
-  SyncServerOptions so;
-  so.address = "127.0.0.1:0";
-  so.plaintext = true;
-  auto server = SyncServer::start(so, nullptr);
+  auto server = plaintextServer(nullptr);
   ASSERT_TRUE(server) << server.error();
   (*server)->publish(twoNodeState());
   auto link = connect((*server)->port(), "n1");
@@ -121,10 +125,7 @@ TEST(SyncLinkTest, DesiredStateReachesTheAgentAndTheAckComesBack) {
 }
 
 TEST(SyncLinkTest, AnnouncerMovesWhenItsAgentGoesOrIsUnhealthyAndStaysPut) {
-  SyncServerOptions so;
-  so.address = "127.0.0.1:0";
-  so.plaintext = true;
-  auto server = SyncServer::start(so, nullptr);
+  auto server = plaintextServer(nullptr);
   ASSERT_TRUE(server) << server.error();
   (*server)->publish(twoNodeState());
   std::map<std::string, std::unique_ptr<agent::ControllerLink>> links;
@@ -167,10 +168,7 @@ TEST(SyncLinkTest, AnnouncerMovesWhenItsAgentGoesOrIsUnhealthyAndStaysPut) {
 }
 
 TEST(SyncLinkTest, NotLeaderRefusesToServe) {
-  SyncServerOptions so;
-  so.address = "127.0.0.1:0";
-  so.plaintext = true;
-  auto server = SyncServer::start(so, [] { return false; });
+  auto server = plaintextServer([] { return false; });
   ASSERT_TRUE(server);
   (*server)->publish(twoNodeState());
   auto link = connect((*server)->port(), "n1");
