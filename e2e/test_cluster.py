@@ -6,9 +6,9 @@ controller's directory; every check is on real traffic through the VIP.
 Needs root. Usage: test_cluster.py BUILD_DIR
 """
 import hashlib
+import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import unittest
@@ -133,7 +133,7 @@ class ClusterTest(unittest.TestCase):
             self.c.ns(announcer, "ip", "link", "set", "l0", "down", check=True)
         rc, out = self.c.client_output("loop")
         self.assertEqual(rc, 0, out)
-        samples = __import__("json").loads(out)
+        samples = json.loads(out)
         gap = failover_gap_ms(samples, t_fail)
         fails = sum(1 for s in samples if s[2] is None and s[0] >= t_fail - 0.2)
         self.assertEqual(self.c.announcer(exclude=(announcer,)), other)
@@ -202,6 +202,71 @@ class ClusterTest(unittest.TestCase):
         counts = self.c.spread(self.vip, 40)
         self.assertEqual(sum(counts.values()), 40)
         self.c.announcer()
+
+
+class KubernetesSourceTest(unittest.TestCase):
+    """The same lab with the controller on the Kubernetes API (the project's
+    test server, in the controller's namespace) instead of a directory."""
+
+    def test_7_kubernetes_source_serves_agents(self):
+        c = Cluster(BUILD, prefix="flk8")
+        try:
+            c.up()  # the directory controller first; replaced below
+            c.kill("controller")
+            objs = [{"resource": "nodes", "object": {
+                        "metadata": {"name": n},
+                        "status": {"conditions": [{"type": "Ready", "status": "True"}]}}}
+                    for n in ("lb1", "lb2")]
+            objs.append({"resource": "ippools", "object": {
+                "apiVersion": "flowlb.io/v1alpha1", "kind": "IPPool", "metadata": {"name": "lan"},
+                "spec": {"addresses": ["10.10.1.110-10.10.1.115"]}}})
+            docs = service_yaml("web", ["b1", "b2", "b3"]).split("\n---\n")
+            objs.append({"resource": "services", "object": json.loads(docs[0])})
+            objs.append({"resource": "endpointslices",
+                         "object": json.loads(docs[1])})
+            load = os.path.join(c.tmp, "objects.json")
+            with open(load, "w") as f:
+                json.dump(objs, f)
+            with open(os.path.join(c.tmp, "kubeconfig"), "w") as f:
+                f.write('current-context: t\ncontexts: [{name: t, context: {cluster: c, user: u}}]\n'
+                        'clusters: [{name: c, cluster: {server: "http://127.0.0.1:6443"}}]\n'
+                        'users: [{name: u, user: {token: t0k}}]\n')
+            c.spawn("apiserver", "ctl", ["python3", os.path.join(HERE, "k8s", "apiserver.py"),
+                                         "--port", "6443", "--token", "t0k", "--load", load])
+            time.sleep(1.0)
+            c.spawn("controller", "ctl", [
+                os.path.join(BUILD, "controller", "flowlb-controller"), "--source", "kubernetes",
+                "--kubeconfig", os.path.join(c.tmp, "kubeconfig"), "--plaintext",
+                "--grpc-address", "10.10.2.5:9443", "--metrics-address", "127.0.0.1:9465",
+                "--identity", "ctl-1"])
+            c.wait_connected(2, timeout=30)
+
+            def status_ip():
+                r = c.ns("ctl", "curl", "-s", "-H", "Authorization: Bearer t0k",
+                         "http://127.0.0.1:6443/api/v1/namespaces/demo/services/web",
+                         capture_output=True, text=True)
+                try:
+                    ing = json.loads(r.stdout)["status"]["loadBalancer"]["ingress"]
+                    return ing[0]["ip"]
+                except (ValueError, KeyError, IndexError, TypeError):
+                    return None
+            deadline = time.time() + 20
+            vip = None
+            while not vip and time.time() < deadline:
+                vip = status_ip()
+                time.sleep(0.2)
+            self.assertIsNotNone(vip, c.log("controller")[-2000:])
+            self.assertTrue(vip.startswith("10.10.1.11"), vip)
+            for n in ("lb1", "lb2"):
+                c.wait_applied(n, lambda line: "services=1" in line and "backends=3" in line)
+            counts = c.spread(vip, 60)
+            self.assertEqual(set(counts), {"b1", "b2", "b3"}, counts)
+        except Exception:
+            for n in ("apiserver", "controller", "lb1", "lb2"):
+                print(f"--- {n} (tail) ---\n{c.log(n)[-2000:]}", file=sys.stderr)
+            raise
+        finally:
+            c.down()
 
 
 if __name__ == "__main__":
