@@ -6,10 +6,10 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
-#include <random>
 #include <sstream>
 #include <thread>
 
+#include "common/backoff.h"
 #include "common/file.h"
 #include "flowlb/v1/sync.grpc.pb.h"
 
@@ -139,8 +139,7 @@ struct ControllerLink::Impl {
   std::thread thread;
 
   void run() {
-    std::mt19937_64 rng(std::random_device{}());
-    int failures = 0;
+    Backoff backoff(opt.backoff_initial, opt.backoff_max);
     while (true) {
       {
         std::lock_guard<std::mutex> lock(mu);
@@ -148,18 +147,10 @@ struct ControllerLink::Impl {
       }
       const bool got_state = once();
       owner->connected_.store(false);
-      if (got_state) failures = 0;
-      {
-        std::unique_lock<std::mutex> lock(mu);
-        if (stopping) return;
-        const double d = std::min<double>(
-            static_cast<double>(opt.backoff_max.count()),
-            static_cast<double>(opt.backoff_initial.count()) * (1u << std::min(failures, 16)));
-        ++failures;
-        std::uniform_real_distribution<double> jitter(0.5, 1.0);
-        cv.wait_for(lock, std::chrono::milliseconds(static_cast<int64_t>(d * jitter(rng))),
-                    [this] { return stopping; });
-      }
+      if (got_state) backoff.reset();
+      const auto wait = backoff.next();
+      std::unique_lock<std::mutex> lock(mu);
+      if (cv.wait_for(lock, wait, [this] { return stopping; })) return;
     }
   }
 

@@ -113,7 +113,7 @@ struct SyncServer::Impl final : public pb::FlowlbControl::Service {
     ds->set_kind(pb::DESIRED_STATE_KIND_FULL);
     auto it = st.find(node);
     if (it == st.end()) return msg;  // not a ready Node: nothing to serve
-    std::map<IpAddr, std::string> announcer_of;
+    std::set<IpAddr> vips;
     for (const auto& dp : it->second.services) {
       const DesiredService& d = *dp;
       pb::VirtualService* vs = ds->add_services();
@@ -151,11 +151,12 @@ struct SyncServer::Impl final : public pb::FlowlbControl::Service {
         pbb->set_node_name(b.node);
         pbb->set_zone(b.zone);
       }
-      if (auto a = announcer_map.find(d.vip); a != announcer_map.end()) {
-        announcer_of[d.vip] = a->second;
-      }
+      vips.insert(d.vip);
     }
-    for (const auto& [vip, who] : announcer_of) {
+    for (const IpAddr& vip : vips) {
+      auto chosen = announcer_map.find(vip);
+      if (chosen == announcer_map.end()) continue;
+      const std::string& who = chosen->second;
       pb::Announcement* a = ds->add_announcements();
       setAddress(vip, a->mutable_vip());
       a->set_mode(pb::ANNOUNCEMENT_MODE_L2);

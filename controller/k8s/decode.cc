@@ -293,6 +293,15 @@ Result<PoolObject> decodePool(const value& obj) {
   });
 }
 
+uint64_t resourceVersionNumber(const std::string& rv) {
+  uint64_t n = 0;
+  for (const char c : rv) {
+    if (c < '0' || c > '9') return 0;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return n;
+}
+
 std::string rfc3339(int64_t unix_seconds) {
   const std::time_t t = static_cast<std::time_t>(unix_seconds);
   std::tm tm{};

@@ -37,6 +37,10 @@ Result<PoolObject> decodePool(const web::json::value& obj);
 // RFC 3339 UTC with seconds ("2026-11-27T06:00:00Z") and with microseconds
 // (metav1.MicroTime, as Leases carry).
 std::string rfc3339(int64_t unix_seconds);
+
+// metadata.resourceVersion as a number, to order versions (0 when it is not
+// a decimal number: the API calls it opaque, and etcd-less servers make it so).
+uint64_t resourceVersionNumber(const std::string& rv);
 std::string rfc3339Micro(std::chrono::system_clock::time_point t);
 
 }  // namespace flowlb::controller::k8s

@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/backoff.h"
 #include "controller/k8s/api_client.h"
 #include "controller/k8s/decode.h"
 
@@ -39,29 +40,6 @@ struct InformerOptions {
   int watch_timeout_max_s = 600;
   std::chrono::milliseconds backoff_initial{200};
   std::chrono::milliseconds backoff_max{30000};
-};
-
-// Jittered exponential backoff: the n-th failure in a row waits a random
-// time in [d/2, d] with d = initial * 2^n, capped at max.
-class Backoff {
- public:
-  Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max)
-      : initial_(initial), max_(max), rng_(std::random_device{}()) {}
-  std::chrono::milliseconds next() {
-    const double d =
-        std::min<double>(static_cast<double>(max_.count()),
-                         static_cast<double>(initial_.count()) * (1u << std::min(failures_, 20)));
-    ++failures_;
-    std::uniform_real_distribution<double> jitter(0.5, 1.0);
-    return std::chrono::milliseconds(static_cast<int64_t>(d * jitter(rng_)));
-  }
-  void reset() { failures_ = 0; }
-  int failures() const { return failures_; }
-
- private:
-  std::chrono::milliseconds initial_, max_;
-  int failures_ = 0;
-  std::mt19937_64 rng_;
 };
 
 template <typename T>
@@ -232,7 +210,7 @@ class Informer {
         for (const auto& [k, v] : cache_) index_map_[index_(v)].insert(k);
       }
       rv_ = rv;
-      last_event_rv_ = toNumber(rv);
+      last_event_rv_ = resourceVersionNumber(rv);
       synced_ = true;
     }
     spdlog::info("event=listed resource={} objects={} resourceVersion={}", opt_.resource, size(),
@@ -356,20 +334,11 @@ class Informer {
       }
       if (!rv.empty()) {
         rv_ = rv;
-        last_event_rv_ = std::max(last_event_rv_, toNumber(rv));
+        last_event_rv_ = std::max(last_event_rv_, resourceVersionNumber(rv));
       }
     }
     if (on_change_) on_change_(k);
     return true;
-  }
-
-  static uint64_t toNumber(const std::string& rv) {
-    uint64_t n = 0;
-    for (char c : rv) {
-      if (c < '0' || c > '9') return 0;  // opaque (etcd-less servers): no tracing
-      n = n * 10 + static_cast<uint64_t>(c - '0');
-    }
-    return n;
   }
 
   void rejected(const std::string& why) {

@@ -18,15 +18,6 @@ using web::json::value;
 
 namespace {
 
-uint64_t versionNumber(const std::string& rv) {
-  uint64_t n = 0;
-  for (char c : rv) {
-    if (c < '0' || c > '9') return 0;
-    n = n * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return n;
-}
-
 std::string servicePath(const std::string& key) {
   const auto slash = key.find('/');
   return "/api/v1/namespaces/" + key.substr(0, slash) + "/services/" + key.substr(slash + 1);
@@ -378,12 +369,7 @@ struct KubeController::Impl {
       std::lock_guard<std::mutex> lock(wmu);
       for (ServiceObject& s : svcs) {
         const std::string key = s.meta.key();
-        if (auto w = written.find(key); w != written.end()) {
-          if (versionNumber(w->second.meta.resource_version) >
-              versionNumber(s.meta.resource_version)) {
-            s = w->second;
-          }
-        }
+        useNewerWrite(&s);
         if (queued.count(key) || inflight.count(key)) s.status_ips = wanted[key].ips;
       }
     }
@@ -526,16 +512,22 @@ struct KubeController::Impl {
     }
   }
 
+  // Replaces a cached Service by what our last write returned, when that is
+  // newer (the watch has not echoed it yet). Caller holds wmu.
+  void useNewerWrite(ServiceObject* s) const {
+    auto w = written.find(s->meta.key());
+    if (w != written.end() && resourceVersionNumber(w->second.meta.resource_version) >
+                                  resourceVersionNumber(s->meta.resource_version)) {
+      *s = w->second;
+    }
+  }
+
   // The newest view of a Service: the cache, or what our last write returned.
   std::optional<ServiceObject> current(const std::string& key) {
     std::optional<ServiceObject> c = services->get(key);
     if (!c) return c;
     std::lock_guard<std::mutex> lock(wmu);
-    auto w = written.find(key);
-    if (w != written.end() &&
-        versionNumber(w->second.meta.resource_version) > versionNumber(c->meta.resource_version)) {
-      return w->second;
-    }
+    useNewerWrite(&*c);
     return c;
   }
 
@@ -548,40 +540,33 @@ struct KubeController::Impl {
       e["ipMode"] = value::string("VIP");
       ingress[i++] = e;
     }
-    value conds = value::array();
-    size_t n = 0;
-    bool ours = false;
+    // Ours replaced (its transition time kept while its status holds),
+    // everyone else's kept as they are.
+    Condition mine{
+        kConditionType,   w.cond_status, w.reason, w.message, rfc3339(std::time(nullptr)),
+        s.meta.generation};
+    std::vector<Condition> all;
     for (const Condition& c : s.conditions) {
-      value v = value::object();
-      if (c.type == kConditionType) {
-        ours = true;
-        v["type"] = value::string(kConditionType);
-        v["status"] = value::string(w.cond_status);
-        v["reason"] = value::string(w.reason);
-        v["message"] = value::string(w.message);
-        v["lastTransitionTime"] = value::string(
-            c.status == w.cond_status && !c.last_transition.empty() ? c.last_transition
-                                                                    : rfc3339(std::time(nullptr)));
-        v["observedGeneration"] = value::number(s.meta.generation);
-      } else {  // someone else's: kept as it is
-        v["type"] = value::string(c.type);
-        v["status"] = value::string(c.status);
-        v["reason"] = value::string(c.reason);
-        v["message"] = value::string(c.message);
-        v["lastTransitionTime"] = value::string(c.last_transition);
-        if (c.observed_generation) v["observedGeneration"] = value::number(c.observed_generation);
+      if (c.type != kConditionType) {
+        all.push_back(c);
+        continue;
       }
-      conds[n++] = v;
+      if (c.status == w.cond_status && !c.last_transition.empty()) {
+        mine.last_transition = c.last_transition;
+      }
     }
-    if (!ours) {
+    all.push_back(mine);
+    value conds = value::array();
+    for (size_t n = 0; n < all.size(); ++n) {
+      const Condition& c = all[n];
       value v = value::object();
-      v["type"] = value::string(kConditionType);
-      v["status"] = value::string(w.cond_status);
-      v["reason"] = value::string(w.reason);
-      v["message"] = value::string(w.message);
-      v["lastTransitionTime"] = value::string(rfc3339(std::time(nullptr)));
-      v["observedGeneration"] = value::number(s.meta.generation);
-      conds[n++] = v;
+      v["type"] = value::string(c.type);
+      v["status"] = value::string(c.status);
+      v["reason"] = value::string(c.reason);
+      v["message"] = value::string(c.message);
+      v["lastTransitionTime"] = value::string(c.last_transition);
+      if (c.observed_generation) v["observedGeneration"] = value::number(c.observed_generation);
+      conds[n] = v;
     }
     value patch = value::object();
     patch["metadata"] = value::object();
@@ -600,7 +585,8 @@ struct KubeController::Impl {
       if (!s) return;
       std::lock_guard<std::mutex> lock(wmu);
       auto& slot = written[s->meta.key()];
-      if (versionNumber(s->meta.resource_version) >= versionNumber(slot.meta.resource_version)) {
+      if (resourceVersionNumber(s->meta.resource_version) >=
+          resourceVersionNumber(slot.meta.resource_version)) {
         slot = std::move(*s);
       }
     } catch (const std::exception&) {
