@@ -13,7 +13,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libcpprest-dev libssl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libnl-route-3-dev libnl-3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
+  libnl-route-3-dev libnl-3-dev libnftables-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   # runtime tools for the lab, the e2e tests and the demo
   xdp-tools iproute2 ethtool iperf3 socat nginx-light curl wrk tcpdump
   python3 python3-scapy nftables procps util-linux iputils-ping unzip openssl
@@ -36,5 +36,6 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Several builds may run this at once: wait for the package lock instead of failing.
+apt-get -o DPkg::Lock::Timeout=600 update -q
+apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
