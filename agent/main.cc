@@ -48,6 +48,13 @@ struct Flags {
   uint32_t umem_frames = 8192;
   std::string bpf_object;
   size_t conntrack_entries = 1 << 20;
+  bool kernel_path = true;
+  std::string kernel_path_mark = "0x1000";
+  uint32_t kernel_path_table = 61707;
+  uint32_t kernel_path_rule_priority = 3300;
+  uint32_t max_vip_entries = 65536;
+  uint32_t table_memory_mb = 256;
+  uint32_t previous_table_grace_s = 120;
   std::string controller_address;
   bool plaintext = false;
   std::string tls_cert, tls_key, tls_ca;
@@ -157,6 +164,15 @@ int64_t mtimeOf(const std::string& path) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
 }
 
+// Refused services are logged one line each; warnings too.
+void logApplyReport(const ApplyReport& r, const std::vector<ServiceError>& refused) {
+  for (const ServiceError& e : refused) {
+    spdlog::warn("event=service_refused service=\"{}\" reason={} msg=\"{}\"", e.service,
+                 applyErrorCodeName(e.code), e.message);
+  }
+  for (const auto& w : r.warnings) spdlog::warn("event=config_warning msg=\"{}\"", w);
+}
+
 int runDatapath(const Flags& f, const AgentConfigFile& initial,
                 std::unique_ptr<ControllerLink> link) {
   DatapathConfig dc;
@@ -174,6 +190,13 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   dc.conntrack_entries = f.conntrack_entries;
   dc.snat_port_min = initial.snat.port_min;
   dc.snat_port_max = initial.snat.port_max;
+  dc.max_vip_entries = f.max_vip_entries;
+  dc.limits.table_budget_bytes = size_t{f.table_memory_mb} << 20;
+  dc.limits.previous_table_grace_ms = uint64_t{f.previous_table_grace_s} * 1000;
+  dc.kernel_path = f.kernel_path;
+  dc.kernel.mark = static_cast<uint32_t>(std::stoul(f.kernel_path_mark, nullptr, 0));
+  dc.kernel.table = f.kernel_path_table;
+  dc.kernel.rule_priority = f.kernel_path_rule_priority;
   std::stringstream cpus(f.cpus);
   for (std::string c; std::getline(cpus, c, ',');) {
     if (!c.empty()) dc.cpus.push_back(std::stoi(c));
@@ -195,13 +218,14 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
     spdlog::error("event=start reason=datapath msg=\"{}\"", dp.error());
     return 1;
   }
-  std::vector<std::string> warnings;
-  if (Status st = (*dp)->apply(initial.desired, initial.snat, &warnings); !st) {
-    spdlog::error("event=config_rejected reason=invalid msg=\"{}\"", st.message());
+  auto first_apply = (*dp)->apply(initial.desired, initial.snat);
+  if (!first_apply) {
+    spdlog::error("event=config_rejected reason=invalid msg=\"{}\"", first_apply.error());
     return 1;
   }
-  for (const auto& w : warnings) spdlog::warn("event=config_warning msg=\"{}\"", w);
+  logApplyReport(*first_apply, first_apply->errors);
   (*metrics)->configReload(true);
+  (*metrics)->refusedServices(first_apply->errors);
   std::unique_ptr<L2Announcer> announcer;
   const auto vipsOf = [](const DesiredState& d) {
     std::vector<IpAddr> vips;
@@ -234,27 +258,33 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
     if (link) {
       // Desired state from the controller, applied as a file would be.
       if (auto next = link->take()) {
-        std::string problems;
-        for (const auto& p : next->problems) problems += (problems.empty() ? "" : "; ") + p;
-        warnings.clear();
-        Status st = (*dp)->apply(next->desired, initial.snat, &warnings);
-        if (st) {
+        AckReport ack;
+        ack.generation = next->desired.generation;
+        ack.errors = next->problems;
+        for (const auto& p : next->other_problems) {
+          spdlog::warn("event=desired_state_problem msg=\"{}\"", p);
+        }
+        auto report = (*dp)->apply(next->desired, initial.snat);
+        if (report) {
           if (announcer) announcer->setVips(next->announce);
-          for (const auto& w : warnings) problems += (problems.empty() ? "" : "; ") + w;
+          ack.errors.insert(ack.errors.end(), report->errors.begin(), report->errors.end());
           size_t backends = 0;
           for (const ServiceSpec& svc : next->desired.services) backends += svc.backends.size();
           spdlog::info(
-              "event=desired_state_applied generation={} services={} backends={} announced={}",
-              next->desired.generation, next->desired.services.size(), backends,
+              "event=desired_state_applied generation={} services={} refused={} backends={} "
+              "announced={}",
+              next->desired.generation, next->desired.services.size(), ack.errors.size(), backends,
               next->announce.size());
-          if (!problems.empty()) spdlog::warn("event=desired_state_problems msg=\"{}\"", problems);
-          link->ack(next->desired.generation, true, problems);
+          logApplyReport(*report, ack.errors);
         } else {
           spdlog::error("event=desired_state_rejected generation={} msg=\"{}\" previous=kept",
-                        next->desired.generation, st.message());
-          link->ack(next->desired.generation, false, st.message());
+                        next->desired.generation, report.error());
+          ack.applied = false;
+          ack.error = report.error();
         }
-        (*metrics)->configReload(st.isOk());
+        link->ack(ack);
+        (*metrics)->configReload(report.isOk());
+        (*metrics)->refusedServices(ack.errors);
         last_update = now;
       }
       // A node whose announce interface lost its link cannot serve its VIPs:
@@ -287,19 +317,23 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
     }
     if (reload) {
       auto next = loadAgentConfig(f.config);
-      Status st = next ? (*dp)->apply(next->desired, next->snat, &warnings) : next.status();
-      if (st) {
-        spdlog::info("event=config_applied generation={} services={}", next->desired.generation,
-                     next->desired.services.size());
+      Result<ApplyReport> report =
+          next ? (*dp)->apply(next->desired, next->snat) : Result<ApplyReport>(next.status());
+      if (report) {
+        spdlog::info("event=config_applied generation={} services={} refused={}",
+                     next->desired.generation, next->desired.services.size(),
+                     report->errors.size());
+        logApplyReport(*report, report->errors);
+        (*metrics)->refusedServices(report->errors);
         if (announcer) announcer->setVips(vipsOf(next->desired));
         if (next->announce_interfaces != initial.announce_interfaces) {
           spdlog::warn("event=config_warning msg=\"announce interfaces change on restart only\"");
         }
       } else {
         spdlog::error("event=config_rejected reason=invalid msg=\"{}\" previous=kept",
-                      st.message());
+                      report.error());
       }
-      (*metrics)->configReload(st.isOk());
+      (*metrics)->configReload(report.isOk());
     }
     if (now - last_metrics >= std::chrono::seconds(1)) {
       last_metrics = now;
@@ -423,6 +457,31 @@ int main(int argc, char** argv) {
   app.add_option("--conntrack-entries", f.conntrack_entries,
                  "Connection tracking entries per worker (64 bytes each), fixed at start")
       ->check(CLI::Range(size_t{1024}, size_t{1} << 28));
+  app.add_option("--kernel-path", f.kernel_path,
+                 "Hand the kernel what the workers cannot transmit (backends on this node or "
+                 "behind an overlay, frames no service claims) through the flowlb-snat/-keep/-pass "
+                 "devices, and take their replies back (true/false)");
+  app.add_option("--kernel-path-mark", f.kernel_path_mark,
+                 "Packet/conntrack mark bit of kernel-path flows (the next bit asks for source "
+                 "NAT); keep it clear of the marks your CNI and kube-proxy use");
+  app.add_option("--kernel-path-table", f.kernel_path_table,
+                 "Routing table that sends kernel-path replies back to the agent")
+      ->check(CLI::Range(1u, 0xfffffff0u));
+  app.add_option("--kernel-path-rule-priority", f.kernel_path_rule_priority,
+                 "Priority of the policy rule for that table (before main, 32766)")
+      ->check(CLI::Range(1u, 32765u));
+  app.add_option("--max-vip-entries", f.max_vip_entries,
+                 "Entries of the XDP program's VIP map (each VIP:port:protocol, plus one per VIP "
+                 "for fragments and ICMP); services beyond it are refused with a reason")
+      ->check(CLI::Range(64u, 1u << 22));
+  app.add_option("--table-memory-mb", f.table_memory_mb,
+                 "Memory budget for Maglev tables, MiB; services beyond it are refused with a "
+                 "reason")
+      ->check(CLI::Range(1u, 1u << 20));
+  app.add_option("--previous-table-grace", f.previous_table_grace_s,
+                 "Seconds a service's previous Maglev table is kept after it changes, to place "
+                 "mid-flow packets that lost their state")
+      ->check(CLI::Range(0u, 86400u));
   auto* ctl = app.add_option("--controller-address", f.controller_address,
                              "flowlb-controller gRPC address host:port: take the desired state "
                              "from the controller (instead of --config)");
@@ -469,16 +528,24 @@ int main(int argc, char** argv) {
     spdlog::error("event=config_rejected reason=invalid msg=\"{}\"", cfg.error());
     return 1;
   }
-  SnapshotBuilder builder;
-  std::vector<std::string> warnings;
-  auto snap = builder.build(cfg->desired, cfg->snat, &warnings);
-  if (!snap) {
-    spdlog::error("event=config_rejected reason=invalid msg=\"{}: {}\"", f.config, snap.error());
+  BuildLimits limits;
+  limits.max_steering_keys = f.max_vip_entries;
+  limits.table_budget_bytes = size_t{f.table_memory_mb} << 20;
+  SnapshotBuilder builder({}, limits);
+  auto built = builder.build(cfg->desired, cfg->snat);
+  if (!built) {
+    spdlog::error("event=config_rejected reason=invalid msg=\"{}: {}\"", f.config, built.error());
     return 1;
   }
-  for (const auto& w : warnings) spdlog::warn("event=config_warning msg=\"{}\"", w);
   if (!f.check) return runDatapath(f, *cfg, nullptr);
-  printSnapshot(**snap);
-  if (f.dry_run_flows > 0) return dryRun(**snap, f);
-  return 0;
+  ApplyReport report;
+  report.warnings = built->warnings;
+  logApplyReport(report, built->errors);
+  printSnapshot(*built->snapshot);
+  for (const ServiceError& e : built->errors) {
+    std::printf("  REFUSED %s (%s): %s\n", e.service.c_str(), applyErrorCodeName(e.code),
+                e.message.c_str());
+  }
+  if (f.dry_run_flows > 0) dryRun(*built->snapshot, f);
+  return built->errors.empty() ? 0 : 1;
 }

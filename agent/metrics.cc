@@ -39,9 +39,11 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
                                   "Flows created per backend", r);
   m->drops_ = &family(BuildCounter(), "flowlb_agent_datapath_drops_total",
                       "Frames dropped by the forwarding decision, by reason", r);
-  m->unhandled_ = &family(
-      BuildCounter(), "flowlb_agent_datapath_unhandled_total",
-      "Frames steered to userspace that no service claimed, or that found the TX ring full", r);
+  m->unhandled_ =
+      &family(BuildCounter(), "flowlb_agent_datapath_unhandled_total",
+              "Frames the workers could neither transmit nor hand to the kernel (TX ring full, no "
+              "exception path)",
+              r);
   m->xdp_packets_ = &family(BuildCounter(), "flowlb_agent_xdp_packets_total",
                             "What the XDP program did, by action", r);
   m->conntrack_entries_ = &family(BuildGauge(), "flowlb_agent_conntrack_entries",
@@ -69,6 +71,23 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
                    "ARP replies, NDP advertisements and gratuitous announcements sent; requests "
                    "for addresses not announced (ignored)",
                    r);
+  m->kernel_path_ = &family(BuildCounter(), "flowlb_agent_kernel_path_packets_total",
+                            "The kernel exception path: packets handed to the kernel "
+                            "(direction=to_kernel, by reason) and replies read back from it "
+                            "(direction=from_kernel)",
+                            r);
+  m->refused_ = &family(BuildGauge(), "flowlb_agent_service_refused",
+                        "1 for each virtual service the last desired state could not apply, by "
+                        "reason (the rest of the state applied)",
+                        r);
+  m->vip_map_ = &family(BuildGauge(), "flowlb_agent_xdp_vip_map_entries",
+                        "Entries of the XDP program's VIP map: used and capacity", r);
+  m->table_bytes_ = &family(BuildGauge(), "flowlb_agent_maglev_table_bytes",
+                            "Bytes held by Maglev tables (current and previous generations)", r);
+  m->local_vips_ = &family(BuildGauge(), "flowlb_agent_kernel_path_local_vips",
+                           "VIPs that are local addresses of this node (so the kernel answers "
+                           "what no service claims)",
+                           r);
   m->link_connected_ = &BuildGauge()
                             .Name("flowlb_agent_controller_connected")
                             .Help("1 while the Sync stream to the controller is up")
@@ -110,14 +129,29 @@ void AgentMetrics::configReload(bool ok) {
   reloads_->Add({{"result", ok ? "applied" : "rejected"}}).Increment();
 }
 
+void AgentMetrics::refusedServices(const std::vector<ServiceError>& refused) {
+  for (prometheus::Gauge* g : refused_series_) refused_->Remove(g);
+  refused_series_.clear();
+  for (const ServiceError& e : refused) {
+    prometheus::Gauge& g =
+        refused_->Add({{"service", e.service}, {"reason", applyErrorCodeName(e.code)}});
+    g.Set(1);
+    refused_series_.push_back(&g);
+  }
+}
+
 void AgentMetrics::update(const DatapathStatus& st) {
   // Sum worker figures (the reports are cumulative since start).
   std::map<std::string, WorkerReport::Traffic> services, backends;
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops{};
   std::array<uint64_t, static_cast<size_t>(EvictReason::kCount)> evictions{};
   uint64_t unhandled = 0;
+  std::array<uint64_t, static_cast<size_t>(KernelHandoff::kCount)> to_kernel{};
+  uint64_t from_kernel = 0;
   for (size_t w = 0; w < st.workers.size(); ++w) {
     const WorkerReport& r = st.workers[w];
+    for (size_t i = 0; i < to_kernel.size(); ++i) to_kernel[i] += r.to_kernel[i];
+    from_kernel += r.from_kernel;
     for (const auto& [k, v] : r.services) services[k] += v;
     for (const auto& [k, v] : r.backends) backends[k] += v;
     for (size_t i = 0; i < drops.size(); ++i) drops[i] += r.forwarder.drops[i];
@@ -176,6 +210,17 @@ void AgentMetrics::update(const DatapathStatus& st) {
   setCounter(neighbor_->Add({{"event", "miss"}}), static_cast<double>(st.neighbor_misses));
   setCounter(neighbor_->Add({{"event", "probe"}}), static_cast<double>(st.neighbor_probes));
   generation_->Add({}).Set(static_cast<double>(st.generation));
+  for (size_t i = 0; i < to_kernel.size(); ++i) {
+    setCounter(kernel_path_->Add({{"direction", "to_kernel"},
+                                  {"reason", kernelHandoffName(static_cast<KernelHandoff>(i))}}),
+               static_cast<double>(to_kernel[i]));
+  }
+  setCounter(kernel_path_->Add({{"direction", "from_kernel"}, {"reason", "reply"}}),
+             static_cast<double>(from_kernel));
+  vip_map_->Add({{"state", "used"}}).Set(static_cast<double>(st.steering_keys));
+  vip_map_->Add({{"state", "capacity"}}).Set(static_cast<double>(st.max_steering_keys));
+  table_bytes_->Add({}).Set(static_cast<double>(st.table_bytes));
+  local_vips_->Add({}).Set(static_cast<double>(st.local_vips));
 }
 
 }  // namespace flowlb::agent

@@ -24,6 +24,9 @@ class AgentMetrics {
   void update(const DatapathStatus& st);
   void update(const AnnouncerStats& st);
   void configReload(bool ok);
+  // The services the last apply refused (one series each, removed when the
+  // service is applied again or leaves the state).
+  void refusedServices(const std::vector<ServiceError>& refused);
   // The controller link: connected, streams ended, seconds since the last desired state.
   void controllerLink(bool connected, uint64_t resets, double since_update_s);
 
@@ -53,6 +56,12 @@ class AgentMetrics {
   prometheus::Family<prometheus::Gauge>* generation_ = nullptr;
   prometheus::Family<prometheus::Counter>* reloads_ = nullptr;
   prometheus::Family<prometheus::Counter>* l2_ = nullptr;
+  prometheus::Family<prometheus::Counter>* kernel_path_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* refused_ = nullptr;
+  std::vector<prometheus::Gauge*> refused_series_;
+  prometheus::Family<prometheus::Gauge>* vip_map_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* table_bytes_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* local_vips_ = nullptr;
   prometheus::Gauge* link_connected_ = nullptr;
   prometheus::Counter* link_resets_ = nullptr;
   prometheus::Gauge* link_since_update_ = nullptr;

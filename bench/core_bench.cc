@@ -17,6 +17,8 @@
 namespace flowlb::agent {
 namespace {
 
+constexpr uint32_t kPaperMaglevSize = 65537;  // the Maglev paper's table size
+
 std::vector<MaglevBackend> backends(int n) {
   std::vector<MaglevBackend> v;
   for (int i = 0; i < n; ++i) {
@@ -30,11 +32,11 @@ void BM_MaglevBuild(benchmark::State& state) {
   const auto set = backends(n);
   double imbalance = 0;
   for (auto _ : state) {
-    auto t = MaglevTable::build(set, kDefaultMaglevSize, 7);
+    auto t = MaglevTable::build(set, kPaperMaglevSize, 7);
     benchmark::DoNotOptimize(t);
     state.PauseTiming();
     const auto counts = t->slotCounts();
-    const double mean = static_cast<double>(kDefaultMaglevSize) / n;
+    const double mean = static_cast<double>(kPaperMaglevSize) / n;
     imbalance = *std::max_element(counts.begin(), counts.end()) / mean;
     state.ResumeTiming();
   }
@@ -49,16 +51,16 @@ void BM_MaglevDisruption(benchmark::State& state) {
   auto set = backends(n);
   double excess = 0;
   for (auto _ : state) {
-    auto before = MaglevTable::build(set, kDefaultMaglevSize, 7);
+    auto before = MaglevTable::build(set, kPaperMaglevSize, 7);
     auto smaller = set;
     smaller.erase(smaller.begin() + n / 2);
-    auto after = MaglevTable::build(smaller, kDefaultMaglevSize, 7);
+    auto after = MaglevTable::build(smaller, kPaperMaglevSize, 7);
     size_t moved = 0;
-    for (uint32_t i = 0; i < kDefaultMaglevSize; ++i) {
+    for (uint32_t i = 0; i < kPaperMaglevSize; ++i) {
       moved +=
           before->backends()[before->slots()[i]].key != after->backends()[after->slots()[i]].key;
     }
-    excess = static_cast<double>(moved) / (static_cast<double>(kDefaultMaglevSize) / n);
+    excess = static_cast<double>(moved) / (static_cast<double>(kPaperMaglevSize) / n);
   }
   state.counters["excess"] = excess;
 }
@@ -142,7 +144,7 @@ struct ForwardBench {
       s.backends.push_back(b);
     }
     d.services.push_back(s);
-    snap = *builder.build(d, snat);
+    snap = builder.build(d, snat)->snapshot;
     NextHop hop;
     hop.resolved = true;
     hop.ifindex = 2;

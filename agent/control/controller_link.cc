@@ -28,20 +28,25 @@ Result<IpAddr> address(const pb::IpAddress& a) {
 
 }  // namespace
 
-ReceivedState convertDesiredState(const pb::DesiredState& in) {
+ReceivedState convertDesiredState(const pb::DesiredState& in, const std::string& node) {
   ReceivedState out;
   out.desired.generation = in.generation();
+  const auto problem = [&out](const pb::VirtualService& vs, ApplyErrorCode code,
+                              const std::string& what) {
+    out.problems.push_back({vs.key(), code, "service '" + vs.key() + "': " + what});
+  };
   for (const pb::VirtualService& vs : in.services()) {
     ServiceSpec s;
     s.name = vs.key();
     auto vip = address(vs.vip());
     if (!vip) {
-      out.problems.push_back(vs.key() + ": vip: " + vip.error());
+      problem(vs, ApplyErrorCode::kInvalidArgument, "vip: " + vip.error());
       continue;
     }
     s.vip = *vip;
     if (vs.port() == 0 || vs.port() > 65535) {
-      out.problems.push_back(vs.key() + ": port " + std::to_string(vs.port()) + " out of range");
+      problem(vs, ApplyErrorCode::kInvalidArgument,
+              "port " + std::to_string(vs.port()) + " out of range");
       continue;
     }
     s.port = static_cast<uint16_t>(vs.port());
@@ -49,12 +54,13 @@ ReceivedState convertDesiredState(const pb::DesiredState& in) {
       case pb::PROTOCOL_TCP: s.proto = 6; break;
       case pb::PROTOCOL_UDP: s.proto = 17; break;
       default:
-        out.problems.push_back(vs.key() + ": protocol not supported by this agent");
+        problem(vs, ApplyErrorCode::kUnsupported, "protocol not supported by this agent");
         continue;
     }
     s.mode = vs.forwarding_mode() == pb::FORWARDING_MODE_DSR ? ForwardingMode::kDsr
                                                              : ForwardingMode::kNat;
     s.client_ip_affinity = vs.session_affinity() == pb::SESSION_AFFINITY_CLIENT_IP;
+    s.keep_client_address = vs.external_traffic_policy() == pb::EXTERNAL_TRAFFIC_POLICY_LOCAL;
     if (vs.session_affinity_timeout_seconds() > 0) {
       s.affinity_timeout_s = vs.session_affinity_timeout_seconds();
     }
@@ -67,7 +73,7 @@ ReceivedState convertDesiredState(const pb::DesiredState& in) {
       auto a = address(p.address());
       const uint32_t max = a && a->isV4() ? 32 : 128;
       if (!a || p.prefix_length() > max) {
-        out.problems.push_back(vs.key() + ": a malformed source range");
+        problem(vs, ApplyErrorCode::kInvalidArgument, "a malformed source range");
         bad = true;
         break;
       }
@@ -77,7 +83,13 @@ ReceivedState convertDesiredState(const pb::DesiredState& in) {
     for (const pb::Backend& b : vs.backends()) {
       auto a = address(b.address());
       if (!a || b.port() == 0 || b.port() > 65535) {
-        out.problems.push_back(vs.key() + ": backend " + b.key() + " is malformed; skipped");
+        problem(vs, ApplyErrorCode::kInvalidArgument,
+                "backend " + b.key() + " is malformed; skipped (the others serve)");
+        continue;
+      }
+      // Local: only this node's endpoints (their replies pass through it).
+      if (s.keep_client_address && !node.empty() && !b.node_name().empty() &&
+          b.node_name() != node) {
         continue;
       }
       BackendSpec bs;
@@ -98,7 +110,7 @@ ReceivedState convertDesiredState(const pb::DesiredState& in) {
     if (!a.announcer()) continue;
     auto vip = address(a.vip());
     if (!vip) {
-      out.problems.push_back("announcement: " + vip.error());
+      out.other_problems.push_back("announcement: " + vip.error());
       continue;
     }
     out.announce.push_back(*vip);
@@ -178,7 +190,7 @@ struct ControllerLink::Impl {
     caps->set_ipv6(true);
     caps->set_nat(true);
     caps->set_dsr(true);
-    caps->set_max_maglev_table_size(kDefaultMaglevSize);
+    caps->set_max_maglev_table_size(kMaxMaglevSize);
     bool got_state = false;
     bool ok;
     {
@@ -197,7 +209,7 @@ struct ControllerLink::Impl {
           spdlog::info("event=controller_connected address={}", opt.address);
         }
         got_state = true;
-        ReceivedState st = convertDesiredState(m.desired_state());
+        ReceivedState st = convertDesiredState(m.desired_state(), opt.node_name);
         {
           std::lock_guard<std::mutex> lock(mu);
           latest = std::move(st);  // only the newest matters
@@ -298,16 +310,32 @@ bool ControllerLink::wait(std::chrono::milliseconds timeout) {
                             [this] { return impl_->latest.has_value() || impl_->stopping; });
 }
 
-void ControllerLink::ack(uint64_t generation, bool applied, const std::string& error) {
-  if (applied) impl_->last_applied = generation;
+void ControllerLink::ack(const AckReport& r) {
+  if (r.applied) impl_->last_applied = r.generation;
   pb::AgentMessage m;
   pb::Ack* a = m.mutable_ack();
-  a->set_generation(generation);
-  a->set_result(!applied        ? pb::ACK_RESULT_REJECTED
-                : error.empty() ? pb::ACK_RESULT_APPLIED
-                                : pb::ACK_RESULT_APPLIED_WITH_ERRORS);
+  a->set_generation(r.generation);
+  a->set_result(!r.applied         ? pb::ACK_RESULT_REJECTED
+                : r.errors.empty() ? pb::ACK_RESULT_APPLIED
+                                   : pb::ACK_RESULT_APPLIED_WITH_ERRORS);
   a->set_active_generation(impl_->last_applied.load());
-  a->set_error_message(error);
+  if (!r.applied) a->set_error_message(r.error);
+  for (const ServiceError& e : r.errors) {
+    pb::ApplyError* pe = a->add_errors();
+    pe->set_service_key(e.service);
+    switch (e.code) {
+      case ApplyErrorCode::kInvalidArgument:
+        pe->set_code(pb::APPLY_ERROR_CODE_INVALID_ARGUMENT);
+        break;
+      case ApplyErrorCode::kUnsupported: pe->set_code(pb::APPLY_ERROR_CODE_UNSUPPORTED); break;
+      case ApplyErrorCode::kResourceExhausted:
+        pe->set_code(pb::APPLY_ERROR_CODE_RESOURCE_EXHAUSTED);
+        break;
+      case ApplyErrorCode::kConflict: pe->set_code(pb::APPLY_ERROR_CODE_CONFLICT); break;
+      case ApplyErrorCode::kInternal: pe->set_code(pb::APPLY_ERROR_CODE_INTERNAL); break;
+    }
+    pe->set_message(e.message);
+  }
   std::lock_guard<std::mutex> lock(impl_->write_mu);
   if (impl_->stream) impl_->stream->Write(m);
 }

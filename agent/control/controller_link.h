@@ -38,13 +38,24 @@ struct ControllerLinkOptions {
 
 // One desired state as the agent uses it.
 struct ReceivedState {
-  DesiredState desired;               // generation inside
-  std::vector<IpAddr> announce;       // VIPs this node answers ARP/NDP for
-  std::vector<std::string> problems;  // parts that were skipped (reported in the ack)
+  DesiredState desired;                     // generation inside
+  std::vector<IpAddr> announce;             // VIPs this node answers ARP/NDP for
+  std::vector<ServiceError> problems;       // services skipped as malformed (reported in the ack)
+  std::vector<std::string> other_problems;  // parts that name no service (announcements)
 };
 
 // Proto to agent structures; a malformed service is skipped and reported.
-ReceivedState convertDesiredState(const flowlb::v1::DesiredState& pb);
+// `node` (may be empty): this node's name, for externalTrafficPolicy: Local,
+// whose services keep only the backends on this node.
+ReceivedState convertDesiredState(const flowlb::v1::DesiredState& pb, const std::string& node = "");
+
+// What the agent answers for one desired state.
+struct AckReport {
+  uint64_t generation = 0;
+  bool applied = true;               // false: nothing applied, the previous state runs
+  std::string error;                 // why, when not applied
+  std::vector<ServiceError> errors;  // services refused alone (the rest applied)
+};
 
 class ControllerLink {
  public:
@@ -58,7 +69,7 @@ class ControllerLink {
   std::optional<ReceivedState> take();
   // Waits up to `timeout` for a new state.
   bool wait(std::chrono::milliseconds timeout);
-  void ack(uint64_t generation, bool applied, const std::string& error);
+  void ack(const AckReport& report);
   // Whether this node can serve its VIPs (its announce interfaces are up).
   // Sent now and after every reconnect; the controller announces VIPs only
   // from healthy agents.

@@ -37,10 +37,25 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) 
     ifaces.push_back({name, static_cast<int>(idx)});
   }
   auto program = XdpProgram::load(config.bpf_object, ifaces, config.xdp_mode, config.snat_port_min,
-                                  config.snat_port_max);
+                                  config.snat_port_max, config.max_vip_entries);
   if (!program) return program.status();
   dp->program_ = std::move(*program);
-  auto hops = KernelNextHops::create(config.queues);
+  BuildLimits limits = config.limits;
+  limits.max_steering_keys = config.max_vip_entries;
+  dp->builder_ = SnapshotBuilder({}, limits);
+  if (config.kernel_path) {
+    KernelPathConfig kc = config.kernel;
+    kc.queues = config.queues;
+    // The kernel's own source NAT stays out of the ports our workers own.
+    kc.masquerade_port_min = 1024;
+    kc.masquerade_port_max = static_cast<uint16_t>(config.snat_port_min - 1);
+    auto kernel = KernelPath::create(kc);
+    if (!kernel) return Status::error("kernel exception path: " + kernel.error());
+    dp->kernel_ = std::move(*kernel);
+  }
+  std::vector<int> attached;
+  for (const Interface& i : ifaces) attached.push_back(i.ifindex);
+  auto hops = KernelNextHops::create(config.queues, attached);
   if (!hops) return hops.status();
   dp->next_hops_ = std::move(*hops);
   dp->snapshots_ = std::make_unique<SnapshotPublisher>(config.queues);
@@ -66,6 +81,8 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) 
     wc.forwarder.conntrack_entries = config.conntrack_entries;
     wc.forwarder.worker = q;
     wc.forwarder.workers = config.queues;
+    wc.forwarder.kernel_path = dp->kernel_ != nullptr;
+    if (dp->kernel_) wc.kernel = dp->kernel_->fds(q);
     queue.worker = std::make_unique<Worker>(wc, *queue.umem, raw, *dp->snapshots_, *dp->next_hops_);
     dp->queues_.push_back(std::move(queue));
   }
@@ -83,35 +100,57 @@ Datapath::~Datapath() {
   }
   queues_.clear();   // sockets before their UMEM, both before the program
   program_.reset();  // detaches
+  kernel_.reset();   // rules, nftables tables, devices
 }
 
-Status Datapath::apply(const DesiredState& desired, const SnatConfig& snat,
-                       std::vector<std::string>* warnings) {
+Result<ApplyReport> Datapath::apply(const DesiredState& desired, const SnatConfig& snat) {
   if (snat.port_min < config_.snat_port_min || snat.port_max > config_.snat_port_max) {
     return Status::error(
         "SNAT ports " + std::to_string(snat.port_min) + "-" + std::to_string(snat.port_max) +
         " are outside the range the XDP program steers (" + std::to_string(config_.snat_port_min) +
         "-" + std::to_string(config_.snat_port_max) + "); restart the agent to change it");
   }
-  auto snap = builder_.build(desired, snat, warnings, nowMs());
-  if (!snap) return snap.status();
+  auto outcome = builder_.prepare(desired, snat, nowMs());
+  if (!outcome) return outcome.status();
   // Steer the new VIPs before the workers know them: a packet for a VIP the
-  // workers do not know yet is passed over, never misrouted.
-  if (Status st = program_->syncVips(**snap); !st) return st;
-  snapshots_->publish(*snap);
+  // workers do not know yet goes to the kernel, never to a wrong backend.
+  const std::set<SteerKey> keys = steeringKeys(*outcome->snapshot);
+  if (Status st = program_->syncVips(keys); !st) return st;  // rolled back: nothing changed
+  if (kernel_) {
+    // A DSR VIP stays foreign to this node: its backends' replies may be
+    // routed through it, and the kernel drops packets from its own addresses.
+    std::set<IpAddr> nat, dsr;
+    for (const ServiceRuntime& s : outcome->snapshot->services) {
+      (s.spec.mode == ForwardingMode::kDsr ? dsr : nat).insert(s.spec.vip);
+    }
+    std::vector<IpAddr> vips;
+    for (const IpAddr& v : nat) {
+      if (!dsr.count(v)) vips.push_back(v);
+    }
+    if (Status st = kernel_->syncVips(vips); !st) {
+      // Forwarding is unaffected; only the kernel's answers for unused ports are.
+      outcome->warnings.push_back(st.message());
+    }
+  }
+  builder_.commit(*outcome);
+  steering_keys_ = keys.size();
+  snapshots_->publish(outcome->snapshot);
   if (&desired != &desired_) desired_ = desired;
   if (&snat != &snat_) snat_ = snat;
-  return Status::ok();
+  for (const std::string& d : outcome->drained) spdlog::info("event=drained backend=\"{}\"", d);
+  ApplyReport report;
+  report.generation = desired.generation;
+  report.errors = std::move(outcome->errors);
+  report.warnings = std::move(outcome->warnings);
+  return report;
 }
 
 void Datapath::poll(int timeout_ms) {
   next_hops_->poll(timeout_ms);
-  if (nowMs() >= builder_.nextDrainDeadlineMs()) {
-    std::vector<std::string> notes;
-    if (Status st = apply(desired_, snat_, &notes); !st) {
-      spdlog::error("event=drain_rebuild_failed msg=\"{}\"", st.message());
+  if (nowMs() >= builder_.nextDeadlineMs()) {  // a drain deadline, a previous table's end
+    if (auto r = apply(desired_, snat_); !r) {
+      spdlog::error("event=rebuild_failed msg=\"{}\"", r.error());
     }
-    for (const auto& n : notes) spdlog::info("event=drained msg=\"{}\"", n);
   }
   snapshots_->reclaim();
 }
@@ -131,7 +170,14 @@ DatapathStatus Datapath::status() const {
   }
   st.neighbor_misses = next_hops_->misses();
   st.neighbor_probes = next_hops_->probes();
-  if (auto cur = snapshots_->current()) st.generation = cur->generation;
+  if (auto cur = snapshots_->current()) {
+    st.generation = cur->generation;
+    st.table_bytes = cur->tableBytes();
+  }
+  st.kernel_path = kernel_ != nullptr;
+  st.local_vips = kernel_ ? kernel_->vipCount() : 0;
+  st.steering_keys = steering_keys_;
+  st.max_steering_keys = config_.max_vip_entries;
   return st;
 }
 

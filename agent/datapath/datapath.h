@@ -1,8 +1,8 @@
 // The node's datapath: the XDP program on the configured interfaces, one
 // UMEM and worker per receive queue with a socket on every interface, the
-// kernel next-hop mirror, and the desired state published to the workers.
-// apply() is the one way in for a new desired state, from the standalone
-// file or (later) the controller.
+// kernel exception path, the kernel next-hop mirror, and the desired state
+// published to the workers. apply() is the one way in for a new desired
+// state, from the standalone file or the controller.
 #pragma once
 
 #include <atomic>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/datapath/kernel_next_hops.h"
+#include "agent/datapath/kernel_path.h"
 #include "agent/datapath/worker.h"
 #include "agent/datapath/xdp_program.h"
 #include "agent/datapath/xsk.h"
@@ -31,6 +32,17 @@ struct DatapathConfig {
   uint32_t umem_frames = 8192;
   uint16_t snat_port_min = 40000;
   uint16_t snat_port_max = 59999;
+  uint32_t max_vip_entries = 65536;  // the XDP program's VIP map
+  BuildLimits limits;                // table memory budget, previous-table grace
+  bool kernel_path = true;           // the exception path (flowlb-snat/-keep/-pass)
+  KernelPathConfig kernel;
+};
+
+// What an apply did not take: services refused alone (the rest applies).
+struct ApplyReport {
+  uint64_t generation = 0;
+  std::vector<ServiceError> errors;
+  std::vector<std::string> warnings;
 };
 
 struct DatapathStatus {
@@ -43,6 +55,11 @@ struct DatapathStatus {
   uint64_t neighbor_misses = 0;
   uint64_t neighbor_probes = 0;
   uint64_t generation = 0;
+  bool kernel_path = false;
+  size_t local_vips = 0;
+  size_t steering_keys = 0;
+  size_t max_steering_keys = 0;
+  size_t table_bytes = 0;
 };
 
 class Datapath {
@@ -50,10 +67,12 @@ class Datapath {
   static Result<std::unique_ptr<Datapath>> start(const DatapathConfig& config);
   ~Datapath();  // stops the workers, then detaches
 
-  // Builds tables off the packet path and swaps them in; on error the
-  // previous state stays in force.
-  Status apply(const DesiredState& desired, const SnatConfig& snat,
-               std::vector<std::string>* warnings = nullptr);
+  // Builds tables off the packet path and swaps them in. A service that
+  // cannot be applied is refused alone (in the report); the call fails as a
+  // whole only when the node-wide settings are unusable or the kernel
+  // refused the VIP map update, and then the kernel maps and the workers'
+  // state are exactly as before.
+  Result<ApplyReport> apply(const DesiredState& desired, const SnatConfig& snat);
   // Control-thread housekeeping: netlink events, resolution probes, RCU
   // reclamation. Returns after at most `timeout_ms`.
   void poll(int timeout_ms);
@@ -64,9 +83,11 @@ class Datapath {
 
   DatapathConfig config_;
   std::unique_ptr<XdpProgram> program_;
+  std::unique_ptr<KernelPath> kernel_;
   std::unique_ptr<KernelNextHops> next_hops_;
   std::unique_ptr<SnapshotPublisher> snapshots_;
   SnapshotBuilder builder_;
+  size_t steering_keys_ = 0;
   struct Queue {
     std::unique_ptr<Umem> umem;
     std::vector<std::unique_ptr<XskSocket>> sockets;

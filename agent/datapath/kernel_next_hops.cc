@@ -60,8 +60,9 @@ const NextHopView::Route* NextHopView::route(const IpAddr& dst) const {
   return nullptr;
 }
 
-Result<std::unique_ptr<KernelNextHops>> KernelNextHops::create(size_t readers) {
-  std::unique_ptr<KernelNextHops> k(new KernelNextHops(readers));
+Result<std::unique_ptr<KernelNextHops>> KernelNextHops::create(size_t readers,
+                                                               std::vector<int> attached) {
+  std::unique_ptr<KernelNextHops> k(new KernelNextHops(readers, std::move(attached)));
   k->sock_ = nl_socket_alloc();
   if (k->sock_ == nullptr) return Status::error("cannot allocate a netlink socket");
   int rc = nl_cache_mngr_alloc(k->sock_, NETLINK_ROUTE, NL_AUTO_PROVIDE, &k->mngr_);
@@ -88,6 +89,9 @@ KernelNextHops::~KernelNextHops() {
 void KernelNextHops::rebuild() {
   dirty_.store(false);
   auto view = std::make_shared<NextHopView>();
+  view->attached = attached_;
+  view->kernel_hop.kernel = true;
+  view->kernel_hop.resolved = true;
   for (auto* o = nl_cache_get_first(links_); o != nullptr; o = nl_cache_get_next(o)) {
     auto* link = reinterpret_cast<struct rtnl_link*>(o);
     struct nl_addr* ll = rtnl_link_get_addr(link);
@@ -120,6 +124,11 @@ void KernelNextHops::rebuild() {
   }
   for (auto* o = nl_cache_get_first(routes_); o != nullptr; o = nl_cache_get_next(o)) {
     auto* r = reinterpret_cast<struct rtnl_route*>(o);
+    if (rtnl_route_get_table(r) == RT_TABLE_LOCAL && rtnl_route_get_type(r) == RTN_LOCAL) {
+      IpAddr a;
+      if (toIp(rtnl_route_get_dst(r), &a)) view->local[a] = true;
+      continue;
+    }
     if (rtnl_route_get_table(r) != RT_TABLE_MAIN || rtnl_route_get_type(r) != RTN_UNICAST) continue;
     if (rtnl_route_get_nnexthops(r) < 1) continue;
     struct nl_addr* dst = rtnl_route_get_dst(r);
@@ -169,8 +178,12 @@ void KernelNextHops::noteMiss(int ifindex, const IpAddr& addr) const {
 const NextHop* KernelNextHops::lookup(const IpAddr& dst) const {
   const NextHopView* v = views_.acquire();
   if (v == nullptr) return nullptr;
+  if (v->local.find(dst) != v->local.end()) return &v->kernel_hop;
   const NextHopView::Route* r = v->route(dst);
   if (r == nullptr) return nullptr;
+  if (std::find(v->attached.begin(), v->attached.end(), r->ifindex) == v->attached.end()) {
+    return &v->kernel_hop;  // a pod's veth, an overlay, any device we do not own
+  }
   if (r->gateway) {
     if (!r->via.resolved) noteMiss(r->ifindex, r->gateway_addr);
     return &r->via;

@@ -40,6 +40,11 @@ class NextHopView {
     NextHop via;  // for gateway routes: the gateway's neighbour
   };
   std::vector<Route> routes;  // longest prefix first, then lowest metric
+  // Addresses of this host (table local): only the kernel delivers to them.
+  std::unordered_map<IpAddr, bool, IpAddrHash> local;
+  // Interfaces the datapath transmits on; anything else is behind the kernel.
+  std::vector<int> attached;
+  NextHop kernel_hop;  // the answer for a destination behind the kernel
   std::unordered_map<int, std::array<uint8_t, 6>> link_macs;
   // Per interface: neighbour address -> next hop (on link).
   std::unordered_map<int, std::unordered_map<IpAddr, NextHop, IpAddrHash>> neighbors;
@@ -51,7 +56,10 @@ class NextHopView {
 
 class KernelNextHops final : public NextHopTable {
  public:
-  static Result<std::unique_ptr<KernelNextHops>> create(size_t readers);
+  // `attached`: the interfaces with AF_XDP sockets; a destination routed
+  // through any other device (or local to this host) is reported as behind
+  // the kernel (NextHop::kernel).
+  static Result<std::unique_ptr<KernelNextHops>> create(size_t readers, std::vector<int> attached);
   ~KernelNextHops() override;
 
   // Worker side: the view is RCU-protected; call quiescent() per batch.
@@ -66,12 +74,14 @@ class KernelNextHops final : public NextHopTable {
   uint64_t probes() const { return probes_; }
 
  private:
-  explicit KernelNextHops(size_t readers) : views_(readers) {}
+  KernelNextHops(size_t readers, std::vector<int> attached)
+      : views_(readers), attached_(std::move(attached)) {}
   void rebuild();
   void probeMisses();
   void noteMiss(int ifindex, const IpAddr& addr) const;
 
   RcuPublisher<NextHopView> views_;
+  std::vector<int> attached_;
   struct nl_sock* sock_ = nullptr;
   struct nl_cache_mngr* mngr_ = nullptr;
   struct nl_cache* links_ = nullptr;

@@ -5,7 +5,9 @@
 #include <sched.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <ctime>
 
 namespace flowlb::agent {
@@ -93,6 +95,40 @@ void Worker::account(const Snapshot& snap, const Action& a, size_t len) {
   if (snap.backend(a.backend) != nullptr && bi < backend_counts_.size()) backend_counts_[bi] += one;
 }
 
+bool Worker::toKernel(const Action& a, const uint8_t* frame, size_t len) {
+  const int fd = config_.kernel.forHandoff(a.handoff);
+  // The kernel takes IP packets: the frame without its link-layer header.
+  if (fd < 0 || a.l3 == 0 || a.l3 >= len) return false;
+  if (write(fd, frame + a.l3, len - a.l3) < 0) return false;
+  ++to_kernel_[static_cast<size_t>(a.handoff)];
+  return true;
+}
+
+bool Worker::dispatch(const Snapshot& snap, const Action& a, uint64_t addr, size_t len) {
+  if (a.kind == ActionKind::kTransmit) {
+    XskSocket* out = socketFor(a.ifindex);
+    uint32_t tx_idx = 0;
+    if (out != nullptr && xsk_ring_prod__reserve(&out->tx, 1, &tx_idx) == 1) {
+      struct xdp_desc* d = xsk_ring_prod__tx_desc(&out->tx, tx_idx);
+      d->addr = addr;
+      d->len = static_cast<uint32_t>(len);
+      xsk_ring_prod__submit(&out->tx, 1);
+      ++out->in_tx;
+      account(snap, a, len);
+      return true;
+    }
+    ++tx_ring_full_;  // or an egress interface we do not serve
+  } else if (a.kind == ActionKind::kPass) {
+    // Copied into the kernel: the frame is free again either way.
+    if (toKernel(a, umem_.data(addr), len)) {
+      account(snap, a, len);
+    } else {
+      ++unhandled_;
+    }
+  }
+  return false;
+}
+
 void Worker::handleBurst(XskSocket& s, const Snapshot& snap, uint32_t now_ms) {
   uint32_t idx = 0;
   const uint32_t n = xsk_ring_cons__peek(&s.rx, kBurst, &idx);
@@ -111,24 +147,32 @@ void Worker::handleBurst(XskSocket& s, const Snapshot& snap, uint32_t now_ms) {
   Action actions[kBurst];
   forwarder_.processBatch(frames, n, snap, now_ms, actions);
   for (uint32_t i = 0; i < n; ++i) {
-    const Action& a = actions[i];
-    if (a.kind == ActionKind::kTransmit) {
-      XskSocket* out = socketFor(a.ifindex);
-      uint32_t tx_idx = 0;
-      if (out != nullptr && xsk_ring_prod__reserve(&out->tx, 1, &tx_idx) == 1) {
-        struct xdp_desc* d = xsk_ring_prod__tx_desc(&out->tx, tx_idx);
-        d->addr = addrs[i];
-        d->len = static_cast<uint32_t>(frames[i].len);
-        xsk_ring_prod__submit(&out->tx, 1);
-        ++out->in_tx;
-        account(snap, a, frames[i].len);
-        continue;
-      }
-      ++tx_ring_full_;  // or an egress interface we do not serve
-    } else if (a.kind == ActionKind::kPass) {
-      ++unhandled_;  // steered to us but not ours: the kernel never sees it
+    if (!dispatch(snap, actions[i], addrs[i], frames[i].len)) pool_.give(addrs[i]);
+  }
+}
+
+void Worker::handleKernelReplies(const Snapshot& snap, uint32_t now_ms) {
+  if (config_.kernel.reply < 0) return;
+  constexpr size_t kEth = 14;
+  for (uint32_t i = 0; i < kBurst && !pool_.empty(); ++i) {
+    const uint64_t addr = pool_.take();
+    uint8_t* frame = umem_.data(addr);
+    const ssize_t got = read(config_.kernel.reply, frame + kEth, kFrameSize - kEth);
+    if (got <= 0) {
+      pool_.give(addr);
+      return;  // EAGAIN: nothing more now
     }
-    pool_.give(addrs[i]);
+    if (i == 0) ++rx_batches_;
+    // A link-layer header for the parser; the MACs are set on transmit.
+    std::memset(frame, 0, 12);
+    storeBe16(frame + 12, (frame[kEth] >> 4) == 6 ? kEthP_IPv6 : kEthP_IPv4);
+    const size_t len = kEth + static_cast<size_t>(got);
+    ++from_kernel_;
+    Action a = forwarder_.processFromKernel(frame, len, snap, now_ms);
+    if (a.kind == ActionKind::kPass && a.handoff != KernelHandoff::kRouted) {
+      a.kind = ActionKind::kDrop;  // never hand the kernel back what it gave us
+    }
+    if (!dispatch(snap, a, addr, len)) pool_.give(addr);
   }
 }
 
@@ -153,6 +197,8 @@ void Worker::flush(const Snapshot* snap) {
   report_.conntrack_capacity = forwarder_.conntrack().capacity();
   report_.tx_ring_full = tx_ring_full_;
   report_.unhandled = unhandled_;
+  report_.to_kernel = to_kernel_;
+  report_.from_kernel = from_kernel_;
   report_.rx_batches = rx_batches_;
   size_t in_fill = 0, in_tx = 0;
   for (const XskSocket* s : sockets_) {
@@ -180,6 +226,7 @@ void Worker::run(const std::atomic<bool>& stop) {
   }
   std::vector<struct pollfd> fds;
   for (XskSocket* s : sockets_) fds.push_back({s->fd(), POLLIN, 0});
+  if (config_.kernel.reply >= 0) fds.push_back({config_.kernel.reply, POLLIN, 0});
   const Snapshot* current = nullptr;
   uint32_t last_flush = nowMs();
   snapshots_.quiescent(config_.index);
@@ -201,6 +248,7 @@ void Worker::run(const std::atomic<bool>& stop) {
     }
     if (snap != nullptr) {
       for (XskSocket* s : sockets_) handleBurst(*s, *snap, now);
+      handleKernelReplies(*snap, now);
     }
     for (XskSocket* s : sockets_) kick(*s);
     // Flush while `current` is still protected: before reporting

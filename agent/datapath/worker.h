@@ -5,6 +5,7 @@
 // copy), and recycles every other frame. Busy-poll or sleep-when-idle.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "agent/datapath/kernel_next_hops.h"
+#include "agent/datapath/kernel_path.h"
 #include "agent/datapath/xsk.h"
 #include "agent/lb/forwarder.h"
 #include "agent/lb/snapshot.h"
@@ -24,6 +26,7 @@ struct WorkerConfig {
   bool busy_poll = false;
   int cpu = -1;  // pin to this CPU when >= 0
   ForwarderConfig forwarder;
+  KernelPath::QueueFds kernel;  // the exception path; -1: none (frames for it are dropped)
 };
 
 // What a worker has counted, copied out for metrics. Keys are names so the
@@ -45,7 +48,11 @@ struct WorkerReport {
   size_t conntrack_entries = 0;
   size_t conntrack_capacity = 0;
   uint64_t tx_ring_full = 0;
-  uint64_t unhandled = 0;  // frames the kernel should have had (pass verdicts)
+  uint64_t unhandled = 0;  // frames for the kernel that could not be handed to it
+  // The exception path: frames handed to the kernel by reason, and replies
+  // read back from it.
+  std::array<uint64_t, static_cast<size_t>(KernelHandoff::kCount)> to_kernel{};
+  uint64_t from_kernel = 0;
   size_t frames_free = 0;  // in the pool or on fill rings
   size_t frames_in_tx = 0;
   size_t frames_total = 0;
@@ -65,6 +72,11 @@ class Worker {
   void completions(XskSocket& s);
   void kick(XskSocket& s);
   void handleBurst(XskSocket& s, const Snapshot& snap, uint32_t now_ms);
+  // Reads up to a burst of replies from the kernel path and forwards them.
+  void handleKernelReplies(const Snapshot& snap, uint32_t now_ms);
+  // Carries out one action on a frame in `addr`; false: the frame is free again.
+  bool dispatch(const Snapshot& snap, const Action& a, uint64_t addr, size_t len);
+  bool toKernel(const Action& a, const uint8_t* frame, size_t len);
   void account(const Snapshot& snap, const Action& a, size_t len);
   void flush(const Snapshot* snap);
   XskSocket* socketFor(uint32_t ifindex);
@@ -81,6 +93,8 @@ class Worker {
   std::vector<WorkerReport::Traffic> backend_counts_;  // by backend id index
   uint64_t tx_ring_full_ = 0;
   uint64_t unhandled_ = 0;
+  std::array<uint64_t, static_cast<size_t>(KernelHandoff::kCount)> to_kernel_{};
+  uint64_t from_kernel_ = 0;
   uint64_t rx_batches_ = 0;
   bool unflushed_ = false;  // counts since the last flush
 

@@ -60,7 +60,8 @@ Result<bool> clearStale(const Interface& iface) {
 Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& object_path,
                                                      const std::vector<Interface>& interfaces,
                                                      XdpMode mode, uint16_t snat_port_min,
-                                                     uint16_t snat_port_max) {
+                                                     uint16_t snat_port_max,
+                                                     uint32_t max_vip_entries) {
   std::unique_ptr<XdpProgram> self(new XdpProgram());
   // The multi-program dispatcher needs freplace, which some kernels refuse;
   // libxdp then falls back to a legacy attach. Skip the doomed attempt
@@ -80,6 +81,12 @@ Result<std::unique_ptr<XdpProgram>> XdpProgram::load(const std::string& object_p
     if (name.size() >= 7 && name.compare(name.size() - 7, 7, ".rodata") == 0) rodata = m;
   }
   if (rodata == nullptr) return Status::error(object_path + ": no .rodata (configuration) section");
+  struct bpf_map* vips = bpf_object__find_map_by_name(obj, FLOWLB_MAP_VIPS);
+  if (vips == nullptr) return Status::error(object_path + ": maps missing (rebuild the object)");
+  if (const int rc = bpf_map__set_max_entries(vips, max_vip_entries); rc != 0) {
+    return Status::error("cannot size the VIP map to " + std::to_string(max_vip_entries) +
+                         " entries: " + errnoText(rc));
+  }
   size_t size = 0;
   const void* initial = bpf_map__initial_value(rodata, &size);
   if (initial == nullptr || size != sizeof(flowlb_config)) {
@@ -159,52 +166,43 @@ Status XdpProgram::setSocket(int ifindex, uint32_t queue, int xsk_fd) {
   return Status::ok();
 }
 
-Status XdpProgram::syncVips(const Snapshot& snap) {
-  std::vector<flowlb_vip_key> want;
-  auto key = [](const IpAddr& a, uint16_t port, uint8_t proto) {
-    flowlb_vip_key k{};
-    std::memcpy(k.addr, a.bytes.data(), 16);
+Status XdpProgram::syncVips(const std::set<SteerKey>& keys) {
+  auto key = [](const SteerKey& k) {
+    flowlb_vip_key out{};
+    std::memcpy(out.addr, k.addr.bytes.data(), 16);
     uint8_t be[2];
-    storeBe16(be, port);
-    std::memcpy(&k.port, be, 2);
-    k.proto = proto;
-    return k;
+    storeBe16(be, k.port);
+    std::memcpy(&out.port, be, 2);
+    out.proto = k.proto;
+    return out;
   };
-  for (const ServiceRuntime& s : snap.services) {
-    want.push_back(key(s.spec.vip, s.spec.port, s.spec.proto));
-    want.push_back(key(s.spec.vip, 0, s.spec.proto));  // its non-first fragments
-    want.push_back(key(s.spec.vip, 0, s.spec.vip.isV4() ? kProtoICMP : kProtoICMPv6));
-  }
-  std::vector<flowlb_vip_key> snat;
-  for (auto [has, addr] :
-       {std::pair{snap.snat.has_v4, snap.snat.v4}, std::pair{snap.snat.has_v6, snap.snat.v6}}) {
-    if (!has) continue;
-    for (uint8_t proto : {kProtoTCP, kProtoUDP}) snat.push_back(key(addr, 0, proto));
-    snat.push_back(key(addr, 0, addr.isV4() ? kProtoICMP : kProtoICMPv6));
-  }
-  auto same = [](const flowlb_vip_key& a, const flowlb_vip_key& b) {
-    return std::memcmp(&a, &b, sizeof a) == 0;
-  };
-  std::sort(want.begin(), want.end(),
-            [](const auto& a, const auto& b) { return std::memcmp(&a, &b, sizeof a) < 0; });
-  want.erase(std::unique(want.begin(), want.end(), same), want.end());
-  std::vector<flowlb_vip_key> all = want;
-  all.insert(all.end(), snat.begin(), snat.end());
-  for (const flowlb_vip_key& k : all) {
+  // Add first (a packet for a new key finds it before the workers' tables
+  // do; unknown keys are handed to the kernel, never misrouted), and undo
+  // the additions if one fails.
+  std::vector<SteerKey> added;
+  for (const SteerKey& k : keys) {
+    if (installed_.count(k)) continue;
+    const flowlb_vip_key mk = key(k);
     flowlb_vip_value v{};
-    v.flags = std::any_of(snat.begin(), snat.end(), [&](const auto& s) { return same(s, k); })
-                  ? FLOWLB_VIP_F_SNAT
-                  : 0;
-    if (bpf_map_update_elem(vips_fd_, &k, &v, BPF_ANY) != 0) {
-      return Status::error(std::string("cannot update the VIP map: ") + std::strerror(errno));
+    v.flags = k.snat ? FLOWLB_VIP_F_SNAT : 0;
+    if (bpf_map_update_elem(vips_fd_, &mk, &v, BPF_NOEXIST) != 0) {
+      const int err = errno;
+      for (const SteerKey& a : added) {
+        const flowlb_vip_key ak = key(a);
+        bpf_map_delete_elem(vips_fd_, &ak);
+      }
+      return Status::error("cannot add " + k.addr.toString() + ":" + std::to_string(k.port) +
+                           " to the VIP map (" + std::strerror(err) +
+                           "); the update was rolled back");
     }
+    added.push_back(k);
   }
-  for (const flowlb_vip_key& k : installed_) {
-    if (std::none_of(all.begin(), all.end(), [&](const auto& a) { return same(a, k); })) {
-      bpf_map_delete_elem(vips_fd_, &k);
-    }
+  for (const SteerKey& k : installed_) {
+    if (keys.count(k)) continue;
+    const flowlb_vip_key mk = key(k);
+    bpf_map_delete_elem(vips_fd_, &mk);
   }
-  installed_ = std::move(all);
+  installed_ = keys;
   return Status::ok();
 }
 

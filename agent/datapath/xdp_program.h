@@ -6,11 +6,13 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "agent/bpf/flowlb_abi.h"
 #include "agent/lb/snapshot.h"
+#include "agent/lb/steering.h"
 #include "common/status.h"
 
 struct xdp_program;
@@ -32,10 +34,11 @@ class XdpProgram {
     bool replaced_stale = false;
   };
 
+  // `max_vip_entries` sizes the VIP map (the kernel allocates it at load).
   static Result<std::unique_ptr<XdpProgram>> load(const std::string& object_path,
                                                   const std::vector<Interface>& interfaces,
                                                   XdpMode mode, uint16_t snat_port_min,
-                                                  uint16_t snat_port_max);
+                                                  uint16_t snat_port_max, uint32_t max_vip_entries);
   ~XdpProgram();
   XdpProgram(const XdpProgram&) = delete;
   XdpProgram& operator=(const XdpProgram&) = delete;
@@ -45,9 +48,10 @@ class XdpProgram {
 
   // Points the socket slot of (ifindex, queue) at an AF_XDP socket.
   Status setSocket(int ifindex, uint32_t queue, int xsk_fd);
-  // Makes the VIP map steer exactly the snapshot's services, the SNAT
-  // addresses and the ICMP errors for both.
-  Status syncVips(const Snapshot& snap);
+  // Makes the VIP map steer exactly these keys (steeringKeys() of a
+  // snapshot). All or nothing: on a failed write the entries this call
+  // added are removed again and the map is as it was.
+  Status syncVips(const std::set<SteerKey>& keys);
   // Per-CPU counters summed, indexed by enum flowlb_stat.
   std::vector<uint64_t> counters() const;
 
@@ -65,7 +69,7 @@ class XdpProgram {
   int xsks_fd_ = -1;
   int stats_fd_ = -1;
   bool dispatcher_ = false;
-  std::vector<flowlb_vip_key> installed_;
+  std::set<SteerKey> installed_;
 };
 
 }  // namespace flowlb::agent

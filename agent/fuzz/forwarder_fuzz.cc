@@ -46,7 +46,7 @@ struct World {
     d.services.push_back(svc("2001:db8::10", 53, kProtoUDP, ForwardingMode::kDsr, {"fd00:1::2"}));
     d.services[1].client_ip_affinity = true;
     d.services[3].source_ranges.push_back(*IpPrefix::parse("2001:db8::/32"));
-    snap = *builder.build(d, snat);
+    snap = builder.build(d, snat)->snapshot;
     NextHop hop;
     hop.resolved = true;
     hops.setDefault(true, hop);

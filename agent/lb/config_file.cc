@@ -87,7 +87,7 @@ ServiceSpec service(const YAML::Node& n, const std::string& where) {
   checkKeys(n, where,
             {"name", "vip", "port", "protocol", "mode", "sessionAffinity", "affinityTimeoutSeconds",
              "idleTimeoutSeconds", "drainTimeoutSeconds", "sourceRanges", "maglevTableSize",
-             "hashSeed", "backends"});
+             "hashSeed", "externalTrafficPolicy", "backends"});
   ServiceSpec s;
   for (const char* required : {"name", "vip", "port", "backends"}) {
     if (!n[required]) fail(n, where + "." + required, "is required");
@@ -122,6 +122,15 @@ ServiceSpec service(const YAML::Node& n, const std::string& where) {
     } else if (a != "None") {
       fail(n["sessionAffinity"], where + ".sessionAffinity",
            "'" + a + "' is not one of None, ClientIP");
+    }
+  }
+  if (n["externalTrafficPolicy"]) {
+    const auto p = text(n["externalTrafficPolicy"], where + ".externalTrafficPolicy");
+    if (p == "Local") {
+      s.keep_client_address = true;
+    } else if (p != "Cluster") {
+      fail(n["externalTrafficPolicy"], where + ".externalTrafficPolicy",
+           "'" + p + "' is not one of Cluster, Local");
     }
   }
   const uint32_t day = 86400;

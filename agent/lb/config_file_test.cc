@@ -88,7 +88,7 @@ TEST(ConfigFileTest, ParsesTheStandaloneExample) {
   EXPECT_EQ(web.mode, ForwardingMode::kNat);
   EXPECT_FALSE(web.client_ip_affinity);
   EXPECT_TRUE(web.source_ranges.empty());
-  EXPECT_EQ(web.maglev_size, kDefaultMaglevSize);
+  EXPECT_EQ(web.maglev_size, 0u);  // sized for its backends
   ASSERT_EQ(web.backends.size(), 4u);
   EXPECT_EQ(web.backends[0].addr, ip("10.1.0.11"));
   EXPECT_EQ(web.backends[0].port, 8080);

@@ -12,7 +12,7 @@ namespace flowlb::agent {
 const char* evictReasonName(EvictReason r) {
   switch (r) {
     case EvictReason::kExpired: return "expired";
-    case EvictReason::kHalfOpen: return "half_open";
+    case EvictReason::kUnanswered: return "unanswered";
     case EvictReason::kOldest: return "oldest";
     default: return "unknown";
   }
@@ -63,7 +63,7 @@ void ConnTrack::prefetchEntry(uint64_t hash) const {
 }
 
 const FlowEntry& ConnTrack::owner(const FlowEntry& e) const {
-  if (e.key.kind == FlowKind::kNatReply && e.peer != kNoPeer) return entries_[e.peer];
+  if (isReplyKind(e.key.kind) && e.peer != kNoPeer) return entries_[e.peer];
   return e;
 }
 
@@ -111,7 +111,7 @@ FlowEntry* ConnTrack::insert(const FlowKey& k, uint64_t hash, uint32_t now_ms, u
       slot = first_free;
     }
   }
-  int victim_rank = -1;  // 0 expired, 1 half-open, 2 live
+  int victim_rank = -1;  // 0 expired, 1 never answered, 2 live
   // Candidates are ranked by their own fields first: a linked NAT reply is
   // skipped (it goes with its forward entry, and ranking it would cost a
   // random read of that peer); only if all 16 are such replies are their
@@ -124,11 +124,12 @@ FlowEntry* ConnTrack::insert(const FlowKey& k, uint64_t hash, uint32_t now_ms, u
         const uint32_t i = static_cast<uint32_t>(base + w);
         if (i == protect) continue;
         const FlowEntry& e = entries_[i];
-        const bool linked_reply = e.key.kind == FlowKind::kNatReply && e.peer != kNoPeer;
+        const bool linked_reply = isReplyKind(e.key.kind) && e.peer != kNoPeer;
         if (linked_reply && pass == 0) continue;
         const FlowEntry& o = owner(e);
         const uint32_t age = now_ms - o.last_seen_ms;
-        const int rank = age > o.timeout_ms ? 0 : o.state == FlowState::kSynSent ? 1 : 2;
+        const bool answered = (o.flags & kFlowAnswered) != 0 || o.state == FlowState::kAffinity;
+        const int rank = age > o.timeout_ms ? 0 : !answered ? 1 : 2;
         if (rank < victim_rank || (rank == victim_rank && age > victim_age)) {
           slot = i;
           victim_rank = rank;
@@ -139,7 +140,7 @@ FlowEntry* ConnTrack::insert(const FlowKey& k, uint64_t hash, uint32_t now_ms, u
   }
   if (victim_rank >= 0) {
     const auto reason = victim_rank == 0   ? EvictReason::kExpired
-                        : victim_rank == 1 ? EvictReason::kHalfOpen
+                        : victim_rank == 1 ? EvictReason::kUnanswered
                                            : EvictReason::kOldest;
     ++stats_.evictions[static_cast<size_t>(reason)];
     erase(&entries_[slot]);
@@ -182,7 +183,7 @@ size_t ConnTrack::sweep(uint32_t now_ms, size_t buckets) {
       if (sigs_[base + w] == 0) continue;
       FlowEntry& e = entries_[base + w];
       // A linked NAT reply dies with its forward entry (owner() follows it).
-      if (e.key.kind == FlowKind::kNatReply && e.peer != kNoPeer) continue;
+      if (isReplyKind(e.key.kind) && e.peer != kNoPeer) continue;
       if (isDead(e, now_ms)) {
         const size_t before = size_;
         erase(&e);

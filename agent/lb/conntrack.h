@@ -2,8 +2,9 @@
 // with two candidate buckets per key (two-choice hashing keeps buckets from
 // overflowing long before the table is full), allocated once at start. It never grows and never
 // allocates on the packet path; when a bucket is full the least valuable
-// entry goes first (expired, then half-open, then the oldest), so a SYN flood
-// evicts its own half-open entries before any established flow.
+// entry goes first (expired, then flows that never saw an answer, then the
+// oldest), so a flood of new flows of any protocol (SYNs, random UDP, stray
+// ACKs) evicts its own unanswered entries before any flow that is in use.
 //
 // Memory: a 40-byte key and a 20-byte value per entry plus a 4-byte
 // signature kept apart so a lookup scans one bucket's signatures (32 bytes)
@@ -25,7 +26,21 @@ enum class FlowKind : uint8_t {
   kForward = 1,   // client -> VIP:port, value: backend (+ SNAT port)
   kNatReply = 2,  // backend -> node SNAT address:port; peer: its kForward entry
   kAffinity = 3,  // client address -> VIP:port (sessionAffinity: ClientIP)
+  // backend:port -> client:port of a flow sent through the kernel (the
+  // exception path): its reply as it comes back out of the kernel; peer: its
+  // kForward entry.
+  kKernelReply = 4,
 };
+
+// FlowEntry::flags.
+inline constexpr uint8_t kFlowAnswered = 0x1;    // the other side has answered
+inline constexpr uint8_t kFlowKernelPath = 0x2;  // forward flow sent through the kernel
+inline constexpr uint8_t kFlowKeepSource = 0x4;  // ... with the client's address kept
+
+// A reply entry lives and dies with its forward peer.
+inline bool isReplyKind(FlowKind k) {
+  return k == FlowKind::kNatReply || k == FlowKind::kKernelReply;
+}
 
 enum class FlowState : uint8_t {
   kFree = 0,
@@ -80,7 +95,7 @@ struct FlowEntry {
   uint32_t peer = kNoPeer;  // index of the linked entry (forward <-> NAT reply)
   uint16_t nat_port = 0;    // SNAT source port of a NAT flow, host order
   FlowState state = FlowState::kFree;
-  uint8_t flags = 0;
+  uint8_t flags = 0;  // kFlow* bits
 };
 static_assert(sizeof(FlowEntry) == 60);
 
@@ -96,7 +111,9 @@ struct ConntrackTimeouts {
 // within one idle period.
 inline constexpr uint32_t kMaxTimeoutMs = 24u * 24 * 3600 * 1000;
 
-enum class EvictReason : uint8_t { kExpired, kHalfOpen, kOldest, kCount };
+// kUnanswered: a flow that never saw an answer (half-open TCP, UDP without a
+// reply, a mid-flow pickup nobody answered yet).
+enum class EvictReason : uint8_t { kExpired, kUnanswered, kOldest, kCount };
 const char* evictReasonName(EvictReason r);
 
 struct ConntrackStats {

@@ -13,7 +13,7 @@ namespace {
 using test_specs::ip;
 
 constexpr uint64_t kSeed = 0xc0ffee;
-constexpr size_t kHalfOpen = static_cast<size_t>(EvictReason::kHalfOpen);
+constexpr size_t kUnanswered = static_cast<size_t>(EvictReason::kUnanswered);
 constexpr size_t kOldest = static_cast<size_t>(EvictReason::kOldest);
 constexpr size_t kExpired = static_cast<size_t>(EvictReason::kExpired);
 
@@ -39,6 +39,8 @@ FlowEntry* add(ConnTrack& ct, const FlowKey& k, uint32_t now, FlowState state, u
   e->state = state;
   e->timeout_ms = timeout;
   e->backend = backend;
+  // An established TCP flow has seen its handshake answered.
+  if (state == FlowState::kEstablished) e->flags |= kFlowAnswered;
   return e;
 }
 
@@ -165,12 +167,12 @@ TEST(ConntrackTest, SynFloodDoesNotEvictEstablishedFlows) {
   for (const FlowKey& k : established) alive += find(ct, k, now) != nullptr ? 1 : 0;
   EXPECT_EQ(alive, established.size());
   EXPECT_EQ(ct.size(), cap);  // every free way went to a half-open entry
-  EXPECT_GT(ct.stats().evictions[kHalfOpen], 0u);
+  EXPECT_GT(ct.stats().evictions[kUnanswered], 0u);
   EXPECT_EQ(ct.stats().evictions[kOldest], 0u);
   EXPECT_EQ(ct.stats().evictions[kExpired], 0u);
 }
 
-TEST(ConntrackTest, EvictionOrderIsExpiredThenHalfOpenThenOldest) {
+TEST(ConntrackTest, EvictionOrderIsExpiredThenUnansweredThenOldest) {
   ConnTrack ct(8, kSeed);  // one bucket of 8 ways
   ASSERT_EQ(ct.capacity(), 8u);
   add(ct, key(0), 0, FlowState::kEstablished, 10);  // dead at now=100
@@ -184,7 +186,7 @@ TEST(ConntrackTest, EvictionOrderIsExpiredThenHalfOpenThenOldest) {
   EXPECT_NE(find(ct, key(1), 100), nullptr);
 
   add(ct, key(9), 100, FlowState::kEstablished, 1'000'000);
-  EXPECT_EQ(ct.stats().evictions[kHalfOpen], 1u);
+  EXPECT_EQ(ct.stats().evictions[kUnanswered], 1u);
   EXPECT_EQ(find(ct, key(1), 100), nullptr);
 
   add(ct, key(10), 100, FlowState::kEstablished, 1'000'000);
@@ -192,6 +194,29 @@ TEST(ConntrackTest, EvictionOrderIsExpiredThenHalfOpenThenOldest) {
   EXPECT_EQ(find(ct, key(2), 100), nullptr);  // last seen at 2: the oldest
   for (uint32_t i = 3; i <= 10; ++i) EXPECT_NE(find(ct, key(i), 100), nullptr) << i;
   EXPECT_EQ(ct.size(), 8u);
+}
+
+// Issue 17.7: a flood of new flows of any protocol (random-source UDP, stray
+// ACKs picked up mid-flow) must not evict idle flows that are in use: an
+// answered UDP flow and an established TCP connection outlive it.
+TEST(ConntrackTest, UnansweredFloodOfAnyProtocolNeverEvictsAnsweredFlows) {
+  ConnTrack ct(8, kSeed);  // one bucket of 8 ways
+  FlowKey udp = key(0);
+  udp.proto = 17;
+  FlowEntry* answered_udp = add(ct, udp, 0, FlowState::kUdp, 1'000'000);
+  answered_udp->flags |= kFlowAnswered;
+  add(ct, key(1), 0, FlowState::kEstablished, 1'000'000);  // idle since 0: the oldest
+  for (uint32_t i = 0; i < 10'000; ++i) {
+    FlowKey k = key(100 + i);
+    k.proto = i % 2 == 0 ? 17 : 6;
+    // UDP without answer, and TCP picked up mid-flow that nobody answered.
+    add(ct, k, 10 + i, i % 2 == 0 ? FlowState::kUdp : FlowState::kEstablished, 1'000'000)->flags =
+        0;
+  }
+  EXPECT_NE(find(ct, udp, 20'000), nullptr);
+  EXPECT_NE(find(ct, key(1), 20'000), nullptr);
+  EXPECT_EQ(ct.stats().evictions[kOldest], 0u);
+  EXPECT_GT(ct.stats().evictions[kUnanswered], 9'000u);
 }
 
 TEST(ConntrackTest, ProtectedEntryIsNeverTheVictim) {

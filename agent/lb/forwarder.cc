@@ -22,6 +22,16 @@ FlowTuple reversed(const FlowTuple& t) {
 
 }  // namespace
 
+const char* kernelHandoffName(KernelHandoff h) {
+  switch (h) {
+    case KernelHandoff::kUnclaimed: return "unclaimed";
+    case KernelHandoff::kRouted: return "routed";
+    case KernelHandoff::kFlowSnat: return "flow_snat";
+    case KernelHandoff::kFlowKeep: return "flow_keep_source";
+    default: return "unknown";
+  }
+}
+
 FlowKey makeFlowKey(const FlowTuple& t, FlowKind kind) {
   FlowKey k;
   k.src = t.src.bytes;
@@ -59,10 +69,21 @@ Action Forwarder::pass() {
   return Action{};
 }
 
-Action Forwarder::transmit(uint8_t* frame, const IpAddr& toward, bool need_on_link, Action a) {
+Action Forwarder::transmit(uint8_t* frame, const IpAddr& toward, Path path, Action a) {
   const NextHop* hop = next_hops_.lookup(toward);
   if (hop == nullptr) return drop(DropReason::kNoRoute, a.service);
-  if (need_on_link && !hop->on_link) return drop(DropReason::kDsrBackendNotOnLink, a.service);
+  if (hop->kernel) {
+    if (path == Path::kOnLink) return drop(DropReason::kDsrBackendNotOnLink, a.service);
+    if (path == Path::kOwnInterfaces) return drop(DropReason::kPathChanged, a.service);
+    if (!config_.kernel_path) return drop(DropReason::kKernelPathDisabled, a.service);
+    a.kind = ActionKind::kPass;
+    a.handoff = KernelHandoff::kRouted;
+    ++stats_.passed;
+    return a;
+  }
+  if (path == Path::kOnLink && !hop->on_link) {
+    return drop(DropReason::kDsrBackendNotOnLink, a.service);
+  }
   if (!hop->resolved) {
     Action d = drop(DropReason::kNeighborUnresolved, a.service);
     d.backend = a.backend;
@@ -78,7 +99,11 @@ Action Forwarder::transmit(uint8_t* frame, const IpAddr& toward, bool need_on_li
 
 Action Forwarder::process(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms) {
   const ParseOutcome o = parsePacket(frame, len, pkt_);
-  return decide(frame, o, pkt_, snap, now_ms);
+  Action a = decide(frame, o, pkt_, snap, now_ms);
+  if (a.kind == ActionKind::kPass && o.status == ParseStatus::kOk) {
+    a.l3 = static_cast<uint16_t>(pkt_.outer.l3);
+  }
+  return a;
 }
 
 bool Forwarder::lookupKey(const ParsedPacket& p, const Snapshot& snap, FlowKey* key) const {
@@ -120,6 +145,9 @@ void Forwarder::processBatch(const Frame* frames, size_t n, const Snapshot& snap
       const size_t r = d % kRing;
       actions[d] = decide(frames[d].data, outcomes_[r], batch_[r], snap, now_ms,
                           keyed[r] ? &hashes[r] : nullptr);
+      if (actions[d].kind == ActionKind::kPass && outcomes_[r].status == ParseStatus::kOk) {
+        actions[d].l3 = static_cast<uint16_t>(batch_[r].outer.l3);
+      }
     }
   }
 }
@@ -198,7 +226,8 @@ void Forwarder::track(FlowEntry& e, const ServiceRuntime& svc, uint8_t proto, ui
     e.state = (tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn ? FlowState::kSynSent
                                                            : FlowState::kEstablished;
   } else if (e.state == FlowState::kSynSent && from_client && (tcp_flags & kTcpAck)) {
-    e.state = FlowState::kEstablished;
+    e.state = FlowState::kEstablished;  // the client saw the SYN-ACK: answered
+    e.flags |= kFlowAnswered;
   }
   switch (e.state) {
     case FlowState::kSynSent: e.timeout_ms = svc.timeouts.syn_ms; break;
@@ -260,17 +289,35 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
   if (e == nullptr) {
     b = choose(svc, snap, t, opens, now_ms);
     if (b == nullptr) return drop(DropReason::kNoBackend, si);
+    const bool nat = svc.spec.mode == ForwardingMode::kNat;
+    // A NAT flow to a backend we cannot reach ourselves goes through the
+    // kernel: only its destination is rewritten, and its reply is known by
+    // the tuple the backend answers with.
+    const NextHop* hop = nat ? next_hops_.lookup(b->addr) : nullptr;
+    const bool via_kernel = hop != nullptr && hop->kernel;
+    if (via_kernel && !config_.kernel_path) return drop(DropReason::kKernelPathDisabled, si);
     uint16_t nat_port = 0;
     FlowKey reply_key;
     uint64_t reply_hash = 0;
-    if (svc.spec.mode == ForwardingMode::kNat &&
-        !allocateSnatPort(snap, *b, t, now_ms, &nat_port, &reply_key, &reply_hash)) {
+    if (via_kernel) {
+      reply_key =
+          makeFlowKey(FlowTuple{b->addr, t.src, b->port, t.sport, t.proto}, FlowKind::kKernelReply);
+      reply_hash = conntrack_.hash(reply_key);
+      // The client's address:port already talks to this backend:port through
+      // another VIP: the backend could not tell the two apart.
+      if (conntrack_.find(reply_key, reply_hash, now_ms) != nullptr) {
+        return drop(DropReason::kKernelTupleInUse, si);
+      }
+    } else if (nat && !allocateSnatPort(snap, *b, t, now_ms, &nat_port, &reply_key, &reply_hash)) {
       return drop(DropReason::kSnatPortsExhausted, si);
     }
     e = conntrack_.insert(key, h, now_ms);
     e->backend = b->id;
     e->nat_port = nat_port;
-    if (svc.spec.mode == ForwardingMode::kNat) {
+    if (via_kernel) {
+      e->flags = kFlowKernelPath | (svc.spec.keep_client_address ? kFlowKeepSource : 0);
+    }
+    if (nat) {
       FlowEntry* r = conntrack_.insert(reply_key, reply_hash, now_ms, conntrack_.indexOf(e));
       r->backend = b->id;
       r->state = FlowState::kEstablished;  // unused: a reply entry follows its peer
@@ -282,10 +329,19 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
   track(*e, svc, t.proto, p.tcp_flags, true, now_ms);
   a.backend = b->id;
 
-  if (svc.spec.mode == ForwardingMode::kDsr) return transmit(frame, b->addr, true, a);
+  if (svc.spec.mode == ForwardingMode::kDsr) return transmit(frame, b->addr, Path::kOnLink, a);
+  if (e->flags & kFlowKernelPath) {
+    const IpAddr client = t.src;
+    const uint16_t client_port = t.sport;
+    rewriteFlow(frame, p.outer, t, client, client_port, b->addr, b->port);
+    a.kind = ActionKind::kPass;
+    a.handoff = (e->flags & kFlowKeepSource) ? KernelHandoff::kFlowKeep : KernelHandoff::kFlowSnat;
+    ++stats_.passed;
+    return a;
+  }
   const IpAddr& snat = b->addr.isV4() ? snap.snat.v4 : snap.snat.v6;
   rewriteFlow(frame, p.outer, t, snat, e->nat_port, b->addr, b->port);
-  return transmit(frame, b->addr, false, a);
+  return transmit(frame, b->addr, Path::kOwnInterfaces, a);
 }
 
 Action Forwarder::natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms,
@@ -306,13 +362,74 @@ Action Forwarder::natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap
   a.reply = true;
   a.backend = f.backend;
   a.service = snap.findService(vip, f.key.dport, f.key.proto);
+  f.flags |= kFlowAnswered;
   if (a.service >= 0) {
     track(f, snap.services[static_cast<size_t>(a.service)], t.proto, p.tcp_flags, false, now_ms);
   } else {
     f.last_seen_ms = now_ms;  // service being removed: keep the flow alive
   }
   rewriteFlow(frame, p.outer, t, vip, f.key.dport, client, f.key.sport);
-  return transmit(frame, client, false, a);
+  return transmit(frame, client, Path::kAny, a);
+}
+
+Action Forwarder::processFromKernel(uint8_t* frame, size_t len, const Snapshot& snap,
+                                    uint32_t now_ms) {
+  ParsedPacket& p = pkt_;
+  const ParseOutcome o = parsePacket(frame, len, p);
+  if (o.status == ParseStatus::kMalformed) return drop(o.reason);
+  if (o.status != ParseStatus::kOk) return drop(DropReason::kKernelReplyNoFlow);
+  if (p.icmp_error) return kernelIcmpError(frame, p, snap, now_ms);
+  FlowTuple& t = p.tuple;
+  if ((t.proto != kProtoTCP && t.proto != kProtoUDP) || !p.outer.has_l4) {
+    return drop(DropReason::kKernelReplyNoFlow);
+  }
+  const FlowKey key = makeFlowKey(t, FlowKind::kKernelReply);
+  FlowEntry* r = conntrack_.find(key, conntrack_.hash(key), now_ms);
+  if (r == nullptr || r->peer == kNoPeer) return drop(DropReason::kKernelReplyNoFlow);
+  FlowEntry& f = *conntrack_.at(r->peer);
+  const IpAddr client{f.key.src};
+  const IpAddr vip{f.key.dst};
+  Action a;
+  a.reply = true;
+  a.backend = f.backend;
+  a.service = snap.findService(vip, f.key.dport, f.key.proto);
+  f.flags |= kFlowAnswered;
+  if (a.service >= 0) {
+    track(f, snap.services[static_cast<size_t>(a.service)], t.proto, p.tcp_flags, false, now_ms);
+  } else {
+    f.last_seen_ms = now_ms;
+  }
+  // The kernel has undone its own source NAT: the packet goes to the client
+  // already; it must come from the VIP.
+  rewriteFlow(frame, p.outer, t, vip, f.key.dport, client, f.key.sport);
+  ++stats_.from_kernel;
+  Action out = transmit(frame, client, Path::kAny, a);
+  out.l3 = static_cast<uint16_t>(p.outer.l3);
+  return out;
+}
+
+Action Forwarder::kernelIcmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& snap,
+                                  uint32_t now_ms) {
+  // The kernel reports on a packet of a flow we sent through it (client ->
+  // backend, as we rewrote it): the client must see it about the VIP.
+  const FlowTuple q = p.inner_tuple;
+  const FlowKey key = makeFlowKey(reversed(q), FlowKind::kKernelReply);
+  FlowEntry* r = conntrack_.find(key, conntrack_.hash(key), now_ms);
+  if (r == nullptr || r->peer == kNoPeer) return drop(DropReason::kKernelReplyNoFlow);
+  const FlowEntry& f = *conntrack_.at(r->peer);
+  const IpAddr client{f.key.src};
+  const IpAddr vip{f.key.dst};
+  Action a;
+  a.reply = true;
+  a.backend = f.backend;
+  a.service = snap.findService(vip, f.key.dport, f.key.proto);
+  ++stats_.icmp_errors_forwarded;
+  rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kDestination, vip);
+  rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kDestination, f.key.dport);
+  refreshIcmpChecksum(frame, p);
+  Action out = transmit(frame, client, Path::kAny, a);
+  out.l3 = static_cast<uint16_t>(p.outer.l3);
+  return out;
 }
 
 Action Forwarder::icmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& snap,
@@ -334,7 +451,21 @@ Action Forwarder::icmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
     a.service = si;
     a.backend = b->id;
     ++stats_.icmp_errors_forwarded;
-    if (svc.spec.mode == ForwardingMode::kDsr) return transmit(frame, b->addr, true, a);
+    if (svc.spec.mode == ForwardingMode::kDsr) return transmit(frame, b->addr, Path::kOnLink, a);
+    if (e->flags & kFlowKernelPath) {
+      // The backend answered the client (the kernel undid its own NAT on the
+      // way back): show it the error about backend:port -> client:port; the
+      // kernel translates a related ICMP error like the flow itself.
+      rewriteAddress(frame, p.outer, p.tuple, Endpoint::kDestination, b->addr);
+      rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kSource, b->addr);
+      rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kSource, b->port);
+      refreshIcmpChecksum(frame, p);
+      a.kind = ActionKind::kPass;
+      a.handoff =
+          (e->flags & kFlowKeepSource) ? KernelHandoff::kFlowKeep : KernelHandoff::kFlowSnat;
+      ++stats_.passed;
+      return a;
+    }
     // NAT: the backend sent backend:port -> snat:nat_port; show it that.
     const IpAddr& snat = b->addr.isV4() ? snap.snat.v4 : snap.snat.v6;
     rewriteAddress(frame, p.outer, p.tuple, Endpoint::kDestination, b->addr);
@@ -343,7 +474,7 @@ Action Forwarder::icmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
     rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kDestination, snat);
     rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kDestination, e->nat_port);
     refreshIcmpChecksum(frame, p);
-    return transmit(frame, b->addr, false, a);
+    return transmit(frame, b->addr, Path::kOwnInterfaces, a);
   }
   // (b) It left our SNAT address towards a backend: a NAT flow's forward packet.
   if (snap.isSnatAddress(q.src)) {
@@ -367,7 +498,7 @@ Action Forwarder::icmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
     rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kDestination, vip);
     rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kDestination, f.key.dport);
     refreshIcmpChecksum(frame, p);
-    return transmit(frame, client, false, a);
+    return transmit(frame, client, Path::kAny, a);
   }
   return pass();
 }

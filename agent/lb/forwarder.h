@@ -1,7 +1,12 @@
 // The forwarding decision: from a received frame and the worker's tables to
 // an action (transmit on an interface after rewriting the frame in place,
-// pass to the kernel, or drop with a reason). Conntrack first, Maglev second
-// (DESIGN.md rules 4-6); session affinity and source ranges per service.
+// hand it to the kernel, or drop with a reason). Conntrack first, Maglev
+// second (DESIGN.md rules 4-6); session affinity and source ranges per
+// service. A backend the datapath cannot reach itself (a pod on this node, a
+// backend behind an overlay, a local address) is reached through the kernel
+// (rule 9): the flow's packets are handed to it with only the destination
+// rewritten, and its replies come back out of the kernel to
+// processFromKernel().
 // One Forwarder per worker: it owns its conntrack and fragment tables and
 // shares nothing; it never allocates, locks or blocks.
 #pragma once
@@ -18,16 +23,32 @@
 
 namespace flowlb::agent {
 
-enum class ActionKind : uint8_t { kTransmit, kPass, kDrop };
+enum class ActionKind : uint8_t {
+  kTransmit,  // on the AF_XDP socket of `ifindex`
+  kPass,      // to the kernel through the exception path, as `handoff` says
+  kDrop,
+};
+
+// Why and how a frame goes to the kernel.
+enum class KernelHandoff : uint8_t {
+  kUnclaimed,  // no service of ours: as if the XDP program had passed it
+  kRouted,     // ours, rewritten; its destination is behind a device we do not own
+  kFlowSnat,   // a NAT flow to a backend behind the kernel; the kernel source-NATs it
+  kFlowKeep,   // the same with the client's address kept (externalTrafficPolicy: Local)
+  kCount,
+};
+const char* kernelHandoffName(KernelHandoff h);
 
 struct Action {
   ActionKind kind = ActionKind::kPass;
+  KernelHandoff handoff = KernelHandoff::kUnclaimed;  // when kPass
   DropReason reason = DropReason::kNone;
   uint32_t ifindex = 0;   // egress interface when kTransmit
   int32_t service = -1;   // index into Snapshot::services, when known
   uint32_t backend = 0;   // backend id, when known
   bool new_flow = false;  // this packet created a conntrack entry
   bool reply = false;     // a NAT reply translated back towards the client
+  uint16_t l3 = 0;        // kPass: where the IP packet starts in the frame (0: not IP)
 };
 
 struct ForwarderConfig {
@@ -39,6 +60,9 @@ struct ForwarderConfig {
   uint32_t worker = 0;
   uint32_t workers = 1;
   uint32_t snat_port_attempts = 64;
+  // Backends behind the kernel are reached through the exception path;
+  // off: they are dropped (reason kernel_path_disabled).
+  bool kernel_path = true;
 };
 
 struct ForwarderStats {
@@ -50,6 +74,7 @@ struct ForwarderStats {
   uint64_t rerouted_backend_gone = 0;  // tracked flow whose backend left the set
   uint64_t icmp_errors_forwarded = 0;
   uint64_t nat_reply_unknown = 0;  // passed to the kernel
+  uint64_t from_kernel = 0;        // replies that came back out of the kernel, translated
 };
 
 class Forwarder {
@@ -57,6 +82,11 @@ class Forwarder {
   Forwarder(const ForwarderConfig& config, const NextHopTable& next_hops);
 
   Action process(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms);
+  // A packet that came back out of the kernel's exception path (in a frame
+  // with an Ethernet header): the reply of a flow this forwarder sent
+  // through the kernel, translated back to come from the VIP. Anything else
+  // is dropped (reason kernel_reply_no_flow), never handed back.
+  Action processFromKernel(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms);
 
   // A batch of received frames, decided in order with the same result as
   // process() on each. Conntrack lines are prefetched a few frames ahead,
@@ -76,7 +106,12 @@ class Forwarder {
  private:
   Action drop(DropReason r, int32_t service = -1);
   Action pass();
-  Action transmit(uint8_t* frame, const IpAddr& toward, bool need_on_link, Action a);
+  // Where a rewritten frame may go: anywhere (the kernel routes what we
+  // cannot reach), only to an on-link neighbour (DSR), or only out of our
+  // own interfaces (a flow source-NATed to this node's address).
+  enum class Path : uint8_t { kAny, kOnLink, kOwnInterfaces };
+  Action transmit(uint8_t* frame, const IpAddr& toward, Path path, Action a);
+  Action kernelIcmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms);
   // `hash_hint`: the conntrack hash of the packet's key when the batch path
   // already computed it, else nullptr.
   Action toService(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, int32_t si,

@@ -68,9 +68,10 @@ class ForwarderTest : public ::testing::Test {
 
   void rebuild() {
     ++state_.generation;
-    auto snap = builder_.build(state_, snat_);
-    ASSERT_TRUE(snap.isOk()) << snap.error();
-    snap_ = *snap;
+    auto built = builder_.build(state_, snat_);
+    ASSERT_TRUE(built.isOk()) << built.error();
+    ASSERT_TRUE(built->errors.empty()) << built->errors[0].message;
+    snap_ = built->snapshot;
   }
 
   static std::vector<uint8_t> tcp(const char* src, uint16_t sport, const char* dst, uint16_t dport,
@@ -233,7 +234,7 @@ TEST_F(ForwarderTest, TwoNodesPickTheSameBackendForTheSameFlow) {
     auto a = tcp("203.0.113.9", p, "192.0.2.10", 80, kTcpSyn);
     auto b = a;
     run(a);
-    other.process(b.data(), b.size(), **other_snap, now_ms_);
+    other.process(b.data(), b.size(), *other_snap->snapshot, now_ms_);
     EXPECT_EQ(sent(a).dst, sent(b).dst);
   }
 }
@@ -439,6 +440,150 @@ TEST_F(ForwarderTest, BatchGivesTheSameVerdictsAndFramesAsOneByOne) {
       EXPECT_EQ(one[i], many[i]) << "frame " << i;
     }
   }
+}
+
+}  // namespace
+}  // namespace flowlb::agent
+
+namespace flowlb::agent {
+namespace {
+
+// Backends the datapath cannot reach itself (a pod behind a veth on this
+// node, a pod behind an overlay): the kernel exception path (issue 11).
+class KernelPathTest : public ForwarderTest {
+ protected:
+  KernelPathTest() {
+    NextHop kernel;
+    kernel.kernel = true;
+    for (const char* b : {"10.1.0.1", "10.1.0.2", "10.1.0.3", "fd00:1::1", "fd00:1::2"}) {
+      hops_.set(ip(b), kernel);
+    }
+  }
+  Action fromKernel(std::vector<uint8_t>& frame) {
+    return fwd_.processFromKernel(frame.data(), frame.size(), *snap_, now_ms_);
+  }
+};
+
+TEST_F(KernelPathTest, ANatFlowToABackendBehindTheKernelRewritesOnlyItsDestination) {
+  auto syn = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpSyn);
+  const Action a = run(syn);
+  ASSERT_EQ(a.kind, ActionKind::kPass);
+  EXPECT_EQ(a.handoff, KernelHandoff::kFlowSnat);
+  EXPECT_TRUE(a.new_flow);
+  const FlowTuple t = sent(syn);  // checksums verified
+  EXPECT_EQ(t.src, ip("203.0.113.5"));
+  EXPECT_EQ(t.sport, 40001);
+  EXPECT_EQ(t.dport, 8080);
+  EXPECT_EQ(snap_->backend(a.backend)->addr, t.dst);
+
+  // The backend's answer comes back out of the kernel (its own source NAT
+  // undone): it must reach the client from the VIP.
+  FrameSpec reply;
+  reply.tuple = FlowTuple{t.dst, ip("203.0.113.5"), 8080, 40001, kProtoTCP};
+  reply.tcp_flags = kTcpSyn | kTcpAck;
+  auto r = buildFrame(reply);
+  const Action ra = fromKernel(r);
+  ASSERT_EQ(ra.kind, ActionKind::kTransmit);
+  EXPECT_TRUE(ra.reply);
+  const FlowTuple rt = sent(r);
+  EXPECT_EQ(rt.src, ip("192.0.2.10"));
+  EXPECT_EQ(rt.sport, 80);
+  EXPECT_EQ(rt.dst, ip("203.0.113.5"));
+  EXPECT_EQ(rt.dport, 40001);
+  EXPECT_EQ(fwd_.stats().from_kernel, 1u);
+
+  // Later packets of the flow take the same path to the same backend.
+  auto ack = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpAck);
+  const Action aa = run(ack);
+  EXPECT_EQ(aa.kind, ActionKind::kPass);
+  EXPECT_EQ(aa.backend, a.backend);
+  EXPECT_FALSE(aa.new_flow);
+}
+
+TEST_F(KernelPathTest, ExternalTrafficPolicyLocalKeepsTheClientAddress) {
+  state_.services[0].keep_client_address = true;
+  state_.services[3].keep_client_address = true;
+  rebuild();
+  for (const auto& [client, vip] :
+       {std::pair{"203.0.113.5", "192.0.2.10"}, std::pair{"2001:db8:1::5", "2001:db8::10"}}) {
+    auto syn = tcp(client, 40002, vip, 80, kTcpSyn);
+    const Action a = run(syn);
+    ASSERT_EQ(a.kind, ActionKind::kPass) << client;
+    EXPECT_EQ(a.handoff, KernelHandoff::kFlowKeep) << client;
+    EXPECT_EQ(sent(syn).src, ip(client));
+  }
+}
+
+TEST_F(KernelPathTest, WhatComesBackOutOfTheKernelWithoutAFlowIsDroppedNeverLooped) {
+  FrameSpec stray;
+  stray.tuple = FlowTuple{ip("10.1.0.1"), ip("203.0.113.5"), 8080, 40009, kProtoTCP};
+  auto f = buildFrame(stray);
+  const Action a = fromKernel(f);
+  EXPECT_EQ(a.kind, ActionKind::kDrop);
+  EXPECT_EQ(a.reason, DropReason::kKernelReplyNoFlow);
+}
+
+TEST_F(KernelPathTest, AKernelIcmpErrorAboutAFlowIsShownToTheClientAboutTheVip) {
+  auto syn = tcp("203.0.113.5", 40003, "192.0.2.10", 80, kTcpSyn);
+  const Action a = run(syn);
+  ASSERT_EQ(a.kind, ActionKind::kPass);
+  // The node reports "fragmentation needed" on the packet as we rewrote it.
+  auto err = buildIcmpError(ip("10.0.0.1"), ip("203.0.113.5"), 3, 4, syn, 48);
+  const Action ea = fromKernel(err);
+  ASSERT_EQ(ea.kind, ActionKind::kTransmit);
+  ParsedPacket p;
+  ASSERT_EQ(parsePacket(err.data(), err.size(), p).status, ParseStatus::kOk);
+  ASSERT_TRUE(p.icmp_error);
+  EXPECT_EQ(p.inner_tuple.dst, ip("192.0.2.10"));
+  EXPECT_EQ(p.inner_tuple.dport, 80);
+  EXPECT_EQ(p.inner_tuple.src, ip("203.0.113.5"));
+}
+
+TEST_F(KernelPathTest, DsrCannotReachABackendBehindTheKernel) {
+  auto f = tcp("203.0.113.5", 40004, "192.0.2.20", 80, kTcpSyn);
+  const Action a = run(f);
+  EXPECT_EQ(a.kind, ActionKind::kDrop);
+  EXPECT_EQ(a.reason, DropReason::kDsrBackendNotOnLink);
+}
+
+TEST_F(KernelPathTest, WithTheKernelPathOffSuchBackendsAreDroppedWithAReason) {
+  Forwarder off(ForwarderConfig{.conntrack_entries = 4096, .kernel_path = false}, hops_);
+  auto f = tcp("203.0.113.5", 40005, "192.0.2.10", 80, kTcpSyn);
+  const Action a = off.process(f.data(), f.size(), *snap_, now_ms_);
+  EXPECT_EQ(a.kind, ActionKind::kDrop);
+  EXPECT_EQ(a.reason, DropReason::kKernelPathDisabled);
+}
+
+TEST_F(KernelPathTest, AReplyToAClientBehindTheKernelIsRoutedByTheKernel) {
+  // Backends on our own interfaces, the client behind a device we do not own.
+  NextHop direct;
+  direct.resolved = true;
+  direct.ifindex = 7;
+  for (const char* b : {"10.1.0.1", "10.1.0.2", "10.1.0.3"}) hops_.set(ip(b), direct);
+  NextHop kernel;
+  kernel.kernel = true;
+  hops_.set(ip("203.0.113.77"), kernel);
+  auto syn = tcp("203.0.113.77", 40006, "192.0.2.10", 80, kTcpSyn);
+  ASSERT_EQ(run(syn).kind, ActionKind::kTransmit);
+  const FlowTuple t = sent(syn);
+  FrameSpec reply;
+  reply.tuple = FlowTuple{t.dst, t.src, t.dport, t.sport, kProtoTCP};
+  auto r = buildFrame(reply);
+  const Action ra = run(r);
+  ASSERT_EQ(ra.kind, ActionKind::kPass);
+  EXPECT_EQ(ra.handoff, KernelHandoff::kRouted);
+  EXPECT_EQ(sent(r).src, ip("192.0.2.10"));
+}
+
+// A frame steered to us that no flow or service claims (here a reply to the
+// node's own connection from a port in the SNAT range) goes to the kernel.
+TEST_F(ForwarderTest, UnclaimedFramesGoToTheKernel) {
+  FrameSpec own;
+  own.tuple = FlowTuple{ip("10.1.0.9"), ip("10.0.0.1"), 22, 40123, kProtoTCP};
+  auto f = buildFrame(own);
+  const Action a = run(f);
+  EXPECT_EQ(a.kind, ActionKind::kPass);
+  EXPECT_EQ(a.handoff, KernelHandoff::kUnclaimed);
 }
 
 }  // namespace

@@ -48,6 +48,7 @@ Result<MaglevTable> MaglevTable::build(std::vector<MaglevBackend> backends, uint
   }
 
   MaglevTable t;
+  t.seed_ = seed;
   t.backends_ = std::move(backends);
   t.slots_.assign(size, kEmpty);
   const size_t n = t.backends_.size();

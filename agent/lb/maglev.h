@@ -17,7 +17,6 @@
 
 namespace flowlb::agent {
 
-inline constexpr uint32_t kDefaultMaglevSize = 65537;
 inline constexpr uint32_t kMaxMaglevSize = 1u << 24;
 
 struct MaglevBackend {
@@ -50,6 +49,7 @@ class MaglevTable {
   const std::vector<uint32_t>& slots() const { return slots_; }
   // Hash of the sorted (key, weight) list, the seed and every slot.
   uint64_t fingerprint() const { return fingerprint_; }
+  uint64_t seed() const { return seed_; }
   // Slots held by each backend, in backends() order.
   std::vector<uint32_t> slotCounts() const;
 
@@ -57,6 +57,7 @@ class MaglevTable {
   std::vector<MaglevBackend> backends_;
   std::vector<uint32_t> slots_;
   uint64_t fingerprint_ = 0;
+  uint64_t seed_ = 0;
   bool has_slots_ = false;
 };
 

@@ -17,6 +17,10 @@ struct NextHop {
   std::array<uint8_t, 6> dst_mac{};
   bool resolved = false;  // false: neighbour entry missing or incomplete
   bool on_link = true;    // false: via a gateway (DSR needs on-link backends)
+  // Reached through a device the datapath does not own (a pod's veth, an
+  // overlay, a local address): only the kernel can deliver it, through the
+  // exception path. ifindex and MACs are then meaningless.
+  bool kernel = false;
 };
 
 class NextHopTable {

@@ -39,9 +39,29 @@ struct ServiceSpec {
   uint32_t idle_timeout_s = 0;          // 0: the agent's established/UDP default
   uint32_t drain_timeout_s = 300;
   std::vector<IpPrefix> source_ranges;  // empty: every client allowed
-  uint32_t maglev_size = kDefaultMaglevSize;
-  uint64_t hash_seed = 0;  // cluster-wide
+  // externalTrafficPolicy: Local. Backends reached through the kernel (pods
+  // on this node) see the client's address; others are still source-NATed.
+  bool keep_client_address = false;
+  uint32_t maglev_size = 0;  // 0: flowlb::maglevSizeFor(backends.size())
+  uint64_t hash_seed = 0;    // cluster-wide
   std::vector<BackendSpec> backends;
+};
+
+// Why one service of a desired state was not applied (the contract's
+// ApplyErrorCode): the rest of the state applies without it.
+enum class ApplyErrorCode : uint8_t {
+  kInvalidArgument,    // a field is missing or out of range
+  kUnsupported,        // valid, but this node cannot do it
+  kResourceExhausted,  // does not fit a map or the memory budget
+  kConflict,           // same VIP, port and protocol as a service with a smaller key
+  kInternal,
+};
+const char* applyErrorCodeName(ApplyErrorCode c);
+
+struct ServiceError {
+  std::string service;  // ServiceSpec::name
+  ApplyErrorCode code = ApplyErrorCode::kInvalidArgument;
+  std::string message;  // what went wrong, in words a user can act on
 };
 
 struct DesiredState {

@@ -4,25 +4,14 @@
 #include <map>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 
 #include "agent/packet/packet.h"
 #include "common/hash.h"
+#include "common/maglev_sizing.h"
 
 namespace flowlb::agent {
 namespace {
-
-// The same backends with the same weights, in any order.
-bool sameMembers(const std::vector<MaglevBackend>& a, std::vector<MaglevBackend> b) {
-  if (a.size() != b.size()) return false;
-  std::vector<MaglevBackend> x = a;
-  auto less = [](const MaglevBackend& l, const MaglevBackend& r) { return l.key < r.key; };
-  std::sort(x.begin(), x.end(), less);
-  std::sort(b.begin(), b.end(), less);
-  for (size_t i = 0; i < x.size(); ++i) {
-    if (x[i].key != b[i].key || x[i].weight != b[i].weight) return false;
-  }
-  return true;
-}
 
 uint64_t serviceHash(const IpAddr& vip, uint16_t port, uint8_t proto) {
   const uint64_t hi = loadLe64(vip.bytes.data());
@@ -36,6 +25,61 @@ std::string where(const ServiceSpec& s) {
 
 uint32_t clampMs(uint64_t seconds) {
   return static_cast<uint32_t>(std::min<uint64_t>(seconds * 1000, kMaxTimeoutMs));
+}
+
+// Identity of a table's inputs: two services whose tables would be equal
+// share one. Members are compared in full on a hash match.
+struct TableInputs {
+  std::vector<MaglevBackend> members;  // sorted by key
+  uint32_t size = 0;
+  uint64_t seed = 0;
+
+  uint64_t hash() const {
+    uint64_t h = mix64(uint64_t{size} ^ mix64(seed));
+    for (const MaglevBackend& m : members) {
+      h = hashBytes(m.key.data(), m.key.size(), h ^ m.weight);
+    }
+    return h;
+  }
+  bool matches(const MaglevTable& t) const {
+    if (t.size() != size || t.seed() != seed || t.backends().size() != members.size()) return false;
+    for (size_t i = 0; i < members.size(); ++i) {
+      if (t.backends()[i].key != members[i].key || t.backends()[i].weight != members[i].weight) {
+        return false;
+      }
+    }
+    return true;
+  }
+};
+
+size_t bytesOf(const MaglevTable& t) {
+  size_t bytes = sizeof(MaglevTable) + size_t{t.size()} * sizeof(uint32_t);
+  for (const MaglevBackend& b : t.backends()) bytes += sizeof(MaglevBackend) + b.key.capacity();
+  return bytes;
+}
+
+// The tables a build can reuse or has built, by their inputs.
+class TableCache {
+ public:
+  void add(const std::shared_ptr<const MaglevTable>& t, uint64_t h) {
+    if (t) by_hash_[h].push_back(t);
+  }
+  std::shared_ptr<const MaglevTable> find(const TableInputs& in, uint64_t h) const {
+    auto it = by_hash_.find(h);
+    if (it == by_hash_.end()) return nullptr;
+    for (const auto& t : it->second) {
+      if (in.matches(*t)) return t;
+    }
+    return nullptr;
+  }
+
+ private:
+  std::unordered_map<uint64_t, std::vector<std::shared_ptr<const MaglevTable>>> by_hash_;
+};
+
+uint64_t inputsHashOf(const MaglevTable& t) {
+  TableInputs in{t.backends(), t.size(), t.seed()};
+  return in.hash();
 }
 
 }  // namespace
@@ -63,90 +107,163 @@ int Snapshot::findService(const IpAddr& vip, uint16_t port, uint8_t proto) const
   }
 }
 
-uint32_t SnapshotBuilder::idFor(const IpAddr& addr, uint16_t port) {
-  if (auto it = index_.find({addr, port}); it != index_.end()) return registry_[it->second].id;
-  uint32_t index;
-  if (!free_.empty()) {
-    index = free_.back();
-    free_.pop_back();
-  } else {
-    index = static_cast<uint32_t>(registry_.size());
-    registry_.emplace_back();
+size_t Snapshot::tableBytes() const {
+  std::set<const MaglevTable*> seen;
+  size_t bytes = 0;
+  for (const ServiceRuntime& s : services) {
+    for (const MaglevTable* t : {s.table.get(), s.prev_table.get()}) {
+      if (t != nullptr && seen.insert(t).second) bytes += bytesOf(*t);
+    }
   }
-  Slot& s = registry_[index];
-  s.addr = addr;
-  s.port = port;
-  s.used = true;
-  s.tag = static_cast<uint8_t>(s.tag + 1);
-  s.id = uint32_t{s.tag} << kBackendIndexBits | index;
-  index_[{addr, port}] = index;
-  return s.id;
+  return bytes;
 }
 
-const ServiceRuntime* SnapshotBuilder::lastService(const ServiceSpec& s) const {
-  if (!last_) return nullptr;
-  const int i = last_->findService(s.vip, s.port, s.proto);
-  return i < 0 ? nullptr : &last_->services[static_cast<size_t>(i)];
+std::set<SteerKey> steeringKeys(const Snapshot& snap) {
+  std::set<SteerKey> keys;
+  for (const ServiceRuntime& s : snap.services)
+    addServiceKeys(s.spec.vip, s.spec.port, s.spec.proto, &keys);
+  if (snap.snat.has_v4) addSnatKeys(snap.snat.v4, &keys);
+  if (snap.snat.has_v6) addSnatKeys(snap.snat.v6, &keys);
+  return keys;
 }
 
-Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredState& desired,
-                                                               const SnatConfig& snat,
-                                                               std::vector<std::string>* warnings,
-                                                               uint64_t now_ms) {
-  auto next = std::make_shared<Snapshot>();
-  next->generation = desired.generation;
-  next->snat = snat;
+// Backend ids for one build without touching the registry: known backends
+// keep theirs; new ones get a free slot (its tag bumped) or a new one. The
+// allocations are recorded in the outcome and adopted by commit().
+class SnapshotBuilder::IdAllocator {
+ public:
+  IdAllocator(const SnapshotBuilder& b, Outcome& out)
+      : b_(b), out_(out), next_index_(static_cast<uint32_t>(b.registry_.size())) {}
+
+  uint32_t idFor(const IpAddr& addr, uint16_t port) {
+    if (auto it = b_.index_.find({addr, port}); it != b_.index_.end()) {
+      return b_.registry_[it->second].id;
+    }
+    if (auto it = fresh_.find({addr, port}); it != fresh_.end()) return it->second;
+    uint32_t index;
+    if (out_.free_used < b_.free_.size()) {
+      index = b_.free_[b_.free_.size() - 1 - out_.free_used++];
+    } else {
+      index = next_index_++;
+    }
+    const uint8_t old_tag = index < b_.registry_.size() ? b_.registry_[index].tag : 0;
+    const uint32_t id = uint32_t{static_cast<uint8_t>(old_tag + 1)} << kBackendIndexBits | index;
+    fresh_[{addr, port}] = id;
+    out_.fresh_ids.push_back({addr, port, id});
+    return id;
+  }
+
+ private:
+  const SnapshotBuilder& b_;
+  Outcome& out_;
+  uint32_t next_index_;
+  std::map<std::pair<IpAddr, uint16_t>, uint32_t> fresh_;
+};
+
+Result<SnapshotBuilder::Outcome> SnapshotBuilder::prepare(const DesiredState& desired,
+                                                          const SnatConfig& snat,
+                                                          uint64_t now_ms) const {
   if (snat.port_min == 0 || snat.port_min > snat.port_max) {
     return Status::error("SNAT port range " + std::to_string(snat.port_min) + "-" +
                          std::to_string(snat.port_max) + " is empty or starts at 0");
   }
+  Outcome out;
+  auto next = std::make_shared<Snapshot>();
+  next->generation = desired.generation;
+  next->snat = snat;
 
-  // Validate first: a rejected state must leave the registry untouched.
-  std::map<std::tuple<IpAddr, uint16_t, uint8_t>, std::string> seen;
-  for (const ServiceSpec& s : desired.services) {
-    if (s.proto != kProtoTCP && s.proto != kProtoUDP) {
-      return Status::error(where(s) + ": protocol must be TCP or UDP");
-    }
-    if (s.port == 0) return Status::error(where(s) + ": port must not be 0");
-    auto [it, fresh] = seen.emplace(std::make_tuple(s.vip, s.port, s.proto), s.name);
-    if (!fresh)
-      return Status::error(where(s) + ": same VIP, port and protocol as '" + it->second + "'");
-    if (s.mode == ForwardingMode::kNat && !(s.vip.isV4() ? snat.has_v4 : snat.has_v6)) {
-      return Status::error(where(s) + ": NAT mode needs a source NAT address of the VIP's family");
-    }
-    if (s.maglev_size < 3 || s.maglev_size > kMaxMaglevSize || !isPrime(s.maglev_size)) {
-      return Status::error(where(s) + ": Maglev table size " + std::to_string(s.maglev_size) +
-                           " must be a prime between 3 and " + std::to_string(kMaxMaglevSize));
-    }
-    if (s.backends.size() >= s.maglev_size) {
-      return Status::error(where(s) + ": " + std::to_string(s.backends.size()) +
-                           " backends do not fit a Maglev table of " +
-                           std::to_string(s.maglev_size) + " slots");
-    }
-    std::set<std::string> keys;
-    for (const BackendSpec& b : s.backends) {
-      if (!keys.insert(b.key()).second) {
-        return Status::error(where(s) + ": backend " + b.key() + " is listed twice");
-      }
-      if (b.addr.isV4() != s.vip.isV4()) {
-        return Status::error(where(s) + ": backend " + b.addr.toString() +
-                             " is not of the VIP's address family");
-      }
-      if (b.port == 0)
-        return Status::error(where(s) + ": backend " + b.addr.toString() + " has port 0");
-      if (s.mode == ForwardingMode::kDsr && b.port != s.port) {
-        return Status::error(where(s) + ": in DSR mode backend " + b.key() +
-                             " must listen on the service port " + std::to_string(s.port));
-      }
-    }
+  // The last version of each service, by name: a refused service keeps it.
+  std::unordered_map<std::string, const ServiceRuntime*> last_by_name;
+  if (last_) {
+    for (const ServiceRuntime& s : last_->services) last_by_name[s.spec.name] = &s;
   }
 
-  std::vector<BackendRuntime> backends;
-  std::vector<bool> referenced(registry_.size(), false);
-  std::map<std::string, uint64_t> draining_since;
-  std::set<std::string> drained;
-  uint64_t next_deadline = UINT64_MAX;
+  // 1. Each service on its own. A refused one falls back to its last version.
+  struct Candidate {
+    const ServiceSpec* spec;
+    bool was_programmed;  // in the last snapshot under this name
+  };
+  std::vector<Candidate> candidates;
+  candidates.reserve(desired.services.size());
+  std::set<std::string> names;
+  const auto refuse = [&](const ServiceSpec& s, ServiceError e) -> const ServiceSpec* {
+    auto last = last_by_name.find(s.name);
+    if (last != last_by_name.end() && !validateService(last->second->spec, snat)) {
+      e.message += "; its previous version stays in force";
+      out.errors.push_back(std::move(e));
+      return &last->second->spec;
+    }
+    out.errors.push_back(std::move(e));
+    return nullptr;
+  };
   for (const ServiceSpec& s : desired.services) {
+    if (!names.insert(s.name).second) {
+      out.errors.push_back({s.name, ApplyErrorCode::kConflict,
+                            where(s) + ": another service of this state has the same key"});
+      continue;
+    }
+    const ServiceSpec* use = &s;
+    if (auto e = validateService(s, snat, &out.warnings)) use = refuse(s, std::move(*e));
+    if (use != nullptr) candidates.push_back({use, last_by_name.count(s.name) > 0});
+  }
+
+  // 2. Admission, in priority order: services already programmed first (an
+  // update never evicts them for new ones), then by key. The smallest key
+  // wins a VIP:port:protocol; what would overflow the VIP map or the table
+  // budget is refused.
+  std::vector<size_t> order(candidates.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (candidates[a].was_programmed != candidates[b].was_programmed) {
+      return candidates[a].was_programmed;
+    }
+    return candidates[a].spec->name < candidates[b].spec->name;
+  });
+  std::map<std::tuple<IpAddr, uint16_t, uint8_t>, std::string> owner;
+  for (const Candidate& c : candidates) {  // the smallest key of each VIP:port:protocol
+    const auto k = std::make_tuple(c.spec->vip, c.spec->port, c.spec->proto);
+    auto [it, fresh] = owner.emplace(k, c.spec->name);
+    if (!fresh && c.spec->name < it->second) it->second = c.spec->name;
+  }
+  std::set<SteerKey> keys;
+  if (snat.has_v4) addSnatKeys(snat.v4, &keys);
+  if (snat.has_v6) addSnatKeys(snat.v6, &keys);
+
+  TableCache cache;
+  if (last_) {
+    for (const ServiceRuntime& s : last_->services) {
+      cache.add(s.table, inputsHashOf(*s.table));
+      if (s.prev_table) cache.add(s.prev_table, inputsHashOf(*s.prev_table));
+    }
+  }
+  std::set<const MaglevTable*> counted;
+  size_t table_bytes = 0;
+
+  IdAllocator ids(*this, out);
+  out.referenced.assign(registry_.size(), false);
+  std::vector<std::optional<ServiceRuntime>> built(candidates.size());
+  std::vector<std::vector<const BackendSpec*>> built_specs(candidates.size());  // table order
+  for (size_t oi : order) {
+    const ServiceSpec& s = *candidates[oi].spec;
+    const auto k = std::make_tuple(s.vip, s.port, s.proto);
+    if (owner[k] != s.name) {
+      out.errors.push_back({s.name, ApplyErrorCode::kConflict,
+                            where(s) + ": same VIP, port and protocol as '" + owner[k] + "'"});
+      continue;
+    }
+    std::set<SteerKey> mine;
+    addServiceKeys(s.vip, s.port, s.proto, &mine);
+    size_t added = 0;
+    for (const SteerKey& key : mine) added += keys.count(key) == 0 ? 1 : 0;
+    if (keys.size() + added > limits_.max_steering_keys) {
+      out.errors.push_back(
+          {s.name, ApplyErrorCode::kResourceExhausted,
+           where(s) + ": the XDP program's VIP map is full (" +
+               std::to_string(limits_.max_steering_keys) +
+               " entries; raise --max-vip-entries, the chart's agent.maxVipEntries)"});
+      continue;
+    }
+
     ServiceRuntime rt;
     rt.spec = s;
     rt.timeouts = defaults_;
@@ -154,86 +271,146 @@ Result<std::shared_ptr<const Snapshot>> SnapshotBuilder::build(const DesiredStat
       rt.timeouts.established_ms = clampMs(s.idle_timeout_s);
       rt.timeouts.udp_ms = clampMs(s.idle_timeout_s);
     }
-    std::vector<MaglevBackend> mb;
-    std::map<std::string, uint32_t> id_by_key;
+    TableInputs in;
+    in.size = s.maglev_size != 0 ? s.maglev_size : maglevSizeFor(s.backends.size());
+    in.seed = s.hash_seed;
+    std::map<std::string, const BackendSpec*> members;
     for (const BackendSpec& b : s.backends) {
       if (b.state == BackendState::kDraining && s.drain_timeout_s > 0) {
         const std::string dk = s.name + "|" + b.key();
         auto known = draining_since_ms_.find(dk);
         const uint64_t since = known != draining_since_ms_.end() ? known->second : now_ms;
-        draining_since[dk] = since;
+        out.draining_since_ms[dk] = since;
         const uint64_t deadline = since + uint64_t{s.drain_timeout_s} * 1000;
         if (now_ms >= deadline) {  // drained: its remaining flows go elsewhere
-          if (warnings && !drained_.count(dk)) {
-            warnings->push_back(where(s) + ": backend " + b.key() + " finished draining");
+          if (!drained_.count(dk)) {
+            out.drained.push_back(dk);
+            out.warnings.push_back(where(s) + ": backend " + b.key() + " finished draining");
           }
-          drained.insert(dk);
+          out.drained_keys.insert(dk);
           continue;
         }
-        next_deadline = std::min(next_deadline, deadline);
+        out.next_deadline_ms = std::min(out.next_deadline_ms, deadline);
       }
-      const uint32_t weight = b.state == BackendState::kDraining ? 0 : b.weight;
-      mb.push_back({b.key(), weight});
-      const uint32_t id = idFor(b.addr, b.port);
-      id_by_key[b.key()] = id;
+      members[b.key()] = &b;
+      in.members.push_back({b.key(), b.state == BackendState::kDraining ? 0 : b.weight});
+    }
+    std::sort(in.members.begin(), in.members.end(),
+              [](const MaglevBackend& a, const MaglevBackend& b) { return a.key < b.key; });
+    const uint64_t h = in.hash();
+    rt.table = cache.find(in, h);
+    if (!rt.table) {
+      std::string warning;
+      auto table = MaglevTable::build(in.members, in.size, in.seed, &warning);
+      if (!table) {
+        out.errors.push_back(
+            {s.name, ApplyErrorCode::kInvalidArgument, where(s) + ": " + table.error()});
+        continue;
+      }
+      if (!warning.empty()) out.warnings.push_back(where(s) + ": " + warning);
+      rt.table = std::make_shared<const MaglevTable>(std::move(*table));
+      cache.add(rt.table, h);
+    }
+    const size_t bytes = counted.count(rt.table.get()) ? 0 : bytesOf(*rt.table);
+    if (table_bytes + bytes > limits_.table_budget_bytes) {
+      out.errors.push_back({s.name, ApplyErrorCode::kResourceExhausted,
+                            where(s) + ": its Maglev table (" + std::to_string(bytes / 1024) +
+                                " KiB) does not fit the agent's table memory budget (" +
+                                std::to_string(limits_.table_budget_bytes >> 20) +
+                                " MiB; raise --table-memory-mb, the chart's agent.tableMemoryMB)"});
+      continue;
+    }
+    counted.insert(rt.table.get());
+    table_bytes += bytes;
+    keys.insert(mine.begin(), mine.end());
+
+    for (const MaglevBackend& m : rt.table->backends()) {
+      const BackendSpec* b = members.at(m.key);
+      rt.ids.push_back(ids.idFor(b->addr, b->port));
+      built_specs[oi].push_back(b);
+    }
+    // The previous generation's table of the same service, kept for the
+    // grace period after the table changed (rule 6), then dropped.
+    auto last = last_by_name.find(s.name);
+    if (last != last_by_name.end()) {
+      const ServiceRuntime& p = *last->second;
+      if (p.table->fingerprint() != rt.table->fingerprint()) {
+        rt.prev_table = p.table;
+        rt.prev_ids = p.ids;
+        rt.prev_until_ms = now_ms + limits_.previous_table_grace_ms;
+      } else if (p.prev_table && now_ms < p.prev_until_ms) {
+        rt.prev_table = p.prev_table;
+        rt.prev_ids = p.prev_ids;
+        rt.prev_until_ms = p.prev_until_ms;
+      }
+      if (rt.prev_table) out.next_deadline_ms = std::min(out.next_deadline_ms, rt.prev_until_ms);
+    }
+    built[oi] = std::move(rt);
+  }
+
+  // 3. The snapshot, in the desired order; backends indexed by id.
+  std::vector<BackendRuntime> backends;
+  for (size_t ci = 0; ci < built.size(); ++ci) {
+    auto& rt = built[ci];
+    if (!rt) continue;
+    for (size_t i = 0; i < rt->ids.size(); ++i) {
+      const uint32_t id = rt->ids[i];
       const uint32_t index = id & kBackendIndexMask;
+      const BackendSpec* spec = built_specs[ci][i];
       if (index >= backends.size()) backends.resize(index + 1);
-      if (index >= referenced.size()) referenced.resize(index + 1, false);
-      referenced[index] = true;
+      if (index < out.referenced.size()) out.referenced[index] = true;
       BackendRuntime& br = backends[index];
       // A backend shared by services is ACTIVE if any of them has it active.
       const bool was_present = br.present;
       br = BackendRuntime{
-          id, b.addr, b.port,
-          was_present && br.state == BackendState::kActive ? BackendState::kActive : b.state, true};
+          id, spec->addr, spec->port,
+          was_present && br.state == BackendState::kActive ? BackendState::kActive : spec->state,
+          true};
     }
-    // A service whose Maglev inputs did not change keeps its table: with
-    // thousands of services an update touches a few, and building every
-    // table again would take seconds and double the memory.
-    if (const ServiceRuntime* p = last_ ? lastService(s) : nullptr;
-        p && p->spec.maglev_size == s.maglev_size && p->spec.hash_seed == s.hash_seed &&
-        sameMembers(p->table->backends(), mb)) {
-      rt.table = p->table;
-    } else {
-      std::string warning;
-      auto table = MaglevTable::build(std::move(mb), s.maglev_size, s.hash_seed, &warning);
-      if (!table) {
-        return Status::error(where(s) + ": " + table.error());
-      }
-      if (!warning.empty() && warnings) warnings->push_back(where(s) + ": " + warning);
-      rt.table = std::make_shared<const MaglevTable>(std::move(*table));
-    }
-    for (const auto& b : rt.table->backends()) rt.ids.push_back(id_by_key[b.key]);
-    // The previous generation's table of the same service (same VIP:port:proto).
-    if (last_) {
-      if (const ServiceRuntime* prev = lastService(s)) {
-        const ServiceRuntime& p = *prev;
-        if (p.table->fingerprint() == rt.table->fingerprint()) {
-          rt.prev_table = p.prev_table;  // unchanged: keep the older generation
-          rt.prev_ids = p.prev_ids;
-        } else {
-          rt.prev_table = p.table;
-          rt.prev_ids = p.ids;
-        }
-      }
-    }
-    next->services.push_back(std::move(rt));
+    next->services.push_back(std::move(*rt));
   }
+  next->backends = std::move(backends);
+  next->buildIndex();
+  out.snapshot = std::move(next);
+  return out;
+}
+
+void SnapshotBuilder::commit(const Outcome& o) {
+  for (const Outcome::Fresh& f : o.fresh_ids) {
+    const uint32_t index = f.id & kBackendIndexMask;
+    if (index >= registry_.size()) registry_.resize(index + 1);
+    Slot& s = registry_[index];
+    s.addr = f.addr;
+    s.port = f.port;
+    s.id = f.id;
+    s.used = true;
+    s.tag = static_cast<uint8_t>(f.id >> kBackendIndexBits);
+    index_[{f.addr, f.port}] = index;
+  }
+  free_.resize(free_.size() - o.free_used);
   // Ids no longer referenced go back to the pool; their tag changes on reuse.
+  std::set<uint32_t> fresh;
+  for (const Outcome::Fresh& f : o.fresh_ids) fresh.insert(f.id & kBackendIndexMask);
   for (size_t i = 0; i < registry_.size(); ++i) {
-    if (registry_[i].used && (i >= referenced.size() || !referenced[i])) {
+    const bool referenced =
+        fresh.count(static_cast<uint32_t>(i)) || (i < o.referenced.size() && o.referenced[i]);
+    if (registry_[i].used && !referenced) {
       registry_[i].used = false;
       index_.erase({registry_[i].addr, registry_[i].port});
       free_.push_back(static_cast<uint32_t>(i));
     }
   }
-  next->backends = std::move(backends);
-  next->buildIndex();
-  last_ = next;
-  draining_since_ms_ = std::move(draining_since);
-  drained_ = std::move(drained);
-  next_drain_deadline_ms_ = next_deadline;
-  return std::shared_ptr<const Snapshot>(next);
+  last_ = o.snapshot;
+  draining_since_ms_ = o.draining_since_ms;
+  drained_ = o.drained_keys;
+  next_deadline_ms_ = o.next_deadline_ms;
+}
+
+Result<SnapshotBuilder::Outcome> SnapshotBuilder::build(const DesiredState& desired,
+                                                        const SnatConfig& snat, uint64_t now_ms) {
+  auto o = prepare(desired, snat, now_ms);
+  if (o) commit(*o);
+  return o;
 }
 
 }  // namespace flowlb::agent

@@ -41,7 +41,9 @@ DesiredState state(std::vector<ServiceSpec> services) {
 std::shared_ptr<const Snapshot> mustBuild(SnapshotBuilder& b, const DesiredState& d) {
   auto r = b.build(d, snat());
   EXPECT_TRUE(r.isOk()) << r.error();
-  return r.isOk() ? *r : nullptr;
+  if (!r.isOk()) return nullptr;
+  for (const ServiceError& e : r->errors) ADD_FAILURE() << e.message;
+  return r->snapshot;
 }
 
 // Backend key -> id, for service `svc` of the snapshot.
@@ -164,100 +166,212 @@ struct BadCase {
   const char* what;
   std::vector<ServiceSpec> services;
   SnatConfig snat;
+  ApplyErrorCode code;
   const char* message;
 };
 
-TEST(SnapshotBuilderTest, RejectsInvalidStatesNamingTheService) {
+// Issues 11.4 and 17.4: an invalid or unsupported service is refused alone,
+// with the contract's code and a message naming it; the others apply.
+TEST(SnapshotBuilderTest, AnInvalidServiceIsRefusedAloneAndTheRestApplies) {
   ServiceSpec dsr = service("default/dsr", "192.0.2.20", 80, {backend("10.1.0.1", 8080)});
   dsr.mode = ForwardingMode::kDsr;
   SnatConfig no_v6 = snat();
   no_v6.has_v6 = false;
+  ServiceSpec other_family = service("default/v6only", "192.0.2.21", 80, {backend("10.1.0.1")});
+  other_family.source_ranges = {*IpPrefix::parse("2001:db8::/32")};
   const std::vector<BadCase> cases = {
-      {"duplicate", {web({}), service("default/other", "192.0.2.10", 80, {})}, snat(), "same VIP"},
-      {"family", {web({backend("fd00:1::1")})}, snat(), "family"},
-      {"dsr port", {dsr}, snat(), "8080"},
+      {"duplicate VIP:port",
+       {service("default/zzz", "192.0.2.10", 80, {})},
+       snat(),
+       ApplyErrorCode::kConflict,
+       "same VIP"},
+      {"family",
+       {service("default/fam", "192.0.2.12", 80, {backend("fd00:1::1")})},
+       snat(),
+       ApplyErrorCode::kInvalidArgument,
+       "family"},
+      {"dsr port", {dsr}, snat(), ApplyErrorCode::kUnsupported, "8080"},
       {"nat without snat",
        {service("default/web6", "2001:db8::10", 80, {backend("fd00:1::1")})},
        no_v6,
-       "source NAT"},
+       ApplyErrorCode::kUnsupported,
+       "--snat-ipv6"},
+      {"VIP 0.0.0.0",
+       {service("default/zero", "0.0.0.0", 80, {backend("10.1.0.1")})},
+       snat(),
+       ApplyErrorCode::kInvalidArgument,
+       "unspecified"},
+      {"VIP broadcast",
+       {service("default/bc", "255.255.255.255", 80, {backend("10.1.0.1")})},
+       snat(),
+       ApplyErrorCode::kInvalidArgument,
+       "broadcast"},
+      {"VIP multicast",
+       {service("default/mc", "239.1.1.1", 80, {backend("10.1.0.1")})},
+       snat(),
+       ApplyErrorCode::kInvalidArgument,
+       "multicast"},
+      {"loopback backend",
+       {service("default/lo", "192.0.2.13", 80, {backend("127.0.0.1")})},
+       snat(),
+       ApplyErrorCode::kInvalidArgument,
+       "loopback"},
+      {"source ranges of the other family",
+       {other_family},
+       snat(),
+       ApplyErrorCode::kInvalidArgument,
+       "no client could reach"},
   };
   for (const BadCase& c : cases) {
     SnapshotBuilder b;
-    auto r = b.build(state(c.services), c.snat);
-    ASSERT_FALSE(r.isOk()) << c.what;
-    EXPECT_THAT(r.error(), HasSubstr("'" + c.services.back().name + "'")) << c.what;
-    EXPECT_THAT(r.error(), HasSubstr(c.message)) << c.what;
+    std::vector<ServiceSpec> services = {web({backend("10.1.0.1")})};
+    services.insert(services.end(), c.services.begin(), c.services.end());
+    auto r = b.build(state(services), c.snat);
+    ASSERT_TRUE(r.isOk()) << c.what << ": " << r.error();
+    ASSERT_EQ(r->errors.size(), 1u) << c.what;
+    const ServiceError& e = r->errors[0];
+    EXPECT_EQ(e.service, c.services.back().name) << c.what;
+    EXPECT_EQ(e.code, c.code) << c.what;
+    EXPECT_THAT(e.message, HasSubstr("'" + c.services.back().name + "'")) << c.what;
+    EXPECT_THAT(e.message, HasSubstr(c.message)) << c.what;
+    // The good service is there and serves.
+    ASSERT_EQ(r->snapshot->services.size(), 1u) << c.what;
+    EXPECT_EQ(r->snapshot->findService(ip("192.0.2.10"), 80, kProtoTCP), 0) << c.what;
   }
 }
 
-TEST(SnapshotBuilderTest, RejectedBuildLeavesIdsAlone) {
+TEST(SnapshotBuilderTest, TheSmallestKeyWinsAVipPortAndProtocol) {
+  SnapshotBuilder b;
+  auto r = b.build(state({service("b/web", "192.0.2.10", 80, {backend("10.1.0.2")}),
+                          service("a/web", "192.0.2.10", 80, {backend("10.1.0.1")})}),
+                   snat());
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->errors.size(), 1u);
+  EXPECT_EQ(r->errors[0].service, "b/web");
+  EXPECT_EQ(r->errors[0].code, ApplyErrorCode::kConflict);
+  EXPECT_THAT(r->errors[0].message, HasSubstr("'a/web'"));
+  ASSERT_EQ(r->snapshot->services.size(), 1u);
+  EXPECT_EQ(r->snapshot->services[0].spec.name, "a/web");
+}
+
+// Issue 17.4: while one service is refused, the others keep taking updates.
+TEST(SnapshotBuilderTest, OtherServicesKeepTakingUpdatesWhileOneIsRefused) {
+  SnapshotBuilder b;
+  ServiceSpec dsr = service("default/dsr", "192.0.2.20", 80, {backend("10.1.0.1", 8080)});
+  dsr.mode = ForwardingMode::kDsr;
+  auto r1 = b.build(state({web({backend("10.1.0.1"), backend("10.1.0.2")}), dsr}), snat());
+  ASSERT_TRUE(r1.isOk());
+  ASSERT_EQ(r1->errors.size(), 1u);
+  auto r2 = b.build(state({web({backend("10.1.0.1")}), dsr}), snat());  // 10.1.0.2 removed
+  ASSERT_TRUE(r2.isOk());
+  ASSERT_EQ(r2->errors.size(), 1u);
+  const ServiceRuntime& w = r2->snapshot->services.at(0);
+  ASSERT_EQ(w.table->backends().size(), 1u);
+  EXPECT_EQ(w.table->backends()[0].key, kA);
+  EXPECT_EQ(r2->snapshot->backend(ids(*r1->snapshot).at(kB)), nullptr);
+}
+
+TEST(SnapshotBuilderTest, ARefusedUpdateKeepsThePreviousVersionOfThatService) {
+  SnapshotBuilder b;
+  auto s1 = mustBuild(b, state({web({backend("10.1.0.1"), backend("10.1.0.2")})}));
+  ASSERT_TRUE(s1);
+  // The update gives a backend of the wrong family: the old version stays.
+  auto r = b.build(state({web({backend("10.1.0.3"), backend("fd00::3")})}), snat());
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->errors.size(), 1u);
+  EXPECT_THAT(r->errors[0].message, HasSubstr("previous version stays"));
+  ASSERT_EQ(r->snapshot->services.size(), 1u);
+  EXPECT_EQ(r->snapshot->services[0].table->fingerprint(), s1->services[0].table->fingerprint());
+  EXPECT_EQ(ids(*r->snapshot), ids(*s1));
+}
+
+TEST(SnapshotBuilderTest, AnUncommittedOutcomeLeavesTheBuilderAsItWas) {
   SnapshotBuilder b;
   const auto good = state({web({backend("10.1.0.1"), backend("10.1.0.2")})});
   auto s1 = mustBuild(b, good);
   ASSERT_TRUE(s1);
-  // Rejected in validation, and rejected later by the Maglev build.
-  auto bad1 = state({web({backend("10.1.0.3"), backend("fd00::3")})});
-  EXPECT_FALSE(b.build(bad1, snat()).isOk());
-  auto bad2 = state({web({backend("10.1.0.3"), backend("10.1.0.1")})});
-  bad2.services[0].maglev_size = 256;
-  auto r2 = b.build(bad2, snat());
-  ASSERT_FALSE(r2.isOk());
-  EXPECT_THAT(r2.error(), HasSubstr("default/web"));
+  // Prepared (new backends get ids) but never committed, as when the kernel
+  // refused the VIP map update.
+  auto pending = b.prepare(state({web({backend("10.1.0.3"), backend("10.1.0.4")})}), snat());
+  ASSERT_TRUE(pending.isOk());
+  EXPECT_EQ(b.last(), s1);
   auto s2 = mustBuild(b, good);
   ASSERT_TRUE(s2);
   EXPECT_EQ(ids(*s2), ids(*s1));
-  EXPECT_EQ(s2->services[0].table->fingerprint(), s1->services[0].table->fingerprint());
+  EXPECT_EQ(s2->services[0].table.get(), s1->services[0].table.get());
   for (const auto& [key, id] : ids(*s1)) EXPECT_NE(s2->backend(id), nullptr) << key;
 }
 
-TEST(SnapshotPublisherTest, OldSnapshotLivesUntilTheReaderIsQuiescent) {
-  SnapshotPublisher pub(1);
-  EXPECT_EQ(pub.acquire(), nullptr);
-  auto first = std::make_shared<Snapshot>();
-  first->generation = 1;
-  std::weak_ptr<const Snapshot> first_alive = first;
-  pub.publish(std::move(first));
-  pub.quiescent(0);  // the reader starts a batch...
-  const Snapshot* held = pub.acquire();
-  ASSERT_NE(held, nullptr);
-  EXPECT_EQ(held->generation, 1u);
-
-  auto second = std::make_shared<Snapshot>();
-  second->generation = 2;
-  std::weak_ptr<const Snapshot> second_alive = second;
-  pub.publish(std::move(second));
-  EXPECT_EQ(pub.acquire()->generation, 2u);
-  EXPECT_EQ(pub.reclaim(), 1u);  // ...and still holds the first
-  EXPECT_FALSE(first_alive.expired());
-  EXPECT_EQ(held->generation, 1u);
-
-  pub.quiescent(0);
-  EXPECT_EQ(pub.reclaim(), 0u);
-  EXPECT_TRUE(first_alive.expired());
-  EXPECT_FALSE(second_alive.expired());  // the current one is never freed
+// Issue 17.5: what exceeds the XDP VIP map is refused per service, with a
+// reason, and services already programmed are never evicted for new ones.
+TEST(SnapshotBuilderTest, ServicesBeyondTheVipMapAreRefusedNewOnesFirst) {
+  BuildLimits limits;
+  limits.max_steering_keys = 6 + 3 * 2;  // the SNAT keys and two single-port VIPs
+  SnapshotBuilder b({}, limits);
+  auto s1 = mustBuild(b, state({service("z/old", "192.0.2.90", 80, {backend("10.1.0.1")})}));
+  ASSERT_TRUE(s1);
+  auto r = b.build(state({service("a/new1", "192.0.2.91", 80, {backend("10.1.0.1")}),
+                          service("b/new2", "192.0.2.92", 80, {backend("10.1.0.1")}),
+                          service("z/old", "192.0.2.90", 80, {backend("10.1.0.1")})}),
+                   snat());
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->errors.size(), 1u);
+  EXPECT_EQ(r->errors[0].service, "b/new2");
+  EXPECT_EQ(r->errors[0].code, ApplyErrorCode::kResourceExhausted);
+  EXPECT_THAT(r->errors[0].message, HasSubstr("--max-vip-entries"));
+  EXPECT_GE(r->snapshot->findService(ip("192.0.2.90"), 80, kProtoTCP), 0);
+  EXPECT_GE(r->snapshot->findService(ip("192.0.2.91"), 80, kProtoTCP), 0);
+  EXPECT_EQ(r->snapshot->findService(ip("192.0.2.92"), 80, kProtoTCP), -1);
 }
 
-TEST(SnapshotPublisherTest, OfflineReaderNeverBlocksReclaim) {
-  SnapshotPublisher pub(2);
-  auto first = std::make_shared<Snapshot>();
-  std::weak_ptr<const Snapshot> first_alive = first;
-  pub.publish(std::move(first));
-  pub.quiescent(0);
-  pub.quiescent(1);
-  pub.offline(1);
-  pub.publish(std::make_shared<Snapshot>());
-  EXPECT_EQ(pub.reclaim(), 1u);  // reader 0 has not reported yet
-  pub.quiescent(0);
-  EXPECT_EQ(pub.reclaim(), 0u);
-  EXPECT_TRUE(first_alive.expired());
+// Issue 17.6: the ports of a Service with the same backends share one table,
+// tables are sized for their backends, and the budget refuses what does not
+// fit.
+TEST(SnapshotBuilderTest, PortsWithTheSameBackendsShareOneSizedTable) {
+  SnapshotBuilder b;
+  std::vector<ServiceSpec> ports;
+  for (uint16_t p = 1000; p < 1100; ++p) {
+    ServiceSpec s =
+        service("default/many", "192.0.2.60", p, {backend("10.1.0.1"), backend("10.1.0.2")});
+    s.name += "/" + std::to_string(p);
+    s.maglev_size = 0;  // sized for the backend count
+    ports.push_back(s);
+  }
+  auto snap = mustBuild(b, state(ports));
+  ASSERT_TRUE(snap);
+  for (const ServiceRuntime& s : snap->services) {
+    EXPECT_EQ(s.table.get(), snap->services[0].table.get());
+  }
+  EXPECT_EQ(snap->services[0].table->size(), 251u);  // >= 100 x 2 backends
+  EXPECT_LT(snap->tableBytes(), 4096u);
 
-  auto third = std::make_shared<Snapshot>();
-  std::weak_ptr<const Snapshot> third_alive = third;
-  pub.publish(std::move(third));
-  pub.offline(0);
-  pub.publish(std::make_shared<Snapshot>());
-  EXPECT_EQ(pub.reclaim(), 0u);  // both offline: nothing waits
-  EXPECT_TRUE(third_alive.expired());
+  BuildLimits limits;
+  limits.table_budget_bytes = 2048;
+  SnapshotBuilder small({}, limits);
+  ServiceSpec big = service("default/big", "192.0.2.61", 80, {});
+  big.maglev_size = 0;
+  for (int i = 1; i <= 20; ++i)
+    big.backends.push_back(backend(("10.2.0." + std::to_string(i)).c_str()));
+  auto r = small.build(state({big}), snat());
+  ASSERT_TRUE(r.isOk());
+  ASSERT_EQ(r->errors.size(), 1u);
+  EXPECT_EQ(r->errors[0].code, ApplyErrorCode::kResourceExhausted);
+  EXPECT_THAT(r->errors[0].message, HasSubstr("memory budget"));
+}
+
+TEST(SnapshotBuilderTest, PreviousTablesAreDroppedWhenTheirGraceEnds) {
+  BuildLimits limits;
+  limits.previous_table_grace_ms = 1000;
+  SnapshotBuilder b({}, limits);
+  ASSERT_TRUE(b.build(state({web({backend("10.1.0.1")})}), snat(), 0).isOk());
+  auto r = b.build(state({web({backend("10.1.0.1"), backend("10.1.0.2")})}), snat(), 100);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NE(r->snapshot->services[0].prev_table, nullptr);
+  EXPECT_EQ(b.nextDeadlineMs(), 1100u);
+  auto later = b.build(state({web({backend("10.1.0.1"), backend("10.1.0.2")})}), snat(), 1100);
+  ASSERT_TRUE(later.isOk());
+  EXPECT_EQ(later->snapshot->services[0].prev_table, nullptr);
+  EXPECT_EQ(b.nextDeadlineMs(), UINT64_MAX);
 }
 
 }  // namespace
@@ -267,7 +381,8 @@ namespace flowlb::agent {
 namespace {
 
 TEST(SnapshotDrainTest, ADrainingBackendIsRemovedWhenItsDrainTimeoutPasses) {
-  SnapshotBuilder b;
+  // (Previous tables kept far longer than the drain, so only drains set deadlines.)
+  SnapshotBuilder b({}, BuildLimits{.previous_table_grace_ms = 1'000'000'000});
   DesiredState d;
   ServiceSpec s;
   s.name = "web";
@@ -287,34 +402,33 @@ TEST(SnapshotDrainTest, ADrainingBackendIsRemovedWhenItsDrainTimeoutPasses) {
   snat.v4 = *IpAddr::parse("10.0.0.1");
   snat.has_v4 = true;
 
-  auto first = b.build(d, snat, nullptr, 1'000);
+  auto first = b.build(d, snat, 1'000);
   ASSERT_TRUE(first.isOk());
-  const uint32_t draining_id = (*first)->services[0].ids[1];
-  EXPECT_NE((*first)->backend(draining_id), nullptr);  // still a target for its flows
-  EXPECT_EQ(b.nextDrainDeadlineMs(), 301'000u);
+  const uint32_t draining_id = first->snapshot->services[0].ids[1];
+  EXPECT_NE(first->snapshot->backend(draining_id), nullptr);  // still a target for its flows
+  EXPECT_EQ(b.nextDeadlineMs(), 301'000u);
 
-  auto before = b.build(d, snat, nullptr, 300'999);  // rebuilt meanwhile: the clock started at 1 s
+  auto before = b.build(d, snat, 300'999);  // rebuilt meanwhile: the clock started at 1 s
   ASSERT_TRUE(before.isOk());
-  EXPECT_NE((*before)->backend(draining_id), nullptr);
+  EXPECT_NE(before->snapshot->backend(draining_id), nullptr);
 
-  std::vector<std::string> notes;
-  auto after = b.build(d, snat, &notes, 301'000);
+  auto after = b.build(d, snat, 301'000);
   ASSERT_TRUE(after.isOk());
-  EXPECT_EQ((*after)->backend(draining_id), nullptr);  // drained: gone
-  EXPECT_EQ((*after)->services[0].table->backends().size(), 1u);
-  ASSERT_EQ(notes.size(), 1u);
-  EXPECT_NE(notes[0].find("finished draining"), std::string::npos);
-  EXPECT_EQ(b.nextDrainDeadlineMs(), UINT64_MAX);
-  notes.clear();
-  ASSERT_TRUE(b.build(d, snat, &notes, 400'000).isOk());
-  EXPECT_TRUE(notes.empty());  // reported once
+  EXPECT_EQ(after->snapshot->backend(draining_id), nullptr);  // drained: gone
+  EXPECT_EQ(after->snapshot->services[0].table->backends().size(), 1u);
+  ASSERT_EQ(after->drained.size(), 1u);
+  ASSERT_EQ(after->warnings.size(), 1u);
+  EXPECT_NE(after->warnings[0].find("finished draining"), std::string::npos);
+  auto again = b.build(d, snat, 400'000);
+  ASSERT_TRUE(again.isOk());
+  EXPECT_TRUE(again->drained.empty());  // reported once
 
   // Active again, then draining again: a fresh deadline.
   d.services[0].backends[1].state = BackendState::kActive;
-  ASSERT_TRUE(b.build(d, snat, nullptr, 500'000).isOk());
+  ASSERT_TRUE(b.build(d, snat, 500'000).isOk());
   d.services[0].backends[1].state = BackendState::kDraining;
-  ASSERT_TRUE(b.build(d, snat, nullptr, 600'000).isOk());
-  EXPECT_EQ(b.nextDrainDeadlineMs(), 900'000u);
+  ASSERT_TRUE(b.build(d, snat, 600'000).isOk());
+  EXPECT_EQ(b.nextDeadlineMs(), 900'000u);
 }
 
 }  // namespace

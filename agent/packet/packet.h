@@ -59,6 +59,10 @@ enum class DropReason : uint8_t {
   kNatReplyNoFlow,
   kNoRoute,
   kDsrBackendNotOnLink,
+  kKernelReplyNoFlow,   // came back out of the kernel, but no flow of ours knows it
+  kKernelPathDisabled,  // the destination is behind the kernel and --kernel-path is off
+  kPathChanged,         // a source-NATed flow whose backend moved behind the kernel
+  kKernelTupleInUse,    // client address:port already talks to that backend:port via another VIP
   kCount,
 };
 const char* dropReasonName(DropReason r);

@@ -29,6 +29,10 @@ constexpr const char* kReasonNames[] = {
     "nat_reply_no_flow",
     "no_route",
     "dsr_backend_not_on_link",
+    "kernel_reply_no_flow",
+    "kernel_path_disabled",
+    "path_changed",
+    "kernel_tuple_in_use",
 };
 static_assert(std::size(kReasonNames) == static_cast<size_t>(DropReason::kCount));
 

@@ -100,7 +100,7 @@ TEST(SyncLinkTest, DesiredStateReachesTheAgentAndTheAckComesBack) {
   EXPECT_EQ(s.backends[1].zone, "b");
   EXPECT_TRUE(announces(*st));  // the only connected candidate
   EXPECT_TRUE(st->problems.empty());
-  link->ack(st->desired.generation, true, "");
+  link->ack({.generation = st->desired.generation});
   for (int i = 0; i < 100; ++i) {
     auto agents = (*server)->agents();
     if (agents.size() == 1 && agents[0].acked_generation == st->desired.generation) break;
