@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -28,6 +29,7 @@
 #include "agent/metrics.h"
 #include "agent/packet/builder.h"
 #include "agent/packet/packet.h"
+#include "agent/source/file_watch.h"
 
 namespace {
 
@@ -158,12 +160,6 @@ bool interfaceUp(const std::string& ifc) {
   return state == "up" || state == "unknown";
 }
 
-int64_t mtimeOf(const std::string& path) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return -1;
-  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-}
-
 // Refused services are logged one line each; warnings too.
 void logApplyReport(const ApplyReport& r, const std::vector<ServiceError>& refused) {
   for (const ServiceError& e : refused) {
@@ -246,9 +242,17 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
                f.interfaces.size(), initial.desired.services.size(),
                first.zero_copy ? "zerocopy" : "copy", f.poll_mode, f.metrics_address);
 
-  int64_t seen_mtime = link ? -1 : mtimeOf(f.config);
+  // The standalone file: reloaded once a new version is complete and settled.
+  std::optional<FileWatch> watch;
+  if (!link) {
+    auto w = FileWatch::open(f.config);
+    if (!w) {
+      spdlog::error("event=start reason=config_watch msg=\"{}\"", w.error());
+      return 1;
+    }
+    watch.emplace(std::move(*w));
+  }
   auto last_metrics = std::chrono::steady_clock::now() - std::chrono::seconds(1);
-  auto last_stat = last_metrics;
   auto last_update = std::chrono::steady_clock::now();
   auto last_health = last_update;
   bool healthy = true;
@@ -306,14 +310,10 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
                                    std::chrono::duration<double>(now - last_update).count());
       }
     }
-    bool reload = !link && g_reload.exchange(false);
-    if (!link && now - last_stat >= std::chrono::milliseconds(500)) {
-      last_stat = now;
-      const int64_t m = mtimeOf(f.config);
-      if (m != seen_mtime) {
-        seen_mtime = m;
-        reload = true;
-      }
+    bool reload = false;
+    if (watch) {
+      if (g_reload.exchange(false)) watch->touch(now);  // SIGHUP
+      reload = watch->ready(now);
     }
     if (reload) {
       auto next = loadAgentConfig(f.config);

@@ -3,10 +3,14 @@
 #include <fcntl.h>
 #include <linux/fib_rules.h>
 #include <linux/if_tun.h>
+#include <linux/ip.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/inet.h>
+#include <netlink/route/link/inet6.h>
 #include <netlink/route/route.h>
 #include <netlink/route/rule.h>
 #include <nftables/libnftables.h>
@@ -77,12 +81,6 @@ struct NlAddr {
   struct nl_addr* addr;
 };
 
-void writeSysctl(const std::string& path, const char* value) {
-  std::ofstream out(path);
-  out << value;
-  if (!out) spdlog::warn("event=kernel_path_sysctl_failed path={}", path);
-}
-
 std::string readSysctl(const std::string& path) {
   std::ifstream in(path);
   std::string v;
@@ -149,25 +147,29 @@ Result<int> openTunQueue(const char* name) {
   return fd;
 }
 
-Status linkUp(const char* name, uint32_t mtu) {
-  const int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return Status::error("socket: " + errnoText(errno));
-  struct ifreq ifr {};
-  std::strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
-  ifr.ifr_mtu = static_cast<int>(mtu);
-  Status st;
-  if (ioctl(s, SIOCSIFMTU, &ifr) != 0) {
-    st = Status::error(std::string("cannot set the MTU of ") + name + ": " + errnoText(errno));
-  } else if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) {
-    st = Status::error(std::string("cannot read the flags of ") + name + ": " + errnoText(errno));
-  } else {
-    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) {
-      st = Status::error(std::string("cannot bring ") + name + " up: " + errnoText(errno));
-    }
-  }
-  close(s);
-  return st;
+// Through rtnetlink, not /proc/sys (read-only in a container): packets
+// enter with the client's (or a VIP's) source, so no reverse-path check and
+// local sources allowed; a point-to-point device needs no IPv6 link-local
+// address, so the kernel sends nothing of its own (router solicitations,
+// MLD) into it. Then the MTU, and up.
+Status configureDevice(const char* name, uint32_t mtu) {
+  RouteSocket sk;
+  if (sk.get() == nullptr) return Status::error("cannot open a netlink route socket");
+  struct rtnl_link* link = nullptr;
+  int rc = rtnl_link_get_kernel(sk.get(), 0, name, &link);
+  if (rc < 0) return Status::error(std::string("no device ") + name + ": " + nl_geterror(rc));
+  struct rtnl_link* change = rtnl_link_alloc();
+  rtnl_link_inet_set_conf(change, IPV4_DEVCONF_RP_FILTER, 0);
+  rtnl_link_inet_set_conf(change, IPV4_DEVCONF_ACCEPT_LOCAL, 1);
+  rtnl_link_inet6_set_addr_gen_mode(change, rtnl_link_inet6_str2addrgenmode("none"));
+  rtnl_link_set_mtu(change, mtu);
+  rtnl_link_set_flags(change, IFF_UP);
+  rc = rtnl_link_change(sk.get(), link, change, 0);
+  rtnl_link_put(change);
+  rtnl_link_put(link);
+  if (rc < 0)
+    return Status::error(std::string("cannot configure ") + name + ": " + nl_geterror(rc));
+  return Status::ok();
 }
 
 std::string hex(uint32_t v) {
@@ -208,17 +210,7 @@ Status KernelPath::setUp() {
     fds_[q].reply = fds_[q].snat;
   }
   for (const char* dev : devices) {
-    const std::string v4 = std::string("/proc/sys/net/ipv4/conf/") + dev + "/";
-    // Packets enter with the client's (or a VIP's) source: no reverse-path
-    // check, and local sources allowed.
-    writeSysctl(v4 + "rp_filter", "0");
-    writeSysctl(v4 + "accept_local", "1");
-    // A point-to-point device needs no link-local address, so the kernel
-    // sends nothing of its own (router solicitations, MLD) into it.
-    const std::string v6 = std::string("/proc/sys/net/ipv6/conf/") + dev + "/";
-    writeSysctl(v6 + "accept_ra", "0");
-    writeSysctl(v6 + "addr_gen_mode", "1");
-    if (Status st = linkUp(dev, config_.mtu); !st) return st;
+    if (Status st = configureDevice(dev, config_.mtu); !st) return st;
   }
   if (readSysctl("/proc/sys/net/ipv4/conf/all/rp_filter") == "1") {
     spdlog::warn(
