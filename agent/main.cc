@@ -57,6 +57,7 @@ struct Flags {
   uint32_t max_vip_entries = 65536;
   uint32_t table_memory_mb = 256;
   uint32_t previous_table_grace_s = 120;
+  std::string state_dir;
   std::string controller_address;
   bool plaintext = false;
   std::string tls_cert, tls_key, tls_ca;
@@ -190,6 +191,8 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   dc.limits.table_budget_bytes = size_t{f.table_memory_mb} << 20;
   dc.limits.previous_table_grace_ms = uint64_t{f.previous_table_grace_s} * 1000;
   dc.kernel_path = f.kernel_path;
+  dc.state_dir = f.state_dir;
+  dc.snat = initial.snat;
   dc.kernel.mark = static_cast<uint32_t>(std::stoul(f.kernel_path_mark, nullptr, 0));
   dc.kernel.table = f.kernel_path_table;
   dc.kernel.rule_priority = f.kernel_path_rule_priority;
@@ -470,6 +473,10 @@ int main(int argc, char** argv) {
   app.add_option("--kernel-path-rule-priority", f.kernel_path_rule_priority,
                  "Priority of the policy rule for that table (before main, 32766)")
       ->check(CLI::Range(1u, 32765u));
+  app.add_option("--state-dir", f.state_dir,
+                 "Keep flow state (conntrack, SNAT ports, backend ids) in files here, on tmpfs "
+                 "(e.g. /run/flowlb), so a restarted agent carries on with its flows; on exit the "
+                 "rules that hold flows meanwhile stay for the next agent. Empty: in memory only");
   app.add_option("--max-vip-entries", f.max_vip_entries,
                  "Entries of the XDP program's VIP map (each VIP:port:protocol, plus one per VIP "
                  "for fragments and ICMP); services beyond it are refused with a reason")

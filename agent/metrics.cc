@@ -88,6 +88,11 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
                            "VIPs that are local addresses of this node (so the kernel answers "
                            "what no service claims)",
                            r);
+  m->adopted_ = &family(BuildGauge(), "flowlb_agent_state_adopted",
+                        "What this agent took over at start from the one before it (--state-dir): "
+                        "conntrack entries adopted and discarded, conntrack tables and backend-id "
+                        "registries found incompatible",
+                        r);
   m->link_connected_ = &BuildGauge()
                             .Name("flowlb_agent_controller_connected")
                             .Help("1 while the Sync stream to the controller is up")
@@ -221,6 +226,12 @@ void AgentMetrics::update(const DatapathStatus& st) {
   vip_map_->Add({{"state", "capacity"}}).Set(static_cast<double>(st.max_steering_keys));
   table_bytes_->Add({}).Set(static_cast<double>(st.table_bytes));
   local_vips_->Add({}).Set(static_cast<double>(st.local_vips));
+  adopted_->Add({{"what", "conntrack_entries"}}).Set(static_cast<double>(st.adoption.entries));
+  adopted_->Add({{"what", "conntrack_entries_discarded"}})
+      .Set(static_cast<double>(st.adoption.entries_discarded));
+  adopted_->Add({{"what", "conntrack_tables_discarded"}})
+      .Set(static_cast<double>(st.adoption.tables_discarded));
+  adopted_->Add({{"what", "backend_ids_discarded"}}).Set(st.adoption.registry_discarded ? 1 : 0);
 }
 
 }  // namespace flowlb::agent

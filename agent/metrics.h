@@ -62,6 +62,7 @@ class AgentMetrics {
   prometheus::Family<prometheus::Gauge>* vip_map_ = nullptr;
   prometheus::Family<prometheus::Gauge>* table_bytes_ = nullptr;
   prometheus::Family<prometheus::Gauge>* local_vips_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* adopted_ = nullptr;
   prometheus::Gauge* link_connected_ = nullptr;
   prometheus::Counter* link_resets_ = nullptr;
   prometheus::Gauge* link_since_update_ = nullptr;

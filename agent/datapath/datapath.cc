@@ -4,10 +4,43 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <set>
+
+#include "common/file.h"
 
 namespace flowlb::agent {
 namespace {
+
+// This boot's identity: conntrack timestamps are CLOCK_MONOTONIC, valid
+// only within it.
+std::string bootId() {
+  auto id = readFile("/proc/sys/kernel/random/boot_id");
+  std::string s = id ? *id : "";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+Status makeStateDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::error("cannot create the state directory " + dir + ": " + ec.message());
+  return Status::ok();
+}
+
+Status writeFileAtomically(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".new";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) return Status::error("cannot write " + tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Status::error("cannot rename " + tmp + ": " + ec.message());
+  return Status::ok();
+}
 
 uint64_t nowMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -43,9 +76,29 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) 
   BuildLimits limits = config.limits;
   limits.max_steering_keys = config.max_vip_entries;
   dp->builder_ = SnapshotBuilder({}, limits);
+  const bool persist = !config.state_dir.empty();
+  if (persist) {
+    if (Status st = makeStateDir(config.state_dir); !st) return st;
+    // Backend ids before anything else: adopted conntrack entries point at them.
+    if (auto bytes = readFile(config.state_dir + "/backends")) {
+      auto saved = decodeRegistry(*bytes);
+      if (saved && dp->builder_.adoptRegistry(*saved)) {
+        spdlog::info("event=state_adopted what=backend_ids slots={}", saved->size());
+      } else {
+        spdlog::warn("event=state_discarded what=backend_ids reason=\"{}\"",
+                     saved ? "inconsistent" : saved.error());
+        dp->adoption_.registry_discarded = true;
+      }
+    }
+  }
   if (config.kernel_path) {
     KernelPathConfig kc = config.kernel;
     kc.queues = config.queues;
+    kc.snat_port_min = config.snat_port_min;
+    kc.snat_port_max = config.snat_port_max;
+    kc.keep_on_exit = persist;
+    if (config.snat.has_v4) kc.snat_addresses.push_back(config.snat.v4);
+    if (config.snat.has_v6) kc.snat_addresses.push_back(config.snat.v6);
     // The kernel's own source NAT stays out of the ports our workers own.
     kc.masquerade_port_min = 1024;
     kc.masquerade_port_max = static_cast<uint16_t>(config.snat_port_min - 1);
@@ -83,7 +136,34 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) 
     wc.forwarder.workers = config.queues;
     wc.forwarder.kernel_path = dp->kernel_ != nullptr;
     if (dp->kernel_) wc.kernel = dp->kernel_->fds(q);
-    queue.worker = std::make_unique<Worker>(wc, *queue.umem, raw, *dp->snapshots_, *dp->next_hops_);
+    std::unique_ptr<ConnTrack> ct;
+    if (persist) {
+      ConntrackOwner owner;
+      owner.worker = q;
+      owner.workers = config.queues;
+      owner.snat_port_min = config.snat_port_min;
+      owner.snat_port_max = config.snat_port_max;
+      owner.boot_id = bootId();
+      ConntrackAdoption a;
+      const std::string path = config.state_dir + "/conntrack-" + std::to_string(q);
+      auto opened = ConnTrack::openFile(path, config.conntrack_entries, wc.forwarder.conntrack_seed,
+                                        owner, &a);
+      if (!opened) return opened.status();
+      ct = std::move(*opened);
+      if (a.adopted) {
+        spdlog::info("event=state_adopted what=conntrack worker={} entries={} discarded={}", q,
+                     a.entries, a.discarded);
+        dp->adoption_.entries += a.entries;
+        dp->adoption_.entries_discarded += a.discarded;
+      } else if (!a.why_not.empty()) {
+        spdlog::warn("event=state_discarded what=conntrack worker={} reason=\"{}\"", q, a.why_not);
+        ++dp->adoption_.tables_discarded;
+      }
+    } else {
+      ct = std::make_unique<ConnTrack>(config.conntrack_entries, wc.forwarder.conntrack_seed);
+    }
+    queue.worker = std::make_unique<Worker>(wc, *queue.umem, raw, *dp->snapshots_, *dp->next_hops_,
+                                            std::move(ct));
     dp->queues_.push_back(std::move(queue));
   }
   for (Queue& q : dp->queues_) {
@@ -132,7 +212,16 @@ Result<ApplyReport> Datapath::apply(const DesiredState& desired, const SnatConfi
       outcome->warnings.push_back(st.message());
     }
   }
+  if (kernel_ && (snat.v4 != snat_.v4 || snat.v6 != snat_.v6 || snat.has_v4 != snat_.has_v4 ||
+                  snat.has_v6 != snat_.has_v6)) {
+    std::vector<IpAddr> addrs;
+    if (snat.has_v4) addrs.push_back(snat.v4);
+    if (snat.has_v6) addrs.push_back(snat.v6);
+    if (Status st = kernel_->setSnatAddresses(addrs); !st)
+      outcome->warnings.push_back(st.message());
+  }
   builder_.commit(*outcome);
+  saveRegistry();
   steering_keys_ = keys.size();
   snapshots_->publish(outcome->snapshot);
   if (&desired != &desired_) desired_ = desired;
@@ -143,6 +232,14 @@ Result<ApplyReport> Datapath::apply(const DesiredState& desired, const SnatConfi
   report.errors = std::move(outcome->errors);
   report.warnings = std::move(outcome->warnings);
   return report;
+}
+
+void Datapath::saveRegistry() {
+  if (config_.state_dir.empty()) return;
+  const std::string path = config_.state_dir + "/backends";
+  if (Status st = writeFileAtomically(path, encodeRegistry(builder_.registry())); !st) {
+    spdlog::warn("event=state_save_failed what=backend_ids msg=\"{}\"", st.message());
+  }
 }
 
 void Datapath::poll(int timeout_ms) {
@@ -178,6 +275,7 @@ DatapathStatus Datapath::status() const {
   st.local_vips = kernel_ ? kernel_->vipCount() : 0;
   st.steering_keys = steering_keys_;
   st.max_steering_keys = config_.max_vip_entries;
+  st.adoption = adoption_;
   return st;
 }
 

@@ -36,6 +36,11 @@ struct DatapathConfig {
   BuildLimits limits;                // table memory budget, previous-table grace
   bool kernel_path = true;           // the exception path (flowlb-snat/-keep/-pass)
   KernelPathConfig kernel;
+  // Flow state that outlives the process (conntrack, backend ids) lives in
+  // this directory (tmpfs, e.g. /run/flowlb); empty: in memory only. With
+  // it, an exit leaves the rules that hold flows for the next agent.
+  std::string state_dir;
+  SnatConfig snat;  // the first state's, for what is set up before it
 };
 
 // What an apply did not take: services refused alone (the rest applies).
@@ -43,6 +48,14 @@ struct ApplyReport {
   uint64_t generation = 0;
   std::vector<ServiceError> errors;
   std::vector<std::string> warnings;
+};
+
+// What the agent took over from its predecessor at start (state_dir).
+struct StateAdoption {
+  size_t entries = 0;            // conntrack entries adopted
+  size_t entries_discarded = 0;  // found inconsistent and freed
+  size_t tables_discarded = 0;   // incompatible tables started afresh
+  bool registry_discarded = false;
 };
 
 struct DatapathStatus {
@@ -60,6 +73,7 @@ struct DatapathStatus {
   size_t steering_keys = 0;
   size_t max_steering_keys = 0;
   size_t table_bytes = 0;
+  StateAdoption adoption;
 };
 
 class Datapath {
@@ -88,6 +102,7 @@ class Datapath {
   std::unique_ptr<SnapshotPublisher> snapshots_;
   SnapshotBuilder builder_;
   size_t steering_keys_ = 0;
+  StateAdoption adoption_;
   struct Queue {
     std::unique_ptr<Umem> umem;
     std::vector<std::unique_ptr<XskSocket>> sockets;
@@ -95,6 +110,7 @@ class Datapath {
     std::thread thread;
   };
   std::vector<Queue> queues_;
+  void saveRegistry();
   std::atomic<bool> stop_{false};
   // The state in force, rebuilt when a draining backend's deadline passes.
   DesiredState desired_;

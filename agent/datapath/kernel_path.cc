@@ -88,28 +88,43 @@ std::string readSysctl(const std::string& path) {
   return v;
 }
 
-// Rules pointing at our table, left by an agent that crashed, are removed.
-void deleteRules(struct nl_sock* sk, uint32_t table) {
+// The policy rule of each family, exactly once: kept if already there (an
+// agent restarting leaves it, so replies keep their route meanwhile), added
+// if missing; other rules pointing at our table (older settings) go.
+Status ensureRules(struct nl_sock* sk, const KernelPathConfig& c, bool remove_all) {
   struct nl_cache* cache = nullptr;
-  if (rtnl_rule_alloc_cache(sk, AF_UNSPEC, &cache) < 0) return;
+  if (const int rc = rtnl_rule_alloc_cache(sk, AF_UNSPEC, &cache); rc < 0) {
+    return Status::error(std::string("cannot list policy rules: ") + nl_geterror(rc));
+  }
+  bool have[2] = {false, false};
   for (auto* o = nl_cache_get_first(cache); o != nullptr; o = nl_cache_get_next(o)) {
     auto* r = reinterpret_cast<struct rtnl_rule*>(o);
-    if (rtnl_rule_get_table(r) == table) rtnl_rule_delete(sk, r, 0);
+    if (rtnl_rule_get_table(r) != c.table) continue;
+    const int fam = rtnl_rule_get_family(r) == AF_INET ? 0 : 1;
+    const bool ours = !remove_all && rtnl_rule_get_prio(r) == c.rule_priority &&
+                      rtnl_rule_get_mark(r) == c.mark && rtnl_rule_get_mask(r) == c.mark &&
+                      rtnl_rule_get_action(r) == FR_ACT_TO_TBL && !have[fam];
+    if (ours) {
+      have[fam] = true;
+    } else {
+      rtnl_rule_delete(sk, r, 0);
+    }
   }
   nl_cache_free(cache);
-}
-
-Status addRule(struct nl_sock* sk, int family, const KernelPathConfig& c) {
-  struct rtnl_rule* r = rtnl_rule_alloc();
-  rtnl_rule_set_family(r, family);
-  rtnl_rule_set_prio(r, c.rule_priority);
-  rtnl_rule_set_mark(r, c.mark);
-  rtnl_rule_set_mask(r, c.mark);
-  rtnl_rule_set_table(r, c.table);
-  rtnl_rule_set_action(r, FR_ACT_TO_TBL);
-  const int rc = rtnl_rule_add(sk, r, NLM_F_CREATE);
-  rtnl_rule_put(r);
-  if (rc < 0) return Status::error(std::string("cannot add the reply rule: ") + nl_geterror(rc));
+  if (remove_all) return Status::ok();
+  for (int fam : {AF_INET, AF_INET6}) {
+    if (have[fam == AF_INET ? 0 : 1]) continue;
+    struct rtnl_rule* r = rtnl_rule_alloc();
+    rtnl_rule_set_family(r, fam);
+    rtnl_rule_set_prio(r, c.rule_priority);
+    rtnl_rule_set_mark(r, c.mark);
+    rtnl_rule_set_mask(r, c.mark);
+    rtnl_rule_set_table(r, c.table);
+    rtnl_rule_set_action(r, FR_ACT_TO_TBL);
+    const int rc = rtnl_rule_add(sk, r, NLM_F_CREATE);
+    rtnl_rule_put(r);
+    if (rc < 0) return Status::error(std::string("cannot add the reply rule: ") + nl_geterror(rc));
+  }
   return Status::ok();
 }
 
@@ -234,6 +249,14 @@ Status KernelPath::setUp() {
   const std::string keep_mask = hex(~(config_.mark | config_.mark << 1));
   const std::string ports = std::to_string(config_.masquerade_port_min) + "-" +
                             std::to_string(config_.masquerade_port_max);
+  const std::string snat_ports =
+      std::to_string(config_.snat_port_min) + "-" + std::to_string(config_.snat_port_max);
+  std::string snat4, snat6;
+  for (const IpAddr& a : config_.snat_addresses) {
+    std::string& list = a.isV4() ? snat4 : snat6;
+    list += (list.empty() ? "" : ", ") + a.toString();
+  }
+  snat_ = config_.snat_addresses;
   const std::string script =
       // Replace whatever a previous agent left, in one transaction.
       "table inet flowlb {}\n"
@@ -241,6 +264,38 @@ Status KernelPath::setUp() {
       "table arp flowlb {}\n"
       "delete table arp flowlb\n"
       "table inet flowlb {\n"
+      "  set snat4 { type ipv4_addr; " +
+      (snat4.empty() ? "" : "elements = { " + snat4 + " }; ") +
+      "}\n"
+      "  set snat6 { type ipv6_addr; " +
+      (snat6.empty() ? "" : "elements = { " + snat6 + " }; ") +
+      "}\n"
+      // While no worker steers the SNAT ports (the agent restarting), what
+      // arrives for them is dropped, not answered with a RST: the flows
+      // retransmit and the next agent (which adopts their state) carries on.
+      // Frames a worker hands back come through the flowlb devices.
+      "  chain input {\n"
+      "    type filter hook input priority filter; policy accept;\n"
+      "    iifname { \"" +
+      std::string(kSnatDevice) + "\", \"" + std::string(kKeepDevice) + "\", \"" +
+      std::string(kPassDevice) +
+      "\" } accept\n"
+      "    ip daddr @snat4 meta l4proto { tcp, udp } th dport " +
+      snat_ports +
+      " drop\n"
+      "    ip6 daddr @snat6 meta l4proto { tcp, udp } th dport " +
+      snat_ports +
+      " drop\n"
+      "  }\n"
+      // Replies of kernel-path flows leave only into the agent; while no
+      // agent reads them they are dropped (retransmitted later), never sent
+      // to the client from the backend's own address.
+      "  chain reply_hold {\n"
+      "    type filter hook postrouting priority filter; policy accept;\n"
+      "    ct direction reply ct mark & " +
+      flow + " == " + flow + " oifname != \"" + std::string(kSnatDevice) +
+      "\" drop\n"
+      "  }\n"
       "  chain prerouting {\n"
       "    type filter hook prerouting priority mangle; policy accept;\n"
       "    iifname \"" +
@@ -282,11 +337,10 @@ Status KernelPath::setUp() {
 
   RouteSocket sk;
   if (sk.get() == nullptr) return Status::error("cannot open a netlink route socket");
-  deleteRules(sk.get(), config_.table);
   for (int family : {AF_INET, AF_INET6}) {
     if (Status st = addDefaultRoute(sk.get(), family, snat_ifindex_, config_.table); !st) return st;
-    if (Status st = addRule(sk.get(), family, config_); !st) return st;
   }
+  if (Status st = ensureRules(sk.get(), config_, false); !st) return st;
   spdlog::info(
       "event=kernel_path_ready devices={},{},{} queues={} mark={} table={} rule_priority={} "
       "masquerade_ports={}",
@@ -296,16 +350,34 @@ Status KernelPath::setUp() {
 }
 
 void KernelPath::tearDown() {
-  RouteSocket sk;
-  if (sk.get() != nullptr) deleteRules(sk.get(), config_.table);
-  if (Status st = runNft("table inet flowlb {}\ndelete table inet flowlb\n"
-                         "table arp flowlb {}\ndelete table arp flowlb\n");
-      !st) {
-    spdlog::warn("event=kernel_path_teardown reason=nft msg=\"{}\"", st.message());
+  if (!config_.keep_on_exit) {
+    RouteSocket sk;
+    if (sk.get() != nullptr) ensureRules(sk.get(), config_, true);
+    if (Status st = runNft("table inet flowlb {}\ndelete table inet flowlb\n"
+                           "table arp flowlb {}\ndelete table arp flowlb\n");
+        !st) {
+      spdlog::warn("event=kernel_path_teardown reason=nft msg=\"{}\"", st.message());
+    }
+  } else {
+    spdlog::info("event=kernel_path_kept msg=\"rules left for the next agent\"");
   }
   for (int fd : all_fds_) close(fd);  // the devices, their addresses and routes go with them
   all_fds_.clear();
   fds_.clear();
+}
+
+Status KernelPath::setSnatAddresses(const std::vector<IpAddr>& addrs) {
+  std::string v4, v6;
+  for (const IpAddr& a : addrs) {
+    std::string& list = a.isV4() ? v4 : v6;
+    list += (list.empty() ? "" : ", ") + a.toString();
+  }
+  std::string script = "flush set inet flowlb snat4\nflush set inet flowlb snat6\n";
+  if (!v4.empty()) script += "add element inet flowlb snat4 { " + v4 + " }\n";
+  if (!v6.empty()) script += "add element inet flowlb snat6 { " + v6 + " }\n";
+  if (Status st = runNft(script); !st) return st;
+  snat_ = addrs;
+  return Status::ok();
 }
 
 Status KernelPath::syncVips(const std::vector<IpAddr>& vips) {

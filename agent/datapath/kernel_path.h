@@ -20,8 +20,10 @@
 // service claims, e.g. a RST for an unused port), and the kernel's own ARP
 // answers for them are suppressed (the announcer decides who answers).
 //
-// Everything is created idempotently (leftovers of a crashed agent are
-// replaced) and removed on destruction; the devices vanish with the process.
+// Everything is created idempotently (leftovers of a crashed or restarted
+// agent are replaced in one transaction) and removed on destruction, unless
+// config.keep_on_exit asks to hold flows for the next agent; the devices
+// vanish with the process either way.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +49,17 @@ struct KernelPathConfig {
   // The kernel's own source NAT uses these ports, outside the agent's.
   uint16_t masquerade_port_min = 1024;
   uint16_t masquerade_port_max = 60999;
+  // The agent's own SNAT ports: while no worker steers them (an agent
+  // restarting), the kernel drops what arrives for them instead of
+  // answering with a RST that would end the flow.
+  uint16_t snat_port_min = 61000;
+  uint16_t snat_port_max = 65535;
+  std::vector<IpAddr> snat_addresses;
+  // On exit, leave the rules that hold flows through a restart (the SNAT
+  // port drop, the drop of kernel-path replies while no agent reads them,
+  // the reply rule) for the next agent, which replaces them. Off: remove
+  // everything.
+  bool keep_on_exit = false;
 };
 
 class KernelPath {
@@ -71,6 +84,8 @@ class KernelPath {
   // for them); the previous set is replaced. Errors are per address and do
   // not stop the others.
   Status syncVips(const std::vector<IpAddr>& vips);
+  // The node's SNAT addresses (the drop of their ports while no agent runs).
+  Status setSnatAddresses(const std::vector<IpAddr>& addrs);
   size_t vipCount() const { return vips_.size(); }
 
   static constexpr const char* kSnatDevice = "flowlb-snat";
@@ -88,6 +103,7 @@ class KernelPath {
   int keep_ifindex_ = 0;
   int snat_ifindex_ = 0;
   std::vector<IpAddr> vips_;
+  std::vector<IpAddr> snat_;
 };
 
 }  // namespace flowlb::agent

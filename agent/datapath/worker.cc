@@ -35,13 +35,14 @@ std::string backendName(const BackendRuntime& b) {
 }  // namespace
 
 Worker::Worker(const WorkerConfig& config, Umem& umem, std::vector<XskSocket*> sockets,
-               SnapshotPublisher& snapshots, KernelNextHops& next_hops)
+               SnapshotPublisher& snapshots, KernelNextHops& next_hops,
+               std::unique_ptr<ConnTrack> conntrack)
     : config_(config),
       umem_(umem),
       sockets_(std::move(sockets)),
       snapshots_(snapshots),
       next_hops_(next_hops),
-      forwarder_(config.forwarder, next_hops),
+      forwarder_(config.forwarder, next_hops, std::move(conntrack)),
       pool_(umem.frames()) {}
 
 XskSocket* Worker::socketFor(uint32_t ifindex) {

@@ -61,8 +61,10 @@ struct WorkerReport {
 
 class Worker {
  public:
+  // `conntrack`: the worker's table (adopted from a file, or anonymous).
   Worker(const WorkerConfig& config, Umem& umem, std::vector<XskSocket*> sockets,
-         SnapshotPublisher& snapshots, KernelNextHops& next_hops);
+         SnapshotPublisher& snapshots, KernelNextHops& next_hops,
+         std::unique_ptr<ConnTrack> conntrack);
 
   void run(const std::atomic<bool>& stop);
   WorkerReport report() const;

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <new>
+#include <stdexcept>
 
 #include "common/hash.h"
 
@@ -18,34 +19,30 @@ const char* evictReasonName(EvictReason r) {
   }
 }
 
-namespace {
-
-// Zeroed memory from mmap, on transparent huge pages where the kernel has
-// them: a lookup in a large table then costs cache misses, not TLB misses.
-void* hugeZeroed(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  madvise(p, bytes, MADV_HUGEPAGE);  // advisory: ignore failure
-  return p;
-}
-
-}  // namespace
-
-void ConnTrack::HugeFree::operator()(void* p) const {
-  munmap(p, bytes);
+size_t ConnTrack::bucketsFor(size_t capacity) {
+  size_t buckets = 1;
+  while (buckets * kWays < capacity) buckets <<= 1;
+  return buckets;
 }
 
 ConnTrack::ConnTrack(size_t capacity, uint64_t seed)
-    : seed_(seed), sigs_(nullptr, HugeFree{0}), entries_(nullptr, HugeFree{0}) {
-  size_t buckets = 1;
-  while (buckets * kWays < capacity) buckets <<= 1;
-  bucket_count_ = buckets;
-  const size_t n = buckets * kWays;
-  const size_t sig_bytes = n * sizeof(uint32_t);
-  const size_t entry_bytes = n * sizeof(FlowEntry);
-  sigs_ = {static_cast<uint32_t*>(hugeZeroed(sig_bytes)), HugeFree{sig_bytes}};  // 0: free
-  entries_ = {static_cast<FlowEntry*>(hugeZeroed(entry_bytes)), HugeFree{entry_bytes}};
-  for (size_t i = 0; i < n; ++i) new (&entries_[i]) FlowEntry{};
+    : bucket_count_(bucketsFor(capacity)), seed_(seed) {
+  // Zeroed memory from mmap (a zero signature is a free slot), on
+  // transparent huge pages where the kernel has them: a lookup in a large
+  // table then costs cache misses, not TLB misses. Pages are touched only
+  // as entries use them.
+  const size_t n = bucket_count_ * kWays;
+  const size_t sig_bytes = (n * sizeof(uint32_t) + 63) & ~size_t{63};
+  map_bytes_ = sig_bytes + n * sizeof(FlowEntry);
+  map_ = mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (map_ == MAP_FAILED) throw std::bad_alloc();
+  madvise(map_, map_bytes_, MADV_HUGEPAGE);  // advisory: ignore failure
+  sigs_ = static_cast<uint32_t*>(map_);
+  entries_ = reinterpret_cast<FlowEntry*>(static_cast<uint8_t*>(map_) + sig_bytes);
+}
+
+ConnTrack::~ConnTrack() {
+  if (map_ != nullptr) munmap(map_, map_bytes_);
 }
 
 void ConnTrack::prefetch(uint64_t hash) const {

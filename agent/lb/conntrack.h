@@ -16,9 +16,11 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 
 #include "common/hash.h"
 #include "common/ip_addr.h"
+#include "common/status.h"
 
 namespace flowlb::agent {
 
@@ -123,12 +125,44 @@ struct ConntrackStats {
   uint64_t swept = 0;
 };
 
+// What a conntrack file must match to be adopted by a restarted agent: the
+// worker it belongs to (its share of the SNAT ports) and the boot (its
+// timestamps are CLOCK_MONOTONIC milliseconds).
+struct ConntrackOwner {
+  uint32_t worker = 0;
+  uint32_t workers = 1;
+  uint16_t snat_port_min = 0;
+  uint16_t snat_port_max = 0;
+  std::string boot_id;  // /proc/sys/kernel/random/boot_id
+};
+
+// What opening a conntrack file found.
+struct ConntrackAdoption {
+  bool adopted = false;  // a compatible table was taken over
+  size_t entries = 0;    // live entries taken over
+  size_t discarded = 0;  // entries found inconsistent and freed
+  std::string why_not;   // when not adopted (empty for a new file)
+};
+
 class ConnTrack {
  public:
   static constexpr uint32_t kWays = 8;
 
-  // `capacity` entries (rounded up to a power-of-two number of buckets).
+  // `capacity` entries (rounded up to a power-of-two number of buckets), in
+  // anonymous memory: the table dies with the process.
   ConnTrack(size_t capacity, uint64_t seed);
+  // The same in a file that outlives the process (on tmpfs, e.g. under
+  // /run/flowlb), so a restarted agent keeps its flows and SNAT ports
+  // (issue 15). A file left by an agent of this layout, boot, worker and
+  // SNAT range is adopted (its seed with it) after every entry is checked;
+  // anything else is discarded with the reason and the table starts empty.
+  // Fails only when the file cannot be created or mapped.
+  static Result<std::unique_ptr<ConnTrack>> openFile(const std::string& path, size_t capacity,
+                                                     uint64_t seed, const ConntrackOwner& owner,
+                                                     ConntrackAdoption* adoption);
+  ~ConnTrack();
+  ConnTrack(const ConnTrack&) = delete;
+  ConnTrack& operator=(const ConnTrack&) = delete;
 
   uint64_t hash(const FlowKey& k) const { return hashFlowKey(k, seed_); }
   // Batched lookups: prefetch() the buckets' signatures, later
@@ -147,7 +181,7 @@ class ConnTrack {
   // Links two entries so that they live and die together.
   void link(FlowEntry* a, FlowEntry* b);
 
-  uint32_t indexOf(const FlowEntry* e) const { return static_cast<uint32_t>(e - entries_.get()); }
+  uint32_t indexOf(const FlowEntry* e) const { return static_cast<uint32_t>(e - entries_); }
   FlowEntry* at(uint32_t index) { return &entries_[index]; }
 
   // Frees dead entries in up to `buckets` buckets, continuing where the
@@ -173,14 +207,19 @@ class ConnTrack {
   // lives as long as its forward peer.
   const FlowEntry& owner(const FlowEntry& e) const;
 
-  size_t bucket_count_;
-  uint64_t seed_;
-  struct HugeFree {
-    size_t bytes;
-    void operator()(void* p) const;
-  };
-  std::unique_ptr<uint32_t[], HugeFree> sigs_;  // 0 = free
-  std::unique_ptr<FlowEntry[], HugeFree> entries_;
+  ConnTrack() = default;
+  static size_t bucketsFor(size_t capacity);
+  // Checks every occupied slot of an adopted table; frees what is not
+  // consistent (a torn write, a corrupt file). Returns how many it freed.
+  size_t sanitize();
+
+  size_t bucket_count_ = 0;
+  uint64_t seed_ = 0;
+  // One mapping (anonymous or of the file) holds both arrays.
+  void* map_ = nullptr;
+  size_t map_bytes_ = 0;
+  uint32_t* sigs_ = nullptr;  // 0 = free
+  FlowEntry* entries_ = nullptr;
   size_t size_ = 0;
   size_t sweep_cursor_ = 0;
   ConntrackStats stats_;

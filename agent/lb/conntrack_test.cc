@@ -1,8 +1,12 @@
 #include "agent/lb/conntrack.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
 #include <vector>
 
 #include "agent/testing/test_specs.h"
@@ -258,6 +262,137 @@ TEST(ConntrackTest, LinkedPeersLiveAndDieTogether) {
 TEST(ConntrackTest, SixtyFourBytesPerEntry) {
   ConnTrack ct(16, kSeed);
   EXPECT_LE(ct.bytesPerEntry(), 64u);
+}
+
+}  // namespace
+}  // namespace flowlb::agent
+
+namespace flowlb::agent {
+namespace {
+
+// Issue 15: conntrack in a file a restarted agent adopts.
+class ConntrackFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/flowlb-ct-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    path_ = dir_ + "/conntrack-0";
+    owner_.worker = 0;
+    owner_.workers = 1;
+    owner_.snat_port_min = 40000;
+    owner_.snat_port_max = 59999;
+    owner_.boot_id = "boot-a";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<ConnTrack> open(ConntrackAdoption* a, uint64_t seed = kSeed,
+                                  size_t capacity = 4096) {
+    auto ct = ConnTrack::openFile(path_, capacity, seed, owner_, a);
+    EXPECT_TRUE(ct.isOk()) << ct.error();
+    return ct.isOk() ? std::move(*ct) : nullptr;
+  }
+
+  // A NAT flow: forward entry and its reply, linked.
+  static void natFlow(ConnTrack& ct, uint32_t n, uint32_t now) {
+    FlowEntry* f = add(ct, key(n), now, FlowState::kEstablished, 21'600'000, 7);
+    FlowKey rk = key(n, true, FlowKind::kNatReply);
+    rk.sport ^= 0x5555;
+    FlowEntry* r = ct.insert(rk, ct.hash(rk), now, ct.indexOf(f));
+    r->state = FlowState::kEstablished;
+    ct.link(f, r);
+  }
+
+  std::string dir_, path_;
+  ConntrackOwner owner_;
+};
+
+TEST_F(ConntrackFileTest, ARestartedAgentAdoptsTheTableItsPredecessorLeft) {
+  ConntrackAdoption a;
+  {
+    auto ct = open(&a);
+    ASSERT_TRUE(ct);
+    EXPECT_FALSE(a.adopted);
+    EXPECT_TRUE(a.why_not.empty());  // a new file
+    for (uint32_t n = 0; n < 500; ++n) natFlow(*ct, n, 1000);
+    EXPECT_EQ(ct->size(), 1000u);
+  }                                       // the process "exits": only the file remains
+  auto again = open(&a, /*seed=*/12345);  // the seed comes from the file
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(a.adopted);
+  EXPECT_EQ(a.entries, 1000u);
+  EXPECT_EQ(a.discarded, 0u);
+  for (uint32_t n = 0; n < 500; ++n) {
+    FlowEntry* e = find(*again, key(n), 2000);
+    ASSERT_NE(e, nullptr) << n;
+    EXPECT_EQ(e->backend, 7u);
+    ASSERT_NE(e->peer, kNoPeer);
+    EXPECT_EQ(again->at(e->peer)->peer, again->indexOf(e));
+  }
+}
+
+TEST_F(ConntrackFileTest, AnIncompatibleTableIsDiscardedWithItsReason) {
+  ConntrackAdoption a;
+  {
+    auto ct = open(&a);
+    natFlow(*ct, 1, 1000);
+  }
+  struct Case {
+    const char* what;
+    std::function<void()> change;
+    const char* reason;
+  };
+  const std::vector<Case> cases = {
+      {"another boot", [&] { owner_.boot_id = "boot-b"; }, "another boot"},
+      {"more workers", [&] { owner_.workers = 2; }, "workers"},
+      {"other SNAT ports", [&] { owner_.snat_port_max = 50000; }, "SNAT port range"},
+  };
+  for (const Case& c : cases) {
+    SetUp();  // a fresh owner and file for each case
+    { natFlow(*open(&a), 1, 1000); }
+    c.change();
+    auto ct = open(&a);
+    ASSERT_TRUE(ct) << c.what;
+    EXPECT_FALSE(a.adopted) << c.what;
+    EXPECT_NE(a.why_not.find(c.reason), std::string::npos) << c.what << ": " << a.why_not;
+    EXPECT_EQ(ct->size(), 0u) << c.what;
+    EXPECT_EQ(find(*ct, key(1), 1000), nullptr) << c.what;
+  }
+  // Another capacity: another size.
+  auto bigger = open(&a, kSeed, 8192);
+  EXPECT_FALSE(a.adopted);
+  // A corrupt header.
+  {
+    FILE* f = std::fopen(path_.c_str(), "r+");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, 20, SEEK_SET);
+    std::fputc(0x42, f);
+    std::fclose(f);
+  }
+  auto corrupt = open(&a, kSeed, 8192);
+  EXPECT_FALSE(a.adopted);
+  EXPECT_NE(a.why_not.find("corrupt"), std::string::npos) << a.why_not;
+}
+
+TEST_F(ConntrackFileTest, InconsistentEntriesAreFreedAndTheRestKept) {
+  ConntrackAdoption a;
+  uint32_t broken_forward = 0;
+  {
+    auto ct = open(&a);
+    for (uint32_t n = 0; n < 100; ++n) natFlow(*ct, n, 1000);
+    // A torn write: one reply's link points elsewhere; one key's bytes
+    // changed under its signature.
+    FlowEntry* f = find(*ct, key(3), 1000);
+    broken_forward = ct->indexOf(f);
+    ct->at(f->peer)->peer = 0xfffff;
+    find(*ct, key(4), 1000)->key.dport = 9999;
+  }
+  auto ct = open(&a);
+  EXPECT_TRUE(a.adopted);
+  EXPECT_EQ(a.discarded, 4u);  // both flows, forward and reply
+  EXPECT_EQ(ct->size(), 196u);
+  EXPECT_EQ(find(*ct, key(3), 1000), nullptr);
+  EXPECT_EQ(ct->at(broken_forward)->state, FlowState::kFree);
+  EXPECT_NE(find(*ct, key(5), 1000), nullptr);
 }
 
 }  // namespace

@@ -48,9 +48,15 @@ uint64_t flowHash(const FlowTuple& t, uint64_t seed) {
 }
 
 Forwarder::Forwarder(const ForwarderConfig& config, const NextHopTable& next_hops)
+    : Forwarder(config, next_hops,
+                std::make_unique<ConnTrack>(config.conntrack_entries, config.conntrack_seed)) {}
+
+Forwarder::Forwarder(const ForwarderConfig& config, const NextHopTable& next_hops,
+                     std::unique_ptr<ConnTrack> conntrack)
     : config_(config),
       next_hops_(next_hops),
-      conntrack_(config.conntrack_entries, config.conntrack_seed),
+      conntrack_owned_(std::move(conntrack)),
+      conntrack_(*conntrack_owned_),
       fragments_(config.fragment_entries) {
   if (config_.workers == 0) config_.workers = 1;
 }

@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 
 #include "agent/lb/conntrack.h"
 #include "agent/lb/fragment_table.h"
@@ -80,6 +81,10 @@ struct ForwarderStats {
 class Forwarder {
  public:
   Forwarder(const ForwarderConfig& config, const NextHopTable& next_hops);
+  // With a conntrack table made elsewhere (e.g. one adopted from a file that
+  // outlived the previous agent); config.conntrack_* is then unused.
+  Forwarder(const ForwarderConfig& config, const NextHopTable& next_hops,
+            std::unique_ptr<ConnTrack> conntrack);
 
   Action process(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms);
   // A packet that came back out of the kernel's exception path (in a frame
@@ -128,7 +133,8 @@ class Forwarder {
 
   ForwarderConfig config_;
   const NextHopTable& next_hops_;
-  ConnTrack conntrack_;
+  std::unique_ptr<ConnTrack> conntrack_owned_;
+  ConnTrack& conntrack_;
   FragmentTable fragments_;
   ForwarderStats stats_;
   Action decide(uint8_t* frame, ParseOutcome parsed, ParsedPacket& p, const Snapshot& snap,

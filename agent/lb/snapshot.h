@@ -133,6 +133,20 @@ class SnapshotBuilder {
   // prepare() + commit().
   Result<Outcome> build(const DesiredState& desired, const SnatConfig& snat, uint64_t now_ms = 0);
 
+  // The backend id registry, every slot (used or not, with its reuse tag),
+  // to be saved beside an adopted conntrack table: a restarted agent that
+  // adopts the table must give its backends the ids its entries point at.
+  struct RegistrySlot {
+    IpAddr addr;
+    uint16_t port = 0;
+    uint8_t tag = 0;
+    bool used = false;
+  };
+  std::vector<RegistrySlot> registry() const;
+  // Before the first build only: takes over a saved registry. Duplicate
+  // backends or a registry beyond the id space are refused.
+  Status adoptRegistry(const std::vector<RegistrySlot>& slots);
+
   // When a build must run again (a drain deadline, a previous table's end).
   uint64_t nextDeadlineMs() const { return next_deadline_ms_; }
   const std::shared_ptr<const Snapshot>& last() const { return last_; }
@@ -158,6 +172,10 @@ class SnapshotBuilder {
   std::set<std::string> drained_;                      // past their deadline (reported once)
   uint64_t next_deadline_ms_ = UINT64_MAX;
 };
+
+// The registry as bytes (a versioned little-endian record per slot) and back.
+std::string encodeRegistry(const std::vector<SnapshotBuilder::RegistrySlot>& slots);
+Result<std::vector<SnapshotBuilder::RegistrySlot>> decodeRegistry(const std::string& bytes);
 
 // The XDP program's VIP map entries for a snapshot.
 std::set<SteerKey> steeringKeys(const Snapshot& snap);

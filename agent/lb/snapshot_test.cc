@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "agent/packet/packet.h"
@@ -429,6 +430,51 @@ TEST(SnapshotDrainTest, ADrainingBackendIsRemovedWhenItsDrainTimeoutPasses) {
   d.services[0].backends[1].state = BackendState::kDraining;
   ASSERT_TRUE(b.build(d, snat, 600'000).isOk());
   EXPECT_EQ(b.nextDeadlineMs(), 900'000u);
+}
+
+}  // namespace
+}  // namespace flowlb::agent
+
+namespace flowlb::agent {
+namespace {
+
+// Issue 15: a restarted agent that adopts its predecessor's conntrack gives
+// every backend the id the adopted entries point at.
+TEST(SnapshotRegistryTest, AnAdoptedRegistryKeepsEveryBackendsIdAcrossARestart) {
+  SnapshotBuilder before;
+  ASSERT_TRUE(mustBuild(before, state({web({backend("10.1.0.1"), backend("10.1.0.2")})})));
+  // 10.1.0.3 comes and goes: its slot is reused with a new tag.
+  ASSERT_TRUE(mustBuild(before, state({web({backend("10.1.0.1"), backend("10.1.0.3")})})));
+  auto s1 = mustBuild(before, state({web({backend("10.1.0.1"), backend("10.1.0.4")})}));
+  ASSERT_TRUE(s1);
+  auto saved = decodeRegistry(encodeRegistry(before.registry()));
+  ASSERT_TRUE(saved.isOk()) << saved.error();
+
+  SnapshotBuilder after;
+  ASSERT_TRUE(after.adoptRegistry(*saved).isOk());
+  auto s2 = mustBuild(
+      after, state({web({backend("10.1.0.4"), backend("10.1.0.1"), backend("10.1.0.5")})}));
+  ASSERT_TRUE(s2);
+  EXPECT_EQ(ids(*s2).at(kA), ids(*s1).at(kA));
+  EXPECT_EQ(ids(*s2).at(backend("10.1.0.4").key()), ids(*s1).at(backend("10.1.0.4").key()));
+  // A new backend never takes an id an adopted entry might still hold.
+  std::set<uint32_t> old_ids;
+  for (const auto& [k, id] : ids(*s1)) old_ids.insert(id);
+  EXPECT_EQ(old_ids.count(ids(*s2).at(backend("10.1.0.5").key())), 0u);
+}
+
+TEST(SnapshotRegistryTest, ACorruptRegistryIsRefused) {
+  SnapshotBuilder b;
+  ASSERT_TRUE(mustBuild(b, state({web({backend("10.1.0.1")})})));
+  std::string bytes = encodeRegistry(b.registry());
+  EXPECT_FALSE(decodeRegistry(bytes.substr(0, bytes.size() - 1)).isOk());
+  EXPECT_FALSE(decodeRegistry("garbage").isOk());
+  bytes[bytes.size() - 1] = 7;  // the used flag
+  EXPECT_FALSE(decodeRegistry(bytes).isOk());
+  std::vector<SnapshotBuilder::RegistrySlot> twice(2);
+  twice[0] = twice[1] = {ip("10.1.0.1"), 8080, 1, true};
+  SnapshotBuilder fresh;
+  EXPECT_FALSE(fresh.adoptRegistry(twice).isOk());
 }
 
 }  // namespace
