@@ -61,6 +61,7 @@ ReceivedState convertDesiredState(const pb::DesiredState& in, const std::string&
                                                              : ForwardingMode::kNat;
     s.client_ip_affinity = vs.session_affinity() == pb::SESSION_AFFINITY_CLIENT_IP;
     s.keep_client_address = vs.external_traffic_policy() == pb::EXTERNAL_TRAFFIC_POLICY_LOCAL;
+    if (vs.proxy_protocol() == pb::PROXY_PROTOCOL_V2) s.proxy_protocol = ProxyProtocol::kV2;
     if (vs.session_affinity_timeout_seconds() > 0) {
       s.affinity_timeout_s = vs.session_affinity_timeout_seconds();
     }

@@ -106,6 +106,7 @@ bool Worker::toKernel(const Action& a, const uint8_t* frame, size_t len) {
 }
 
 bool Worker::dispatch(const Snapshot& snap, const Action& a, uint64_t addr, size_t len) {
+  if (a.len != 0) len = a.len;  // the decision grew the frame (a PROXY protocol header)
   if (a.kind == ActionKind::kTransmit) {
     XskSocket* out = socketFor(a.ifindex);
     uint32_t tx_idx = 0;
@@ -140,7 +141,7 @@ void Worker::handleBurst(XskSocket& s, const Snapshot& snap, uint32_t now_ms) {
   for (uint32_t i = 0; i < n; ++i) {
     const struct xdp_desc* d = xsk_ring_cons__rx_desc(&s.rx, idx + i);
     addrs[i] = d->addr;
-    frames[i] = {umem_.data(d->addr), d->len};
+    frames[i] = {umem_.data(d->addr), d->len, kFrameSize - d->addr % kFrameSize};
   }
   xsk_ring_cons__release(&s.rx, n);
   s.in_fill -= n;
@@ -169,7 +170,7 @@ void Worker::handleKernelReplies(const Snapshot& snap, uint32_t now_ms) {
     storeBe16(frame + 12, (frame[kEth] >> 4) == 6 ? kEthP_IPv6 : kEthP_IPv4);
     const size_t len = kEth + static_cast<size_t>(got);
     ++from_kernel_;
-    Action a = forwarder_.processFromKernel(frame, len, snap, now_ms);
+    Action a = forwarder_.processFromKernel(frame, len, snap, now_ms, kFrameSize);
     if (a.kind == ActionKind::kPass && a.handoff != KernelHandoff::kRouted) {
       a.kind = ActionKind::kDrop;  // never hand the kernel back what it gave us
     }

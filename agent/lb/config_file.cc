@@ -87,7 +87,7 @@ ServiceSpec service(const YAML::Node& n, const std::string& where) {
   checkKeys(n, where,
             {"name", "vip", "port", "protocol", "mode", "sessionAffinity", "affinityTimeoutSeconds",
              "idleTimeoutSeconds", "drainTimeoutSeconds", "sourceRanges", "maglevTableSize",
-             "hashSeed", "externalTrafficPolicy", "backends"});
+             "hashSeed", "externalTrafficPolicy", "proxyProtocol", "backends"});
   ServiceSpec s;
   for (const char* required : {"name", "vip", "port", "backends"}) {
     if (!n[required]) fail(n, where + "." + required, "is required");
@@ -131,6 +131,14 @@ ServiceSpec service(const YAML::Node& n, const std::string& where) {
     } else if (p != "Cluster") {
       fail(n["externalTrafficPolicy"], where + ".externalTrafficPolicy",
            "'" + p + "' is not one of Cluster, Local");
+    }
+  }
+  if (n["proxyProtocol"]) {
+    const auto v = text(n["proxyProtocol"], where + ".proxyProtocol");
+    if (v == "v2") {
+      s.proxy_protocol = ProxyProtocol::kV2;
+    } else if (v != "none") {
+      fail(n["proxyProtocol"], where + ".proxyProtocol", "'" + v + "' is not one of none, v2");
     }
   }
   const uint32_t day = 86400;

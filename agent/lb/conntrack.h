@@ -38,6 +38,7 @@ enum class FlowKind : uint8_t {
 inline constexpr uint8_t kFlowAnswered = 0x1;    // the other side has answered
 inline constexpr uint8_t kFlowKernelPath = 0x2;  // forward flow sent through the kernel
 inline constexpr uint8_t kFlowKeepSource = 0x4;  // ... with the client's address kept
+inline constexpr uint8_t kFlowProxyV2 = 0x8;     // a PROXY protocol header goes to the backend
 
 // A reply entry lives and dies with its forward peer.
 inline bool isReplyKind(FlowKind k) {
@@ -91,6 +92,9 @@ inline constexpr uint32_t kNoPeer = UINT32_MAX;
 
 struct FlowEntry {
   FlowKey key;
+  // A reply entry lives as long as its forward peer and has no age of its
+  // own: its last_seen_ms holds the flow's PROXY protocol sequence origin
+  // (the client's ISN + 1) instead; see proxySeq().
   uint32_t last_seen_ms = 0;
   uint32_t timeout_ms = 0;  // idle time after which the entry is dead
   uint32_t backend = 0;     // stable backend id (see BackendRegistry)
@@ -100,6 +104,11 @@ struct FlowEntry {
   uint8_t flags = 0;  // kFlow* bits
 };
 static_assert(sizeof(FlowEntry) == 60);
+
+// The PROXY protocol sequence origin kept in a flow's reply entry.
+inline uint32_t& proxySeq(FlowEntry& reply) {
+  return reply.last_seen_ms;
+}
 
 // Idle timeouts by state, in milliseconds. Defaults follow Cilium's
 // (SYN 60 s, established 6 h, closing 10 s, non-TCP 60 s).

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "agent/packet/parser.h"
+#include "agent/packet/proxy_protocol.h"
 #include "agent/packet/rewrite.h"
 #include "common/hash.h"
 
@@ -103,7 +104,9 @@ Action Forwarder::transmit(uint8_t* frame, const IpAddr& toward, Path path, Acti
   return a;
 }
 
-Action Forwarder::process(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms) {
+Action Forwarder::process(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms,
+                          size_t capacity) {
+  capacity_ = capacity != 0 ? capacity : len;
   const ParseOutcome o = parsePacket(frame, len, pkt_);
   Action a = decide(frame, o, pkt_, snap, now_ms);
   if (a.kind == ActionKind::kPass && o.status == ParseStatus::kOk) {
@@ -149,6 +152,7 @@ void Forwarder::processBatch(const Frame* frames, size_t n, const Snapshot& snap
     if (i >= kLead) {
       const size_t d = i - kLead;
       const size_t r = d % kRing;
+      capacity_ = frames[d].capacity != 0 ? frames[d].capacity : frames[d].len;
       actions[d] = decide(frames[d].data, outcomes_[r], batch_[r], snap, now_ms,
                           keyed[r] ? &hashes[r] : nullptr);
       if (actions[d].kind == ActionKind::kPass && outcomes_[r].status == ParseStatus::kOk) {
@@ -336,6 +340,11 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
   a.backend = b->id;
 
   if (svc.spec.mode == ForwardingMode::kDsr) return transmit(frame, b->addr, Path::kOnLink, a);
+  if (svc.spec.proxy_protocol == ProxyProtocol::kV2) {
+    if (const DropReason r = proxyForward(frame, p, *e, a.new_flow, &a); r != DropReason::kNone) {
+      return drop(r, si);
+    }
+  }
   if (e->flags & kFlowKernelPath) {
     const IpAddr client = t.src;
     const uint16_t client_port = t.sport;
@@ -374,12 +383,63 @@ Action Forwarder::natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap
   } else {
     f.last_seen_ms = now_ms;  // service being removed: keep the flow alive
   }
+  if (f.flags & kFlowProxyV2) proxyReply(frame, p, f, *r);
   rewriteFlow(frame, p.outer, t, vip, f.key.dport, client, f.key.sport);
   return transmit(frame, client, Path::kAny, a);
 }
 
+DropReason Forwarder::proxyForward(uint8_t* frame, ParsedPacket& p, FlowEntry& e, bool new_flow,
+                                   Action* a) {
+  if (e.peer == kNoPeer) return DropReason::kProxyFlowUnknown;
+  FlowEntry& reply = *conntrack_.at(e.peer);
+  const FlowTuple& t = p.tuple;
+  uint8_t hdr[kProxyV2MaxHeader];
+  const auto header = [&] {
+    return writeProxyV2(hdr, ProxyCommand::kProxy, t.proto, IpAddr{e.key.src}, e.key.sport,
+                        IpAddr{e.key.dst}, e.key.dport);
+  };
+  size_t len = p.len;
+  if (t.proto == kProtoUDP) {  // every datagram carries one
+    if (!insertProxyHeader(frame, &len, capacity_, p, hdr, header())) {
+      return DropReason::kProxyNoRoom;
+    }
+    a->len = static_cast<uint32_t>(len);
+    return DropReason::kNone;
+  }
+  const uint32_t seq = tcpSeq(frame, p);
+  if (new_flow) {
+    // Only a flow seen from its SYN has a known origin.
+    if ((p.tcp_flags & (kTcpSyn | kTcpAck)) != kTcpSyn) return DropReason::kProxyFlowUnknown;
+    e.flags |= kFlowProxyV2;
+    proxySeq(reply) = seq + 1;
+    return DropReason::kNone;
+  }
+  if (!(e.flags & kFlowProxyV2)) return DropReason::kProxyFlowUnknown;
+  const uint32_t origin = proxySeq(reply);
+  if (seq == origin && !(p.tcp_flags & kTcpSyn)) {
+    // The segment at the origin (the handshake's last ACK, the first data,
+    // or their retransmission) carries the header in front.
+    if (!insertProxyHeader(frame, &len, capacity_, p, hdr, header())) {
+      return DropReason::kProxyNoRoom;
+    }
+    a->len = static_cast<uint32_t>(len);
+  } else if (static_cast<int32_t>(seq - origin) > 0) {
+    addTcpSeq(frame, p, static_cast<uint32_t>(proxyV2Length(IpAddr{e.key.src}.isV4())));
+  }
+  return DropReason::kNone;
+}
+
+void Forwarder::proxyReply(uint8_t* frame, const ParsedPacket& p, FlowEntry& forward,
+                           FlowEntry& reply) {
+  if (p.tuple.proto != kProtoTCP) return;
+  const auto hlen = static_cast<uint16_t>(proxyV2Length(IpAddr{forward.key.src}.isV4()));
+  if ((p.tcp_flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck)) shrinkTcpMss(frame, p, hlen);
+  unshiftTcpAcks(frame, p, proxySeq(reply), hlen);
+}
+
 Action Forwarder::processFromKernel(uint8_t* frame, size_t len, const Snapshot& snap,
-                                    uint32_t now_ms) {
+                                    uint32_t now_ms, size_t capacity) {
+  capacity_ = capacity != 0 ? capacity : len;
   ParsedPacket& p = pkt_;
   const ParseOutcome o = parsePacket(frame, len, p);
   if (o.status == ParseStatus::kMalformed) return drop(o.reason);
@@ -405,6 +465,7 @@ Action Forwarder::processFromKernel(uint8_t* frame, size_t len, const Snapshot& 
   } else {
     f.last_seen_ms = now_ms;
   }
+  if (f.flags & kFlowProxyV2) proxyReply(frame, p, f, *r);
   // The kernel has undone its own source NAT: the packet goes to the client
   // already; it must come from the VIP.
   rewriteFlow(frame, p.outer, t, vip, f.key.dport, client, f.key.sport);

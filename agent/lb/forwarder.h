@@ -50,6 +50,7 @@ struct Action {
   bool new_flow = false;  // this packet created a conntrack entry
   bool reply = false;     // a NAT reply translated back towards the client
   uint16_t l3 = 0;        // kPass: where the IP packet starts in the frame (0: not IP)
+  uint32_t len = 0;       // the frame's new length when the decision changed it, else 0
 };
 
 struct ForwarderConfig {
@@ -86,12 +87,16 @@ class Forwarder {
   Forwarder(const ForwarderConfig& config, const NextHopTable& next_hops,
             std::unique_ptr<ConnTrack> conntrack);
 
-  Action process(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms);
+  // `capacity`: the bytes the frame may grow to (a PROXY protocol header is
+  // inserted in place); 0: its length.
+  Action process(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms,
+                 size_t capacity = 0);
   // A packet that came back out of the kernel's exception path (in a frame
   // with an Ethernet header): the reply of a flow this forwarder sent
   // through the kernel, translated back to come from the VIP. Anything else
   // is dropped (reason kernel_reply_no_flow), never handed back.
-  Action processFromKernel(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms);
+  Action processFromKernel(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms,
+                           size_t capacity = 0);
 
   // A batch of received frames, decided in order with the same result as
   // process() on each. Conntrack lines are prefetched a few frames ahead,
@@ -99,6 +104,7 @@ class Forwarder {
   struct Frame {
     uint8_t* data;
     size_t len;
+    size_t capacity = 0;  // 0: len
   };
   static constexpr size_t kMaxBatch = 8;  // the pipeline's ring, not a limit on n
   void processBatch(const Frame* frames, size_t n, const Snapshot& snap, uint32_t now_ms,
@@ -117,6 +123,12 @@ class Forwarder {
   enum class Path : uint8_t { kAny, kOnLink, kOwnInterfaces };
   Action transmit(uint8_t* frame, const IpAddr& toward, Path path, Action a);
   Action kernelIcmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms);
+  // PROXY protocol v2, client to backend: records the sequence origin on a
+  // SYN, inserts the header at it, moves later segments; UDP: a header in
+  // each datagram. kNone when the packet may go on, else the drop reason.
+  DropReason proxyForward(uint8_t* frame, ParsedPacket& p, FlowEntry& e, bool new_flow, Action* a);
+  // Backend to client: acknowledgements and SACK back, the MSS lowered.
+  void proxyReply(uint8_t* frame, const ParsedPacket& p, FlowEntry& forward, FlowEntry& reply);
   // `hash_hint`: the conntrack hash of the packet's key when the batch path
   // already computed it, else nullptr.
   Action toService(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, int32_t si,
@@ -142,7 +154,8 @@ class Forwarder {
   // The conntrack key a parsed TCP/UDP packet will be looked up by.
   bool lookupKey(const ParsedPacket& p, const Snapshot& snap, FlowKey* key) const;
 
-  ParsedPacket pkt_;  // scratch, reused for every frame (no per-packet init)
+  ParsedPacket pkt_;     // scratch, reused for every frame (no per-packet init)
+  size_t capacity_ = 0;  // of the frame being decided
   std::array<ParsedPacket, kMaxBatch> batch_;  // processBatch's ring
   std::array<ParseOutcome, kMaxBatch> outcomes_;
 };

@@ -8,6 +8,7 @@
 #include "agent/packet/builder.h"
 #include "agent/packet/checksum.h"
 #include "agent/packet/parser.h"
+#include "agent/packet/proxy_protocol.h"
 #include "agent/testing/test_specs.h"
 
 namespace flowlb::agent {
@@ -584,6 +585,148 @@ TEST_F(ForwarderTest, UnclaimedFramesGoToTheKernel) {
   const Action a = run(f);
   EXPECT_EQ(a.kind, ActionKind::kPass);
   EXPECT_EQ(a.handoff, KernelHandoff::kUnclaimed);
+}
+
+}  // namespace
+}  // namespace flowlb::agent
+
+namespace flowlb::agent {
+namespace {
+
+// Issue 15.4: PROXY protocol v2 on a NAT service, through a whole TCP
+// exchange: the header in front of the first byte, sequence numbers moved up
+// after it, acknowledgements and SACK blocks moved back, the MSS lowered.
+class ProxyProtocolTest : public ForwarderTest {
+ protected:
+  ProxyProtocolTest() {
+    ServiceSpec pp = service("pp", "192.0.2.60", 80, kProtoTCP, ForwardingMode::kNat,
+                             {backend("10.1.0.1", 8080)});
+    pp.proxy_protocol = ProxyProtocol::kV2;
+    ServiceSpec ppu = service("ppu", "192.0.2.60", 53, kProtoUDP, ForwardingMode::kNat,
+                              {backend("10.1.0.1", 5353)});
+    ppu.proxy_protocol = ProxyProtocol::kV2;
+    state_.services.push_back(pp);
+    state_.services.push_back(ppu);
+    rebuild();
+  }
+  // A client or backend segment, with room to grow.
+  std::vector<uint8_t> segment(const FlowTuple& t, uint8_t flags, uint32_t seq, uint32_t ack,
+                               size_t payload, std::vector<uint8_t> options = {}) {
+    FrameSpec f;
+    f.tuple = t;
+    f.tcp_flags = flags;
+    f.seq = seq;
+    f.ack = ack;
+    f.payload = payload;
+    f.tcp_options = std::move(options);
+    auto frame = buildFrame(f);
+    if (frame.size() < 60) frame.resize(60, 0);  // Ethernet padding
+    return frame;
+  }
+  Action runRoom(std::vector<uint8_t>& frame) {
+    const size_t len = frame.size();
+    frame.resize(2048);
+    Action a = fwd_.process(frame.data(), len, *snap_, now_ms_, frame.size());
+    frame.resize(a.len != 0 ? a.len : len);
+    return a;
+  }
+  static uint32_t seqOf(const std::vector<uint8_t>& f) {
+    ParsedPacket p;
+    parsePacket(f.data(), f.size(), p);
+    return tcpSeq(f.data(), p);
+  }
+  static uint32_t ackOf(const std::vector<uint8_t>& f) {
+    ParsedPacket p;
+    parsePacket(f.data(), f.size(), p);
+    return loadBe32(f.data() + p.outer.l4 + 8);
+  }
+  static std::vector<uint8_t> payloadOf(const std::vector<uint8_t>& f) {
+    ParsedPacket p;
+    parsePacket(f.data(), f.size(), p);
+    const size_t off = p.outer.l4 + static_cast<size_t>(f[p.outer.l4 + 12] >> 4) * 4;
+    return {f.begin() + static_cast<long>(off),
+            f.begin() + static_cast<long>(p.outer.l4 + p.outer.l4_len)};
+  }
+};
+
+TEST_F(ProxyProtocolTest, TheBackendReadsTheHeaderThenTheClientsBytesInOrder) {
+  const FlowTuple c2v{ip("203.0.113.7"), ip("192.0.2.60"), 56324, 80, kProtoTCP};
+  const uint32_t isn = 1000;
+  auto syn = segment(c2v, kTcpSyn, isn, 0, 0, {2, 4, 0x05, 0xb4});
+  ASSERT_EQ(runRoom(syn).kind, ActionKind::kTransmit);
+  const FlowTuple nat = sent(syn);  // snat:port -> backend:8080
+
+  // The backend answers; the client sees the MSS lowered by 28.
+  const FlowTuple b2n{nat.dst, nat.src, nat.dport, nat.sport, kProtoTCP};
+  auto synack = segment(b2n, kTcpSyn | kTcpAck, 5000, isn + 1, 0, {2, 4, 0x05, 0xb4});
+  ASSERT_EQ(runRoom(synack).kind, ActionKind::kTransmit);
+  sent(synack);
+  ParsedPacket sa;
+  parsePacket(synack.data(), synack.size(), sa);
+  EXPECT_EQ(loadBe16(synack.data() + sa.outer.l4 + 22), 1460 - 28);
+  EXPECT_EQ(ackOf(synack), isn + 1);
+
+  // The handshake's last ACK carries the header; so does the first data
+  // (same sequence number), then the data follows moved up by 28.
+  uint8_t hdr[kProxyV2MaxHeader];
+  const size_t hlen =
+      writeProxyV2(hdr, ProxyCommand::kProxy, kProtoTCP, c2v.src, c2v.sport, c2v.dst, c2v.dport);
+  const std::vector<uint8_t> header(hdr, hdr + hlen);
+  auto ack = segment(c2v, kTcpAck, isn + 1, 5001, 0);
+  ASSERT_EQ(runRoom(ack).kind, ActionKind::kTransmit);
+  sent(ack);
+  EXPECT_EQ(seqOf(ack), isn + 1);
+  EXPECT_EQ(payloadOf(ack), header);
+  auto data = segment(c2v, kTcpAck | 0x08, isn + 1, 5001, 100);
+  ASSERT_EQ(runRoom(data).kind, ActionKind::kTransmit);
+  sent(data);
+  auto p = payloadOf(data);
+  ASSERT_EQ(p.size(), hlen + 100);
+  EXPECT_TRUE(std::equal(header.begin(), header.end(), p.begin()));
+  auto more = segment(c2v, kTcpAck | 0x08, isn + 101, 5001, 50);
+  ASSERT_EQ(runRoom(more).kind, ActionKind::kTransmit);
+  sent(more);
+  EXPECT_EQ(seqOf(more), isn + 101 + hlen);
+  EXPECT_EQ(payloadOf(more).size(), 50u);
+
+  // The backend acknowledges everything and SACKs a later block: the client
+  // sees its own numbers.
+  const uint32_t b_ack = isn + 1 + static_cast<uint32_t>(hlen) + 150;
+  std::vector<uint8_t> sack = {1, 1, 5, 10};
+  for (uint32_t edge : {b_ack + 100, b_ack + 200}) {
+    for (int shift : {24, 16, 8, 0}) sack.push_back(static_cast<uint8_t>(edge >> shift));
+  }
+  auto backend_ack = segment(b2n, kTcpAck, 5001, b_ack, 0, sack);
+  ASSERT_EQ(runRoom(backend_ack).kind, ActionKind::kTransmit);
+  sent(backend_ack);
+  EXPECT_EQ(ackOf(backend_ack), isn + 151);
+  ParsedPacket ba;
+  parsePacket(backend_ack.data(), backend_ack.size(), ba);
+  EXPECT_EQ(loadBe32(backend_ack.data() + ba.outer.l4 + 24), isn + 251);
+  EXPECT_EQ(loadBe32(backend_ack.data() + ba.outer.l4 + 28), isn + 351);
+}
+
+TEST_F(ProxyProtocolTest, EveryUdpDatagramCarriesTheHeader) {
+  for (int i = 0; i < 3; ++i) {
+    FrameSpec f;
+    f.tuple = FlowTuple{ip("203.0.113.8"), ip("192.0.2.60"), 5000, 53, kProtoUDP};
+    f.payload = 20;
+    auto frame = buildFrame(f);
+    ASSERT_EQ(runRoom(frame).kind, ActionKind::kTransmit);
+    sent(frame);
+    ParsedPacket p;
+    parsePacket(frame.data(), frame.size(), p);
+    EXPECT_EQ(p.outer.l4_len, 8u + 28 + 20);
+    EXPECT_EQ(frame[p.outer.l4 + 8 + 13], 0x12);  // INET, DGRAM
+  }
+}
+
+TEST_F(ProxyProtocolTest, AFlowPickedUpMidStreamIsDroppedNotCorrupted) {
+  auto mid = segment(FlowTuple{ip("203.0.113.9"), ip("192.0.2.60"), 40000, 80, kProtoTCP}, kTcpAck,
+                     7000, 1, 10);
+  const Action a = runRoom(mid);
+  EXPECT_EQ(a.kind, ActionKind::kDrop);
+  EXPECT_EQ(a.reason, DropReason::kProxyFlowUnknown);
 }
 
 }  // namespace

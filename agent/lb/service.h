@@ -15,6 +15,9 @@ namespace flowlb::agent {
 
 enum class ForwardingMode : uint8_t { kNat, kDsr };
 enum class BackendState : uint8_t { kActive, kDraining };
+// PROXY protocol (HAProxy) header in front of what the backend receives, so a
+// backend behind NAT learns the client's address (flowlb.io/proxy-protocol).
+enum class ProxyProtocol : uint8_t { kNone, kV2 };
 
 struct BackendSpec {
   IpAddr addr;
@@ -42,8 +45,9 @@ struct ServiceSpec {
   // externalTrafficPolicy: Local. Backends reached through the kernel (pods
   // on this node) see the client's address; others are still source-NATed.
   bool keep_client_address = false;
-  uint32_t maglev_size = 0;  // 0: flowlb::maglevSizeFor(backends.size())
-  uint64_t hash_seed = 0;    // cluster-wide
+  ProxyProtocol proxy_protocol = ProxyProtocol::kNone;  // NAT only
+  uint32_t maglev_size = 0;                             // 0: flowlb::maglevSizeFor(backends.size())
+  uint64_t hash_seed = 0;                               // cluster-wide
   std::vector<BackendSpec> backends;
 };
 

@@ -75,6 +75,9 @@ std::optional<ServiceError> validateService(const ServiceSpec& s, const SnatConf
                                       "and this node has no ") +
                               (s.vip.isV4() ? "IPv4 one (--snat-ipv4)" : "IPv6 one (--snat-ipv6)"));
   }
+  if (s.proxy_protocol != ProxyProtocol::kNone && s.mode == ForwardingMode::kDsr) {
+    return unsupported(s, "the PROXY protocol needs NAT: DSR delivers packets unchanged");
+  }
   const uint32_t size = s.maglev_size;
   if (size != 0 && (size < 3 || size > kMaxMaglevSize || !isPrime(size))) {
     return invalid(s, "Maglev table size " + std::to_string(size) +

@@ -1,5 +1,7 @@
 #include "agent/packet/builder.h"
 
+#include <algorithm>
+
 #include "agent/packet/checksum.h"
 #include "agent/packet/parser.h"
 
@@ -76,7 +78,9 @@ std::vector<uint8_t> buildFrame(const FrameSpec& s) {
   std::vector<uint8_t> f;
   const bool v4 = s.tuple.src.isV4();
   ethernet(f, s.vlan, v4 ? kEthP_IPv4 : kEthP_IPv6);
-  const size_t l4_hdr = s.tuple.proto == kProtoTCP ? 20 : 8;
+  std::vector<uint8_t> opts = s.tcp_options;
+  while (opts.size() % 4 != 0) opts.push_back(1);  // NOP
+  const size_t l4_hdr = s.tuple.proto == kProtoTCP ? 20 + opts.size() : 8;
   const size_t l4 = ipHeader(f, s.tuple.src, s.tuple.dst, s.tuple.proto, l4_hdr + s.payload,
                              v4 ? s.ipv4_options : 0, !v4 && s.ipv6_ext_header, s.ipv4_id);
   f.resize(l4 + l4_hdr + s.payload, 0);
@@ -84,10 +88,14 @@ std::vector<uint8_t> buildFrame(const FrameSpec& s) {
   put16(f, l4, s.tuple.sport);
   put16(f, l4 + 2, s.tuple.dport);
   if (s.tuple.proto == kProtoTCP) {
-    put16(f, l4 + 4, 0x0102);  // sequence number, some bytes
-    f[l4 + 12] = 5 << 4;
+    put16(f, l4 + 4, static_cast<uint16_t>(s.seq >> 16));
+    put16(f, l4 + 6, static_cast<uint16_t>(s.seq));
+    put16(f, l4 + 8, static_cast<uint16_t>(s.ack >> 16));
+    put16(f, l4 + 10, static_cast<uint16_t>(s.ack));
+    f[l4 + 12] = static_cast<uint8_t>(l4_hdr / 4 << 4);
     f[l4 + 13] = s.tcp_flags;
     put16(f, l4 + 14, 65535);
+    std::copy(opts.begin(), opts.end(), f.begin() + static_cast<long>(l4 + 20));
   } else {
     put16(f, l4 + 4, static_cast<uint16_t>(8 + s.payload));
   }

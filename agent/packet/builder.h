@@ -11,14 +11,17 @@
 namespace flowlb::agent {
 
 struct FrameSpec {
-  FlowTuple tuple;                 // src/dst must be of one family
-  uint8_t tcp_flags = kTcpAck;     // TCP only
-  size_t payload = 0;              // bytes of payload after the L4 header
-  uint16_t vlan = 0;               // 802.1Q VLAN id, 0 for none
-  size_t ipv4_options = 0;         // bytes of IPv4 options (multiple of 4)
-  bool ipv6_ext_header = false;    // add a destination-options header
-  bool udp_zero_checksum = false;  // IPv4 only
-  uint16_t ipv4_id = 0x1234;       // IPv4 identification
+  FlowTuple tuple;                   // src/dst must be of one family
+  uint8_t tcp_flags = kTcpAck;       // TCP only
+  size_t payload = 0;                // bytes of payload after the L4 header
+  uint16_t vlan = 0;                 // 802.1Q VLAN id, 0 for none
+  size_t ipv4_options = 0;           // bytes of IPv4 options (multiple of 4)
+  bool ipv6_ext_header = false;      // add a destination-options header
+  bool udp_zero_checksum = false;    // IPv4 only
+  uint16_t ipv4_id = 0x1234;         // IPv4 identification
+  uint32_t seq = 0x01020000;         // TCP sequence number
+  uint32_t ack = 0;                  // TCP acknowledgement number
+  std::vector<uint8_t> tcp_options;  // raw TCP options (padded to 4 bytes with NOPs)
 };
 
 std::vector<uint8_t> buildFrame(const FrameSpec& spec);

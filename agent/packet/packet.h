@@ -63,6 +63,8 @@ enum class DropReason : uint8_t {
   kKernelPathDisabled,  // the destination is behind the kernel and --kernel-path is off
   kPathChanged,         // a source-NATed flow whose backend moved behind the kernel
   kKernelTupleInUse,    // client address:port already talks to that backend:port via another VIP
+  kProxyFlowUnknown,    // a PROXY protocol TCP flow picked up mid-stream: its offset is unknown
+  kProxyNoRoom,         // no room in the frame for the PROXY protocol header
   kCount,
 };
 const char* dropReasonName(DropReason r);

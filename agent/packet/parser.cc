@@ -33,6 +33,8 @@ constexpr const char* kReasonNames[] = {
     "kernel_path_disabled",
     "path_changed",
     "kernel_tuple_in_use",
+    "proxy_flow_unknown",
+    "proxy_no_room",
 };
 static_assert(std::size(kReasonNames) == static_cast<size_t>(DropReason::kCount));
 
