@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/maglev_sizing.h"
+
 namespace flowlb::agent {
 namespace {
 
@@ -196,6 +198,68 @@ TEST(MaglevTest, RemovingOneOfHundredMovesFewOtherSlots) {
             << " % of slots), excess ratio moved/(1/N) = " << excess << "\n";
   ::testing::Test::RecordProperty("disruption_excess_ratio", std::to_string(excess));
   EXPECT_LE(moved_fraction, 2 * optimum);
+}
+
+}  // namespace
+}  // namespace flowlb::agent
+
+namespace flowlb::agent {
+namespace {
+
+// GOLDEN: every node must build a bit-identical table for the same backends
+// (DESIGN.md rule 3), and during a rolling upgrade old and new agents run
+// side by side, so the table must also be identical ACROSS VERSIONS. These
+// fingerprints were computed once and are written here as literals: if this
+// test fails, the change alters which backend a flow goes to on upgraded
+// nodes only, and flows that move between nodes would change backend.
+// Do not update the literals. Keep the old table, and add the new one as a
+// new table version that agents advertise (a Capability in
+// proto/flowlb/v1/sync.proto) and that the controller selects only when
+// every agent serving the VIP has it.
+TEST(MaglevGoldenTest, TablesAndSizesNeverChangeAcrossVersions) {
+  struct Case {
+    const char* what;
+    std::vector<MaglevBackend> backends;
+    uint64_t seed;
+    uint32_t size;  // flowlb::maglevSizeFor(backends), also part of the contract
+    uint64_t fingerprint;
+  };
+  std::vector<MaglevBackend> many;
+  for (int i = 1; i <= 200; ++i) {
+    many.push_back(
+        {"10.3." + std::to_string(i / 250) + "." + std::to_string(i % 250) + "|8443", 1});
+  }
+  const std::vector<Case> cases = {
+      {"two IPv4 backends, seed 0",
+       {{"10.1.0.1|8080", 1}, {"10.1.0.2|8080", 1}},
+       0,
+       251,
+       0xea609ba3ab268d0aULL},
+      {"three IPv6 backends, one draining",
+       {{"fd00:1::a|53", 1}, {"fd00:1::b|53", 1}, {"fd00:1::c|53", 0}},
+       0x9e3779b97f4a7c15ULL,
+       1021,
+       0x9b03c85d11b5bca0ULL},
+      {"five weighted",
+       {{"10.2.0.1|80", 1},
+        {"10.2.0.2|80", 2},
+        {"10.2.0.3|80", 3},
+        {"10.2.0.4|80", 1},
+        {"10.2.0.5|80", 1}},
+       42,
+       1021,
+       0xc6d59e95fa4005d6ULL},
+      {"200 backends", many, 7, 65537, 0x23c440d87531f8d8ULL},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(maglevSizeFor(c.backends.size()), c.size) << c.what;
+    auto t = MaglevTable::build(c.backends, c.size, c.seed);
+    ASSERT_TRUE(t.isOk()) << c.what;
+    EXPECT_EQ(t->fingerprint(), c.fingerprint) << c.what;
+    // The order the backends come in never matters.
+    std::vector<MaglevBackend> reversed(c.backends.rbegin(), c.backends.rend());
+    EXPECT_EQ(MaglevTable::build(reversed, c.size, c.seed)->fingerprint(), c.fingerprint) << c.what;
+  }
 }
 
 }  // namespace
