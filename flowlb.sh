@@ -32,7 +32,7 @@ demo() {
   build
   echo
   echo "== flowlb demo: controller, two LB nodes and backends in network namespaces, real traffic =="
-  python3 "$root/e2e/lab/demo.py" "$root/build"
+  (cd "$root" && python3 -m e2e.lab.demo "$root/build")
 }
 
 summary=()

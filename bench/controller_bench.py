@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Controller at cluster scale against the Kubernetes API test server.
 
 10,000 LoadBalancer Services with 10 endpoints each (100,000 endpoints) on 3
@@ -9,7 +8,7 @@ nodes, served by e2e/k8s/apiserver.py. Prints FIGURE lines:
                                      one EndpointSlice changes in the API ->
                                      the controller has computed the new
                                      per-node desired state
-Usage: controller_bench.py BUILD_DIR [SERVICES]
+Usage (from the repository root): python3 -m bench.controller_bench [BUILD_DIR [SERVICES]]
 """
 import os
 import re
@@ -19,11 +18,10 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "e2e", "k8s"))
-from apiserver import ApiServer  # noqa: E402
+from e2e.k8s.apiserver import ApiServer
+from e2e.lib.paths import ROOT
 
-BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(HERE, "..", "build")
+BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(ROOT, "build")
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
 ENDPOINTS = 10
 UPDATES = 100

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """bench/run.sh datapath: forwarding rate and latency through the lab's LB
 node for flowlb (AF_XDP, NAT), nftables DNAT with conntrack (kube-proxy
 style) and plain kernel forwarding, measured in one run with the same
@@ -8,6 +7,8 @@ Placement (2 vCPUs): the live-frames generator runs on CPU 0, so the
 kernel cases forward in its softirq on CPU 0; flowlb's worker busy-polls
 CPU 1. The sink (XDP drop counter on the switch port facing the LB) runs
 in the softirq of whichever CPU transmits into it.
+
+Usage (from the repository root, as root): python3 -m bench.datapath_bench BUILD_DIR
 """
 import os
 import statistics
@@ -16,13 +17,14 @@ import sys
 import tempfile
 import time
 
+from e2e.lib.datapath_lab import topology_down, topology_up
+from e2e.lib.paths import ROOT
+from e2e.lib.proc import lab_prefix, module
+
 BUILD = os.path.abspath(sys.argv[1])
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAB = os.path.join(ROOT, "e2e", "lab", "lab.sh")
-SERVER = os.path.join(ROOT, "e2e", "lab", "backend_server.py")
 TRAFFIC = os.path.join(BUILD, "bench", "xdp_traffic")
 AGENT = os.path.join(BUILD, "agent", "flowlb-agent")
-P = "flbbench"
+P = lab_prefix("flbbench")
 VIP = "10.10.100.10"
 RUNS = int(os.environ.get("FLOWLB_BENCH_RUNS", "3"))
 SECONDS = 2.0
@@ -93,14 +95,16 @@ def main():
     figures = []
     servers = []
     agent = None
-    sh(LAB, "up", P)
+    topology_up(P)
     try:
         ns("lb", "ethtool", "-K", "l0", "gro", "on")  # NAPI for live frames without XDP on l0
         ns("lb", "sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=1", check=False)
         for i in (1, 2, 3):
             servers.append(subprocess.Popen(["ip", "netns", "exec", f"{P}-b{i}", "taskset", "-c", "0",
-                                             "python3", SERVER, f"b{i}", "80", f"10.10.2.1{i}"],
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                             *module("e2e.lab.backend_server", f"b{i}", "80",
+                                                     f"10.10.2.1{i}")],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            cwd=ROOT))
         time.sleep(0.5)
         # Kernel cases: frames sent with XDP_TX into a veth are only delivered
         # by its NAPI, which an XDP program on the receiving end provides.
@@ -166,9 +170,10 @@ services:
         for s in servers:
             s.kill()
             s.wait()
-        sh(LAB, "down", P, check=False)
+        topology_down(P)
     for name, value, unit, where in figures:
         print(f"FIGURE {name} {value:.4g} {unit}" + (f"  # {where}" if where else ""))
 
 
-main()
+if __name__ == "__main__":
+    main()

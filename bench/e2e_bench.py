@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """End-to-end figures on the cluster lab (e2e/lab/cluster.sh), the whole
 system: the standalone controller, two LB-node agents over gRPC, backends, a
 client. Prints FIGURE lines:
@@ -10,21 +9,17 @@ client. Prints FIGURE lines:
       under continuous load
   endpoint_change_to_datapath_ms_p50/_p99   an EndpointSlice change written
       until both agents have applied it to their datapath, 50 changes
-Usage: e2e_bench.py BUILD_DIR (root)
+Usage (from the repository root, as root): python3 -m bench.e2e_bench [BUILD_DIR]
 """
 import datetime
-import json
 import os
 import re
 import statistics
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "e2e", "lab"))
-from cluster import Cluster, failover_gap_ms, service_yaml  # noqa: E402
-
-BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(HERE, "..", "build")
+from e2e.lib.cluster_lab import NODES, Cluster, failover_gap_ms, samples, service_yaml
+from e2e.lib.proc import lab_prefix
 
 
 def applied_times(log, backends):
@@ -38,13 +33,13 @@ def applied_times(log, backends):
 
 
 def main():
-    c = Cluster(BUILD, prefix="flbench")
+    c = Cluster(prefix=lab_prefix("flbench"))
     try:
         c.up()
         c.write("web.yaml", service_yaml("web", ["b1", "b2", "b3"], drain_timeout="1s"))
         vip = c.vip_of("demo/web")
-        for n in ("lb1", "lb2"):
-            c.wait_applied(n, lambda line: "backends=3" in line)
+        for n in NODES:
+            c.wait_applied(n, lambda a: a.backends == 3)
 
         # Endpoint change -> both datapaths.
         lat = []
@@ -56,7 +51,7 @@ def main():
             done = []
             deadline = t0 + 5
             while len(done) < 2 and time.time() < deadline:
-                done = [t for n in ("lb1", "lb2")
+                done = [t for n in NODES
                         for t in [min([x for x in applied_times(c.log(n), want) if x >= t0 - 0.001],
                                       default=None)] if t]
                 time.sleep(0.005)
@@ -81,9 +76,9 @@ def main():
             c.write("web.yaml", service_yaml("web", live, drain_timeout="1s"))
             time.sleep(1.0)
         rc, out = c.client_output("roll", timeout=60)
-        samples = json.loads(out)
-        drain_errors = sum(1 for s in samples if s[2] is None)
-        served = {s[2] for s in samples if s[2]}
+        got = samples(out)
+        drain_errors = sum(1 for s in got if s[2] is None)
+        served = {s[2] for s in got if s[2]}
 
         # Failover, 5 times.
         gaps = []
@@ -94,12 +89,12 @@ def main():
             t_fail = time.time()
             c.kill(announcer)
             rc, out = c.client_output("fo")
-            gaps.append(failover_gap_ms(json.loads(out), t_fail))
+            gaps.append(failover_gap_ms(samples(out), t_fail))
             c.start_agent(announcer)
             c.wait_connected(2)
             time.sleep(1.0)
 
-        print(f"# rolling update: {len(samples)} requests, served by {sorted(served)}")
+        print(f"# rolling update: {len(got)} requests, served by {sorted(served)}")
         print(f"# failover runs (ms): {[round(g) for g in gaps]}")
         print(f"FIGURE l2_failover_ms_median {statistics.median(gaps):.0f} ms")
         print(f"FIGURE l2_failover_ms_max {max(gaps):.0f} ms")
@@ -111,4 +106,6 @@ def main():
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        os.environ["FLOWLB_BUILD"] = os.path.abspath(sys.argv[1])
     main()

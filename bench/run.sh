@@ -3,12 +3,16 @@
 #   bench/run.sh core      Maglev, conntrack and forwarding-decision figures
 #   bench/run.sh datapath  AF_XDP datapath vs nftables DNAT vs kernel forwarding (root)
 #   bench/run.sh controller  10k Services against the Kubernetes API test server
+#   bench/run.sh apiserver   the Kubernetes API test server itself at that scale
 #   bench/run.sh e2e       the whole system in the cluster lab: failover, drain, propagation (root)
 # Run through ./flowlb.sh bench core (which installs and builds first), or
-# after a build into build/.
+# after a build into build/. The Python benches are modules of the repository
+# (they share e2e/lib), so they run from its root.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FLOWLB_BUILD:-$root/build}
+export FLOWLB_BUILD=$build
+cd "$root"
 
 core() {
   ninja -C "$build" -j2 bench_core >/dev/null
@@ -55,7 +59,7 @@ PY
 
 datapath() {  # needs root: builds a namespace lab
   ninja -C "$build" -j2 flowlb-agent xdp_traffic >/dev/null
-  python3 "$root/bench/datapath_bench.py" "$build"
+  python3 -m bench.datapath_bench "$build"
 }
 
 controller() {
@@ -68,12 +72,16 @@ for b in json.load(sys.stdin)["benchmarks"]:
             "BM_ReconcileSteady/10000": "reconcile_full_ms_10k",
             "BM_ReconcileEndpointChange/10000": "reconcile_endpoint_change_ms_10k"}[b["name"]]
     print("FIGURE %s %.1f ms" % (name, b["real_time"]))'
-  python3 "$root/bench/controller_bench.py" "$build"
+  python3 -m bench.controller_bench "$build"
+}
+
+apiserver() {
+  python3 -m bench.apiserver_bench
 }
 
 e2e() {  # needs root: builds the cluster lab
   ninja -C "$build" -j2 flowlb-agent flowlb-controller >/dev/null
-  python3 "$root/bench/e2e_bench.py" "$build"
+  python3 -m bench.e2e_bench "$build"
 }
 
 case "${1:-}" in
@@ -81,5 +89,6 @@ case "${1:-}" in
   e2e) e2e ;;
   datapath) datapath ;;
   controller) controller ;;
-  *) echo "usage: bench/run.sh core|datapath|controller|e2e" >&2; exit 2 ;;
+  apiserver) apiserver ;;
+  *) echo "usage: bench/run.sh core|datapath|controller|apiserver|e2e" >&2; exit 2 ;;
 esac

@@ -1,11 +1,13 @@
-#!/usr/bin/env python3
 """End-to-end tests of flowlb-controller against the Kubernetes API test server.
 
 The controller binary runs as a user runs it (--source=kubernetes with a
 kubeconfig); the test server (e2e/k8s/apiserver.py) speaks the real API
 protocol and injects faults. Every assertion is on what a cluster user would
 see: Service status, annotations, Events, IPPool status, which instance wrote.
-Usage: test_controller_k8s.py BUILD_DIR
+Each test starts its own server and controllers (metrics on free ports), so
+tests run alone, in any order, and beside another run of the suite:
+
+    python3 -m unittest e2e.test_controller_k8s.ControllerTest.test_bad_token_is_reported
 """
 import base64
 import json
@@ -20,25 +22,15 @@ import time
 import unittest
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "k8s"))
-from apiserver import ApiServer  # noqa: E402
+from e2e.k8s.apiserver import ApiServer
+from e2e.lib import prom
+from e2e.lib.paths import controller_binary
+from e2e.lib.proc import free_port
+from e2e.lib.wait import wait_until
 
-BUILD = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else os.path.join(HERE, "..", "build")
-CONTROLLER = os.path.join(BUILD, "controller", "flowlb-controller")
 CLASS = "flowlb.io/lb"
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
-
-
-def wait_for(what, fn, timeout=15.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+IGNORE = (prom.MetricAbsent,)  # a metrics endpoint not up yet, a series not created yet
 
 
 def service(name, ns="default", cls=CLASS, ports=((80, "TCP"),), annotations=None, labels=None,
@@ -88,9 +80,9 @@ def node(name, ready=True):
 class Controller:
     """One flowlb-controller process, stopped by pid."""
 
-    def __init__(self, server, tmp, token="tok-a", identity="ctl-a", metrics_port=19481,
-                 extra=(), ca_pem=None, client_cert=None):
-        self.metrics_port = metrics_port
+    def __init__(self, server, tmp, token="tok-a", identity="ctl-a", extra=(), ca_pem=None,
+                 client_cert=None):
+        self.metrics_port = free_port()
         self.identity = identity
         cfg = os.path.join(tmp, f"kubeconfig-{identity}")
         cluster = {"server": server.url}
@@ -108,8 +100,9 @@ class Controller:
         self.log_path = os.path.join(tmp, f"controller-{identity}.log")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [CONTROLLER, "--source", "kubernetes", "--kubeconfig", cfg, "--plaintext",
-             "--identity", identity, "--metrics-address", f"127.0.0.1:{metrics_port}",
+            [controller_binary(), "--source", "kubernetes", "--kubeconfig", cfg, "--plaintext",
+             "--identity", identity, "--metrics-address", f"127.0.0.1:{self.metrics_port}",
+             "--grpc-address", "127.0.0.1:0",
              "--lease-namespace", "flowlb-system", "--lease-duration", "3s",
              "--lease-renew-deadline", "2s", "--lease-retry-period", "1s",
              "--watch-timeout-seconds", "5", "--kube-api-qps", "500", "--kube-api-burst", "500",
@@ -130,16 +123,15 @@ class Controller:
             return ""
 
     def metric(self, name, **labels):
-        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        total = 0.0
-        for line in self.metrics().splitlines():
-            m = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
-            if not m or m.group(1) != name:
-                continue
-            got = ",".join(sorted((m.group(2) or "").split(","))) if m.group(2) else ""
-            if all(f'{k}="{v}"' in (m.group(2) or "") for k, v in labels.items()) or want == got:
-                total += float(m.group(3))
-        return total
+        return prom.value(self.metrics(), name, **labels)
+
+    def reconciled(self, version, timeout=15):
+        """Waits until the controller has computed a desired state from a cache
+        at `version` or later (its event=desired_state line)."""
+        return wait_until(lambda: any(int(v) >= int(version) for v in re.findall(
+            r"event=desired_state version=(\d+)", self.output())), timeout,
+            f"{self.identity} reconciling version {version}",
+            context=lambda: self.output()[-2000:])
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
@@ -203,47 +195,53 @@ class ControllerTest(unittest.TestCase):
         self.server.create("services", service("theirs", cls="example.com/other-lb"))
         self.server.create("services", service("classless", cls=None))
         c = self.start()
-        web = wait_for("web's address", lambda: ingress(self.svc("web")) and self.svc("web"))
+        web = wait_until(lambda: ingress(self.svc("web")) and self.svc("web"), 15, "web's address")
         ip = ingress(web)[0]
         self.assertTrue(ip.startswith("192.0.2."), ip)
         self.assertEqual(web["status"]["loadBalancer"]["ingress"][0]["ipMode"], "VIP")
         cond = condition(web)
-        wait_for("pool annotation", lambda: self.svc("web")["metadata"]["annotations"]
-                 .get("flowlb.io/ip-allocated-from-pool") == "public")
+        wait_until(lambda: self.svc("web")["metadata"]["annotations"]
+                   .get("flowlb.io/ip-allocated-from-pool") == "public", 15, "pool annotation")
         self.assertEqual((cond["status"], cond["reason"]), ("True", "Allocated"))
         self.assertIn(ip, cond["message"])
-        ev = wait_for("IPAllocated event", lambda: self.events("web", "IPAllocated"))
+        ev = wait_until(lambda: self.events("web", "IPAllocated"), 15, "IPAllocated event")
         self.assertEqual(ev[0]["type"], "Normal")
         self.assertEqual(ev[0]["involvedObject"]["uid"], web["metadata"]["uid"])
-        wait_for("IPPool status", lambda: (self.server.get("ippools", None, "public")
-                                            .get("status", {}).get("used")) == 1)
+        wait_until(lambda: (self.server.get("ippools", None, "public")
+                            .get("status", {}).get("used")) == 1, 15, "IPPool status")
         self.assertEqual(self.server.get("ippools", None, "public")["status"]["free"], 7)
-        # Services of other classes (and without one, no --default-class) are never touched.
-        time.sleep(0.5)
+        self.assertEqual(c.metric("flowlb_controller_leader"), 1)
+        self.assertGreaterEqual(c.metric("flowlb_controller_services", state="satisfied"), 1)
+        # A new Service is served as soon as it appears; a deleted one frees its address.
+        web2 = self.server.create("services", service("web2"))
+        ip2 = wait_until(lambda: ingress(self.svc("web2")), 15, "web2's address")[0]
+        self.assertNotEqual(ip2, ip)
+        # Services of other classes (and without one, no --default-class) are
+        # never touched: not by the reconcile that served web2, created after them.
+        c.reconciled(web2["metadata"]["resourceVersion"])
         for other in ("theirs", "classless"):
             self.assertEqual(ingress(self.svc(other)), [])
             self.assertFalse([r for r in self.server.request_log()
                               if r["method"] in WRITES and f"/services/{other}" in r["path"]])
         self.assertEqual(self.events("theirs"), [])
-        self.assertEqual(c.metric("flowlb_controller_leader"), 1)
-        self.assertGreaterEqual(c.metric("flowlb_controller_services", state="satisfied"), 1)
-        # A new Service is served as soon as it appears; a deleted one frees its address.
-        self.server.create("services", service("web2"))
-        ip2 = wait_for("web2's address", lambda: ingress(self.svc("web2")))[0]
-        self.assertNotEqual(ip2, ip)
         self.server.delete("services", "default", "web")
-        wait_for("pool usage drops", lambda: self.server.get("ippools", None, "public")
-                 ["status"]["used"] == 1 and self.server.get("ippools", None, "public")
-                 ["status"]["free"] == 7)
+        wait_until(lambda: self.server.get("ippools", None, "public")["status"]["used"] == 1
+                   and self.server.get("ippools", None, "public")["status"]["free"] == 7, 15,
+                   "pool usage drops")
 
     def test_default_class_serves_classless_services(self):
         self.server.create("ippools", pool("public", ["192.0.2.0/29"]))
         self.server.create("services", service("classless", cls=None))
         self.server.create("services", service("theirs", cls="example.com/other-lb"))
-        self.start(extra=("--default-class",))
-        wait_for("classless gets an address", lambda: ingress(self.svc("classless")))
-        time.sleep(0.3)
+        c = self.start(extra=("--default-class",))
+        wait_until(lambda: ingress(self.svc("classless")), 15, "classless gets an address")
+        # Another classless Service, served once a reconcile after theirs ran.
+        later = self.server.create("services", service("later", cls=None))
+        wait_until(lambda: ingress(self.svc("later")), 15, "a later classless Service served")
+        c.reconciled(later["metadata"]["resourceVersion"])
         self.assertEqual(ingress(self.svc("theirs")), [])
+        self.assertFalse([r for r in self.server.request_log()
+                          if r["method"] in WRITES and "/services/theirs" in r["path"]])
 
     def test_problems_become_warning_events_and_false_conditions(self):
         self.server.create("ippools", pool("tiny", ["192.0.2.8/31"]))  # two addresses
@@ -258,26 +256,33 @@ class ControllerTest(unittest.TestCase):
         def check(name, reason):
             cond = condition(self.svc(name))
             return cond and cond["status"] == "False" and cond["reason"] == reason and cond
-        cond = wait_for("outside's condition", lambda: check("outside", "RequestedIPNotInPool"))
+        cond = wait_until(lambda: check("outside", "RequestedIPNotInPool"), 15, "outside's condition")
         self.assertIn("198.51.100.7", cond["message"])
-        wait_for("nopool's condition", lambda: check("nopool", "UnknownPool"))
-        wait_for("InvalidAnnotation event", lambda: self.events("badmode", "InvalidAnnotation"))
-        ev = wait_for("warning", lambda: self.events("outside", "RequestedIPNotInPool"))
+        wait_until(lambda: check("nopool", "UnknownPool"), 15, "nopool's condition")
+        wait_until(lambda: self.events("badmode", "InvalidAnnotation"), 15, "InvalidAnnotation event")
+        ev = wait_until(lambda: self.events("outside", "RequestedIPNotInPool"), 15, "warning")
         self.assertEqual(ev[0]["type"], "Warning")
         self.assertIn("198.51.100.7", ev[0]["message"])
         # Everything else is still served: the pool has two addresses for
         # a, b and badmode (bad annotation: reported, rest of it served).
-        served = wait_for("two of a/b/badmode served", lambda: [
-            n for n in ("a", "b", "badmode") if ingress(self.svc(n))] if len(
-            [n for n in ("a", "b", "badmode") if ingress(self.svc(n))]) == 2 else None)
+        served = wait_until(lambda: (lambda got: len(got) == 2 and got)(
+            [n for n in ("a", "b", "badmode") if ingress(self.svc(n))]), 15,
+            "two of a/b/badmode served")
         starved = ({"a", "b", "badmode"} - set(served)).pop()
-        wait_for("exhausted condition", lambda: check(starved, "PoolExhausted"))
+        wait_until(lambda: check(starved, "PoolExhausted"), 15, "exhausted condition")
         # Deduplicated: reconciles triggered by unrelated changes post no new Events.
         before = len(self.server.list("events"))
         for i in range(5):
             self.server.create("endpointslices", slice_(f"unrelated{i}"))
-        time.sleep(1.0)
-        self.assertEqual(len(self.server.list("events")), before)
+        # A sentinel problem, reported by a reconcile that saw those changes:
+        # Events are posted in order, so once its Event is in, any Event the
+        # unrelated changes caused is in too.
+        sentinel = self.server.create("services", service("sentinel", annotations={
+            "flowlb.io/pool": "gold"}))
+        c.reconciled(sentinel["metadata"]["resourceVersion"])
+        wait_until(lambda: self.events("sentinel", "UnknownPool"), 15, "the sentinel's Event")
+        self.assertEqual(len([e for e in self.server.list("events")
+                              if e["involvedObject"]["name"] != "sentinel"]), before)
         self.assertEqual(self.events("outside", "RequestedIPNotInPool")[0].get("count", 1), 1)
         # Fixing the problem clears it.
         fixed = self.svc("outside")
@@ -286,7 +291,7 @@ class ControllerTest(unittest.TestCase):
         self.server.delete("services", "default", served[0])
         self.server.delete("services", "default", starved)
         self.server.update("services", fixed)
-        wait_for("outside served after the fix", lambda: ingress(self.svc("outside")))
+        wait_until(lambda: ingress(self.svc("outside")), 15, "outside served after the fix")
         self.assertEqual(condition(self.svc("outside"))["status"], "True")
         self.assertGreater(c.metric("flowlb_controller_events_total", type="Warning"), 0)
 
@@ -295,7 +300,7 @@ class ControllerTest(unittest.TestCase):
         for i in range(6):
             self.server.create("services", service(f"s{i}"))
         c = self.start()
-        before = {f"s{i}": wait_for(f"s{i}", lambda i=i: ingress(self.svc(f"s{i}")))
+        before = {f"s{i}": wait_until(lambda i=i: ingress(self.svc(f"s{i}")), 15, f"s{i}")
                   for i in range(6)}
         self.assertEqual(len({tuple(v) for v in before.values()}), 6, before)
         c.stop()
@@ -305,23 +310,22 @@ class ControllerTest(unittest.TestCase):
         self.server.create("services", service("squatter", status_ips=[taken]))
         for i in range(6, 9):
             self.server.create("services", service(f"s{i}"))
-        self.start(identity="ctl-a2", metrics_port=19482)
+        self.start(identity="ctl-a2")
         for i in range(6, 9):
-            wait_for(f"s{i} after restart", lambda i=i: ingress(self.svc(f"s{i}")))
-        time.sleep(0.5)
+            wait_until(lambda i=i: ingress(self.svc(f"s{i}")), 15, f"s{i} after restart")
+        # The squatter's claim is reported, not honoured at s0's expense: it
+        # gets an address of its own (both decided from the whole cache).
+        ev = wait_until(lambda: self.events("squatter", "AddressConflict"), 15, "conflict reported")
+        own = wait_until(lambda: [
+            ip for ip in ingress(self.svc("squatter")) if ip != taken], 15, "squatter's own address")
         after = {f"s{i}": ingress(self.svc(f"s{i}")) for i in range(9)}
         for k, v in before.items():
             self.assertEqual(after[k], v, f"{k} changed its address across the restart")
         all_ips = [ip for v in after.values() for ip in v]
         self.assertEqual(len(all_ips), len(set(all_ips)), after)
         self.assertNotIn(taken, after["s6"] + after["s7"] + after["s8"])
-        # The squatter's claim is reported, not honoured at s0's expense: it
-        # gets an address of its own.
-        ev = wait_for("conflict reported", lambda: self.events("squatter", "AddressConflict"))
         self.assertEqual(ev[0]["type"], "Warning")
         self.assertIn(taken, ev[0]["message"])
-        own = wait_for("squatter's own address", lambda: [
-            ip for ip in ingress(self.svc("squatter")) if ip != taken])
         self.assertNotIn(own[0], [v[0] for v in after.values()])
 
     def test_desired_state_follows_endpoints(self):
@@ -332,8 +336,8 @@ class ControllerTest(unittest.TestCase):
             ("10.1.0.2", "node-b", False, True, True),     # terminating, serving: drain
             ("10.1.0.3", "node-b", False, False, True)]))  # not serving: no traffic
         c = self.start(extra=("--dump-state",))
-        out = wait_for("dump with backends", lambda: "backend 10.1.0.1:8080" in c.output()
-                       and c.output())
+        out = wait_until(lambda: "backend 10.1.0.1:8080" in c.output() and c.output(), 15,
+                         "dump with backends")
         self.assertIn("backend 10.1.0.1:8080 ACTIVE node=node-a", out)
         self.assertIn("backend 10.1.0.2:8080 DRAINING node=node-b", out)
         self.assertNotIn("10.1.0.3", out)
@@ -346,8 +350,8 @@ class ControllerTest(unittest.TestCase):
         s["endpoints"].append({"addresses": ["10.1.0.4"], "nodeName": "node-b",
                                "conditions": {"ready": True}})
         self.server.update("endpointslices", s)
-        wait_for("new desired state", lambda: "backend 10.1.0.4:8080 ACTIVE node=node-b"
-                 in c.output())
+        wait_until(lambda: "backend 10.1.0.4:8080 ACTIVE node=node-b" in c.output(), 15,
+                   "new desired state")
         self.assertIn("backend 10.1.0.1:8080 DRAINING node=node-a", c.output())
 
     # -- faults --------------------------------------------------------------
@@ -355,7 +359,7 @@ class ControllerTest(unittest.TestCase):
     def test_watch_faults_recover_and_caches_converge(self):
         self.server.create("ippools", pool("public", ["192.0.2.0/26"]))
         c = self.start()
-        wait_for("leader", lambda: c.metric("flowlb_controller_leader") == 1)
+        wait_until(lambda: c.metric("flowlb_controller_leader") == 1, 15, "leader", ignore=IGNORE)
         n = 0
 
         def new_service_is_served(what):
@@ -363,21 +367,21 @@ class ControllerTest(unittest.TestCase):
             n += 1
             name = f"after-{n}"
             self.server.create("services", service(name))
-            wait_for(f"{name} served after {what}", lambda: ingress(self.svc(name)), timeout=20)
+            wait_until(lambda: ingress(self.svc(name)), 20, f"{name} served after {what}")
 
         self.server.drop_watches()
         new_service_is_served("dropped watches")
         # Events that happen while nobody watches are replayed from the version.
         self.server.drop_watches()
         self.server.create("services", service("while-dropped"))
-        wait_for("while-dropped served", lambda: ingress(self.svc("while-dropped")))
+        wait_until(lambda: ingress(self.svc("while-dropped")), 15, "while-dropped served")
         # Compaction: resuming gets 410 Gone; the informers re-list.
         self.server.expire_resource_versions()
         self.server.create("services", service("during-compaction"))
         self.server.drop_watches()
-        wait_for("re-list after 410", lambda: c.metric("flowlb_controller_watch_restarts_total",
-                                                       reason="gone") >= 1)
-        wait_for("during-compaction served", lambda: ingress(self.svc("during-compaction")))
+        wait_until(lambda: c.metric("flowlb_controller_watch_restarts_total", reason="gone") >= 1,
+                   15, "re-list after 410", ignore=IGNORE)
+        wait_until(lambda: ingress(self.svc("during-compaction")), 15, "during-compaction served")
         new_service_is_served("410 Gone")
         # Server errors and throttling on lists and watches: backoff, then recovery.
         self.server.fail_next(4, 500, path_contains="/api/v1/services")
@@ -387,8 +391,8 @@ class ControllerTest(unittest.TestCase):
         # A garbage line in the stream: reported, resumed from the last good version.
         self.server.inject_garbage()
         new_service_is_served("garbage line")
-        wait_for("garbage counted", lambda: c.metric("flowlb_controller_watch_restarts_total",
-                                                     reason="garbage") >= 1)
+        wait_until(lambda: c.metric("flowlb_controller_watch_restarts_total", reason="garbage") >= 1,
+                   15, "garbage counted", ignore=IGNORE)
         # A slow API server.
         self.server.set_delay(0.3)
         new_service_is_served("slow responses")
@@ -399,10 +403,9 @@ class ControllerTest(unittest.TestCase):
         self.server.delete("services", "default", "after-1")
         self.server.expire_resource_versions()
         self.server.drop_watches()
-        wait_for("pool usage reflects the deletion",
-                 lambda: (self.server.get("ippools", None, "public").get("status") or {})
-                 .get("used") == len([s for s in self.server.list("services") if ingress(s)]),
-                 timeout=25)
+        wait_until(lambda: (self.server.get("ippools", None, "public").get("status") or {})
+                   .get("used") == len([s for s in self.server.list("services") if ingress(s)]),
+                   25, "pool usage reflects the deletion")
         # Conflicting writes: 409 on status -> re-read and retry.
         self.server.fail_next(2, 409, method="PATCH", path_contains="/status")
         new_service_is_served("409 conflicts")
@@ -414,7 +417,11 @@ class ControllerTest(unittest.TestCase):
         port = self.server.port
         self.server.stop()
         c = self.start()
-        time.sleep(1.5)
+
+        def retried():  # one resource's list failed at least twice
+            failed = re.findall(r"event=list_failed resource=(\w+) code=0", c.output())
+            return any(failed.count(r) >= 2 for r in failed)
+        wait_until(retried, 15, "a failed list retried", context=lambda: c.output()[-2000:])
         self.assertIsNone(c.proc.poll(), "controller exited while the API was down")
         self.assertRegex(c.output(), r"event=list_failed resource=\w+ code=0")
         self.server = ApiServer(tokens=("tok-a", "tok-b"), port=port, bookmark_interval=0.5)
@@ -422,11 +429,11 @@ class ControllerTest(unittest.TestCase):
         self.server.create("nodes", node("node-a"))
         self.server.create("ippools", pool("public", ["192.0.2.0/29"]))
         self.server.create("services", service("web"))
-        wait_for("served once the API is back", lambda: ingress(self.svc("web")), timeout=40)
+        wait_until(lambda: ingress(self.svc("web")), 40, "served once the API is back")
 
     def test_bad_token_is_reported(self):
         c = self.start(token="wrong")
-        wait_for("401 logged", lambda: re.search(r"event=list_failed .*code=401", c.output()))
+        wait_until(lambda: re.search(r"event=list_failed .*code=401", c.output()), 15, "401 logged")
         self.assertIsNone(c.proc.poll())
 
     # -- leader election -----------------------------------------------------
@@ -434,23 +441,25 @@ class ControllerTest(unittest.TestCase):
     def test_leader_election_only_the_leader_writes_and_handover(self):
         self.server.create("ippools", pool("public", ["192.0.2.0/27"]))
         self.server.create("services", service("one"))
-        a = self.start(token="tok-a", identity="ctl-a", metrics_port=19483)
-        wait_for("a leads", lambda: a.metric("flowlb_controller_leader") == 1)
-        b = self.start(token="tok-b", identity="ctl-b", metrics_port=19484)
-        wait_for("one served", lambda: ingress(self.svc("one")))
-        wait_for("b is up", lambda: "event=listed" in b.output())
+        a = self.start(token="tok-a", identity="ctl-a")
+        wait_until(lambda: a.metric("flowlb_controller_leader") == 1, 15, "a leads", ignore=IGNORE)
+        b = self.start(token="tok-b", identity="ctl-b")
+        wait_until(lambda: ingress(self.svc("one")), 15, "one served")
+        wait_until(lambda: "event=listed" in b.output(), 15, "b is up")
         self.server.create("services", service("two"))
-        wait_for("two served", lambda: ingress(self.svc("two")))
-        time.sleep(1.0)
+        wait_until(lambda: ingress(self.svc("two")), 15, "two served")
+        # b has found the lease held twice (its retry period is 1 s) and stays a follower.
+        wait_until(lambda: len([r for r in self.server.request_log() if r["identity"] == "tok-b"
+                                and "/leases" in r["path"]]) >= 2, 15, "b trying the lease twice")
         self.assertEqual(b.metric("flowlb_controller_leader"), 0)
         # Kill the leader without a goodbye: b takes over after the lease expires.
         t_kill = time.monotonic()
         a.stop(signal.SIGKILL)
-        wait_for("b leads", lambda: b.metric("flowlb_controller_leader") == 1, timeout=10)
+        wait_until(lambda: b.metric("flowlb_controller_leader") == 1, 10, "b leads", ignore=IGNORE)
         took = time.monotonic() - t_kill
         self.assertLess(took, 6.0)
         self.server.create("services", service("three"))
-        wait_for("three served by b", lambda: ingress(self.svc("three")))
+        wait_until(lambda: ingress(self.svc("three")), 15, "three served by b")
         log = [r for r in self.server.request_log() if r["method"] in WRITES
                and "/leases" not in r["path"] and r["code"] < 400]
         by_a = [r for r in log if r["identity"] == "tok-a"]
@@ -464,13 +473,13 @@ class ControllerTest(unittest.TestCase):
 
     def test_graceful_stop_hands_over_at_once(self):
         self.server.create("ippools", pool("public", ["192.0.2.0/27"]))
-        a = self.start(token="tok-a", identity="ctl-a", metrics_port=19485)
-        wait_for("a leads", lambda: a.metric("flowlb_controller_leader") == 1)
-        b = self.start(token="tok-b", identity="ctl-b", metrics_port=19486)
-        wait_for("b is up", lambda: "event=listed" in b.output())
+        a = self.start(token="tok-a", identity="ctl-a")
+        wait_until(lambda: a.metric("flowlb_controller_leader") == 1, 15, "a leads", ignore=IGNORE)
+        b = self.start(token="tok-b", identity="ctl-b")
+        wait_until(lambda: "event=listed" in b.output(), 15, "b is up")
         t = time.monotonic()
         a.stop(signal.SIGTERM)  # releases the Lease
-        wait_for("b leads", lambda: b.metric("flowlb_controller_leader") == 1, timeout=10)
+        wait_until(lambda: b.metric("flowlb_controller_leader") == 1, 10, "b leads", ignore=IGNORE)
         self.assertLess(time.monotonic() - t, 3.0)
         lease = self.server.get("leases", "flowlb-system", "flowlb-controller")
         self.assertEqual(lease["spec"]["holderIdentity"], "ctl-b")
@@ -507,7 +516,7 @@ class ControllerTest(unittest.TestCase):
         ca = open(f"{d}/ca.crt", "rb").read()
         cert = (open(f"{d}/cli.crt", "rb").read(), open(f"{d}/cli.key", "rb").read())
         self.start(token=None, ca_pem=ca, client_cert=cert, identity="tls")
-        wait_for("served over TLS", lambda: ingress(self.svc("web")))
+        wait_until(lambda: ingress(self.svc("web")), 15, "served over TLS")
         writes = [r for r in self.server.request_log() if r["method"] in WRITES]
         self.assertTrue(writes and all(r["identity"] == "flowlb-controller" for r in writes))
         # A server certificate that the configured CA did not sign is refused.
@@ -516,13 +525,11 @@ class ControllerTest(unittest.TestCase):
         run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
             "-keyout", f"{other_ca}/ca.key", "-out", f"{other_ca}/ca.crt", "-subj", "/CN=evil")
         bad = self.start(token="tok-a", ca_pem=open(f"{other_ca}/ca.crt", "rb").read(),
-                         identity="badca", metrics_port=19487)
-        wait_for("TLS failure logged", lambda: re.search(
-            r"event=list_failed .*code=0", bad.output()))
+                         identity="badca")
+        wait_until(lambda: re.search(
+            r"event=list_failed .*code=0", bad.output()), 15, "TLS failure logged")
         self.assertFalse([r for r in self.server.request_log() if r["identity"] == "tok-a"])
 
 
 if __name__ == "__main__":
-    if os.geteuid() != 0 and not os.path.exists(CONTROLLER):
-        sys.exit("build the controller first")
     unittest.main(verbosity=2)

@@ -1,164 +1,29 @@
-#!/usr/bin/env python3
 """End-to-end tests of the agent's AF_XDP datapath in the namespace lab.
 
 A client, one LB node running flowlb-agent on both of its interfaces, and
-three backends (e2e/lab/lab.sh). Real TCP and UDP through the VIPs, in NAT
-and DSR mode. Needs root. Usage: test_datapath.py BUILD_DIR
+three backends (e2e/lab/lab.sh, driven by e2e.lib.datapath_lab). Real TCP and
+UDP through the VIPs, in NAT and DSR mode. Needs root.
+
+The lab is shared by the class; every test starts from the agent running the
+full configuration (setUp brings it back if a test changed or stopped it), so
+each test runs alone and in any order:
+
+    python3 -m unittest e2e.test_datapath.DatapathTest.test_udp_request_response_nat_and_dsr
 """
-import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
-import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BUILD = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else os.path.join(HERE, "..", "build")
-AGENT = os.path.join(BUILD, "agent", "flowlb-agent")
-LAB = os.path.join(HERE, "lab", "lab.sh")
-CLIENT = os.path.join(HERE, "lab", "client.py")
-SERVER = os.path.join(HERE, "lab", "backend_server.py")
-P = "flbe2e"  # namespace prefix of this test's lab
-METRICS = "127.0.0.1:19470"
-NAT_VIP, DSR_VIP = "10.10.100.10", "10.10.100.20"
-NAT_VIP6 = "fd10:100::10"
-# VIPs on the client's own subnet: reachable only if the LB answers ARP/NDP.
-L2_VIP, L2_VIP6 = "10.10.1.100", "fd10:1::100"
-BACKENDS = ["10.10.2.11", "10.10.2.12", "10.10.2.13"]
-BACKENDS6 = ["fd10:2::11", "fd10:2::12", "fd10:2::13"]
+from e2e.lib.content import expected_md5, md5_file
+from e2e.lib.datapath_lab import (BACKENDS, DSR_VIP, L2_VIP, L2_VIP6, NAT_VIP, NAT_VIP6,
+                                  DatapathLab)
+from e2e.lib.proc import CommandFailed, in_ns, run
+from e2e.lib.wait import wait_until
 
-
-def config(backends=BACKENDS, generation=1, draining=()):
-    def svc(name, vip, port, proto, mode, addrs=None):
-        lines = [f"  - name: {name}", f"    vip: \"{vip}\"", f"    port: {port}",
-                 f"    protocol: {proto}", f"    mode: {mode}", "    drainTimeoutSeconds: 60",
-                 "    backends:"]
-        lines += [f"      - {{address: \"{b}\", port: {port}"
-                  + (", state: draining" if b in draining else "") + "}"
-                  for b in (addrs or backends)]
-        return "\n".join(lines)
-    return "\n".join([
-        f"generation: {generation}",
-        "announce: [l0]",
-        "snat: {ipv4: 10.10.2.1, ipv6: \"fd10:2::1\", portMin: 40000, portMax: 59999}",
-        "services:",
-        svc("lab/nat-http", NAT_VIP, 80, "tcp", "nat"),
-        svc("lab/nat-dns", NAT_VIP, 53, "udp", "nat"),
-        svc("lab/dsr-http", DSR_VIP, 80, "tcp", "dsr"),
-        svc("lab/dsr-dns", DSR_VIP, 53, "udp", "dsr"),
-        svc("lab/nat-http6", NAT_VIP6, 80, "tcp", "nat", BACKENDS6),
-        svc("lab/nat-dns6", NAT_VIP6, 53, "udp", "nat", BACKENDS6),
-        svc("lab/l2-http", L2_VIP, 80, "tcp", "nat"),
-        svc("lab/l2-http6", L2_VIP6, 80, "tcp", "nat", BACKENDS6),
-    ]) + "\n"
-
-
-def ns(name, *cmd, **kw):
-    return subprocess.run(["ip", "netns", "exec", f"{P}-{name}", *cmd], check=True,
-                          capture_output=True, text=True, timeout=kw.get("timeout", 60)).stdout
-
-
-def client(*args, timeout=60):
-    return ns("client", "python3", CLIENT, *args, timeout=timeout).strip()
-
-
-def read(path):
-    with open(path) as f:
-        return f.read()
-
-
-def md5(path):
-    with open(path, "rb") as f:
-        return hashlib.md5(f.read()).hexdigest()
-
-
-def expected(n):
-    return hashlib.md5(bytes((i * 7 + 3) % 256 for i in range(n))).hexdigest()
-
-
-class Lab:
-    def __init__(self):
-        self.tmp = tempfile.mkdtemp(prefix="flowlb-e2e-")
-        self.config = os.path.join(self.tmp, "agent.yaml")
-        self.servers = []
-        self.agent = None
-
-    def up(self):
-        subprocess.run([LAB, "up", P], check=True, timeout=60)
-        for i, (addr, addr6) in enumerate(zip(BACKENDS, BACKENDS6), 1):
-            self.servers.append(subprocess.Popen(
-                ["ip", "netns", "exec", f"{P}-b{i}", "python3", SERVER, f"b{i}", "80",
-                 f"{addr},{DSR_VIP},{addr6}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        self.write_config(config())
-        self.start_agent()
-
-    def write_config(self, text):
-        tmp = self.config + ".new"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, self.config)
-
-    def start_agent(self):
-        log = os.path.join(self.tmp, "agent.log")
-        with open(log, "a") as out:
-            self.agent = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{P}-lb", AGENT, "--interface", "l0", "--interface",
-                 "l1", "--config", self.config, "--metrics-address", METRICS,
-                 "--conntrack-entries", "65536"], stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            if self.agent.poll() is not None:
-                raise RuntimeError("agent exited: " + read(log))
-            try:
-                if "flowlb_agent_config_generation" in self.metrics_text():
-                    return
-            except subprocess.CalledProcessError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("agent did not come up: " + read(log))
-
-    def stop_agent(self):
-        if self.agent and self.agent.poll() is None:
-            self.agent.send_signal(signal.SIGTERM)
-            try:
-                self.agent.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.agent.kill()
-                self.agent.wait()
-        self.agent = None
-
-    def metrics_text(self):
-        return ns("lb", "curl", "-s", "-m", "2", f"http://{METRICS}/metrics", timeout=10)
-
-    def metric(self, name, **labels):
-        total = 0.0
-        for line in self.metrics_text().splitlines():
-            if not line.startswith(name + "{") and not line.startswith(name + " "):
-                continue
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
-    def wait_metric(self, name, predicate, timeout=5, **labels):
-        deadline = time.time() + timeout
-        while True:
-            v = self.metric(name, **labels)
-            if predicate(v) or time.time() > deadline:
-                return v
-            time.sleep(0.2)
-
-    def down(self):
-        self.stop_agent()
-        for s in self.servers:
-            s.kill()
-            s.wait()
-        subprocess.run([LAB, "down", P], timeout=60)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+DROP_REASONS = ["bad_ip_total_length", "truncated_l4", "truncated_l3", "bad_ip_header_length"]
 
 
 class DatapathTest(unittest.TestCase):
@@ -166,7 +31,7 @@ class DatapathTest(unittest.TestCase):
     def setUpClass(cls):
         if os.geteuid() != 0:
             raise unittest.SkipTest("needs root (network namespaces, XDP)")
-        cls.lab = Lab()
+        cls.lab = DatapathLab()
         try:
             cls.lab.up()
         except Exception:
@@ -177,188 +42,165 @@ class DatapathTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.lab.down()
 
+    def setUp(self):
+        self.lab.ensure()  # the agent running, with the full configuration applied
+
     def tearDown(self):
-        # Every test leaves the agent running with the full configuration.
-        if self.lab.agent is None or self.lab.agent.poll() is not None:
-            self.lab.start_agent()
+        self.lab.stop_clients()
+        if not getattr(self._outcome, "success", True):
+            print(f"--- agent log (tail) ---\n{self.lab.log()[-3000:]}")
 
-    def test_01_http_1mb_through_nat_vip_is_byte_identical(self):
-        out = os.path.join(self.lab.tmp, "nat.bin")
-        client("fetch", f"http://{NAT_VIP}/bytes/1048576", out)
-        self.assertEqual(md5(out), expected(1048576))
+    def out(self, name):
+        return os.path.join(self.lab.tmp, name)
 
-    def test_02_http_1mb_through_dsr_vip_is_byte_identical(self):
-        out = os.path.join(self.lab.tmp, "dsr.bin")
-        client("fetch", f"http://{DSR_VIP}/bytes/1048576", out)
-        self.assertEqual(md5(out), expected(1048576))
+    def test_http_1mb_through_nat_vip_is_byte_identical(self):
+        self.lab.client("fetch", f"http://{NAT_VIP}/bytes/1048576", self.out("nat.bin"))
+        self.assertEqual(md5_file(self.out("nat.bin")), expected_md5(1048576))
 
-    def test_03_udp_request_response_nat_and_dsr(self):
+    def test_http_1mb_through_dsr_vip_is_byte_identical(self):
+        self.lab.client("fetch", f"http://{DSR_VIP}/bytes/1048576", self.out("dsr.bin"))
+        self.assertEqual(md5_file(self.out("dsr.bin")), expected_md5(1048576))
+
+    def test_udp_request_response_nat_and_dsr(self):
         for vip in (NAT_VIP, DSR_VIP):
-            reply = client("udp", vip, "53", "hello-" + vip)
+            reply = self.lab.client("udp", vip, "53", "hello-" + vip)
             self.assertRegex(reply, r"^b[123] hello-" + re.escape(vip) + "$")
 
-    def test_03b_ipv6_tcp_and_udp_through_a_nat_vip(self):
-        out = os.path.join(self.lab.tmp, "nat6.bin")
-        client("fetch", f"http://[{NAT_VIP6}]/bytes/1048576", out)
-        self.assertEqual(md5(out), expected(1048576))
-        counts = json.loads(client("spread", f"http://[{NAT_VIP6}]/id", "30", timeout=60))
+    def test_ipv6_tcp_and_udp_through_a_nat_vip(self):
+        self.lab.client("fetch", f"http://[{NAT_VIP6}]/bytes/1048576", self.out("nat6.bin"))
+        self.assertEqual(md5_file(self.out("nat6.bin")), expected_md5(1048576))
+        counts = json.loads(self.lab.client("spread", f"http://[{NAT_VIP6}]/id", "30"))
         self.assertEqual(sum(counts.values()), 30)
         self.assertGreater(len(counts), 1, counts)
-        self.assertRegex(client("udp", NAT_VIP6, "53", "hello6"), r"^b[123] hello6$")
+        self.assertRegex(self.lab.client("udp", NAT_VIP6, "53", "hello6"), r"^b[123] hello6$")
 
-    def test_03c_vips_on_the_client_subnet_are_announced_with_arp_and_ndp(self):
-        lb_mac = ns("lb", "cat", "/sys/class/net/l0/address").strip()
+    def test_vips_on_the_client_subnet_are_announced_with_arp_and_ndp(self):
+        lb_mac = self.lab.lb_mac()
         for vip, url in ((L2_VIP, f"http://{L2_VIP}/id"), (L2_VIP6, f"http://[{L2_VIP6}]/id")):
-            self.assertRegex(client("spread", url, "3"), r"b[123]", vip)
-            neigh = ns("client", "ip", "neigh", "show", vip)
+            self.assertRegex(self.lab.client("spread", url, "3"), r"b[123]", vip)
+            neigh = self.lab.ns("client", "ip", "neigh", "show", vip)
             self.assertIn(lb_mac, neigh, f"{vip} should resolve to the LB's MAC: {neigh}")
-        self.assertGreater(self.lab.wait_metric("flowlb_agent_l2_announcements_total", lambda v: v > 0,
-                                                kind="arp_reply"), 0)
-        self.assertGreater(self.lab.wait_metric("flowlb_agent_l2_announcements_total", lambda v: v > 0,
-                                                kind="na_reply"), 0)
-        self.assertGreater(self.lab.metric("flowlb_agent_l2_announcements_total", kind="gratuitous"), 0)
+        for kind in ("arp_reply", "na_reply", "gratuitous"):
+            self.assertGreater(self.lab.wait_metric("flowlb_agent_l2_announcements_total",
+                                                    lambda v: v > 0, kind=kind), 0, kind)
 
-    def test_04_300_connections_spread_over_three_backends(self):
-        counts = json.loads(client("spread", f"http://{NAT_VIP}/id", "300", timeout=120))
+    def test_300_connections_spread_over_three_backends(self):
+        counts = json.loads(self.lab.client("spread", f"http://{NAT_VIP}/id", "300", timeout=120))
         self.assertEqual(sum(counts.values()), 300)
         self.assertEqual(set(counts), {"b1", "b2", "b3"})
         for b, n in counts.items():
             self.assertLessEqual(abs(n - 100), 30, f"{b} got {n} of 300: {counts}")
-        dsr = json.loads(client("spread", f"http://{DSR_VIP}/id", "60", timeout=120))
+        dsr = json.loads(self.lab.client("spread", f"http://{DSR_VIP}/id", "60", timeout=120))
         self.assertEqual(set(dsr), {"b1", "b2", "b3"})
 
-    def test_05_traffic_not_for_a_vip_is_untouched(self):
-        ns("client", "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.10.1.1")
-        server = subprocess.Popen(["ip", "netns", "exec", f"{P}-lb", "python3", "-m", "http.server",
-                                   "8081", "--bind", "10.10.1.1"], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(50):
-                r = subprocess.run(["ip", "netns", "exec", f"{P}-client", "curl", "-s", "-o", "/dev/null",
-                                    "-w", "%{http_code}", "-m", "2", "http://10.10.1.1:8081/"],
-                                   capture_output=True, text=True)
-                if r.stdout == "200":
-                    break
-                time.sleep(0.1)
-            self.assertEqual(r.stdout, "200")
-        finally:
-            server.kill()
-            server.wait()
+    def test_traffic_not_for_a_vip_is_untouched(self):
+        self.lab.ns("client", "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.10.1.1")
+        self.lab.procs.start("http-on-lb", in_ns(self.lab.ns_name("lb"), "python3", "-m",
+                                                 "http.server", "8081", "--bind", "10.10.1.1"))
 
-    def test_06_removing_a_backend_keeps_the_others_flows_and_avoids_it(self):
-        # Long downloads, one per backend over different client ports, via NAT.
-        outs, procs = [], []
+        def status():
+            return run(in_ns(self.lab.ns_name("client"), "curl", "-s", "-o", "/dev/null", "-w",
+                             "%{http_code}", "-m", "2", "http://10.10.1.1:8081/"), check=False)
+        self.assertEqual(wait_until(lambda: status() == "200" and "200", 10,
+                                    "the LB node's own HTTP server answering the client"), "200")
+
+    def test_removing_a_backend_keeps_the_others_flows_and_avoids_it(self):
+        # Long downloads over different client ports, via NAT; each has started
+        # (its header names the backend) before the backend set changes.
+        who = {}
         for i in range(6):
-            out = os.path.join(self.lab.tmp, f"slow{i}.bin")
-            outs.append(out)
-            procs.append(subprocess.Popen(
-                ["ip", "netns", "exec", f"{P}-client", "python3", CLIENT, "fetch",
-                 f"http://{NAT_VIP}/slow/1048576/40", out], stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True))
-        time.sleep(1.0)
-        self.lab.write_config(config(backends=BACKENDS[1:], generation=2))
-        os.kill(self.lab.agent.pid, signal.SIGHUP)
-        self.lab.wait_metric("flowlb_agent_config_generation", lambda v: v == 2)
-        counts = json.loads(client("spread", f"http://{NAT_VIP}/id", "30", timeout=60))
+            name = f"slow{i}"
+            self.lab.start_client(name, "fetch", f"http://{NAT_VIP}/slow/1048576/40", self.out(name))
+            who[name] = self.lab.header(name)
+        self.lab.apply(backends=BACKENDS[1:])
+        counts = json.loads(self.lab.client("spread", f"http://{NAT_VIP}/id", "30"))
         self.assertNotIn("b1", counts, counts)
         survivors = 0
-        for p, out in zip(procs, outs):
-            who = (p.communicate(timeout=90)[0].strip().splitlines() or [""])[0]
-            if who != "b1":  # flows of the removed backend cannot be kept
-                self.assertEqual(p.returncode, 0, f"download from {who} broke")
-                self.assertEqual(md5(out), expected(1048576))
+        for name, backend in who.items():
+            rc, _ = self.lab.finish(name)
+            if backend != "b1":  # flows of the removed backend cannot be kept
+                self.assertEqual(rc, 0, f"download from {backend} broke")
+                self.assertEqual(md5_file(self.out(name)), expected_md5(1048576))
                 survivors += 1
         self.assertGreater(survivors, 0)
-        self.lab.write_config(config(generation=3))
-        os.kill(self.lab.agent.pid, signal.SIGHUP)
-        self.lab.wait_metric("flowlb_agent_config_generation", lambda v: v == 3)
 
-    def test_06b_a_draining_backend_keeps_its_flows_and_gets_no_new_ones(self):
-        # Long downloads until at least one runs through b1 (the header
-        # names the backend before the body starts).
-        outs, procs, who = [], [], []
+    def test_a_draining_backend_keeps_its_flows_and_gets_no_new_ones(self):
+        # Long downloads until at least one runs through b1 (the header names
+        # the backend before the body starts).
+        who = {}
         for i in range(30):
-            out = os.path.join(self.lab.tmp, f"drain{i}.bin")
-            p = subprocess.Popen(["ip", "netns", "exec", f"{P}-client", "python3", CLIENT, "fetch",
-                                  f"http://{NAT_VIP}/slow/1048576/40", out],
-                                 stdout=subprocess.PIPE, text=True)
-            outs.append(out)
-            procs.append(p)
-            who.append(p.stdout.readline().strip())
-            if "b1" in who and len(who) >= 3:
+            name = f"drain{i}"
+            self.lab.start_client(name, "fetch", f"http://{NAT_VIP}/slow/1048576/40", self.out(name))
+            who[name] = self.lab.header(name)
+            if "b1" in who.values() and len(who) >= 3:
                 break
-        self.assertIn("b1", who)
-        self.lab.write_config(config(generation=4, draining={BACKENDS[0]}))
-        os.kill(self.lab.agent.pid, signal.SIGHUP)
-        self.lab.wait_metric("flowlb_agent_config_generation", lambda v: v == 4)
-        counts = json.loads(client("spread", f"http://{NAT_VIP}/id", "30", timeout=60))
+        self.assertIn("b1", who.values())
+        self.lab.apply(draining={BACKENDS[0]})
+        counts = json.loads(self.lab.client("spread", f"http://{NAT_VIP}/id", "30"))
         self.assertNotIn("b1", counts, counts)
-        for p, out, backend in zip(procs, outs, who):
-            p.communicate(timeout=90)
-            self.assertEqual(p.returncode, 0, f"download from {backend} broke while draining")
-            self.assertEqual(md5(out), expected(1048576), f"download from {backend}")
-        self.lab.write_config(config(generation=5))
-        os.kill(self.lab.agent.pid, signal.SIGHUP)
-        self.lab.wait_metric("flowlb_agent_config_generation", lambda v: v == 5)
+        for name, backend in who.items():
+            rc, _ = self.lab.finish(name)
+            self.assertEqual(rc, 0, f"download from {backend} broke while draining")
+            self.assertEqual(md5_file(self.out(name)), expected_md5(1048576),
+                             f"download from {backend}")
 
-    def test_07_agent_restart_keeps_a_dsr_download_because_maglev_picks_the_same_backend(self):
-        out = os.path.join(self.lab.tmp, "restart.bin")
-        p = subprocess.Popen(["ip", "netns", "exec", f"{P}-client", "python3", CLIENT, "fetch",
-                              f"http://{DSR_VIP}/slow/2097152/25", out], stdout=subprocess.PIPE, text=True)
-        time.sleep(1.0)
+    def test_agent_restart_keeps_a_dsr_download_because_maglev_picks_the_same_backend(self):
+        out = self.out("restart.bin")
+        self.lab.start_client("restart", "fetch", f"http://{DSR_VIP}/slow/2097152/25", out)
+        self.lab.header("restart")
+        wait_until(lambda: os.path.exists(out) and os.path.getsize(out) > 0, 10,
+                   "the first bytes of the download")
         self.lab.stop_agent()
         self.lab.start_agent()  # a new process: empty conntrack, same tables
-        p.communicate(timeout=120)
-        self.assertEqual(p.returncode, 0)
-        self.assertEqual(md5(out), expected(2097152))
+        self.assertLess(os.path.getsize(out), 2097152,
+                        "the download ended before the agent was back: nothing crossed the restart")
+        rc, _ = self.lab.finish("restart", timeout=120)
+        self.assertEqual(rc, 0)
+        self.assertEqual(md5_file(out), expected_md5(2097152))
 
-    def test_08_malformed_frames_are_dropped_and_counted_and_forwarding_goes_on(self):
-        reasons = ["bad_ip_total_length", "truncated_l4", "truncated_l3", "bad_ip_header_length"]
-        before = sum(self.lab.metric("flowlb_agent_datapath_drops_total", reason=r) for r in reasons)
-        lb_mac = ns("lb", "cat", "/sys/class/net/l0/address").strip()
-        sent = int(client("raw", "c0", lb_mac))
-        after = self.lab.wait_metric("flowlb_agent_datapath_drops_total",
-                                     lambda v: v >= before + sent, timeout=5)
-        after = sum(self.lab.metric("flowlb_agent_datapath_drops_total", reason=r) for r in reasons)
-        self.assertEqual(after - before, sent)
-        self.assertRegex(client("spread", f"http://{NAT_VIP}/id", "3"), r"b[123]")
+    def test_malformed_frames_are_dropped_and_counted_and_forwarding_goes_on(self):
+        def drops():
+            return sum(self.lab.metric("flowlb_agent_datapath_drops_total", reason=r)
+                       for r in DROP_REASONS)
+        before = drops()
+        sent = int(self.lab.client("raw", "c0", self.lab.lb_mac()))
+        wait_until(lambda: drops() >= before + sent, 5, f"{sent} malformed frames counted",
+                   ignore=(CommandFailed,))
+        self.assertEqual(drops() - before, sent)
+        self.assertRegex(self.lab.client("spread", f"http://{NAT_VIP}/id", "3"), r"b[123]")
 
-    def test_09_frames_are_recycled_without_leaks(self):
-        client("spread", f"http://{NAT_VIP}/id", "20")
+    def test_frames_are_recycled_without_leaks(self):
+        self.lab.client("spread", f"http://{NAT_VIP}/id", "20")
         total = self.lab.metric("flowlb_agent_xsk_frames", state="total")
         free = self.lab.wait_metric("flowlb_agent_xsk_frames", lambda v: v == total, timeout=5,
                                     state="free")
         self.assertGreater(total, 0)
         self.assertEqual(free, total)
-        self.assertGreater(self.lab.wait_metric("flowlb_agent_service_packets_total", lambda v: v > 0,
-                                                service="lab/nat-http"), 0)
+        self.assertGreater(self.lab.wait_metric("flowlb_agent_service_packets_total",
+                                                lambda v: v > 0, service="lab/nat-http"), 0)
 
-    def test_10_a_stale_program_left_by_a_crash_is_replaced(self):
-        self.lab.agent.kill()  # SIGKILL: no chance to detach
-        self.lab.agent.wait()
-        self.lab.agent = None
-        self.assertIn("xdp", ns("lb", "ip", "link", "show", "l0"))  # still attached
-        self.lab.start_agent()
-        self.assertIn("replaced_stale=true", read(os.path.join(self.lab.tmp, "agent.log")))
-        self.assertRegex(client("spread", f"http://{NAT_VIP}/id", "3"), r"b[123]")
+    def test_a_stale_program_left_by_a_crash_is_replaced(self):
+        self.lab.stop_agent(signal.SIGKILL)  # no chance to detach
+        self.assertIn("xdp", self.lab.ns("lb", "ip", "link", "show", "l0"))  # still attached
+        mark = self.lab.start_agent()
+        self.assertIn("replaced_stale=true", self.lab.procs.log_since("agent", mark))
+        self.assertRegex(self.lab.client("spread", f"http://{NAT_VIP}/id", "3"), r"b[123]")
 
-    def test_11_a_foreign_xdp_program_is_refused_not_overwritten(self):
+    def test_a_foreign_xdp_program_is_refused_not_overwritten(self):
         self.lab.stop_agent()
-        src = os.path.join(self.lab.tmp, "pass.c")
-        obj = os.path.join(self.lab.tmp, "pass.o")
+        src, obj = self.out("pass.c"), self.out("pass.o")
         with open(src, "w") as f:
             f.write('__attribute__((section("xdp"), used)) int other_pass(void *ctx) { return 2; }\n'
                     'char _license[] __attribute__((section("license"), used)) = "GPL";\n')
         subprocess.run(["clang", "-O2", "-target", "bpf", "-c", src, "-o", obj], check=True)
-        ns("lb", "ip", "link", "set", "dev", "l0", "xdp", "obj", obj, "sec", "xdp")
+        self.lab.ns("lb", "ip", "link", "set", "dev", "l0", "xdp", "obj", obj, "sec", "xdp")
         try:
             with self.assertRaises(RuntimeError) as err:
                 self.lab.start_agent()
             self.assertIn("not flowlb's", str(err.exception))
-            self.assertIn("xdp", ns("lb", "ip", "link", "show", "l0"))  # left in place
+            self.assertIn("xdp", self.lab.ns("lb", "ip", "link", "show", "l0"))  # left in place
         finally:
-            self.lab.agent = None
-            ns("lb", "ip", "link", "set", "dev", "l0", "xdp", "off")
+            self.lab.ns("lb", "ip", "link", "set", "dev", "l0", "xdp", "off")
 
 
 if __name__ == "__main__":

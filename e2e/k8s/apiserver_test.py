@@ -1,25 +1,23 @@
-#!/usr/bin/env python3
 """Self-test of the Kubernetes API test server (apiserver.py).
 
 Drives a started server over real HTTP with http.client, the way the
 controller's client does: keep-alive connections, chunked watch streams read
 line by line. Each test gets a fresh server. The TLS test needs the openssl
-command. Usage: python3 e2e/k8s/apiserver_test.py
+command. Its speed is a figure of bench/run.sh apiserver, not a test.
+Usage (from the repository root): python3 -m unittest e2e.k8s.apiserver_test
 """
 import http.client
 import json
 import os
-import re
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from apiserver import ApiServer  # noqa: E402
+from e2e.k8s.apiserver import ApiServer
+from e2e.lib.wait import wait_until
 
 SVCS = "/api/v1/namespaces/default/services"
 NODES = "/api/v1/nodes"
@@ -89,14 +87,6 @@ class Watch:
 
     def close(self):
         self.client.conn.close()
-
-
-def wait_for(cond, timeout=3.0):
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached")
-        time.sleep(0.01)
 
 
 class ApiServerTest(unittest.TestCase):
@@ -244,7 +234,7 @@ class ApiServerTest(unittest.TestCase):
         self.assertEqual(self.srv.get("services", "ns1", "b")["spec"]["type"], "LoadBalancer")
         rv = self.srv.resource_version()
         w = Watch(self.srv, f"/api/v1/namespaces/ns1/services?watch=1&resourceVersion={rv}")
-        wait_for(lambda: self.srv.open_watches() == 1)
+        wait_until(lambda: self.srv.open_watches() == 1, 3, "1 open watch(es)", interval=0.01)
         stale = dict(created, spec={"type": "ClusterIP"}, status={"x": 1})
         updated = self.srv.update("services", stale)  # the stale resourceVersion is ignored
         self.assertEqual((updated["metadata"]["uid"], updated["metadata"]["creationTimestamp"]),
@@ -400,7 +390,7 @@ class ApiServerTest(unittest.TestCase):
 
     def test_drop_garbage_and_stop(self):
         watches = [Watch(self.srv, NODES + "?watch=true") for _ in range(3)]
-        wait_for(lambda: self.srv.open_watches() == 3)
+        wait_until(lambda: self.srv.open_watches() == 3, 3, "3 open watch(es)", interval=0.01)
         self.srv.inject_garbage()
         for w in watches:
             self.assertEqual(w.line(), b"{this is not json\n")
@@ -414,9 +404,9 @@ class ApiServerTest(unittest.TestCase):
         self.assertEqual(self.c("GET", NODES)[0], 200)  # the server itself carries on
 
         w = Watch(self.srv, NODES + "?watch=true")
-        wait_for(lambda: self.srv.open_watches() == 1)
+        wait_until(lambda: self.srv.open_watches() == 1, 3, "1 open watch(es)", interval=0.01)
         w.close()  # a client hanging up is noticed
-        wait_for(lambda: self.srv.open_watches() == 0, 1.0)
+        wait_until(lambda: self.srv.open_watches() == 0, 1.0, "the hung-up watch noticed", interval=0.01)
         w = Watch(self.srv, NODES + "?watch=true")
         idle = Client(self.srv)
         idle("GET", NODES)
@@ -493,8 +483,8 @@ class ApiServerTest(unittest.TestCase):
                 stalled.close()
                 srv.stop()
 
-    def test_performance(self):
-        start = time.monotonic()
+    def test_ten_thousand_objects_list_in_pages_and_take_writes(self):
+        # At the scale of bench/controller_bench.py; how fast is bench/run.sh apiserver's job.
         for i in range(10000):
             self.srv.create("services", svc(f"svc-{i:05}", ns=f"ns{i % 10}"))
             self.srv.create("endpointslices", {
@@ -503,29 +493,21 @@ class ApiServerTest(unittest.TestCase):
                 "addressType": "IPv4", "ports": [{"port": 8080, "protocol": "TCP"}],
                 "endpoints": [{"addresses": [f"10.{i // 256 % 256}.{i % 256}.{j}"], "conditions": {"ready": True},
                                "nodeName": f"node-{j}"} for j in range(10)]})
-        created = time.monotonic() - start
-        self.assertLess(created, 10)
-
-        start, token, n = time.monotonic(), "", 0
+        token, n, names = "", 0, set()
         while True:
             page = self.c("GET", "/apis/discovery.k8s.io/v1/endpointslices?limit=500" + token)[1]
             n += len(page["items"])
+            names.update(o["metadata"]["name"] for o in page["items"])
             if "continue" not in page["metadata"]:
                 break
             token = "&continue=" + page["metadata"]["continue"]
-        listed = time.monotonic() - start
         self.assertEqual(n, 10000)
-
-        start, count = time.monotonic(), 2000
-        for i in range(count // 2):
+        self.assertEqual(len(names), 10000)
+        for i in range(1000):
             path = f"/api/v1/namespaces/ns{i % 10}/services/svc-{i:05}"
             status = {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}
             self.assertEqual(self.c("PATCH", path + "/status", status, "application/merge-patch+json")[0], 200)
             self.assertEqual(self.c("PUT", path, svc(f"svc-{i:05}", ns=f"ns{i % 10}", port=81))[0], 200)
-        rate = count / (time.monotonic() - start)
-        print(f"\n  create 10k services + 10k endpointslices: {created:.2f} s; list 10k slices "
-              f"(limit=500): {listed:.2f} s; PUT/PATCH: {rate:.0f}/s (client in the same process)", file=sys.stderr)
-        self.assertGreater(rate, 400)
 
 
 if __name__ == "__main__":

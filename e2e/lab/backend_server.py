@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A backend for the lab: says who answered, over TCP (HTTP) and UDP.
 
   GET /id            -> the backend's name
@@ -7,7 +6,8 @@
   UDP datagram       -> "<name> <datagram>", sent from the address it reached
 HTTP is served on IPv4 and IPv6.
 
-Usage: backend_server.py NAME PORT UDP_ADDR[,UDP_ADDR...]
+Usage (from the repository root):
+  python3 -m e2e.lab.backend_server NAME PORT UDP_ADDR[,UDP_ADDR...]
 """
 import http.server
 import socket
@@ -16,11 +16,9 @@ import sys
 import threading
 import time
 
-NAME, PORT, UDP_ADDRS = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
+from e2e.lib.content import pattern
 
-
-def pattern(start, n):
-    return bytes((i * 7 + 3) % 256 for i in range(start, start + n))
+NAME = "backend"  # set by main()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -47,7 +45,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             sent = 0
             while sent < n:
                 piece = min(16384, n - sent)
-                self.wfile.write(pattern(sent, piece))
+                self.wfile.write(pattern(piece, start=sent))
                 sent += piece
                 if delay:
                     time.sleep(delay)
@@ -76,7 +74,14 @@ class Server6(Server):
         super().server_bind()
 
 
-for a in UDP_ADDRS:
-    threading.Thread(target=udp, args=(a,), daemon=True).start()
-threading.Thread(target=Server6(("::", PORT), Handler).serve_forever, daemon=True).start()
-Server(("0.0.0.0", PORT), Handler).serve_forever()
+def main(argv):
+    global NAME
+    NAME, port, udp_addrs = argv[1], int(argv[2]), argv[3].split(",")
+    for a in udp_addrs:
+        threading.Thread(target=udp, args=(a,), daemon=True).start()
+    threading.Thread(target=Server6(("::", port), Handler).serve_forever, daemon=True).start()
+    Server(("0.0.0.0", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,13 +1,14 @@
-#!/usr/bin/env python3
-"""Client tools for the lab, run inside the client namespace.
+"""Client tools for the lab, run inside the client namespace as a module
+(python3 -m e2e.lab.client, from the repository root).
 
-  client.py spread URL N         N sequential connections; prints {"b1": n, ...}
-  client.py udp HOST PORT TEXT   one datagram; prints the reply
-  client.py fetch URL OUT        downloads URL into OUT; prints the backend header
-  client.py raw IFACE DST_MAC    sends malformed frames (see below); prints how many
-  client.py loop URL SECONDS     a new connection every 10 ms for SECONDS (each with a
-                                 100 ms budget); prints [[start, end, backend or null], ...]
-                                 with wall-clock times, for failover gaps
+  spread URL N         N sequential connections; prints {"b1": n, ...}
+  udp HOST PORT TEXT   one datagram; prints the reply
+  fetch URL OUT        downloads URL into OUT; prints the backend header first
+  raw IFACE DST_MAC    sends malformed frames (see below); prints how many
+  loop URL SECONDS     a new connection every 10 ms for SECONDS (each with a 100 ms
+                       budget); prints one line per attempt as it ends,
+                       [start, end, backend or null] with wall-clock times, so a
+                       test can wait on the first successes (failover gaps)
 """
 import json
 import socket
@@ -47,7 +48,6 @@ def loop(url, seconds):
     host, _, rest = url.split("/", 3)[2].partition(":")
     port = int(rest or 80)
     path = "/" + url.split("/", 3)[3]
-    out = []
     end = time.time() + seconds
     while time.time() < end:
         t0 = time.time()
@@ -66,9 +66,8 @@ def loop(url, seconds):
                     who = data.split(b"\r\n\r\n", 1)[1].decode()
         except OSError:
             pass
-        out.append([t0, time.time(), who])
+        print(json.dumps([t0, time.time(), who]), flush=True)
         time.sleep(max(0.0, 0.01 - (time.time() - t0)))
-    print(json.dumps(out))
 
 
 def raw(iface, dst_mac):
@@ -96,14 +95,21 @@ def raw(iface, dst_mac):
     print(len(frames))
 
 
-cmd = sys.argv[1]
-if cmd == "spread":
-    spread(sys.argv[2], int(sys.argv[3]))
-elif cmd == "udp":
-    udp(sys.argv[2], sys.argv[3], sys.argv[4])
-elif cmd == "fetch":
-    fetch(sys.argv[2], sys.argv[3])
-elif cmd == "loop":
-    loop(sys.argv[2], float(sys.argv[3]))
-elif cmd == "raw":
-    raw(sys.argv[2], sys.argv[3])
+def main(argv):
+    cmd = argv[1]
+    if cmd == "spread":
+        spread(argv[2], int(argv[3]))
+    elif cmd == "udp":
+        udp(argv[2], argv[3], argv[4])
+    elif cmd == "fetch":
+        fetch(argv[2], argv[3])
+    elif cmd == "loop":
+        loop(argv[2], float(argv[3]))
+    elif cmd == "raw":
+        raw(argv[2], argv[3])
+    else:
+        sys.exit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
