@@ -30,26 +30,56 @@ uint16_t storedL4Checksum(const std::vector<uint8_t>& f, const ParsedPacket& p) 
   return loadBe16(&f[p.outer.l4 + l4ChecksumOffset(p.tuple.proto, p.outer.v4)]);
 }
 
-// Independent of l4Checksum: the one's-complement sum of pseudo-header and
-// segment, checksum included, folds to 0xffff when the checksum is right.
-uint16_t l4VerifySum(const std::vector<uint8_t>& f, const ParsedPacket& p) {
-  const FlowTuple& t = p.tuple;
-  uint32_t sum = 0;
-  if (p.outer.v4) {
-    sum = csumAdd(t.src.v4(), 4, sum);
-    sum = csumAdd(t.dst.v4(), 4, sum);
-  } else {
-    sum = csumAdd(t.src.bytes.data(), 16, sum);
-    sum = csumAdd(t.dst.bytes.data(), 16, sum);
+// The oracle, written from RFC 1071 §1 and shared with no production code
+// (not csumAdd/csumFold): the 16-bit one's-complement sum of the bytes read as
+// big-endian words, an odd last byte padded with a zero byte, the carries
+// added back in. A correct checksum field makes the sum over everything it
+// covers 0xffff.
+uint16_t rfc1071Sum(const std::vector<uint8_t>& bytes) {
+  uint64_t sum = 0;
+  for (size_t i = 0; i < bytes.size(); i += 2) {
+    const uint64_t hi = bytes[i];
+    const uint64_t lo = i + 1 < bytes.size() ? bytes[i + 1] : 0;
+    sum += hi * 256 + lo;
   }
-  sum += t.proto;
-  sum += static_cast<uint32_t>(p.outer.l4_len);
-  sum = csumAdd(&f[p.outer.l4], p.outer.l4_len, sum);
-  return csumFold(sum);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+// The pseudo-header the transport checksum covers, as bytes: RFC 793 §3.1 /
+// RFC 768 for IPv4 (source, destination, zero, protocol, 16-bit length),
+// RFC 8200 §8.1 for IPv6 (source, destination, 32-bit length, three zero
+// bytes, next header).
+std::vector<uint8_t> pseudoHeader(const FlowTuple& t, bool v4, size_t l4_len) {
+  std::vector<uint8_t> h;
+  const auto append = [&h](const uint8_t* p, size_t n) { h.insert(h.end(), p, p + n); };
+  if (v4) {
+    append(t.src.v4(), 4);
+    append(t.dst.v4(), 4);
+    h.push_back(0);
+    h.push_back(t.proto);
+    h.push_back(static_cast<uint8_t>(l4_len >> 8));
+    h.push_back(static_cast<uint8_t>(l4_len));
+  } else {
+    append(t.src.bytes.data(), 16);
+    append(t.dst.bytes.data(), 16);
+    for (int shift = 24; shift >= 0; shift -= 8) h.push_back(static_cast<uint8_t>(l4_len >> shift));
+    h.insert(h.end(), {0, 0, 0, t.proto});
+  }
+  return h;
+}
+
+// Pseudo-header and segment, checksum included: 0xffff when the checksum is right.
+uint16_t l4VerifySum(const std::vector<uint8_t>& f, const ParsedPacket& p) {
+  std::vector<uint8_t> covered = pseudoHeader(p.tuple, p.outer.v4, p.outer.l4_len);
+  covered.insert(covered.end(), f.begin() + static_cast<std::ptrdiff_t>(p.outer.l4),
+                 f.begin() + static_cast<std::ptrdiff_t>(p.outer.l4 + p.outer.l4_len));
+  return rfc1071Sum(covered);
 }
 
 uint16_t ipv4VerifySum(const std::vector<uint8_t>& f, const ParsedPacket& p) {
-  return csumFold(csumAdd(&f[p.outer.l3], p.outer.l4 - p.outer.l3, 0));
+  return rfc1071Sum(std::vector<uint8_t>(f.begin() + static_cast<std::ptrdiff_t>(p.outer.l3),
+                                         f.begin() + static_cast<std::ptrdiff_t>(p.outer.l4)));
 }
 
 // Checks the checksums in `f` against full recomputation; `what` names the
@@ -78,7 +108,33 @@ TEST(ChecksumTest, Ipv4HeaderKnownAnswer) {
   L3L4 l;
   l.l3 = 0;
   EXPECT_EQ(ipv4HeaderChecksum(h.data(), l), 0xb861);
+  EXPECT_EQ(rfc1071Sum(h), 0xffff);
   EXPECT_EQ(csumFold(csumAdd(h.data(), h.size(), 0)), 0xffff);
+}
+
+TEST(ChecksumTest, OracleKnownAnswers) {
+  // RFC 1071 §3's worked example: the words 0001 f203 f4f5 f6f7 sum to ddf2.
+  EXPECT_EQ(rfc1071Sum({0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7}), 0xddf2);
+  EXPECT_EQ(rfc1071Sum({}), 0x0000);
+  EXPECT_EQ(rfc1071Sum({0xab}), 0xab00);                    // odd byte padded
+  EXPECT_EQ(rfc1071Sum({0xff, 0xff, 0x00, 0x01}), 0x0001);  // end-around carry
+}
+
+TEST(ChecksumTest, CsumAddAndFoldMatchTheOracleOnRandomBuffers) {
+  std::mt19937 rng(1071);
+  for (int i = 0; i < 2000; ++i) {
+    std::vector<uint8_t> b(rng() % 1601);
+    for (auto& x : b) x = static_cast<uint8_t>(rng());
+    // Chained over even-length pieces, as the datapath adds headers and payload.
+    uint32_t sum = 0;
+    size_t at = 0;
+    while (at < b.size()) {
+      const size_t piece = std::min(b.size() - at, 2 * (1 + rng() % 100));
+      sum = csumAdd(b.data() + at, piece, sum);
+      at += piece;
+    }
+    ASSERT_EQ(csumFold(sum), rfc1071Sum(b)) << "buffer " << i << " of " << b.size() << " bytes";
+  }
 }
 
 TEST(ChecksumTest, IncrementalUpdateMatchesRfc1624Example) {
@@ -97,6 +153,7 @@ TEST(ChecksumTest, OddLengthIsPaddedWithZero) {
   const uint8_t odd[3] = {0x12, 0x34, 0x56};
   const uint8_t even[4] = {0x12, 0x34, 0x56, 0x00};
   EXPECT_EQ(csumAdd(odd, 3, 0), csumAdd(even, 4, 0));
+  EXPECT_EQ(csumFold(csumAdd(odd, 3, 0)), rfc1071Sum({0x12, 0x34, 0x56}));
 }
 
 TEST(ChecksumTest, BuiltFramesVerify) {
