@@ -3,6 +3,8 @@
  * receive queue; everything else, ARP included, passes to the kernel
  * untouched. It only steers and counts: the decisions are made in
  * userspace, where they are testable. */
+/* libbpf's headers use the kernel's types, so they come last. */
+/* clang-format off */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -10,6 +12,7 @@
 #include <linux/ipv6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+/* clang-format on */
 
 #include "flowlb_abi.h"
 
@@ -40,7 +43,7 @@ const volatile struct flowlb_config flowlb_cfg = {
 };
 
 static __always_inline void count(__u32 stat) {
-  __u64 *v = bpf_map_lookup_elem(&flowlb_stats, &stat);
+  __u64* v = bpf_map_lookup_elem(&flowlb_stats, &stat);
   if (v) *v += 1;
 }
 
@@ -51,44 +54,44 @@ static __always_inline int passed(void) {
 
 /* Reads the destination port when the transport header is in the frame;
  * 0 for non-first fragments and other protocols. */
-static __always_inline __u16 dst_port(void *l4, void *end, __u8 proto, int first_fragment) {
+static __always_inline __u16 dst_port(void* l4, void* end, __u8 proto, int first_fragment) {
   if (!first_fragment || (proto != IPPROTO_TCP && proto != IPPROTO_UDP)) return 0;
-  __u16 *ports = l4;
-  if ((void *)(ports + 2) > end) return 0;
+  __u16* ports = l4;
+  if ((void*)(ports + 2) > end) return 0;
   return ports[1];
 }
 
 SEC("xdp")
-int flowlb_steer(struct xdp_md *ctx) {
-  void *data = (void *)(long)ctx->data;
-  void *end = (void *)(long)ctx->data_end;
-  struct ethhdr *eth = data;
+int flowlb_steer(struct xdp_md* ctx) {
+  void* data = (void*)(long)ctx->data;
+  void* end = (void*)(long)ctx->data_end;
+  struct ethhdr* eth = data;
   struct flowlb_vip_key key = {};
-  void *l4;
+  void* l4;
   int first = 1;
 
   count(FLOWLB_STAT_SEEN);
-  if ((void *)(eth + 1) > end) return passed();
+  if ((void*)(eth + 1) > end) return passed();
   __u16 proto = eth->h_proto;
-  void *l3 = eth + 1;
+  void* l3 = eth + 1;
   if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
-    __u16 *vlan = l3;
-    if ((void *)(vlan + 2) > end) return passed();
+    __u16* vlan = l3;
+    if ((void*)(vlan + 2) > end) return passed();
     proto = vlan[1];
     l3 = vlan + 2;
   }
   if (proto == bpf_htons(ETH_P_IP)) {
-    struct iphdr *ip = l3;
-    if ((void *)(ip + 1) > end || ip->ihl < 5) return passed();
+    struct iphdr* ip = l3;
+    if ((void*)(ip + 1) > end || ip->ihl < 5) return passed();
     key.addr[10] = 0xff;
     key.addr[11] = 0xff;
     __builtin_memcpy(&key.addr[12], &ip->daddr, 4);
     key.proto = ip->protocol;
     first = (ip->frag_off & bpf_htons(0x1fff)) == 0;
-    l4 = (void *)ip + ip->ihl * 4;
+    l4 = (void*)ip + ip->ihl * 4;
   } else if (proto == bpf_htons(ETH_P_IPV6)) {
-    struct ipv6hdr *ip6 = l3;
-    if ((void *)(ip6 + 1) > end) return passed();
+    struct ipv6hdr* ip6 = l3;
+    if ((void*)(ip6 + 1) > end) return passed();
     __builtin_memcpy(key.addr, &ip6->daddr, 16);
     key.proto = ip6->nexthdr; /* extension headers: userspace parses them */
     l4 = ip6 + 1;
@@ -99,8 +102,8 @@ int flowlb_steer(struct xdp_md *ctx) {
     /* Only errors (which quote a packet of some flow) go to userspace;
      * echo, and NDP on the SNAT address, stay with the kernel. The agent
      * installs an ICMP entry (port 0) for each VIP and SNAT address. */
-    __u8 *type = l4;
-    if (!first || (void *)(type + 1) > end) return passed();
+    __u8* type = l4;
+    if (!first || (void*)(type + 1) > end) return passed();
     int error = key.proto == IPPROTO_ICMP ? (*type == 3 || *type == 11 || *type == 12)
                                           : (*type >= 1 && *type <= 4);
     if (!error) return passed();
@@ -108,7 +111,7 @@ int flowlb_steer(struct xdp_md *ctx) {
   } else {
     key.port = dst_port(l4, end, key.proto, first);
   }
-  struct flowlb_vip_value *v = bpf_map_lookup_elem(&flowlb_vips, &key);
+  struct flowlb_vip_value* v = bpf_map_lookup_elem(&flowlb_vips, &key);
   if (!v && key.proto != IPPROTO_ICMP && key.proto != IPPROTO_ICMPV6) {
     __u16 port = key.port;
     key.port = 0; /* whole-address entries: the SNAT address, VIP fragments */
