@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # flowlb's one entry point. Every command installs what it needs first.
 #   ./flowlb.sh demo    the main job on an embedded default
-#   ./flowlb.sh test    every test: unit + e2e, unit under ASan+UBSan, a bounded fuzz run
+#   ./flowlb.sh test    every test: format, unit + e2e, unit under ASan+UBSan, a bounded fuzz run
 #   ./flowlb.sh build   dependencies + release build into build/
 #   ./flowlb.sh bench core   benchmarks (see bench/run.sh)
 set -euo pipefail
@@ -57,6 +57,13 @@ run_ctest() {  # run_ctest NAME DIR ARGS...: runs ctest, records its counts
 test_all() {
   local rc=0
   build
+  echo "== format (clang-format --dry-run -Werror on every tracked C/C++ file) =="
+  if "$root/scripts/check-format.sh"; then
+    summary+=("format 1 0")
+  else
+    summary+=("format 1 1")
+    rc=1
+  fi
   run_ctest "unit+e2e" "$root/build" -L "unit|e2e" -j"$jobs" || rc=1
 
   echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer =="
