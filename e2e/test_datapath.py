@@ -171,7 +171,8 @@ class DatapathTest(unittest.TestCase):
 
     def test_frames_are_recycled_without_leaks(self):
         self.lab.client("spread", f"http://{NAT_VIP}/id", "20")
-        total = self.lab.metric("flowlb_agent_xsk_frames", state="total")
+        # The workers' UMEM as the metrics report it (refreshed every second).
+        total = self.lab.wait_metric("flowlb_agent_xsk_frames", lambda v: v > 0, state="total")
         free = self.lab.wait_metric("flowlb_agent_xsk_frames", lambda v: v == total, timeout=5,
                                     state="free")
         self.assertGreater(total, 0)
