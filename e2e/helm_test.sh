@@ -26,8 +26,11 @@ for bin in agent controller; do
   flags=$(awk -v c="flowlb-$bin" '$0 ~ "/usr/local/bin/"c {on=1} on && /^ *- --/ {print} on && /^ *(ports|env|resources):/ {on=0}' "$tmp/all.yaml" |
           sed -E 's/^ *- (--[a-z0-9-]+).*/\1/' | sort -u)
   [ -n "$flags" ] || fail "no $bin flags found in the rendered chart"
+  # The help text in a file: piped into grep -q under pipefail, the binary
+  # could die of SIGPIPE once grep had its match, and the flag looked absent.
+  "$build/$bin/flowlb-$bin" --help >"$tmp/help-$bin" 2>&1 || fail "$bin --help failed"
   for flag in $flags; do
-    "$build/$bin/flowlb-$bin" --help | grep -q -- "$flag" && pass "$bin knows $flag" || fail "$bin has no $flag"
+    grep -q -- "$flag" "$tmp/help-$bin" && pass "$bin knows $flag" || fail "$bin has no $flag"
   done
 done
 
