@@ -173,14 +173,21 @@ Status configureDevice(const char* name, uint32_t mtu) {
   struct rtnl_link* link = nullptr;
   int rc = rtnl_link_get_kernel(sk.get(), 0, name, &link);
   if (rc < 0) return Status::error(std::string("no device ") + name + ": " + nl_geterror(rc));
-  struct rtnl_link* change = rtnl_link_alloc();
-  rtnl_link_inet_set_conf(change, IPV4_DEVCONF_RP_FILTER, 0);
-  rtnl_link_inet_set_conf(change, IPV4_DEVCONF_ACCEPT_LOCAL, 1);
-  rtnl_link_inet6_set_addr_gen_mode(change, rtnl_link_inet6_str2addrgenmode("none"));
-  rtnl_link_set_mtu(change, mtu);
-  rtnl_link_set_flags(change, IFF_UP);
-  rc = rtnl_link_change(sk.get(), link, change, 0);
-  rtnl_link_put(change);
+  // Settings first, then up: the kernel applies IFLA_AF_SPEC after the
+  // flags, and a device that comes up first gets its link-local at once.
+  struct rtnl_link* settings = rtnl_link_alloc();
+  rtnl_link_inet_set_conf(settings, IPV4_DEVCONF_RP_FILTER, 0);
+  rtnl_link_inet_set_conf(settings, IPV4_DEVCONF_ACCEPT_LOCAL, 1);
+  rtnl_link_inet6_set_addr_gen_mode(settings, rtnl_link_inet6_str2addrgenmode("none"));
+  rtnl_link_set_mtu(settings, mtu);
+  rc = rtnl_link_change(sk.get(), link, settings, 0);
+  rtnl_link_put(settings);
+  if (rc >= 0) {
+    struct rtnl_link* up = rtnl_link_alloc();
+    rtnl_link_set_flags(up, IFF_UP);
+    rc = rtnl_link_change(sk.get(), link, up, 0);
+    rtnl_link_put(up);
+  }
   rtnl_link_put(link);
   if (rc < 0)
     return Status::error(std::string("cannot configure ") + name + ": " + nl_geterror(rc));

@@ -1,6 +1,7 @@
 """A backend for the lab: says who answered, over TCP (HTTP) and UDP.
 
   GET /id            -> the backend's name
+  GET /client        -> the address the connection came from, as the backend sees it
   GET /bytes/N       -> N deterministic bytes (byte i = (i * 7 + 3) % 256)
   GET /slow/N/MS     -> N bytes in 16 KiB pieces, MS milliseconds apart
   UDP datagram       -> "<name> <datagram>", sent from the address it reached
@@ -29,8 +30,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         parts = self.path.strip("/").split("/")
-        if parts[0] == "id":
-            body = NAME.encode()
+        if parts[0] in ("id", "client"):
+            body = (NAME if parts[0] == "id" else self.client_address[0]).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -2,6 +2,8 @@
 (python3 -m e2e.lab.client, from the repository root).
 
   spread URL N         N sequential connections; prints {"b1": n, ...}
+  get URL              one request; prints the body
+  connect HOST PORT    one TCP connection attempt; prints connected, refused or timeout
   udp HOST PORT TEXT   one datagram; prints the reply
   fetch URL OUT        downloads URL into OUT; prints the backend header first
   raw IFACE DST_MAC    sends malformed frames (see below); prints how many
@@ -25,6 +27,24 @@ def spread(url, n):
             who = r.read().decode()
         counts[who] = counts.get(who, 0) + 1
     print(json.dumps(counts))
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        print(r.read().decode())
+
+
+def connect(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        try:
+            s.connect((host, int(port)))
+            print("connected")
+        except ConnectionRefusedError:
+            print("refused")
+        except (socket.timeout, TimeoutError):
+            print("timeout")
 
 
 def udp(host, port, text):
@@ -99,6 +119,10 @@ def main(argv):
     cmd = argv[1]
     if cmd == "spread":
         spread(argv[2], int(argv[3]))
+    elif cmd == "get":
+        get(argv[2])
+    elif cmd == "connect":
+        connect(argv[2], argv[3])
     elif cmd == "udp":
         udp(argv[2], argv[3], argv[4])
     elif cmd == "fetch":

@@ -11,7 +11,7 @@ P=${2:-flb}
 in_ns() { local ns=$1; shift; ip netns exec "$P-$ns" "$@"; }
 
 down() {
-  for ns in $(ip netns list | awk '{print $1}' | grep -E "^$P-(client|lb|sw|b[0-9])$" || true); do
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^$P-(client|lb|sw|b[0-9]|pod[0-9]|node[0-9])$" || true); do
     # Processes left in the namespace (servers, a crashed agent) go first.
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
@@ -58,6 +58,7 @@ up() {
     in_ns "b$i" ip -6 route add default via fd10:2::1
     # DSR: the backend owns the DSR VIP on lo and never answers ARP for it.
     in_ns "b$i" ip addr add 10.10.100.20/32 dev lo
+    in_ns "b$i" ip -6 addr add fd10:100::20/128 dev lo  # IPv6 answers NS only on the interface: no arp_ignore needed
     in_ns "b$i" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
     in_ns "b$i" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0
     # veth leaves TCP/UDP checksums partial and AF_XDP copy mode loses that

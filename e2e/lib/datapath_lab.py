@@ -70,8 +70,14 @@ def _frozen(kw):
 
 
 class DatapathLab:
-    def __init__(self, prefix=None):
+    """`make_config(generation, **kw)` writes the agent's file (config() by
+    default); `agent_args` are added to the agent's command line; a subclass
+    may add to the topology in before_agent()."""
+
+    def __init__(self, prefix=None, make_config=None, agent_args=()):
         self.p = prefix or lab_prefix("flbe2e")
+        self.make_config = make_config or config
+        self.agent_args = list(agent_args)
         self.tmp = tempfile.mkdtemp(prefix="flowlb-e2e-")
         self.config_path = os.path.join(self.tmp, "agent.yaml")
         self.procs = Processes(self.tmp)
@@ -123,8 +129,21 @@ class DatapathLab:
             wait_until(lambda: self.ns(f"b{i}", "curl", "-s", "-m", "1", f"http://{addr}/id",
                                        check=False) == f"b{i}", 15, f"backend b{i} serving",
                        context=lambda: self.procs.log(f"server-b{i}"))
+        self.before_agent()
         self.write_config()
         self.start_agent()
+
+    def before_agent(self):
+        """Called once the topology and the backends are up, before the agent starts."""
+
+    def start_server(self, name, ns, udp_addrs, port=80):
+        """A lab backend server (e2e/lab/backend_server.py) named `name` in namespace `ns`."""
+        self.procs.start(f"server-{name}", in_ns(self.ns_name(ns), *module(
+            "e2e.lab.backend_server", name, str(port), udp_addrs)))
+        first = udp_addrs.split(",")[0]
+        url = f"http://[{first}]:{port}/id" if ":" in first else f"http://{first}:{port}/id"
+        wait_until(lambda: self.ns(ns, "curl", "-s", "-m", "1", url, check=False) == name, 15,
+                   f"backend {name} serving", context=lambda: self.procs.log(f"server-{name}"))
 
     def down(self):
         self.stop_agent()
@@ -144,7 +163,7 @@ class DatapathLab:
         self.generation += 1
         tmp = self.config_path + ".new"
         with open(tmp, "w") as f:
-            f.write(config(self.generation, **kw))
+            f.write(self.make_config(self.generation, **kw))
         os.replace(tmp, self.config_path)
         self.current = _frozen(kw)
         return self.generation
@@ -157,7 +176,7 @@ class DatapathLab:
         self.procs.start("agent", nsenter(
             self.ns_name("lb"), agent_binary(), "--interface", "l0", "--interface", "l1",
             "--config", self.config_path, "--metrics-address", METRICS,
-            "--conntrack-entries", "65536"))
+            "--conntrack-entries", "65536", *self.agent_args))
 
         def applied():
             if not self.running():
