@@ -26,6 +26,7 @@ TRAFFIC = os.path.join(BUILD, "bench", "xdp_traffic")
 AGENT = os.path.join(BUILD, "agent", "flowlb-agent")
 P = lab_prefix("flbbench")
 VIP = "10.10.100.10"
+POD_VIP = "10.10.100.11"  # NAT to a pod on the LB node: the kernel exception path
 RUNS = int(os.environ.get("FLOWLB_BENCH_RUNS", "3"))
 SECONDS = 2.0
 
@@ -38,12 +39,12 @@ def ns(name, *cmd, **kw):
     return sh("ip", "netns", "exec", f"{P}-{name}", *cmd, **kw)
 
 
-def rate(dst, dport, flows):
+def rate(dst, dport, flows, sink_ns="sw", sink_if="sw-l1"):
     """Median over RUNS of the sink's median 250 ms rate while the generator runs."""
     mac = ns("lb", "cat", "/sys/class/net/l0/address").strip()
     results = []
     for _ in range(RUNS):
-        sink = subprocess.Popen(["ip", "netns", "exec", f"{P}-sw", TRAFFIC, "sink", "sw-l1",
+        sink = subprocess.Popen(["ip", "netns", "exec", f"{P}-{sink_ns}", TRAFFIC, "sink", sink_if,
                                  str(SECONDS + 1.5)], stdout=subprocess.PIPE, text=True)
         time.sleep(0.5)
         ns("client", "taskset", "-c", "0", TRAFFIC, "gen", "c0", mac, "10.10.1.2", dst, str(dport),
@@ -97,6 +98,8 @@ def main():
     agent = None
     topology_up(P)
     try:
+        # A pod on the LB node, reached only through the kernel's exception path.
+        sh(os.path.join(ROOT, "e2e", "lab", "pods.sh"), "up", P)
         ns("lb", "ethtool", "-K", "l0", "gro", "on")  # NAPI for live frames without XDP on l0
         ns("lb", "sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=1", check=False)
         for i in (1, 2, 3):
@@ -136,6 +139,14 @@ services:
       - {{address: 10.10.2.11, port: 53}}
       - {{address: 10.10.2.12, port: 53}}
       - {{address: 10.10.2.13, port: 53}}
+  - name: bench/udp-pod
+    vip: {POD_VIP}
+    port: 53
+    protocol: udp
+    mode: nat
+    idleTimeoutSeconds: 1
+    backends:
+      - {{address: 10.244.1.5, port: 53}}
 """)
         cfg.close()
         agent = subprocess.Popen(["nsenter", f"--net=/run/netns/{P}-lb", AGENT, "--interface", "l0",
@@ -148,6 +159,9 @@ services:
         fl_few = rate(VIP, 53, 16)
         fl_new = rate(VIP, 53, 0)
         fl_p50, fl_p99, _ = rtt()
+        # The same NAT to the pod behind vethpod1: every packet goes through
+        # the agent's TUN device and the kernel (masquerade, routing).
+        fl_kernel = rate(POD_VIP, 53, 16, sink_ns="pod1", sink_if="eth0")
         os.unlink(cfg.name)
         figures += [
             ("kernel_forward_mpps", kernel / 1e6, "Mpps", "cpu0"),
@@ -162,6 +176,8 @@ services:
             ("nftables_rtt_p50_us", nft_p50, "us", "all cpu0"),
             ("nftables_rtt_p99_us", nft_p99, "us", "all cpu0"),
             ("datapath_vs_nftables_rtt_p99_ratio", fl_p99 / nft_p99 if nft_p99 else 0, "ratio", ""),
+            ("datapath_kernel_path_mpps", fl_kernel / 1e6, "Mpps", "worker cpu1, kernel cpu0/1"),
+            ("datapath_kernel_path_vs_direct_ratio", fl_kernel / fl_few if fl_few else 0, "ratio", ""),
         ]
     finally:
         if agent:

@@ -1,8 +1,9 @@
 // Benchmark traffic tool (not part of flowlb):
-//   xdp_traffic gen IFACE DST_MAC SRC_IP DST_IP DPORT SECONDS FLOWS
-//     sends 64-byte UDP frames out of IFACE as fast as the kernel's
-//     live-frames BPF_PROG_RUN allows (FLOWS distinct flows; 0: a new flow
-//     per packet) and prints "sent N pps P".
+//   xdp_traffic gen IFACE DST_MAC SRC_IP DST_IP DPORT SECONDS FLOWS [syn]
+//     sends 64-byte UDP frames (or, with "syn", TCP SYNs: a SYN flood) out
+//     of IFACE as fast as the kernel's live-frames BPF_PROG_RUN allows
+//     (FLOWS distinct flows; 0: a new flow per packet, from ever new source
+//     addresses and ports) and prints "sent N pps P".
 //   xdp_traffic sink IFACE SECONDS
 //     counts and drops what arrives on IFACE (native XDP) and prints the
 //     rate of each 250 ms interval: "rate PPS".
@@ -76,7 +77,7 @@ uint64_t readCounter(struct bpf_object* obj) {
   return sum;
 }
 
-int gen(char** a) {
+int gen(char** a, bool syn) {
   const unsigned ifindex = if_nametoindex(a[0]);
   unsigned mac[6];
   if (ifindex == 0 || sscanf(a[1], "%x:%x:%x:%x:%x:%x", &mac[0], &mac[1], &mac[2], &mac[3], &mac[4],
@@ -93,9 +94,9 @@ int gen(char** a) {
   f[12] = 0x08;
   f[14] = 0x45;
   f[16] = 0;
-  f[17] = 46;  // IP total length
+  f[17] = syn ? 40 : 46;  // IP total length
   f[22] = 64;
-  f[23] = 17;
+  f[23] = syn ? 6 : 17;
   inet_pton(AF_INET, a[2], &f[26]);
   inet_pton(AF_INET, a[3], &f[30]);
   uint32_t sum = 0;
@@ -106,7 +107,15 @@ int gen(char** a) {
   const int dport = atoi(a[4]);
   f[36] = static_cast<uint8_t>(dport >> 8);
   f[37] = static_cast<uint8_t>(dport);
-  f[39] = 26;  // UDP length
+  if (syn) {
+    f[38] = 0x5a;    // sequence number, some bytes
+    f[46] = 5 << 4;  // data offset
+    f[47] = 0x02;    // SYN (the TCP checksum is not kept valid: a flood)
+    f[48] = 0xff;
+    f[49] = 0xff;  // window
+  } else {
+    f[39] = 26;  // UDP length
+  }
   struct bpf_object* obj = open(static_cast<uint32_t>(atoi(a[6])), f);
   if (obj == nullptr) {
     fprintf(stderr, "cannot load %s\n", objectPath().c_str());
@@ -173,11 +182,14 @@ int sink(char** a, const char* program = "flowlb_sink") {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 9 && std::string(argv[1]) == "gen") return gen(argv + 2);
+  if (argc == 9 && std::string(argv[1]) == "gen") return gen(argv + 2, false);
+  if (argc == 10 && std::string(argv[1]) == "gen" && std::string(argv[9]) == "syn") {
+    return gen(argv + 2, true);
+  }
   if (argc == 4 && std::string(argv[1]) == "sink") return sink(argv + 2);
   if (argc == 4 && std::string(argv[1]) == "pass") return sink(argv + 2, "flowlb_pass");
   fprintf(stderr,
-          "usage: xdp_traffic gen IFACE DST_MAC SRC_IP DST_IP DPORT SECONDS FLOWS\n"
+          "usage: xdp_traffic gen IFACE DST_MAC SRC_IP DST_IP DPORT SECONDS FLOWS [syn]\n"
           "       xdp_traffic sink|pass IFACE SECONDS\n");
   return 2;
 }

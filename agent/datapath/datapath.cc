@@ -1,5 +1,6 @@
 #include "agent/datapath/datapath.h"
 
+#include <malloc.h>
 #include <net/if.h>
 #include <spdlog/spdlog.h>
 
@@ -224,6 +225,7 @@ Result<ApplyReport> Datapath::apply(const DesiredState& desired, const SnatConfi
   saveRegistry();
   steering_keys_ = keys.size();
   snapshots_->publish(outcome->snapshot);
+  trim_pending_ = true;
   if (&desired != &desired_) desired_ = desired;
   if (&snat != &snat_) snat_ = snat;
   for (const std::string& d : outcome->drained) spdlog::info("event=drained backend=\"{}\"", d);
@@ -249,7 +251,12 @@ void Datapath::poll(int timeout_ms) {
       spdlog::error("event=rebuild_failed msg=\"{}\"", r.error());
     }
   }
-  snapshots_->reclaim();
+  if (snapshots_->reclaim() == 0 && trim_pending_) {
+    // The replaced snapshot (and whatever parsing the state took) is free
+    // now: give the pages back rather than keep the peak for good.
+    malloc_trim(0);
+    trim_pending_ = false;
+  }
 }
 
 DatapathStatus Datapath::status() const {

@@ -103,6 +103,7 @@ class Datapath {
   SnapshotBuilder builder_;
   size_t steering_keys_ = 0;
   StateAdoption adoption_;
+  bool trim_pending_ = false;  // a snapshot was replaced: return its memory once reclaimed
   struct Queue {
     std::unique_ptr<Umem> umem;
     std::vector<std::unique_ptr<XskSocket>> sockets;

@@ -1,8 +1,9 @@
 /* Benchmark traffic programs (not part of flowlb).
  * flowlb_gen: run by BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on a
- *   template UDP frame; sets the UDP source port (and, for a new flow per
- *   packet, the low bytes of the source address) from a counter, clears
- *   the UDP checksum (IPv4 allows 0) and transmits the frame (XDP_TX).
+ *   template UDP (or TCP SYN) frame; sets the source port (and, for a new
+ *   flow per packet, the low bytes of the source address) from a counter
+ *   and transmits the frame (XDP_TX). The UDP checksum is 0 (IPv4 allows
+ *   it); a SYN's is left stale (a flood).
  * flowlb_sink: counts and drops the generated traffic (UDP to port 53).
  * flowlb_pass: passes everything to the kernel. */
 /* libbpf's headers use the kernel's types, so they come last. */
