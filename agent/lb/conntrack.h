@@ -187,6 +187,12 @@ class ConnTrack {
   FlowEntry* insert(const FlowKey& k, uint64_t hash, uint32_t now_ms, uint32_t protect = kNoPeer);
   // Frees the entry and its linked peer.
   void erase(FlowEntry* e);
+  // The same, counted as an eviction of a flow that never saw an answer
+  // (its SNAT port was needed by a new flow).
+  void evictUnanswered(FlowEntry* e) {
+    ++stats_.evictions[static_cast<size_t>(EvictReason::kUnanswered)];
+    erase(e);
+  }
   // Links two entries so that they live and die together.
   void link(FlowEntry* a, FlowEntry* b);
 

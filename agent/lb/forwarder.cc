@@ -260,16 +260,38 @@ bool Forwarder::allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, 
   // along the runs of busy ports that a loaded range builds up.
   uint64_t h = flowHash(t, config_.conntrack_seed);
   const uint32_t attempts = std::min(config_.snat_port_attempts, slice);
+  // When every port tried is taken, the oldest holder that never saw an
+  // answer gives its port up: a flood of new flows (a SYN flood) would
+  // otherwise hold the ports of a backend until they time out and starve
+  // every new flow, while flows in use are never taken from.
+  FlowEntry* victim = nullptr;
+  uint16_t victim_port = 0;
+  uint32_t victim_age = 0;
   for (uint32_t i = 0; i < attempts; ++i, h = mix64(h + i)) {
     rt.dport = static_cast<uint16_t>(lo + ((h >> 32) * slice >> 32));
     *reply_key = makeFlowKey(rt, FlowKind::kNatReply);
     *reply_hash = conntrack_.hash(*reply_key);
-    if (conntrack_.find(*reply_key, *reply_hash, now_ms) == nullptr) {
+    FlowEntry* held = conntrack_.find(*reply_key, *reply_hash, now_ms);
+    if (held == nullptr) {
       *port = rt.dport;
       return true;
     }
+    if (held->peer == kNoPeer) continue;
+    const FlowEntry& holder = *conntrack_.at(held->peer);
+    const uint32_t age = now_ms - holder.last_seen_ms;
+    if (!(holder.flags & kFlowAnswered) && (victim == nullptr || age > victim_age)) {
+      victim = held;
+      victim_port = rt.dport;
+      victim_age = age;
+    }
   }
-  return false;
+  if (victim == nullptr) return false;
+  conntrack_.evictUnanswered(victim);
+  rt.dport = victim_port;
+  *port = victim_port;
+  *reply_key = makeFlowKey(rt, FlowKind::kNatReply);
+  *reply_hash = conntrack_.hash(*reply_key);
+  return true;
 }
 
 Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, int32_t si,

@@ -731,3 +731,43 @@ TEST_F(ProxyProtocolTest, AFlowPickedUpMidStreamIsDroppedNotCorrupted) {
 
 }  // namespace
 }  // namespace flowlb::agent
+
+namespace flowlb::agent {
+namespace {
+
+// Issue 15.3: a SYN flood must not hold a backend's SNAT ports until they
+// time out: a new flow takes the port of the oldest flow that never saw an
+// answer, and never one from a flow in use.
+TEST_F(ForwarderTest, AFloodOfUnansweredFlowsNeverStarvesNewFlowsOfSnatPorts) {
+  snat_.port_min = 61000;
+  snat_.port_max = 61015;  // 16 ports, shared by the web backends
+  rebuild();
+  // An established flow (its backend answered).
+  auto syn = tcp("203.0.113.1", 50000, "192.0.2.10", 80, kTcpSyn);
+  ASSERT_EQ(run(syn).kind, ActionKind::kTransmit);
+  const FlowTuple nat = sent(syn);
+  FrameSpec reply;
+  reply.tuple = FlowTuple{nat.dst, nat.src, nat.dport, nat.sport, kProtoTCP};
+  reply.tcp_flags = kTcpSyn | kTcpAck;
+  auto r = buildFrame(reply);
+  ASSERT_EQ(run(r).kind, ActionKind::kTransmit);
+  // A flood: far more SYNs than ports, from ever new sources.
+  size_t sent_ok = 0;
+  for (uint32_t i = 0; i < 2000; ++i) {
+    now_ms_ += 1;
+    const std::string src = "198.18." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
+    auto f = tcp(src.c_str(), 40000, "192.0.2.10", 80, kTcpSyn);
+    sent_ok += run(f).kind == ActionKind::kTransmit;
+  }
+  EXPECT_GT(sent_ok, 1900u);  // new flows keep getting ports
+  EXPECT_GT(fwd_.conntrack().stats().evictions[static_cast<size_t>(EvictReason::kUnanswered)], 0u);
+  // The established flow still has its port: its reply is translated.
+  reply.tcp_flags = kTcpAck;
+  auto data = buildFrame(reply);
+  const Action a = run(data);
+  EXPECT_EQ(a.kind, ActionKind::kTransmit);
+  EXPECT_TRUE(a.reply);
+}
+
+}  // namespace
+}  // namespace flowlb::agent

@@ -4,6 +4,8 @@
   spread URL N         N sequential connections; prints {"b1": n, ...}
   get URL              one request; prints the body
   connect HOST PORT    one TCP connection attempt; prints connected, refused or timeout
+  keepalive URL N MS   N requests on one HTTP/1.1 connection, MS milliseconds apart;
+                       prints each answer as it comes; fails if one fails
   udp HOST PORT TEXT   one datagram; prints the reply
   fetch URL OUT        downloads URL into OUT; prints the backend header first
   raw IFACE DST_MAC    sends malformed frames (see below); prints how many
@@ -45,6 +47,23 @@ def connect(host, port):
             print("refused")
         except (socket.timeout, TimeoutError):
             print("timeout")
+
+
+def keepalive(url, n, pause_ms):
+    import http.client
+    host = url.split("/")[2]
+    path = "/" + url.split("/", 3)[3]
+    conn = http.client.HTTPConnection(host.strip("[]") if host.startswith("[") else host,
+                                      timeout=10)
+    for _ in range(n):
+        conn.request("GET", path)
+        r = conn.getresponse()
+        body = r.read().decode()
+        if r.status != 200:
+            sys.exit(f"status {r.status}")
+        print(body, flush=True)
+        time.sleep(pause_ms / 1000)
+    conn.close()
 
 
 def udp(host, port, text):
@@ -123,6 +142,8 @@ def main(argv):
         get(argv[2])
     elif cmd == "connect":
         connect(argv[2], argv[3])
+    elif cmd == "keepalive":
+        keepalive(argv[2], int(argv[3]), int(argv[4]))
     elif cmd == "udp":
         udp(argv[2], argv[3], argv[4])
     elif cmd == "fetch":
