@@ -188,14 +188,17 @@ class ClusterTest(unittest.TestCase):
         try:
             c.start_download("client-move", f"http://{DSR_VIP}/slow/{1 << 20}/40")
             c.wait_downloading("client-move")  # established through lb1, mid-flow
-            before = c.metric(other, AGENT_METRICS, "flowlb_agent_service_packets_total")
+            # (No series yet if that node has forwarded nothing so far.)
+            before = c.metric(other, AGENT_METRICS, "flowlb_agent_service_packets_total",
+                              default=0)
             # The client's path changes (as ECMP or an announcer change would do).
             c.ns("client", "ip", "neigh", "replace", DSR_VIP, "lladdr", c.mac(other), "dev", "c0",
                  "nud", "permanent")
             self.assertDownloaded("client-move", 1 << 20)
             after = wait_until(
                 lambda: (lambda v: v - before > 20 and v)(
-                    c.metric(other, AGENT_METRICS, "flowlb_agent_service_packets_total")),
+                    c.metric(other, AGENT_METRICS, "flowlb_agent_service_packets_total",
+                             default=0)),
                 5, f"{other} counting the moved flow's packets")
             self.assertGreater(after - before, 20, "the second node did not carry the flow")
         finally:

@@ -239,6 +239,7 @@ class Cluster:
                        timeout=10)
 
     def metric(self, ns, port, name, **labels):
+        """A metric's value (`default=` for a counter that may not exist yet)."""
         return prom.value(self.metrics(ns, port), name, **labels)
 
     def agents_connected(self):

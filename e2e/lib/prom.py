@@ -60,9 +60,15 @@ def select(samples, name, **labels):
             if s.name == name and all(s.labels.get(k) == v for k, v in want.items())]
 
 
-def value(samples, name, **labels):
-    """The sum of the matching series; MetricAbsent if there is none."""
+_REQUIRED = object()
+
+
+def value(samples, name, default=_REQUIRED, **labels):
+    """The sum of the matching series; MetricAbsent if there is none, unless a
+    `default` is given (a counter that has not counted anything yet)."""
     found = select(samples, name, **labels)
     if not found:
+        if default is not _REQUIRED:
+            return default
         raise MetricAbsent(f"no series {name}{labels or ''}")
     return sum(s.value for s in found)
