@@ -209,7 +209,12 @@ class PodNetworkTest(unittest.TestCase):
 
     def kernel_state(self):
         """Policy rules, routes of every table, the nftables ruleset and the
-        names of the devices (not their indexes, which a new device changes)."""
+        names of the devices (not their indexes, which a new device changes).
+        Taken once no IPv6 address is still in duplicate address detection:
+        the kernel adds a link's fe80:: routes only when that ends, which
+        for a device the lab has just made can be after the first look."""
+        wait_until(lambda: not self.lab.ns("lb", "ip", "-6", "addr", "show", "tentative").strip(),
+                   10, "IPv6 duplicate address detection finished in the LB namespace")
         text = self.lab.ns("lb", "sh", "-c",
                            "ip rule; ip -6 rule; ip route show table all; "
                            "ip -6 route show table all; nft list ruleset; "
