@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -30,6 +31,8 @@
 #include "agent/packet/builder.h"
 #include "agent/packet/packet.h"
 #include "agent/source/file_watch.h"
+#include "common/cli.h"
+#include "common/health.h"
 
 namespace {
 
@@ -45,7 +48,7 @@ struct Flags {
   std::string xdp_mode = "auto";
   std::string bind_mode = "auto";
   std::string poll_mode = "wakeup";
-  std::string cpus;
+  std::vector<int> cpus;
   uint32_t queues = 1;
   uint32_t umem_frames = 8192;
   std::string bpf_object;
@@ -66,6 +69,7 @@ struct Flags {
   std::vector<std::string> announce_interfaces;
   std::string metrics_address = "0.0.0.0:9464";
   std::string log_level = "info";
+  std::string interface_choice;  // how the interfaces were chosen (shown in /readyz)
 };
 
 void printSnapshot(const Snapshot& snap) {
@@ -193,13 +197,10 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   dc.kernel_path = f.kernel_path;
   dc.state_dir = f.state_dir;
   dc.snat = initial.snat;
-  dc.kernel.mark = static_cast<uint32_t>(std::stoul(f.kernel_path_mark, nullptr, 0));
+  dc.kernel.mark = static_cast<uint32_t>(std::strtoul(f.kernel_path_mark.c_str(), nullptr, 0));
   dc.kernel.table = f.kernel_path_table;
   dc.kernel.rule_priority = f.kernel_path_rule_priority;
-  std::stringstream cpus(f.cpus);
-  for (std::string c; std::getline(cpus, c, ',');) {
-    if (!c.empty()) dc.cpus.push_back(std::stoi(c));
-  }
+  dc.cpus = f.cpus;
 
   struct sigaction sa {};
   sa.sa_handler = onSignal;
@@ -207,7 +208,38 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
 
-  auto metrics = AgentMetrics::serve(f.metrics_address);
+  // /healthz: the main loop turns. /readyz: XDP attached and a desired
+  // state applied (with a controller: its first one).
+  HealthChecks health;
+  std::atomic<int64_t> heartbeat_ms{0};
+  std::atomic<bool> attached{false};
+  std::atomic<uint64_t> applied_generation{0};
+  std::atomic<bool> applied{link == nullptr};
+  const auto nowMs = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  heartbeat_ms = nowMs();
+  health.add("main-loop", [&heartbeat_ms, nowMs] {
+    const int64_t age = nowMs() - heartbeat_ms.load();
+    return age > 10000 ? HealthCheck::fail("main loop stuck for " + std::to_string(age) + "ms")
+                       : HealthCheck::pass();
+  });
+  std::string ifaces;
+  for (const std::string& i : f.interfaces) ifaces += (ifaces.empty() ? "" : ",") + i;
+  health.addReadiness("xdp", [&attached, ifaces] {
+    return attached ? HealthCheck::pass("attached to " + ifaces)
+                    : HealthCheck::fail("not attached to " + ifaces + " yet");
+  });
+  health.addReadiness("desired-state", [&applied, &applied_generation] {
+    return applied ? HealthCheck::pass("generation " + std::to_string(applied_generation.load()))
+                   : HealthCheck::fail("no desired state from the controller applied yet");
+  });
+  if (!f.interface_choice.empty()) {
+    health.addReadiness("interfaces", [c = f.interface_choice] { return HealthCheck::pass(c); });
+  }
+  auto metrics = AgentMetrics::serve(f.metrics_address, &health);
   if (!metrics) {
     spdlog::error("event=start reason=metrics msg=\"{}\"", metrics.error());
     return 1;
@@ -225,6 +257,8 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   logApplyReport(*first_apply, first_apply->errors);
   (*metrics)->configReload(true);
   (*metrics)->refusedServices(first_apply->errors);
+  attached = true;
+  applied_generation = initial.desired.generation;
   std::unique_ptr<L2Announcer> announcer;
   const auto vipsOf = [](const DesiredState& d) {
     std::vector<IpAddr> vips;
@@ -260,6 +294,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   auto last_health = last_update;
   bool healthy = true;
   while (!g_stop.load()) {
+    heartbeat_ms = nowMs();
     (*dp)->poll(link ? 5 : 100);
     const auto now = std::chrono::steady_clock::now();
     if (link) {
@@ -283,6 +318,8 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
               next->desired.generation, next->desired.services.size(), ack.errors.size(), backends,
               next->announce.size());
           logApplyReport(*report, ack.errors);
+          applied_generation = next->desired.generation;
+          applied = true;
         } else {
           spdlog::error("event=desired_state_rejected generation={} msg=\"{}\" previous=kept",
                         next->desired.generation, report.error());
@@ -328,6 +365,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
                      report->errors.size());
         logApplyReport(*report, report->errors);
         (*metrics)->refusedServices(report->errors);
+        applied_generation = next->desired.generation;
         if (announcer) announcer->setVips(vipsOf(next->desired));
         if (next->announce_interfaces != initial.announce_interfaces) {
           spdlog::warn("event=config_warning msg=\"announce interfaces change on restart only\"");
@@ -415,6 +453,11 @@ int runWithController(const Flags& f) {
   } else {
     o.node_name = f.node_name;
   }
+  if (o.plaintext) {
+    spdlog::warn(
+        "event=insecure_controller_link reason=plaintext msg=\"no TLS to the controller: the "
+        "desired state is not authenticated. Use it for tests and labs only\"");
+  }
   auto link = ControllerLink::start(o, 0);
   if (!link) {
     spdlog::error("event=start reason=controller_link msg=\"{}\"", link.error());
@@ -430,6 +473,7 @@ int runWithController(const Flags& f) {
 int main(int argc, char** argv) {
   CLI::App app{"flowlb-agent: forwards VIP traffic on this node (Maglev + conntrack)"};
   Flags f;
+  addVersionFlag(app, "flowlb-agent");
   app.add_option("--config", f.config,
                  "Standalone configuration (YAML or JSON): virtual services, backends, SNAT")
       ->check(CLI::ExistingFile);
@@ -449,7 +493,16 @@ int main(int argc, char** argv) {
                  "Workers: 'busy' polls without sleeping (one core each, lowest latency); "
                  "'wakeup' sleeps when idle")
       ->check(CLI::IsMember({"busy", "wakeup"}));
-  app.add_option("--cpus", f.cpus, "Comma-separated CPUs to pin workers to, in queue order");
+  app.add_option("--cpus", f.cpus, "Comma-separated CPUs to pin workers to, in queue order")
+      ->delimiter(',')
+      ->check(CLI::Validator(
+          [](std::string& c) -> std::string {
+            return !c.empty() && c.size() <= 4 &&
+                           c.find_first_not_of("0123456789") == std::string::npos
+                       ? ""
+                       : "'" + c + "' is not a CPU number";
+          },
+          "CPU"));
   app.add_option("--queues", f.queues, "Receive queues (one worker each) per interface")
       ->check(CLI::Range(1, 16));
   app.add_option("--umem-frames", f.umem_frames, "4 KiB UMEM frames per worker")
@@ -466,7 +519,17 @@ int main(int argc, char** argv) {
                  "devices, and take their replies back (true/false)");
   app.add_option("--kernel-path-mark", f.kernel_path_mark,
                  "Packet/conntrack mark bit of kernel-path flows (the next bit asks for source "
-                 "NAT); keep it clear of the marks your CNI and kube-proxy use");
+                 "NAT); keep it clear of the marks your CNI and kube-proxy use")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            char* end = nullptr;
+            errno = 0;
+            const unsigned long long x = std::strtoull(v.c_str(), &end, 0);
+            return !v.empty() && errno == 0 && *end == '\0' && x > 0 && x <= 0x7fffffffull
+                       ? ""
+                       : "'" + v + "' is not a mark (a number like 0x1000)";
+          },
+          "MARK"));
   app.add_option("--kernel-path-table", f.kernel_path_table,
                  "Routing table that sends kernel-path replies back to the agent")
       ->check(CLI::Range(1u, 0xfffffff0u));
@@ -491,7 +554,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0u, 86400u));
   auto* ctl = app.add_option("--controller-address", f.controller_address,
                              "flowlb-controller gRPC address host:port: take the desired state "
-                             "from the controller (instead of --config)");
+                             "from the controller (instead of --config)")
+                  ->check(hostPortValidator());
   auto* cert = app.add_option("--tls-cert", f.tls_cert,
                               "Client certificate for the controller link (PEM, mutual TLS)")
                    ->check(CLI::ExistingFile);
@@ -501,7 +565,8 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   cert->needs(key);
   key->needs(cert);
-  app.add_flag("--plaintext", f.plaintext, "Talk to the controller without TLS (explicit opt-in)");
+  app.add_flag("--plaintext", f.plaintext,
+               "Talk to the controller without TLS (explicit opt-in; tests and labs only)");
   app.add_option("--snat-ipv4", f.snat_v4,
                  "With --controller-address: this node's IPv4 source address for NAT flows");
   app.add_option("--snat-ipv6", f.snat_v6,
@@ -511,10 +576,13 @@ int main(int argc, char** argv) {
                  "With --controller-address: answer ARP/NDP on this interface for the VIPs the "
                  "controller has this node announce (repeatable)");
   ctl->excludes(app.get_option("--config"));
-  app.add_option("--metrics-address", f.metrics_address, "Prometheus metrics listen address");
+  app.add_option("--metrics-address", f.metrics_address,
+                 "Listen address of /metrics, /healthz and /readyz (HOST:PORT; the chart binds "
+                 "0.0.0.0 or the node IP)")
+      ->check(hostPortValidator());
   app.add_option("--log-level", f.log_level, "Log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = parseCommandLine(app, argc, argv); rc >= 0) return rc;
   spdlog::set_level(spdlog::level::from_str(f.log_level));
 
   if (!f.controller_address.empty()) {

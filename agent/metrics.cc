@@ -3,6 +3,7 @@
 #include <prometheus/family.h>
 
 #include "agent/bpf/flowlb_abi.h"
+#include "common/endpoints.h"
 
 namespace flowlb::agent {
 namespace {
@@ -14,15 +15,12 @@ auto& family(Builder b, const char* name, const char* help, prometheus::Registry
 
 }  // namespace
 
-Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& address) {
+Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& address,
+                                                          const HealthChecks* health) {
   std::unique_ptr<AgentMetrics> m(new AgentMetrics());
-  try {
-    m->exposer_ = std::make_unique<prometheus::Exposer>(address);
-  } catch (const std::exception& e) {
-    return Status::error("cannot serve metrics on " + address + ": " + e.what());
-  }
   m->registry_ = std::make_shared<prometheus::Registry>();
   auto& r = *m->registry_;
+  registerBuildInfo(r, "agent");
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   m->service_packets_ = &family(BuildCounter(), "flowlb_agent_service_packets_total",
@@ -108,7 +106,15 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
                                .Help("Seconds since the last desired state from the controller")
                                .Register(r)
                                .Add({});
-  m->exposer_->RegisterCollectable(m->registry_);
+  m->interface_ = &family(BuildGauge(), "flowlb_agent_interface_info",
+                          "Interfaces in use (1), by role (xdp, announce) and how they were "
+                          "chosen (flag, detected)",
+                          r);
+  HttpServerOptions o;
+  o.address = address;
+  auto server = serveEndpoints(o, m->registry_, health);
+  if (!server) return Status::error("cannot serve metrics on " + address + ": " + server.error());
+  m->server_ = std::move(*server);
   return m;
 }
 
@@ -128,6 +134,13 @@ void AgentMetrics::controllerLink(bool connected, uint64_t resets, double since_
   link_connected_->Set(connected ? 1 : 0);
   setCounter(*link_resets_, static_cast<double>(resets));
   link_since_update_->Set(since_update_s);
+}
+
+void AgentMetrics::interfaces(const std::vector<std::pair<std::string, std::string>>& name_and_role,
+                              const std::string& source) {
+  for (const auto& [name, role] : name_and_role) {
+    interface_->Add({{"interface", name}, {"role", role}, {"source", source}}).Set(1);
+  }
 }
 
 void AgentMetrics::configReload(bool ok) {

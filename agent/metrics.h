@@ -1,10 +1,10 @@
 // The agent's Prometheus metrics, declared in one place and served on
-// --metrics-address. Values are copied from the datapath's status once per
-// update(); the workers never touch prometheus-cpp.
+// --metrics-address with /healthz and /readyz (common/endpoints.h). Values
+// are copied from the datapath's status once per update(); the workers never
+// touch prometheus-cpp.
 #pragma once
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
@@ -13,13 +13,17 @@
 
 #include "agent/announce/l2_announcer.h"
 #include "agent/datapath/datapath.h"
+#include "common/health.h"
+#include "common/http_server.h"
 #include "common/status.h"
 
 namespace flowlb::agent {
 
 class AgentMetrics {
  public:
-  static Result<std::unique_ptr<AgentMetrics>> serve(const std::string& address);
+  // `health` backs /healthz and /readyz; it must outlive the metrics.
+  static Result<std::unique_ptr<AgentMetrics>> serve(const std::string& address,
+                                                     const HealthChecks* health);
 
   void update(const DatapathStatus& st);
   void update(const AnnouncerStats& st);
@@ -29,13 +33,16 @@ class AgentMetrics {
   void refusedServices(const std::vector<ServiceError>& refused);
   // The controller link: connected, streams ended, seconds since the last desired state.
   void controllerLink(bool connected, uint64_t resets, double since_update_s);
+  // The interfaces in use and how they were chosen (flag or detected).
+  void interfaces(const std::vector<std::pair<std::string, std::string>>& name_and_role,
+                  const std::string& source);
 
  private:
   AgentMetrics() = default;
   static void setCounter(prometheus::Counter& c, double value);
 
-  std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<HttpServer> server_;
   prometheus::Family<prometheus::Counter>* service_packets_ = nullptr;
   prometheus::Family<prometheus::Counter>* service_bytes_ = nullptr;
   prometheus::Family<prometheus::Counter>* service_new_flows_ = nullptr;
@@ -66,6 +73,7 @@ class AgentMetrics {
   prometheus::Gauge* link_connected_ = nullptr;
   prometheus::Counter* link_resets_ = nullptr;
   prometheus::Gauge* link_since_update_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* interface_ = nullptr;
 };
 
 }  // namespace flowlb::agent

@@ -3,8 +3,9 @@
 // Kubernetes API (--source=kubernetes: informers, Service status, Events,
 // IPPool status, leader election) and a directory of YAML (--source=dir:PATH:
 // allocations kept in a status file, Events logged). --dump-state prints
-// every node's desired state. The gRPC server that streams desired state to
-// agents is still to come.
+// every node's desired state. The gRPC server streams each node's desired
+// state to its agent. /metrics, /healthz and /readyz are served on
+// --metrics-address.
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -18,6 +19,8 @@
 #include <random>
 #include <thread>
 
+#include "common/cli.h"
+#include "common/health.h"
 #include "controller/config/annotations.h"
 #include "controller/grpc/sync_server.h"
 #include "controller/k8s/kube_controller.h"
@@ -39,6 +42,7 @@ struct Flags {
   std::string lease_name = "flowlb-controller";
   std::string tls_cert, tls_key, tls_ca;
   bool plaintext = false;
+  bool allow_unauthenticated_agents = false;
   std::string log_level = "info";
   std::string status_file;
   bool once = false;
@@ -142,9 +146,36 @@ bool reconcileDirectory(const Flags& f, const std::string& dir, const Reconciler
 std::unique_ptr<SyncServer> startSyncServer(const Flags& f, std::function<bool()> is_leader,
                                             bool* failed);
 
+// Liveness: the main loop turns (a wedged loop gets the pod restarted).
+void addLoopCheck(HealthChecks& health, const std::atomic<int64_t>& heartbeat_ms) {
+  health.add("main-loop", [&heartbeat_ms] {
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    const int64_t age = now - heartbeat_ms.load();
+    if (age > 10000) return HealthCheck::fail("main loop stuck for " + std::to_string(age) + "ms");
+    return HealthCheck::pass();
+  });
+}
+
+void beat(std::atomic<int64_t>& heartbeat_ms) {
+  heartbeat_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now().time_since_epoch())
+                     .count();
+}
+
 int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig& cfg) {
   std::unique_ptr<SyncServer> server;
   std::unique_ptr<ControllerMetrics> metrics;
+  HealthChecks health;
+  std::atomic<int64_t> heartbeat_ms{0};
+  std::atomic<bool> reconciled{false};
+  beat(heartbeat_ms);
+  addLoopCheck(health, heartbeat_ms);
+  health.addReadiness("source", [&reconciled, dir] {
+    return reconciled ? HealthCheck::pass("dir:" + dir)
+                      : HealthCheck::fail("dir:" + dir + " not reconciled yet");
+  });
   if (!f.once) {
     bool failed = false;
     server = startSyncServer(f, nullptr, &failed);
@@ -154,7 +185,7 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
           "event=grpc_disabled msg=\"no agent link: give --tls-cert/--tls-key or "
           "--plaintext to serve agents\"");
     } else {
-      auto m = ControllerMetrics::serve(f.metrics_address);
+      auto m = ControllerMetrics::serve(f.metrics_address, &health);
       if (!m) {
         spdlog::error("event=start reason=metrics msg=\"{}\"", m.error());
         return 2;
@@ -164,6 +195,7 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
     }
   }
   if (!reconcileDirectory(f, dir, cfg, server.get())) return 1;
+  reconciled = true;
   if (f.once) return 0;
   const int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   if (fd < 0 ||
@@ -178,6 +210,7 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
   sigaction(SIGINT, &sa, nullptr);
   spdlog::info("event=watching dir={}", dir);
   while (!g_stop.load()) {
+    beat(heartbeat_ms);
     if (metrics)
       metrics->updateAgents(server->agents(), server->generation(), server->streamResets());
     struct pollfd p = {fd, POLLIN, 0};
@@ -201,6 +234,17 @@ std::unique_ptr<SyncServer> startSyncServer(const Flags& f, std::function<bool()
                                             bool* failed) {
   *failed = false;
   if (f.tls_cert.empty() && !f.plaintext) return nullptr;
+  if (f.plaintext) {
+    spdlog::warn(
+        "event=insecure_agent_link reason=plaintext msg=\"the gRPC link has no TLS: anyone who "
+        "can reach {} can read every node's state and speak for any node. Use it for tests and "
+        "labs only\"",
+        f.grpc_address);
+  } else if (f.tls_ca.empty()) {
+    spdlog::warn(
+        "event=insecure_agent_link reason=unauthenticated_agents msg=\"TLS without --tls-ca: "
+        "agents are not authenticated (--allow-unauthenticated-agents)\"");
+  }
   SyncServerOptions o;
   o.address = f.grpc_address;
   o.plaintext = f.plaintext;
@@ -237,7 +281,21 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
     spdlog::error("event=start reason=no_api_config msg=\"{}\"", cluster.error());
     return 2;
   }
-  auto metrics = ControllerMetrics::serve(f.metrics_address);
+  HealthChecks health;
+  std::atomic<int64_t> heartbeat_ms{0};
+  beat(heartbeat_ms);
+  addLoopCheck(health, heartbeat_ms);
+  std::atomic<k8s::KubeController*> self{nullptr};
+  // Ready once every informer has listed: before that, the desired state
+  // would be built from a partial cache.
+  health.addReadiness("informers-synced", [&self] {
+    k8s::KubeController* c = self.load();
+    if (c == nullptr || !c->synced()) {
+      return HealthCheck::fail("Services, EndpointSlices, Nodes and IPPools not all listed yet");
+    }
+    return HealthCheck::pass(c->isLeader() ? "leader" : "follower");
+  });
+  auto metrics = ControllerMetrics::serve(f.metrics_address, &health);
   if (!metrics) {
     spdlog::error("event=start reason=metrics msg=\"{}\"", metrics.error());
     return 2;
@@ -264,7 +322,6 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
   o.watch_timeout_max_s = f.watch_timeout_s * 2;
   o.writers = f.writers;
   const bool dump = f.dump_state;
-  std::atomic<k8s::KubeController*> self{nullptr};
   bool failed = false;
   std::unique_ptr<SyncServer> server = startSyncServer(
       f,
@@ -294,6 +351,7 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
   self.store(&controller);
   controller.start();
   while (!g_stop.load()) {
+    beat(heartbeat_ms);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (server) {
       (*metrics)->updateAgents(server->agents(), server->generation(), server->streamResets());
@@ -301,23 +359,9 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
   }
   spdlog::info("event=stopping");
   server.reset();  // agents reconnect to the next leader
+  self.store(nullptr);
   controller.stop();
   return 0;
-}
-
-// host:port with a numeric port, or [v6]:port.
-CLI::Validator hostPort() {
-  return CLI::Validator(
-      [](std::string& s) -> std::string {
-        const auto colon = s.rfind(':');
-        if (colon == std::string::npos || colon + 1 == s.size()) return "expected host:port";
-        const auto port = s.substr(colon + 1);
-        if (port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535) {
-          return "port '" + port + "' is not a number in 0..65535";
-        }
-        return {};
-      },
-      "HOST:PORT");
 }
 
 }  // namespace
@@ -325,6 +369,7 @@ CLI::Validator hostPort() {
 int main(int argc, char** argv) {
   CLI::App app{"flowlb-controller: allocates LoadBalancer VIPs and programs flowlb agents"};
   Flags f;
+  addVersionFlag(app, "flowlb-controller");
   app.add_option("--source", f.source,
                  "Where Services, EndpointSlices and IPPools come from: 'kubernetes' (the API "
                  "server) or 'dir:PATH' (a directory of Kubernetes YAML, watched for changes)")
@@ -341,9 +386,9 @@ int main(int argc, char** argv) {
                "Also serve LoadBalancer Services that set no spec.loadBalancerClass");
   app.add_option("--load-balancer-class", f.lb_class, "spec.loadBalancerClass served");
   app.add_option("--grpc-address", f.grpc_address, "Listen address for agents' Sync streams")
-      ->check(hostPort());
+      ->check(hostPortValidator());
   app.add_option("--metrics-address", f.metrics_address, "Prometheus metrics listen address")
-      ->check(hostPort());
+      ->check(hostPortValidator());
   app.add_option("--leader-elect", f.leader_elect,
                  "Elect a leader through a coordination.k8s.io Lease (only it writes)");
   app.add_option("--lease-namespace", f.lease_namespace, "Namespace of the leader Lease");
@@ -357,8 +402,13 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   cert->needs(key);
   key->needs(cert);
-  app.add_flag("--plaintext", f.plaintext, "Serve the gRPC link without TLS (explicit opt-in)")
+  app.add_flag("--plaintext", f.plaintext,
+               "Serve the gRPC link without TLS (explicit opt-in; tests and labs only: any "
+               "client can speak for any node)")
       ->excludes(cert);
+  app.add_flag("--allow-unauthenticated-agents", f.allow_unauthenticated_agents,
+               "With --tls-cert but no --tls-ca: accept agents without a client certificate "
+               "(they cannot be told apart; refused without this flag)");
   app.add_option("--status-file", f.status_file,
                  "With dir: sources, where allocations are kept (read on start, written after "
                  "each reconcile), as Service status keeps them in a cluster");
@@ -392,8 +442,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 3600));
   app.add_option("--api-writers", f.writers, "Concurrent status/Event writers")
       ->check(CLI::Range(1, 64));
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = parseCommandLine(app, argc, argv); rc >= 0) return rc;
   spdlog::set_level(spdlog::level::from_str(f.log_level));
+  if (!f.tls_cert.empty() && f.tls_ca.empty() && !f.allow_unauthenticated_agents) {
+    spdlog::error(
+        "event=start reason=unauthenticated_agents msg=\"TLS without --tls-ca accepts any "
+        "client as any node: give --tls-ca (the CA of the agents' certificates), or "
+        "--allow-unauthenticated-agents to accept that\"");
+    return 2;
+  }
 
   ReconcilerConfig cfg;
   cfg.load_balancer_class = f.lb_class;

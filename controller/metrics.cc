@@ -2,17 +2,16 @@
 
 #include <prometheus/family.h>
 
+#include "common/endpoints.h"
+
 namespace flowlb::controller {
 
-Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::string& address) {
+Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::string& address,
+                                                                    const HealthChecks* health) {
   std::unique_ptr<ControllerMetrics> m(new ControllerMetrics());
-  try {
-    m->exposer_ = std::make_unique<prometheus::Exposer>(address);
-  } catch (const std::exception& e) {
-    return Status::error("cannot serve metrics on " + address + ": " + e.what());
-  }
   m->registry_ = std::make_shared<prometheus::Registry>();
   auto& r = *m->registry_;
+  registerBuildInfo(r, "controller");
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   using prometheus::BuildHistogram;
@@ -84,7 +83,11 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                        .Name("flowlb_controller_agent_generation_lag")
                        .Help("Generations an agent is behind the one sent to it")
                        .Register(r);
-  m->exposer_->RegisterCollectable(m->registry_);
+  HttpServerOptions o;
+  o.address = address;
+  auto server = serveEndpoints(o, m->registry_, health);
+  if (!server) return Status::error("cannot serve metrics on " + address + ": " + server.error());
+  m->server_ = std::move(*server);
   return m;
 }
 

@@ -1,10 +1,10 @@
-// The controller's Prometheus metrics, served on --metrics-address. The
-// Kubernetes layer reports through ControllerTelemetry; this turns the
-// reports into flowlb_controller_* series.
+// The controller's Prometheus metrics, served on --metrics-address with
+// /healthz and /readyz (common/endpoints.h). The Kubernetes layer reports
+// through ControllerTelemetry; this turns the reports into
+// flowlb_controller_* series.
 #pragma once
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
@@ -13,6 +13,8 @@
 #include <mutex>
 #include <string>
 
+#include "common/health.h"
+#include "common/http_server.h"
 #include "common/status.h"
 #include "controller/grpc/sync_server.h"
 #include "controller/k8s/kube_controller.h"
@@ -21,7 +23,9 @@ namespace flowlb::controller {
 
 class ControllerMetrics : public k8s::ControllerTelemetry {
  public:
-  static Result<std::unique_ptr<ControllerMetrics>> serve(const std::string& address);
+  // `health` backs /healthz and /readyz; it must outlive the metrics.
+  static Result<std::unique_ptr<ControllerMetrics>> serve(const std::string& address,
+                                                          const HealthChecks* health);
 
   void request(std::string_view verb, int code) override;
   void watchRestart(std::string_view resource, std::string_view reason) override;
@@ -39,8 +43,8 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   ControllerMetrics() = default;
 
   std::mutex mu_;  // prometheus-cpp's Add() is thread-safe; the pool gauges' reset is not
-  std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<HttpServer> server_;  // destroyed first: no scrape outlives the families
   prometheus::Family<prometheus::Counter>* requests_ = nullptr;
   prometheus::Family<prometheus::Counter>* watch_restarts_ = nullptr;
   prometheus::Family<prometheus::Counter>* rejected_ = nullptr;

@@ -55,6 +55,36 @@ expect_fail "agent rejects a bad mode naming line and field" "line 5: services\[
 printf 'services:\n  - name: web\n    vip: 192.0.2.300\n    port: 80\n    backends: []\n' >"$tmp/badip.yaml"
 expect_fail "agent rejects a bad VIP" "services\[0\].vip" "$agent" --config "$tmp/badip.yaml" --check
 expect_fail "agent refuses a bad --xdp-mode" "xdp-mode" "$agent" --xdp-mode turbo --config "$src/examples/agent-standalone.yaml"
+# Issue 17, finding 9: flags that used to abort with an uncaught exception
+# (std::stoi/stoul) now end in a usage error naming the flag, exit code 2.
+expect_exit2() {  # expect_exit2 NAME PATTERN COMMAND...
+  local rc=0
+  "${@:3}" >"$tmp/out" 2>&1 || rc=$?
+  if [ "$rc" -eq 2 ] && grep -q -- "$2" "$tmp/out"; then echo "ok   $1";
+  else echo "FAIL $1 (exit $rc, want 2 and '$2')"; sed 's/^/     /' "$tmp/out"; fails=$((fails + 1)); fi
+}
+huge=99999999999999999999999
+expect_exit2 "agent: a bad --cpus is a usage error, not an abort" "'x' is not a CPU number" \
+  "$agent" --cpus x --config "$src/examples/agent-standalone.yaml"
+expect_exit2 "agent: a huge --metrics-address port is a usage error" "metrics-address: port" \
+  "$agent" --metrics-address "0.0.0.0:$huge" --config "$src/examples/agent-standalone.yaml"
+expect_exit2 "agent: a huge --controller-address port is a usage error" "controller-address: port" \
+  "$agent" --controller-address "ctl:$huge" --plaintext
+expect_exit2 "controller: a huge --grpc-address port is a usage error" "grpc-address: port" \
+  "$controller" --grpc-address "0.0.0.0:$huge" --plaintext
+expect_exit2 "controller: a huge --metrics-address port is a usage error" "metrics-address: port" \
+  "$controller" --metrics-address "0.0.0.0:$huge" --plaintext
+expect_exit2 "controller: a non-numeric --kube-api-qps is a usage error" "kube-api-qps" \
+  "$controller" --kube-api-qps fast --plaintext
+# Issue 17, finding 2: TLS without a client CA accepted anonymous agents silently.
+expect_exit2 "controller: TLS without --tls-ca refuses to start" "allow-unauthenticated-agents" \
+  "$controller" --tls-cert "$src/README.md" --tls-key "$src/README.md"
+for bin in agent controller; do
+  out=$("$build/$bin/flowlb-$bin" --version)
+  if [[ "$out" =~ ^flowlb-$bin\ [0-9]+\.[0-9]+\.[0-9]+\ \(commit\ [0-9a-f]{7,}(-dirty)?\)$ ]]; then echo "ok   $bin --version: $out";
+  else echo "FAIL $bin --version: '$out'"; fails=$((fails + 1)); fi
+done
+
 expect_fail "controller refuses a missing source dir" "no directory" "$controller" --source dir:/nonexistent --plaintext
 expect_fail "controller needs TLS or --plaintext" "plaintext" "$controller"
 
