@@ -5,6 +5,7 @@
 // configuration file reloaded on change or SIGHUP. With --check it only
 // validates the file (and can push synthetic flows through the forwarding
 // core).
+#include <fmt/ranges.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -28,6 +29,7 @@
 #include "agent/lb/forwarder.h"
 #include "agent/lb/snapshot.h"
 #include "agent/metrics.h"
+#include "agent/node/interface_discovery.h"
 #include "agent/packet/builder.h"
 #include "agent/packet/packet.h"
 #include "agent/source/file_watch.h"
@@ -69,8 +71,51 @@ struct Flags {
   std::vector<std::string> announce_interfaces;
   std::string metrics_address = "0.0.0.0:9464";
   std::string log_level = "info";
-  std::string interface_choice;  // how the interfaces were chosen (shown in /readyz)
+  std::vector<std::string> node_ips;  // --node-ip: status.hostIPs
+  // Filled by resolveInterfaces(): how the interfaces were chosen.
+  std::string interface_choice;  // shown in /readyz
+  std::string interface_source;  // flag | detected
 };
+
+// Fills f.interfaces (and, with a controller, the announce interfaces and
+// NAT sources in `local`) from the flags or, where they are silent, from the
+// host (agent/node/interface_discovery.h). Returns false after logging why not.
+bool resolveInterfaces(Flags& f, AgentConfigFile* local, bool with_controller) {
+  DiscoveryInput in;
+  in.interfaces = f.interfaces;
+  in.announce_interfaces = f.announce_interfaces;
+  in.announce = with_controller;
+  for (const std::string& text : f.node_ips) {
+    auto a = IpAddr::parse(text);
+    if (!a) {
+      spdlog::error("event=start reason=usage msg=\"--node-ip {} is not an address\"", text);
+      return false;
+    }
+    in.node_ips.push_back(*a);
+  }
+  if (local->snat.has_v4) in.snat_v4 = local->snat.v4;
+  if (local->snat.has_v6) in.snat_v6 = local->snat.v6;
+  auto host = readHostNetwork();
+  auto c = host ? chooseInterfaces(in, *host) : Result<InterfaceChoice>(host.status());
+  if (!c) {
+    spdlog::error("event=start reason=interfaces msg=\"{}\"", c.error());
+    return false;
+  }
+  f.interfaces = c->xdp;
+  f.interface_source = c->source;
+  f.interface_choice = c->reason;
+  if (with_controller) {
+    local->announce_interfaces = c->announce;
+    local->snat.has_v4 = c->snat_v4.has_value();
+    if (c->snat_v4) local->snat.v4 = *c->snat_v4;
+    local->snat.has_v6 = c->snat_v6.has_value();
+    if (c->snat_v6) local->snat.v6 = *c->snat_v6;
+  }
+  spdlog::info(
+      "event=interfaces source={} xdp={} announce={} msg=\"{}\"", c->source, fmt::join(c->xdp, ","),
+      fmt::join(with_controller ? c->announce : local->announce_interfaces, ","), c->reason);
+  return true;
+}
 
 void printSnapshot(const Snapshot& snap) {
   std::printf("generation %llu: %zu virtual service(s)\n",
@@ -244,6 +289,12 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
     spdlog::error("event=start reason=metrics msg=\"{}\"", metrics.error());
     return 1;
   }
+  {
+    std::vector<std::pair<std::string, std::string>> roles;
+    for (const std::string& i : f.interfaces) roles.emplace_back(i, "xdp");
+    for (const std::string& i : initial.announce_interfaces) roles.emplace_back(i, "announce");
+    (*metrics)->interfaces(roles, f.interface_source.empty() ? "flag" : f.interface_source);
+  }
   auto dp = Datapath::start(dc);
   if (!dp) {
     spdlog::error("event=start reason=datapath msg=\"{}\"", dp.error());
@@ -390,7 +441,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
 }
 
 // Node-local settings from flags, the services from the controller.
-int runWithController(const Flags& f) {
+int runWithController(Flags f) {
   if (f.tls_cert.empty() && f.tls_ca.empty() && !f.plaintext) {
     spdlog::error(
         "event=start reason=no_tls msg=\"give --tls-ca (and --tls-cert/--tls-key for "
@@ -439,7 +490,7 @@ int runWithController(const Flags& f) {
           lo, hi, own_lo, own_hi);
     }
   }
-  local.announce_interfaces = f.announce_interfaces;
+  if (!resolveInterfaces(f, &local, true)) return 2;
   ControllerLinkOptions o;
   o.address = f.controller_address;
   o.plaintext = f.plaintext;
@@ -484,7 +535,8 @@ int main(int argc, char** argv) {
                  "forwarding core (no interface is touched) and print where they went");
   app.add_option("--node-name", f.node_name, "This node's name (default: the host name)");
   app.add_option("--interface", f.interfaces,
-                 "Interface to attach the XDP program to (repeatable)");
+                 "Interface to attach the XDP program to (repeatable). Default: the one carrying "
+                 "--node-ip and the one carrying the default route");
   app.add_option("--xdp-mode", f.xdp_mode, "XDP attach mode")
       ->check(CLI::IsMember({"auto", "native", "generic"}));
   app.add_option("--bind-mode", f.bind_mode, "AF_XDP bind mode: auto tries zero-copy, then copy")
@@ -567,14 +619,23 @@ int main(int argc, char** argv) {
   key->needs(cert);
   app.add_flag("--plaintext", f.plaintext,
                "Talk to the controller without TLS (explicit opt-in; tests and labs only)");
+  app.add_option("--node-ip", f.node_ips,
+                 "This node's addresses (comma-separated or repeated; the chart passes "
+                 "status.hostIPs). Without --interface, XDP goes on the interface carrying the "
+                 "first one and on the default route's; they are the NAT sources of their family "
+                 "unless --snat-ipv4/--snat-ipv6 say otherwise")
+      ->delimiter(',');
   app.add_option("--snat-ipv4", f.snat_v4,
-                 "With --controller-address: this node's IPv4 source address for NAT flows");
+                 "With --controller-address: this node's IPv4 source address for NAT flows "
+                 "(default: the IPv4 --node-ip, else the interface's)");
   app.add_option("--snat-ipv6", f.snat_v6,
-                 "With --controller-address: this node's IPv6 source address for NAT flows");
+                 "With --controller-address: this node's IPv6 source address for NAT flows "
+                 "(default: the IPv6 --node-ip, else the interface's permanent global address)");
   app.add_option("--snat-ports", f.snat_ports, "Source ports for NAT flows, MIN-MAX");
   app.add_option("--announce-interface", f.announce_interfaces,
                  "With --controller-address: answer ARP/NDP on this interface for the VIPs the "
-                 "controller has this node announce (repeatable)");
+                 "controller has this node announce (repeatable; default: the interface carrying "
+                 "--node-ip, else the first XDP interface)");
   ctl->excludes(app.get_option("--config"));
   app.add_option("--metrics-address", f.metrics_address,
                  "Listen address of /metrics, /healthz and /readyz (HOST:PORT; the chart binds "
@@ -612,7 +673,10 @@ int main(int argc, char** argv) {
     spdlog::error("event=config_rejected reason=invalid msg=\"{}: {}\"", f.config, built.error());
     return 1;
   }
-  if (!f.check) return runDatapath(f, *cfg, nullptr);
+  if (!f.check) {
+    if (!resolveInterfaces(f, &*cfg, false)) return 2;
+    return runDatapath(f, *cfg, nullptr);
+  }
   ApplyReport report;
   report.warnings = built->warnings;
   logApplyReport(report, built->errors);
