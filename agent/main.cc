@@ -23,6 +23,7 @@
 #include <random>
 #include <sstream>
 
+#include "agent/control/certificate_bootstrap.h"
 #include "agent/control/controller_link.h"
 #include "agent/datapath/datapath.h"
 #include "agent/lb/config_file.h"
@@ -34,6 +35,7 @@
 #include "agent/packet/packet.h"
 #include "agent/source/file_watch.h"
 #include "common/cli.h"
+#include "common/file.h"
 #include "common/health.h"
 
 namespace {
@@ -66,6 +68,7 @@ struct Flags {
   std::string controller_address;
   bool plaintext = false;
   std::string tls_cert, tls_key, tls_ca;
+  std::string bootstrap_token_file;
   std::string snat_v4, snat_v6;
   std::string snat_ports = "61000-65535";
   std::vector<std::string> announce_interfaces;
@@ -504,6 +507,25 @@ int runWithController(Flags f) {
   } else {
     o.node_name = f.node_name;
   }
+  std::unique_ptr<CertificateBootstrap> bootstrap;  // outlives the link that uses it
+  if (!f.bootstrap_token_file.empty()) {
+    CertificateBootstrapOptions bo;
+    bo.address = f.controller_address;
+    bo.token_file = f.bootstrap_token_file;
+    bo.node_name = o.node_name;
+    if (auto ca = readFile(f.tls_ca)) bo.ca_pem = *ca;
+    auto b = CertificateBootstrap::start(bo);
+    if (!b) {
+      spdlog::error("event=start reason=certificate_bootstrap msg=\"{}\"", b.error());
+      return 2;
+    }
+    bootstrap = std::move(*b);
+    o.client_identity = [b = bootstrap.get()] { return b->current(); };
+  } else if (!o.plaintext && f.tls_cert.empty()) {
+    spdlog::warn(
+        "event=no_client_certificate msg=\"no --tls-cert or --bootstrap-token-file: a "
+        "controller that authenticates agents (--tls-ca) will refuse this one\"");
+  }
   if (o.plaintext) {
     spdlog::warn(
         "event=insecure_controller_link reason=plaintext msg=\"no TLS to the controller: the "
@@ -617,6 +639,13 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   cert->needs(key);
   key->needs(cert);
+  app.add_option("--bootstrap-token-file", f.bootstrap_token_file,
+                 "Get this node's client certificate from the controller (a new key at every "
+                 "start, renewed before expiry), proving the node with this projected "
+                 "ServiceAccount token (re-read each time; needs --tls-ca)")
+      ->check(CLI::ExistingFile)
+      ->excludes(cert)
+      ->needs(app.get_option("--tls-ca"));
   app.add_flag("--plaintext", f.plaintext,
                "Talk to the controller without TLS (explicit opt-in; tests and labs only)");
   app.add_option("--node-ip", f.node_ips,

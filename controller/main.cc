@@ -21,6 +21,7 @@
 
 #include "common/cli.h"
 #include "common/health.h"
+#include "controller/agent_link.h"
 #include "controller/config/annotations.h"
 #include "controller/grpc/sync_server.h"
 #include "controller/k8s/kube_controller.h"
@@ -35,14 +36,12 @@ struct Flags {
   std::string kubeconfig;
   bool default_class = false;
   std::string lb_class = "flowlb.io/lb";
-  std::string grpc_address = "0.0.0.0:9443";
   std::string metrics_address = "0.0.0.0:9465";
   bool leader_elect = true;
   std::string lease_namespace = "flowlb-system";
   std::string lease_name = "flowlb-controller";
-  std::string tls_cert, tls_key, tls_ca;
-  bool plaintext = false;
-  bool allow_unauthenticated_agents = false;
+  flowlb::controller::AgentLinkFlags link;
+  std::string agent_cert_validity = "24h";
   std::string log_level = "info";
   std::string status_file;
   bool once = false;
@@ -143,8 +142,15 @@ bool reconcileDirectory(const Flags& f, const std::string& dir, const Reconciler
   return true;
 }
 
-std::unique_ptr<SyncServer> startSyncServer(const Flags& f, std::function<bool()> is_leader,
-                                            bool* failed);
+std::unique_ptr<AgentLink> startAgentLink(const Flags& f, const k8s::ClusterConfig* cluster,
+                                          ControllerMetrics* metrics,
+                                          std::function<bool()> is_leader, bool* failed);
+
+std::chrono::milliseconds durationFlag(const std::string& text) {
+  uint32_t s = 0;
+  parseDuration(text, &s);  // validated by the flag's check
+  return std::chrono::milliseconds(int64_t{s} * 1000);
+}
 
 // Liveness: the main loop turns (a wedged loop gets the pod restarted).
 void addLoopCheck(HealthChecks& health, const std::atomic<int64_t>& heartbeat_ms) {
@@ -165,7 +171,8 @@ void beat(std::atomic<int64_t>& heartbeat_ms) {
 }
 
 int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig& cfg) {
-  std::unique_ptr<SyncServer> server;
+  std::unique_ptr<AgentLink> link;
+  SyncServer* server = nullptr;
   std::unique_ptr<ControllerMetrics> metrics;
   HealthChecks health;
   std::atomic<int64_t> heartbeat_ms{0};
@@ -178,11 +185,12 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
   });
   if (!f.once) {
     bool failed = false;
-    server = startSyncServer(f, nullptr, &failed);
+    link = startAgentLink(f, nullptr, nullptr, nullptr, &failed);
     if (failed) return 2;
+    if (link) server = link->server();
     if (!server) {
       spdlog::info(
-          "event=grpc_disabled msg=\"no agent link: give --tls-cert/--tls-key or "
+          "event=grpc_disabled msg=\"no agent link: give --tls-cert/--tls-key, --tls-ca-key or "
           "--plaintext to serve agents\"");
     } else {
       auto m = ControllerMetrics::serve(f.metrics_address, &health);
@@ -194,7 +202,7 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
       metrics->leader(true);
     }
   }
-  if (!reconcileDirectory(f, dir, cfg, server.get())) return 1;
+  if (!reconcileDirectory(f, dir, cfg, server)) return 1;
   reconciled = true;
   if (f.once) return 0;
   const int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
@@ -222,48 +230,32 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
     usleep(10 * 1000);
     while (read(fd, buf, sizeof buf) > 0) {
     }
-    reconcileDirectory(f, dir, cfg, server.get());
+    reconcileDirectory(f, dir, cfg, server);
   }
   close(fd);
   return 0;
 }
 
-// The gRPC server the agents connect to; nullptr (and a log line) when
-// neither TLS nor --plaintext was given.
-std::unique_ptr<SyncServer> startSyncServer(const Flags& f, std::function<bool()> is_leader,
-                                            bool* failed) {
+// The agents' link (the gRPC Sync server, its TLS, the certificate
+// bootstrap); nullptr when neither TLS nor --plaintext was given.
+std::unique_ptr<AgentLink> startAgentLink(const Flags& f, const k8s::ClusterConfig* cluster,
+                                          ControllerMetrics* metrics,
+                                          std::function<bool()> is_leader, bool* failed) {
   *failed = false;
-  if (f.tls_cert.empty() && !f.plaintext) return nullptr;
-  if (f.plaintext) {
-    spdlog::warn(
-        "event=insecure_agent_link reason=plaintext msg=\"the gRPC link has no TLS: anyone who "
-        "can reach {} can read every node's state and speak for any node. Use it for tests and "
-        "labs only\"",
-        f.grpc_address);
-  } else if (f.tls_ca.empty()) {
-    spdlog::warn(
-        "event=insecure_agent_link reason=unauthenticated_agents msg=\"TLS without --tls-ca: "
-        "agents are not authenticated (--allow-unauthenticated-agents)\"");
-  }
-  SyncServerOptions o;
-  o.address = f.grpc_address;
-  o.plaintext = f.plaintext;
-  o.tls_cert = f.tls_cert;
-  o.tls_key = f.tls_key;
-  o.tls_ca = f.tls_ca;
-  auto s = SyncServer::start(o, std::move(is_leader));
-  if (!s) {
-    spdlog::error("event=start reason=grpc msg=\"{}\"", s.error());
+  if (!agentLinkWanted(f.link)) return nullptr;
+  AgentLinkFlags lf = f.link;
+  lf.agent_cert_validity =
+      std::chrono::duration_cast<std::chrono::seconds>(durationFlag(f.agent_cert_validity));
+  auto link = AgentLink::start(lf, cluster, metrics, std::move(is_leader),
+                               [metrics](std::string_view result) {
+                                 if (metrics) metrics->certificateRequest(result);
+                               });
+  if (!link) {
+    spdlog::error("event=start reason=grpc msg=\"{}\"", link.error());
     *failed = true;
     return nullptr;
   }
-  return std::move(*s);
-}
-
-std::chrono::milliseconds durationFlag(const std::string& text) {
-  uint32_t s = 0;
-  parseDuration(text, &s);  // validated by the flag's check
-  return std::chrono::milliseconds(int64_t{s} * 1000);
+  return std::move(*link);
 }
 
 std::string defaultIdentity() {
@@ -323,15 +315,16 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
   o.writers = f.writers;
   const bool dump = f.dump_state;
   bool failed = false;
-  std::unique_ptr<SyncServer> server = startSyncServer(
-      f,
+  std::unique_ptr<AgentLink> link = startAgentLink(
+      f, &*cluster, metrics->get(),
       [&self] {
         k8s::KubeController* c = self.load();
         return c != nullptr && c->isLeader();
       },
       &failed);
   if (failed) return 2;
-  SyncServer* srv = server.get();
+  SyncServer* srv = link ? link->server() : nullptr;
+  SyncServer* server = srv;
   k8s::KubeController controller(
       o, metrics->get(), [dump, srv](const Reconciled& r, uint64_t version) {
         if (srv) srv->publish(r);
@@ -358,7 +351,7 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
     }
   }
   spdlog::info("event=stopping");
-  server.reset();  // agents reconnect to the next leader
+  link.reset();  // agents reconnect to the next leader
   self.store(nullptr);
   controller.stop();
   return 0;
@@ -370,6 +363,11 @@ int main(int argc, char** argv) {
   CLI::App app{"flowlb-controller: allocates LoadBalancer VIPs and programs flowlb agents"};
   Flags f;
   addVersionFlag(app, "flowlb-controller");
+  auto duration = [](const std::string& v) -> std::string {
+    uint32_t secs = 0;
+    return parseDuration(v, &secs) && secs > 0 ? "" : "'" + v + "' is not a duration like 15s";
+  };
+
   app.add_option("--source", f.source,
                  "Where Services, EndpointSlices and IPPools come from: 'kubernetes' (the API "
                  "server) or 'dir:PATH' (a directory of Kubernetes YAML, watched for changes)")
@@ -385,7 +383,7 @@ int main(int argc, char** argv) {
   app.add_flag("--default-class", f.default_class,
                "Also serve LoadBalancer Services that set no spec.loadBalancerClass");
   app.add_option("--load-balancer-class", f.lb_class, "spec.loadBalancerClass served");
-  app.add_option("--grpc-address", f.grpc_address, "Listen address for agents' Sync streams")
+  app.add_option("--grpc-address", f.link.grpc_address, "Listen address for agents' Sync streams")
       ->check(hostPortValidator());
   app.add_option("--metrics-address", f.metrics_address, "Prometheus metrics listen address")
       ->check(hostPortValidator());
@@ -394,19 +392,38 @@ int main(int argc, char** argv) {
   app.add_option("--lease-namespace", f.lease_namespace, "Namespace of the leader Lease");
   app.add_option("--lease-name", f.lease_name, "Name of the leader Lease");
   auto* cert =
-      app.add_option("--tls-cert", f.tls_cert, "Server certificate for the gRPC link (PEM)")
+      app.add_option("--tls-cert", f.link.tls_cert, "Server certificate for the gRPC link (PEM)")
           ->check(CLI::ExistingFile);
-  auto* key =
-      app.add_option("--tls-key", f.tls_key, "Server private key (PEM)")->check(CLI::ExistingFile);
-  app.add_option("--tls-ca", f.tls_ca, "CA that signs agents' client certificates (mutual TLS)")
+  auto* key = app.add_option("--tls-key", f.link.tls_key, "Server private key (PEM)")
+                  ->check(CLI::ExistingFile);
+  app.add_option("--tls-ca", f.link.tls_ca,
+                 "CA of the agents' client certificates (mutual TLS): an agent is served only "
+                 "as the node its certificate names")
       ->check(CLI::ExistingFile);
+  app.add_option("--tls-ca-key", f.link.tls_ca_key,
+                 "That CA's private key: sign agents' certificates (the bootstrap, authorised by "
+                 "their ServiceAccount tokens) and, without --tls-cert, issue our own serving "
+                 "certificate for --tls-server-name")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-server-name", f.link.server_names,
+                 "DNS name for the self-issued serving certificate (repeatable), e.g. "
+                 "flowlb-controller.flowlb-system.svc");
+  app.add_option("--agent-cert-validity", f.agent_cert_validity,
+                 "Lifetime of the agents' certificates; they renew at about 60 %")
+      ->check(duration);
+  app.add_option("--bootstrap-audience", f.link.audience,
+                 "Audience the agents' projected ServiceAccount tokens must carry");
+  app.add_option("--agent-namespace", f.link.agent_namespace,
+                 "Namespace of the agents' Pods and ServiceAccount");
+  app.add_option("--agent-service-account", f.link.agent_service_account,
+                 "ServiceAccount of the agents' Pods (the only one whose tokens get certificates)");
   cert->needs(key);
   key->needs(cert);
-  app.add_flag("--plaintext", f.plaintext,
+  app.add_flag("--plaintext", f.link.plaintext,
                "Serve the gRPC link without TLS (explicit opt-in; tests and labs only: any "
                "client can speak for any node)")
       ->excludes(cert);
-  app.add_flag("--allow-unauthenticated-agents", f.allow_unauthenticated_agents,
+  app.add_flag("--allow-unauthenticated-agents", f.link.allow_unauthenticated_agents,
                "With --tls-cert but no --tls-ca: accept agents without a client certificate "
                "(they cannot be told apart; refused without this flag)");
   app.add_option("--status-file", f.status_file,
@@ -417,10 +434,6 @@ int main(int argc, char** argv) {
                "Print the allocations and every node's desired state after each reconcile");
   app.add_option("--log-level", f.log_level, "Log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
-  auto duration = [](const std::string& v) -> std::string {
-    uint32_t secs = 0;
-    return parseDuration(v, &secs) && secs > 0 ? "" : "'" + v + "' is not a duration like 15s";
-  };
   app.add_option("--kube-api-qps", f.api_qps,
                  "Client-side rate limit on Kubernetes API requests (per second; watches excluded)")
       ->check(CLI::Range(0.1, 100000.0));
@@ -444,11 +457,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64));
   if (const int rc = parseCommandLine(app, argc, argv); rc >= 0) return rc;
   spdlog::set_level(spdlog::level::from_str(f.log_level));
-  if (!f.tls_cert.empty() && f.tls_ca.empty() && !f.allow_unauthenticated_agents) {
-    spdlog::error(
-        "event=start reason=unauthenticated_agents msg=\"TLS without --tls-ca accepts any "
-        "client as any node: give --tls-ca (the CA of the agents' certificates), or "
-        "--allow-unauthenticated-agents to accept that\"");
+  if (const std::string usage = agentLinkUsageError(f.link); !usage.empty()) {
+    spdlog::error("event=start reason=usage msg=\"{}\"", usage);
     return 2;
   }
 
@@ -457,8 +467,10 @@ int main(int argc, char** argv) {
   cfg.default_class = f.default_class;
   if (f.source.rfind("dir:", 0) == 0) return runDirectory(f, f.source.substr(4), cfg);
 
-  if (f.tls_cert.empty() && !f.plaintext) {
-    spdlog::error("event=start reason=no_tls msg=\"give --tls-cert/--tls-key, or --plaintext\"");
+  if (!agentLinkWanted(f.link)) {
+    spdlog::error(
+        "event=start reason=no_tls msg=\"give --tls-cert/--tls-key or --tls-ca/--tls-ca-key, or "
+        "--plaintext\"");
     return 2;
   }
   return runKubernetes(f, cfg);

@@ -83,6 +83,12 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                        .Name("flowlb_controller_agent_generation_lag")
                        .Help("Generations an agent is behind the one sent to it")
                        .Register(r);
+  m->certificates_ = &BuildCounter()
+                          .Name("flowlb_controller_agent_certificates_total")
+                          .Help(
+                              "Agent certificate requests (bootstrap) by result: issued, "
+                              "unauthenticated, denied, invalid, unavailable, throttled")
+                          .Register(r);
   HttpServerOptions o;
   o.address = address;
   auto server = serveEndpoints(o, m->registry_, health);
@@ -143,6 +149,10 @@ void ControllerMetrics::updateAgents(const std::vector<AgentStatus>& agents, uin
                  : 0.0);
     agent_nodes_.push_back(a.node);
   }
+}
+
+void ControllerMetrics::certificateRequest(std::string_view result) {
+  certificates_->Add({{"result", std::string(result)}}).Increment();
 }
 
 void ControllerMetrics::leader(bool is_leader) {

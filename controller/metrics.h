@@ -35,6 +35,8 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   void leader(bool is_leader) override;
   void statusWrite(std::string_view result) override;
   void eventPosted(std::string_view type, std::string_view reason) override;
+  // One certificate bootstrap request's result (issued, denied, ...).
+  void certificateRequest(std::string_view result);
   // The gRPC link, sampled once a second.
   void updateAgents(const std::vector<AgentStatus>& agents, uint64_t generation,
                     uint64_t stream_resets);
@@ -60,6 +62,7 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Counter* stream_resets_ = nullptr;
   prometheus::Family<prometheus::Gauge>* agent_generation_ = nullptr;
   prometheus::Family<prometheus::Gauge>* agent_lag_ = nullptr;
+  prometheus::Family<prometheus::Counter>* certificates_ = nullptr;
   std::vector<std::string> agent_nodes_;  // labels set last time, to drop departed agents
 };
 

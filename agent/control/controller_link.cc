@@ -122,8 +122,41 @@ ReceivedState convertDesiredState(const pb::DesiredState& in, const std::string&
 struct ControllerLink::Impl {
   ControllerLinkOptions opt;
   ControllerLink* owner = nullptr;
+  std::string ca_pem;
+  std::shared_ptr<const ClientIdentity> file_identity;
+  std::shared_ptr<const ClientIdentity> channel_identity;  // the one `channel` was built with
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<pb::FlowlbControl::Stub> stub;
+
+  // A channel presenting `id` (none: server authentication only, or plaintext).
+  void connectWith(std::shared_ptr<const ClientIdentity> id) {
+    std::shared_ptr<grpc::ChannelCredentials> creds;
+    if (opt.plaintext) {
+      creds = grpc::InsecureChannelCredentials();
+    } else {
+      grpc::SslCredentialsOptions o;
+      o.pem_root_certs = ca_pem;
+      if (id) {
+        o.pem_cert_chain = id->cert_pem;
+        o.pem_private_key = id->key_pem;
+      }
+      creds = grpc::SslCredentials(o);
+    }
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(opt.keepalive_time.count()));
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(opt.keepalive_timeout.count()));
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                static_cast<int>(opt.backoff_initial.count()));
+    // (Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also takes it as the connect
+    // timeout, and a handshake needs more than a backoff step.)
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(opt.backoff_max.count()));
+    args.SetMaxReceiveMessageSize(256 << 20);
+    channel = grpc::CreateCustomChannel(opt.address, creds, args);
+    stub = pb::FlowlbControl::NewStub(channel);
+    channel_identity = std::move(id);
+  }
   std::atomic<uint64_t> last_applied{0};
   std::atomic<bool> healthy{true};
   std::string unhealthy_reason;  // guarded by write_mu
@@ -169,6 +202,15 @@ struct ControllerLink::Impl {
 
   // One stream, from hello to its end. True if it delivered a state.
   bool once() {
+    if (opt.client_identity) {
+      auto id = opt.client_identity();
+      if (!id) {
+        spdlog::info("event=controller_link_waiting reason=no_certificate_yet address={}",
+                     opt.address);
+        return false;
+      }
+      if (id != channel_identity) connectWith(std::move(id));  // a new or renewed certificate
+    }
     grpc::ClientContext context;
     auto s = stub->Sync(&context);
     {
@@ -240,39 +282,19 @@ Result<std::unique_ptr<ControllerLink>> ControllerLink::start(ControllerLinkOpti
   impl.opt = std::move(options);
   impl.owner = link.get();
   impl.last_applied = last_applied;
-  std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (impl.opt.plaintext) {
-    creds = grpc::InsecureChannelCredentials();
-  } else {
-    grpc::SslCredentialsOptions o;
-    if (!impl.opt.tls_ca.empty()) {
-      auto ca = readFile(impl.opt.tls_ca);
-      if (!ca) return ca.status();
-      o.pem_root_certs = *ca;
-    }
-    if (!impl.opt.tls_cert.empty()) {
-      auto cert = readFile(impl.opt.tls_cert);
-      auto key = readFile(impl.opt.tls_key);
-      if (!cert) return cert.status();
-      if (!key) return key.status();
-      o.pem_cert_chain = *cert;
-      o.pem_private_key = *key;
-    }
-    creds = grpc::SslCredentials(o);
+  if (!impl.opt.plaintext && !impl.opt.tls_ca.empty()) {
+    auto ca = readFile(impl.opt.tls_ca);
+    if (!ca) return ca.status();
+    impl.ca_pem = *ca;
   }
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(impl.opt.keepalive_time.count()));
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(impl.opt.keepalive_timeout.count()));
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-              static_cast<int>(impl.opt.backoff_initial.count()));
-  // (Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also takes it as the connect
-  // timeout, and a handshake needs more than a backoff step.)
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(impl.opt.backoff_max.count()));
-  args.SetMaxReceiveMessageSize(256 << 20);
-  impl.channel = grpc::CreateCustomChannel(impl.opt.address, creds, args);
-  impl.stub = pb::FlowlbControl::NewStub(impl.channel);
+  if (!impl.opt.tls_cert.empty()) {
+    auto cert = readFile(impl.opt.tls_cert);
+    auto key = readFile(impl.opt.tls_key);
+    if (!cert) return cert.status();
+    if (!key) return key.status();
+    impl.file_identity = std::make_shared<ClientIdentity>(ClientIdentity{*cert, *key});
+  }
+  if (!impl.opt.client_identity) impl.connectWith(impl.file_identity);
   impl.thread = std::thread([&impl] { impl.run(); });
   return link;
 }

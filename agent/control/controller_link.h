@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,12 +24,22 @@ class DesiredState;
 
 namespace flowlb::agent {
 
+// A client certificate and its key, PEM.
+struct ClientIdentity {
+  std::string cert_pem;
+  std::string key_pem;
+};
+
 struct ControllerLinkOptions {
   std::string address;  // host:port
   bool plaintext = false;
   std::string tls_ca;  // PEM files; the server must be signed by tls_ca
   std::string tls_cert;
   std::string tls_key;
+  // Instead of tls_cert/tls_key: asked before every new stream (the newest
+  // certificate from the bootstrap, certificate_bootstrap.h); while it
+  // returns null the link waits rather than connect without an identity.
+  std::function<std::shared_ptr<const ClientIdentity>()> client_identity;
   std::string node_name;
   std::chrono::milliseconds keepalive_time{200};
   std::chrono::milliseconds keepalive_timeout{100};

@@ -219,7 +219,7 @@ class TlsTest : public ::testing::Test {
         " && printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext"
         " && openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 "
         "-out srv.crt -extfile san.ext"
-        " && openssl req -newkey rsa:2048 -nodes -keyout cli.key -out cli.csr -subj /CN=agent"
+        " && openssl req -newkey rsa:2048 -nodes -keyout cli.key -out cli.csr -subj /CN=n1"
         " && openssl x509 -req -in cli.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 "
         "-out cli.crt"
         " && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -keyout evil.key -out evil.crt "

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/file.h"
+#include "controller/identity/peer_identity.h"
 #include "flowlb/v1/sync.grpc.pb.h"
 
 namespace flowlb::controller {
@@ -175,10 +176,15 @@ struct SyncServer::Impl final : public pb::FlowlbControl::Service {
       stream->Write(m);
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader; reconnect");
     }
+    const bool mtls = !opt.plaintext && !opt.tls_ca.empty();
+    if (grpc::Status st = admitPeer(mtls, *ctx); !st.ok()) return st;
     pb::AgentMessage first;
     if (!stream->Read(&first) || !first.has_hello() || first.hello().node_name().empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "the first message must be a Hello with node_name");
+    }
+    if (grpc::Status st = checkHelloNode(mtls, *ctx, first.hello().node_name()); !st.ok()) {
+      return st;
     }
     auto session = std::make_shared<Session>();
     session->node = first.hello().node_name();
@@ -292,8 +298,10 @@ Result<std::unique_ptr<SyncServer>> SyncServer::start(SyncServerOptions options,
   if (impl.opt.plaintext) {
     creds = grpc::InsecureServerCredentials();
   } else {
-    auto cert = readFile(impl.opt.tls_cert);
-    auto key = readFile(impl.opt.tls_key);
+    auto cert = impl.opt.tls_cert_pem.empty() ? readFile(impl.opt.tls_cert)
+                                              : Result<std::string>(impl.opt.tls_cert_pem);
+    auto key = impl.opt.tls_key_pem.empty() ? readFile(impl.opt.tls_key)
+                                            : Result<std::string>(impl.opt.tls_key_pem);
     if (!cert) return cert.status();
     if (!key) return key.status();
     grpc::SslServerCredentialsOptions o;
@@ -303,13 +311,17 @@ Result<std::unique_ptr<SyncServer>> SyncServer::start(SyncServerOptions options,
       if (!ca) return ca.status();
       o.pem_root_certs = *ca;
       // Mutual TLS: an agent without a certificate from this CA is refused.
-      o.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+      o.client_certificate_request =
+          impl.opt.additional_services.empty()
+              ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+              : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;  // Sync checks (admitPeer)
     }
     creds = grpc::SslServerCredentials(o);
   }
   grpc::ServerBuilder b;
   b.AddListeningPort(impl.opt.address, creds, &impl.bound_port);
   b.RegisterService(&impl);
+  for (grpc::Service* extra : impl.opt.additional_services) b.RegisterService(extra);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
                        static_cast<int>(impl.opt.keepalive_time.count()));
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,

@@ -17,14 +17,23 @@
 #include "common/status.h"
 #include "controller/reconciler/reconciler.h"
 
+namespace grpc {
+class Service;
+}
+
 namespace flowlb::controller {
 
 struct SyncServerOptions {
   std::string address = "0.0.0.0:9443";
   bool plaintext = false;
   std::string tls_cert;  // PEM files; with tls_ca, agents must present a certificate it signed
-  std::string tls_key;
+  std::string tls_key;   // whose CN is the node of their Hello (controller/identity/)
   std::string tls_ca;
+  std::string tls_cert_pem, tls_key_pem;  // instead of the files (a self-issued certificate)
+  // More services on the same port, e.g. the certificate bootstrap: agents
+  // reach it before they have a certificate, so TLS then requests client
+  // certificates and the Sync handler requires them.
+  std::vector<grpc::Service*> additional_services;
   std::chrono::milliseconds debounce{10};
   // A dead peer is noticed after about time + timeout.
   std::chrono::milliseconds keepalive_time{200};
