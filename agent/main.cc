@@ -13,7 +13,6 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -26,6 +25,7 @@
 #include "agent/control/certificate_bootstrap.h"
 #include "agent/control/controller_link.h"
 #include "agent/datapath/datapath.h"
+#include "agent/health.h"
 #include "agent/lb/config_file.h"
 #include "agent/lb/forwarder.h"
 #include "agent/lb/snapshot.h"
@@ -36,7 +36,6 @@
 #include "agent/source/file_watch.h"
 #include "common/cli.h"
 #include "common/file.h"
-#include "common/health.h"
 
 namespace {
 
@@ -256,38 +255,8 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
 
-  // /healthz: the main loop turns. /readyz: XDP attached and a desired
-  // state applied (with a controller: its first one).
-  HealthChecks health;
-  std::atomic<int64_t> heartbeat_ms{0};
-  std::atomic<bool> attached{false};
-  std::atomic<uint64_t> applied_generation{0};
-  std::atomic<bool> applied{link == nullptr};
-  const auto nowMs = [] {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  };
-  heartbeat_ms = nowMs();
-  health.add("main-loop", [&heartbeat_ms, nowMs] {
-    const int64_t age = nowMs() - heartbeat_ms.load();
-    return age > 10000 ? HealthCheck::fail("main loop stuck for " + std::to_string(age) + "ms")
-                       : HealthCheck::pass();
-  });
-  std::string ifaces;
-  for (const std::string& i : f.interfaces) ifaces += (ifaces.empty() ? "" : ",") + i;
-  health.addReadiness("xdp", [&attached, ifaces] {
-    return attached ? HealthCheck::pass("attached to " + ifaces)
-                    : HealthCheck::fail("not attached to " + ifaces + " yet");
-  });
-  health.addReadiness("desired-state", [&applied, &applied_generation] {
-    return applied ? HealthCheck::pass("generation " + std::to_string(applied_generation.load()))
-                   : HealthCheck::fail("no desired state from the controller applied yet");
-  });
-  if (!f.interface_choice.empty()) {
-    health.addReadiness("interfaces", [c = f.interface_choice] { return HealthCheck::pass(c); });
-  }
-  auto metrics = AgentMetrics::serve(f.metrics_address, &health);
+  AgentHealth health(f.interfaces, f.interface_choice, link != nullptr);
+  auto metrics = AgentMetrics::serve(f.metrics_address, &health.checks());
   if (!metrics) {
     spdlog::error("event=start reason=metrics msg=\"{}\"", metrics.error());
     return 1;
@@ -311,8 +280,8 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   logApplyReport(*first_apply, first_apply->errors);
   (*metrics)->configReload(true);
   (*metrics)->refusedServices(first_apply->errors);
-  attached = true;
-  applied_generation = initial.desired.generation;
+  health.attached();
+  if (!link) health.applied(initial.desired.generation);
   std::unique_ptr<L2Announcer> announcer;
   const auto vipsOf = [](const DesiredState& d) {
     std::vector<IpAddr> vips;
@@ -348,7 +317,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   auto last_health = last_update;
   bool healthy = true;
   while (!g_stop.load()) {
-    heartbeat_ms = nowMs();
+    health.beat();
     (*dp)->poll(link ? 5 : 100);
     const auto now = std::chrono::steady_clock::now();
     if (link) {
@@ -372,8 +341,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
               next->desired.generation, next->desired.services.size(), ack.errors.size(), backends,
               next->announce.size());
           logApplyReport(*report, ack.errors);
-          applied_generation = next->desired.generation;
-          applied = true;
+          health.applied(next->desired.generation);
         } else {
           spdlog::error("event=desired_state_rejected generation={} msg=\"{}\" previous=kept",
                         next->desired.generation, report.error());
@@ -419,7 +387,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
                      report->errors.size());
         logApplyReport(*report, report->errors);
         (*metrics)->refusedServices(report->errors);
-        applied_generation = next->desired.generation;
+        health.applied(next->desired.generation);
         if (announcer) announcer->setVips(vipsOf(next->desired));
         if (next->announce_interfaces != initial.announce_interfaces) {
           spdlog::warn("event=config_warning msg=\"announce interfaces change on restart only\"");
@@ -569,14 +537,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"busy", "wakeup"}));
   app.add_option("--cpus", f.cpus, "Comma-separated CPUs to pin workers to, in queue order")
       ->delimiter(',')
-      ->check(CLI::Validator(
-          [](std::string& c) -> std::string {
-            return !c.empty() && c.size() <= 4 &&
-                           c.find_first_not_of("0123456789") == std::string::npos
-                       ? ""
-                       : "'" + c + "' is not a CPU number";
-          },
-          "CPU"));
+      ->check(cpuValidator());
   app.add_option("--queues", f.queues, "Receive queues (one worker each) per interface")
       ->check(CLI::Range(1, 16));
   app.add_option("--umem-frames", f.umem_frames, "4 KiB UMEM frames per worker")
@@ -594,16 +555,7 @@ int main(int argc, char** argv) {
   app.add_option("--kernel-path-mark", f.kernel_path_mark,
                  "Packet/conntrack mark bit of kernel-path flows (the next bit asks for source "
                  "NAT); keep it clear of the marks your CNI and kube-proxy use")
-      ->check(CLI::Validator(
-          [](std::string& v) -> std::string {
-            char* end = nullptr;
-            errno = 0;
-            const unsigned long long x = std::strtoull(v.c_str(), &end, 0);
-            return !v.empty() && errno == 0 && *end == '\0' && x > 0 && x <= 0x7fffffffull
-                       ? ""
-                       : "'" + v + "' is not a mark (a number like 0x1000)";
-          },
-          "MARK"));
+      ->check(numberValidator(0x7fffffff));
   app.add_option("--kernel-path-table", f.kernel_path_table,
                  "Routing table that sends kernel-path replies back to the agent")
       ->check(CLI::Range(1u, 0xfffffff0u));

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 
@@ -21,6 +23,31 @@ inline CLI::Validator hostPortValidator() {
         return st ? std::string() : st.message();
       },
       "HOST:PORT");
+}
+
+// A CPU number (0..9999), for list options such as --cpus 0,2.
+inline CLI::Validator cpuValidator() {
+  return CLI::Validator(
+      [](std::string& c) -> std::string {
+        const bool ok =
+            !c.empty() && c.size() <= 4 && c.find_first_not_of("0123456789") == std::string::npos;
+        return ok ? "" : "'" + c + "' is not a CPU number";
+      },
+      "CPU");
+}
+
+// An unsigned number in 1..max, decimal or 0x hex (strtoull base 0).
+inline CLI::Validator numberValidator(unsigned long long max) {
+  return CLI::Validator(
+      [max](std::string& v) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const unsigned long long x = std::strtoull(v.c_str(), &end, 0);
+        const bool ok =
+            !v.empty() && v[0] != '-' && errno == 0 && *end == '\0' && x > 0 && x <= max;
+        return ok ? "" : "'" + v + "' is not a number in 1.." + std::to_string(max);
+      },
+      "NUMBER");
 }
 
 // Adds --version (prints versionLine(binary) and exits 0).

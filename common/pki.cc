@@ -244,11 +244,10 @@ Result<std::string> CertificateAuthority::signNodeCsr(const std::string& csr_pem
   auto c = newCert(node_name, pub.get(), validity);
   if (!c) return c.status();
   X509_set_issuer_name(c->get(), X509_get_subject_name(impl_->cert.get()));
-  for (const auto& [nid, value] :
-       {std::pair{NID_basic_constraints, "critical,CA:FALSE"},
-        std::pair{NID_key_usage, "critical,digitalSignature"},
-        std::pair{NID_ext_key_usage, "clientAuth"},
-        std::pair{NID_authority_key_identifier, "keyid"}}) {
+  for (const auto& [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:FALSE"},
+                                   std::pair{NID_key_usage, "critical,digitalSignature"},
+                                   std::pair{NID_ext_key_usage, "clientAuth"},
+                                   std::pair{NID_authority_key_identifier, "keyid"}}) {
     if (Status st = addExt(c->get(), impl_->cert.get(), nid, value); !st) return st;
   }
   if (!X509_sign(c->get(), impl_->key.get(), EVP_sha256())) return sslError("cannot sign");

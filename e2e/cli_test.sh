@@ -66,6 +66,8 @@ expect_exit2() {  # expect_exit2 NAME PATTERN COMMAND...
 huge=99999999999999999999999
 expect_exit2 "agent: a bad --cpus is a usage error, not an abort" "'x' is not a CPU number" \
   "$agent" --cpus x --config "$src/examples/agent-standalone.yaml"
+expect_exit2 "agent: a bad --kernel-path-mark is a usage error, not an abort" "kernel-path-mark: 'x'" \
+  "$agent" --kernel-path-mark x --config "$src/examples/agent-standalone.yaml"
 expect_exit2 "agent: a huge --metrics-address port is a usage error" "metrics-address: port" \
   "$agent" --metrics-address "0.0.0.0:$huge" --config "$src/examples/agent-standalone.yaml"
 expect_exit2 "agent: a huge --controller-address port is a usage error" "controller-address: port" \
