@@ -103,6 +103,17 @@ bool resolveInterfaces(Flags& f, AgentConfigFile* local, bool with_controller) {
     spdlog::error("event=start reason=interfaces msg=\"{}\"", c.error());
     return false;
   }
+  // --metrics-address node-ip:PORT binds to the node's own address only.
+  if (f.metrics_address.rfind("node-ip:", 0) == 0) {
+    if (in.node_ips.empty()) {
+      spdlog::error(
+          "event=start reason=usage msg=\"--metrics-address node-ip:... needs --node-ip\"");
+      return false;
+    }
+    const IpAddr& ip = in.node_ips.front();
+    f.metrics_address = (ip.isV4() ? ip.toString() : "[" + ip.toString() + "]") +
+                        f.metrics_address.substr(f.metrics_address.find(':'));
+  }
   f.interfaces = c->xdp;
   f.interface_source = c->source;
   f.interface_choice = c->reason;
@@ -619,8 +630,8 @@ int main(int argc, char** argv) {
                  "--node-ip, else the first XDP interface)");
   ctl->excludes(app.get_option("--config"));
   app.add_option("--metrics-address", f.metrics_address,
-                 "Listen address of /metrics, /healthz and /readyz (HOST:PORT; the chart binds "
-                 "0.0.0.0 or the node IP)")
+                 "Listen address of /metrics, /healthz and /readyz (HOST:PORT; node-ip:PORT binds "
+                 "to the first --node-ip)")
       ->check(hostPortValidator());
   app.add_option("--log-level", f.log_level, "Log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));

@@ -1,5 +1,6 @@
 #include "common/pki.h"
 
+#include <arpa/inet.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -191,6 +192,14 @@ Result<CertificateInfo> inspect(const std::string& pem) {
       const ASN1_STRING* s = g->d.dNSName;
       info.dns_names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                                   static_cast<size_t>(ASN1_STRING_length(s)));
+    } else if (g->type == GEN_IPADD) {
+      char buf[64] = {};
+      const ASN1_OCTET_STRING* s = g->d.iPAddress;
+      const int len = ASN1_STRING_length(s);
+      if (len == 4 || len == 16) {
+        inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(s), buf, sizeof buf);
+        info.dns_names.emplace_back(buf);  // listed with the names
+      }
     }
   }
   GENERAL_NAMES_free(sans);
@@ -263,7 +272,11 @@ Result<KeyAndCert> CertificateAuthority::issueServer(const std::vector<std::stri
   if (!c) return c.status();
   X509_set_issuer_name(c->get(), X509_get_subject_name(impl_->cert.get()));
   std::string san;
-  for (const std::string& n : dns_names) san += (san.empty() ? "DNS:" : ",DNS:") + n;
+  for (const std::string& n : dns_names) {
+    const bool ip = n.find_first_not_of("0123456789.") == std::string::npos ||
+                    n.find(':') != std::string::npos;  // an address: an IP entry
+    san += std::string(san.empty() ? "" : ",") + (ip ? "IP:" : "DNS:") + n;
+  }
   for (const auto& [nid, value] :
        {std::pair{NID_basic_constraints, std::string("critical,CA:FALSE")},
         std::pair{NID_key_usage, std::string("critical,digitalSignature")},

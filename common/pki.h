@@ -35,7 +35,7 @@ Result<KeyAndCert> createCa(const std::string& common_name, std::chrono::seconds
 
 struct CertificateInfo {
   std::string common_name;
-  std::vector<std::string> dns_names;
+  std::vector<std::string> dns_names;  // and IP entries, as text
   int64_t not_before_unix = 0;
   int64_t not_after_unix = 0;
   bool client_auth = false;
@@ -58,7 +58,8 @@ class CertificateAuthority {
   Result<std::string> signNodeCsr(const std::string& csr_pem, const std::string& node_name,
                                   std::chrono::seconds validity) const;
 
-  // A new key and a server-auth certificate for these DNS names.
+  // A new key and a server-auth certificate for these names (DNS names, or
+  // IP addresses, which become IP entries).
   Result<KeyAndCert> issueServer(const std::vector<std::string>& dns_names,
                                  std::chrono::seconds validity) const;
 

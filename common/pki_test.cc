@@ -51,11 +51,12 @@ TEST(PkiTest, LoadRefusesAForeignKeyAndANonCa) {
   ASSERT_FALSE(mixed);
   EXPECT_EQ(mixed.error(), "the CA key does not belong to the CA certificate");
   auto ca = CertificateAuthority::load(a->cert_pem, a->key_pem);
-  auto server = ca->issueServer({"ctl.flowlb-system.svc", "ctl"}, 24h);
+  auto server = ca->issueServer({"ctl.flowlb-system.svc", "ctl", "10.10.2.5", "fd00::5"}, 24h);
   ASSERT_TRUE(server) << server.error();
   auto info = inspect(server->cert_pem);
   EXPECT_TRUE(info->server_auth);
-  EXPECT_EQ(info->dns_names, (std::vector<std::string>{"ctl.flowlb-system.svc", "ctl"}));
+  EXPECT_EQ(info->dns_names,
+            (std::vector<std::string>{"ctl.flowlb-system.svc", "ctl", "10.10.2.5", "fd00::5"}));
   auto not_ca = CertificateAuthority::load(server->cert_pem, server->key_pem);
   ASSERT_FALSE(not_ca);
   EXPECT_NE(not_ca.error().find("not a CA"), std::string::npos);

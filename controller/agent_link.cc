@@ -5,6 +5,7 @@
 #include "controller/identity/bootstrap_service.h"
 #include "controller/identity/serving_tls.h"
 #include "controller/k8s/api_client.h"
+#include "controller/k8s/ca_store.h"
 #include "controller/k8s/node_authorizer.h"
 
 namespace flowlb::controller {
@@ -16,12 +17,18 @@ struct AgentLink::Bootstrap {
 };
 
 bool agentLinkWanted(const AgentLinkFlags& f) {
-  return f.plaintext || !f.tls_cert.empty() || !f.tls_ca_key.empty();
+  return f.plaintext || !f.tls_cert.empty() || !f.tls_ca_key.empty() || !f.ca_secret.empty();
 }
 
 std::string agentLinkUsageError(const AgentLinkFlags& f) {
   if (!f.tls_ca_key.empty() && f.tls_ca.empty()) {
     return "--tls-ca-key needs --tls-ca (the certificate of that CA)";
+  }
+  if (!f.ca_secret.empty() && (!f.tls_ca.empty() || !f.tls_ca_key.empty())) {
+    return "--ca-secret replaces --tls-ca/--tls-ca-key: give one or the other";
+  }
+  if (f.plaintext && (!f.ca_secret.empty() || !f.ca_bundle_configmap.empty())) {
+    return "--plaintext has no CA: drop --ca-secret/--ca-bundle-configmap";
   }
   if (!f.plaintext && !f.tls_cert.empty() && f.tls_ca.empty() && !f.allow_unauthenticated_agents) {
     return "TLS without --tls-ca accepts any client as any node: give --tls-ca (the CA of the "
@@ -55,12 +62,31 @@ Result<std::unique_ptr<AgentLink>> AgentLink::start(
     tf.ca_file = f.tls_ca;
     tf.ca_key_file = f.tls_ca_key;
     tf.server_names = f.server_names;
+    std::unique_ptr<k8s::ApiClient> api;
+    if ((!f.ca_secret.empty() || !f.ca_bundle_configmap.empty()) && cluster == nullptr) {
+      return Status::error("--ca-secret and --ca-bundle-configmap need --source=kubernetes");
+    }
+    if (cluster) {
+      api = std::make_unique<k8s::ApiClient>(*cluster, k8s::ApiClientOptions{}, telemetry);
+    }
+    if (!f.ca_secret.empty()) {
+      auto ca = k8s::ensureCaSecret(*api, f.ns, f.ca_secret, f.ca_validity);
+      if (!ca) return Status::error("the CA Secret: " + ca.error());
+      tf.ca_pem = *ca;
+    }
     auto tls = loadServingTls(tf);
     if (!tls) return tls.status();
+    if (!f.ca_bundle_configmap.empty()) {
+      if (tls->ca_cert_pem.empty()) return Status::error("--ca-bundle-configmap needs a CA");
+      if (Status st = k8s::publishCaBundle(*api, f.ns, f.ca_bundle_configmap, tls->ca_cert_pem);
+          !st) {
+        return Status::error("the CA bundle: " + st.message());
+      }
+    }
     o.tls_cert_pem = tls->cert_pem;
     o.tls_key_pem = tls->key_pem;
-    o.tls_ca = f.tls_ca;
-    if (f.tls_ca.empty()) {
+    o.tls_ca_pem = tls->ca_cert_pem;
+    if (tls->ca_cert_pem.empty()) {
       spdlog::warn(
           "event=insecure_agent_link reason=unauthenticated_agents msg=\"TLS without --tls-ca: "
           "agents are not authenticated, any client may speak for any node "
@@ -73,7 +99,7 @@ Result<std::unique_ptr<AgentLink>> AgentLink::start(
     }
     if (tls->ca && cluster) {
       auto b = std::make_unique<Bootstrap>();
-      b->api = std::make_unique<k8s::ApiClient>(*cluster, k8s::ApiClientOptions{}, telemetry);
+      b->api = std::move(api);
       k8s::NodeAuthorizerOptions ao;
       ao.audience = f.audience;
       ao.agent_namespace = f.agent_namespace;

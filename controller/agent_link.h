@@ -27,9 +27,13 @@ struct AgentLinkFlags {
   std::string grpc_address = "0.0.0.0:9443";
   bool plaintext = false;
   std::string tls_cert, tls_key, tls_ca, tls_ca_key;
+  std::string ca_secret;             // the CA in this Secret (generated there if empty)
+  std::string ca_bundle_configmap;   // publish the CA certificate here for the agents
+  std::string ns = "flowlb-system";  // of both
   std::vector<std::string> server_names;
   bool allow_unauthenticated_agents = false;
   std::chrono::seconds agent_cert_validity{std::chrono::hours(24)};
+  std::chrono::seconds ca_validity{std::chrono::hours(24 * 3650)};
   std::string audience = "flowlb-controller";
   std::string agent_namespace = "flowlb-system";
   std::string agent_service_account = "flowlb-agent";

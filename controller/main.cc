@@ -244,6 +244,7 @@ std::unique_ptr<AgentLink> startAgentLink(const Flags& f, const k8s::ClusterConf
   *failed = false;
   if (!agentLinkWanted(f.link)) return nullptr;
   AgentLinkFlags lf = f.link;
+  lf.ns = f.lease_namespace;
   lf.agent_cert_validity =
       std::chrono::duration_cast<std::chrono::seconds>(durationFlag(f.agent_cert_validity));
   auto link = AgentLink::start(lf, cluster, metrics, std::move(is_leader),
@@ -405,6 +406,12 @@ int main(int argc, char** argv) {
                  "their ServiceAccount tokens) and, without --tls-cert, issue our own serving "
                  "certificate for --tls-server-name")
       ->check(CLI::ExistingFile);
+  app.add_option("--ca-secret", f.link.ca_secret,
+                 "Instead of --tls-ca/--tls-ca-key: the CA in this Secret of --lease-namespace, "
+                 "generated there at first start if it holds none (static manifests)");
+  app.add_option("--ca-bundle-configmap", f.link.ca_bundle_configmap,
+                 "Write the CA certificate (public) into this ConfigMap of --lease-namespace, "
+                 "for the agents to trust");
   app.add_option("--tls-server-name", f.link.server_names,
                  "DNS name for the self-issued serving certificate (repeatable), e.g. "
                  "flowlb-controller.flowlb-system.svc");

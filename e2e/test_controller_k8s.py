@@ -8,6 +8,10 @@ Each test starts its own server and controllers (metrics on free ports), so
 tests run alone, in any order, and beside another run of the suite:
 
     python3 -m unittest e2e.test_controller_k8s.ControllerTest.test_bad_token_is_reported
+
+The controller runs as the chart's ServiceAccount, held to the chart's RBAC
+(rendered with helm) by the test server: a call the rules do not allow fails
+the test, and every rule used is recorded for e2e/rbac_minimal_test.py.
 """
 import base64
 import json
@@ -22,9 +26,10 @@ import time
 import unittest
 import urllib.request
 
+from e2e.k8s import chart_rbac
 from e2e.k8s.apiserver import ApiServer
 from e2e.lib import prom
-from e2e.lib.paths import controller_binary
+from e2e.lib.paths import build_dir, controller_binary
 from e2e.lib.proc import free_port
 from e2e.lib.wait import wait_until
 
@@ -81,7 +86,7 @@ class Controller:
     """One flowlb-controller process, stopped by pid."""
 
     def __init__(self, server, tmp, token="tok-a", identity="ctl-a", extra=(), ca_pem=None,
-                 client_cert=None):
+                 client_cert=None, plaintext=True, grpc="127.0.0.1:0"):
         self.metrics_port = free_port()
         self.identity = identity
         cfg = os.path.join(tmp, f"kubeconfig-{identity}")
@@ -100,9 +105,10 @@ class Controller:
         self.log_path = os.path.join(tmp, f"controller-{identity}.log")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [controller_binary(), "--source", "kubernetes", "--kubeconfig", cfg, "--plaintext",
+            [controller_binary(), "--source", "kubernetes", "--kubeconfig", cfg,
+             *(["--plaintext"] if plaintext else []),
              "--identity", identity, "--metrics-address", f"127.0.0.1:{self.metrics_port}",
-             "--grpc-address", "127.0.0.1:0",
+             "--grpc-address", grpc,
              "--lease-namespace", "flowlb-system", "--lease-duration", "3s",
              "--lease-renew-deadline", "2s", "--lease-retry-period", "1s",
              "--watch-timeout-seconds", "5", "--kube-api-qps", "500", "--kube-api-burst", "500",
@@ -156,25 +162,51 @@ def condition(svc):
     return None
 
 
+def setUpModule():
+    # This run's RBAC usage only (e2e/rbac_minimal_test.py reads it).
+    try:
+        os.remove(os.path.join(build_dir(), "e2e-rbac", "controller_k8s.json"))
+    except FileNotFoundError:
+        pass
+
+
 class ControllerTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="flowlb-k8s-e2e-")
-        self.server = ApiServer(tokens=("tok-a", "tok-b"), bookmark_interval=0.5)
-        self.server.start()
         self.controllers = []
+        self.new_server()
         for n in ("node-a", "node-b"):
             self.server.create("nodes", node(n))
+
+    def new_server(self, mode="default", drop=None, **kw):
+        """An API server holding the chart's RBAC; the controller's ServiceAccount tokens (one per
+        instance, so the request log tells them apart) stay the same across restarts."""
+        kw.setdefault("tokens", ("tok-a", "tok-b"))
+        self.server = ApiServer(bookmark_interval=0.5, **kw).start()
+        chart_rbac.load(self.server, mode, drop)
+        if not hasattr(self, "sa_tokens"):
+            self.sa_tokens = {}
+        for who in ("a", "b"):
+            self.sa_tokens[who] = self.server.issue_token(
+                chart_rbac.NAMESPACE, chart_rbac.CONTROLLER_SA, token=self.sa_tokens.get(who))
 
     def tearDown(self):
         for c in self.controllers:
             c.stop(signal.SIGKILL)
+        chart_rbac.record_usage(self.server, build_dir(), "controller_k8s")
+        forbidden = [r for r in self.server.request_log() if r["code"] == 403]
         self.server.stop()
         if not getattr(self._outcome, "success", True):
             for c in self.controllers:
                 print(f"--- {c.identity} log (tail) ---\n" + c.output()[-4000:], file=sys.stderr)
         shutil.rmtree(self.tmp, ignore_errors=True)
+        # The chart's RBAC must allow every call the controller makes.
+        if not getattr(self, "expect_forbidden", False):
+            self.assertEqual([(r["method"], r["path"]) for r in forbidden], [],
+                             "the chart's RBAC refused calls of the controller")
 
     def start(self, **kw):
+        kw.setdefault("token", self.sa_tokens["a"])
         c = Controller(self.server, self.tmp, **kw)
         self.controllers.append(c)
         return c
@@ -294,6 +326,46 @@ class ControllerTest(unittest.TestCase):
         wait_until(lambda: ingress(self.svc("outside")), 15, "outside served after the fix")
         self.assertEqual(condition(self.svc("outside"))["status"], "True")
         self.assertGreater(c.metric("flowlb_controller_events_total", type="Warning"), 0)
+        # A problem that goes away and comes back: the same Event counts it (a PATCH).
+        for name in ("tiny", "gold"):
+            svc = self.svc("nopool")
+            svc["metadata"]["annotations"]["flowlb.io/pool"] = name
+            c.reconciled(self.server.update("services", svc)["metadata"]["resourceVersion"])
+        wait_until(lambda: self.events("nopool", "UnknownPool")[0].get("count", 1) >= 2, 15,
+                   "the same Event counted twice")
+        self.assertEqual(len(self.events("nopool", "UnknownPool")), 1)
+
+    def test_an_invalid_pool_says_why_and_so_does_the_service(self):
+        """Issue 10: a server without the CRD's validation accepted [not-an-ip, 10.0.0.0/33] and the
+        Service naming the pool was told it "does not exist". The pool's condition names each bad
+        entry, and the Service's Event and condition name the reason."""
+        self.server.create("ippools", pool("bad", ["not-an-ip", "10.0.0.0/33"]))
+        self.server.create("ippools", pool("mixed", ["192.0.2.0/30", "192.0.2.9-192.0.2.1"]))
+        self.server.create("services", service("web", annotations={"flowlb.io/pool": "bad"}))
+        self.start()
+
+        def valid(name):
+            st = (self.server.get("ippools", None, name) or {}).get("status") or {}
+            return next((c for c in st.get("conditions") or () if c["type"] == "flowlb.io/Valid"), None)
+        cond = wait_until(lambda: valid("bad"), 15, "bad's condition")
+        self.assertEqual((cond["status"], cond["reason"]), ("False", "InvalidAddresses"))
+        self.assertIn("'not-an-ip'", cond["message"])
+        self.assertIn("'10.0.0.0/33'", cond["message"])
+        mixed = wait_until(lambda: valid("mixed"), 15, "mixed's condition")
+        self.assertEqual(mixed["status"], "False")
+        self.assertIn("'192.0.2.9-192.0.2.1'", mixed["message"])
+        self.assertEqual(self.server.get("ippools", None, "mixed")["status"]["free"], 4)
+        ev = wait_until(lambda: self.events("web", "InvalidPool"), 15, "the Service's Event")
+        self.assertEqual(ev[0]["type"], "Warning")
+        self.assertIn("'not-an-ip'", ev[0]["message"])
+        self.assertNotIn("does not exist", ev[0]["message"])
+        self.assertEqual(condition(self.svc("web"))["reason"], "InvalidPool")
+        # Fixed: the condition turns True and the Service is served.
+        fixed = self.server.get("ippools", None, "bad")
+        fixed["spec"]["addresses"] = ["192.0.2.16/30"]
+        self.server.update("ippools", fixed)
+        wait_until(lambda: (valid("bad") or {}).get("status") == "True", 15, "bad valid")
+        wait_until(lambda: ingress(self.svc("web")), 15, "web served")
 
     def test_restart_keeps_every_allocation_and_never_steals(self):
         self.server.create("ippools", pool("public", ["192.0.2.0/28"]))
@@ -424,8 +496,7 @@ class ControllerTest(unittest.TestCase):
         wait_until(retried, 15, "a failed list retried", context=lambda: c.output()[-2000:])
         self.assertIsNone(c.proc.poll(), "controller exited while the API was down")
         self.assertRegex(c.output(), r"event=list_failed resource=\w+ code=0")
-        self.server = ApiServer(tokens=("tok-a", "tok-b"), port=port, bookmark_interval=0.5)
-        self.server.start()
+        self.new_server(port=port)
         self.server.create("nodes", node("node-a"))
         self.server.create("ippools", pool("public", ["192.0.2.0/29"]))
         self.server.create("services", service("web"))
@@ -441,15 +512,15 @@ class ControllerTest(unittest.TestCase):
     def test_leader_election_only_the_leader_writes_and_handover(self):
         self.server.create("ippools", pool("public", ["192.0.2.0/27"]))
         self.server.create("services", service("one"))
-        a = self.start(token="tok-a", identity="ctl-a")
+        a = self.start(token=self.sa_tokens["a"], identity="ctl-a")
         wait_until(lambda: a.metric("flowlb_controller_leader") == 1, 15, "a leads", ignore=IGNORE)
-        b = self.start(token="tok-b", identity="ctl-b")
+        b = self.start(token=self.sa_tokens["b"], identity="ctl-b")
         wait_until(lambda: ingress(self.svc("one")), 15, "one served")
         wait_until(lambda: "event=listed" in b.output(), 15, "b is up")
         self.server.create("services", service("two"))
         wait_until(lambda: ingress(self.svc("two")), 15, "two served")
         # b has found the lease held twice (its retry period is 1 s) and stays a follower.
-        wait_until(lambda: len([r for r in self.server.request_log() if r["identity"] == "tok-b"
+        wait_until(lambda: len([r for r in self.server.request_log() if r["credential"] == self.sa_tokens["b"]
                                 and "/leases" in r["path"]]) >= 2, 15, "b trying the lease twice")
         self.assertEqual(b.metric("flowlb_controller_leader"), 0)
         # Kill the leader without a goodbye: b takes over after the lease expires.
@@ -462,8 +533,8 @@ class ControllerTest(unittest.TestCase):
         wait_until(lambda: ingress(self.svc("three")), 15, "three served by b")
         log = [r for r in self.server.request_log() if r["method"] in WRITES
                and "/leases" not in r["path"] and r["code"] < 400]
-        by_a = [r for r in log if r["identity"] == "tok-a"]
-        by_b = [r for r in log if r["identity"] == "tok-b"]
+        by_a = [r for r in log if r["credential"] == self.sa_tokens["a"]]
+        by_b = [r for r in log if r["credential"] == self.sa_tokens["b"]]
         self.assertTrue(by_a and by_b, "both instances should have led at some point")
         # Never both: every write of b comes after a's last one, and after a died.
         self.assertLess(max(r["t"] for r in by_a), min(r["t"] for r in by_b))
@@ -473,9 +544,9 @@ class ControllerTest(unittest.TestCase):
 
     def test_graceful_stop_hands_over_at_once(self):
         self.server.create("ippools", pool("public", ["192.0.2.0/27"]))
-        a = self.start(token="tok-a", identity="ctl-a")
+        a = self.start(token=self.sa_tokens["a"], identity="ctl-a")
         wait_until(lambda: a.metric("flowlb_controller_leader") == 1, 15, "a leads", ignore=IGNORE)
-        b = self.start(token="tok-b", identity="ctl-b")
+        b = self.start(token=self.sa_tokens["b"], identity="ctl-b")
         wait_until(lambda: "event=listed" in b.output(), 15, "b is up")
         t = time.monotonic()
         a.stop(signal.SIGTERM)  # releases the Lease
@@ -483,6 +554,54 @@ class ControllerTest(unittest.TestCase):
         self.assertLess(time.monotonic() - t, 3.0)
         lease = self.server.get("leases", "flowlb-system", "flowlb-controller")
         self.assertEqual(lease["spec"]["holderIdentity"], "ctl-b")
+
+    # -- RBAC ------------------------------------------------------------------
+
+    def test_a_missing_rbac_rule_is_a_403_and_the_service_waits(self):
+        """Without `patch services/status` the status write is refused (403, logged, counted) and
+        the Service gets no address: the e2e suite fails when the chart lacks a rule."""
+        self.server.stop()
+        self.new_server(drop=lambda res, r: "services/status" in r.get("resources", ()))
+        self.server.create("nodes", node("node-a"))
+        self.server.create("ippools", pool("public", ["192.0.2.0/29"]))
+        self.server.create("services", service("web"))
+        c = self.start()
+        wait_until(lambda: any(r["code"] == 403 and r["path"].endswith("/services/web/status")
+                               for r in self.server.request_log()), 15, "the refused status write")
+        wait_until(lambda: c.metric("flowlb_controller_status_writes_total", result="failed") >= 1,
+                   15, "the failure counted", ignore=IGNORE)
+        self.assertEqual(ingress(self.svc("web")), [])
+        self.expect_forbidden = True
+
+    def test_the_ca_is_generated_into_the_charts_secret_once_and_published(self):
+        """tls.generate=controller (manifests/install.yaml): the chart renders an empty Secret and
+        ConfigMap; the controller generates the CA into the Secret at first start, publishes its
+        certificate for the agents, and a restarted controller keeps it."""
+        self.server.stop()
+        self.new_server(mode="ca-in-secret")
+        for resource, obj in chart_rbac.objects("ca-in-secret", "templates/tls.yaml"):
+            self.server.create(resource, obj)
+        args = ("--ca-secret", "flowlb-ca", "--ca-bundle-configmap", "flowlb-ca-bundle",
+                "--tls-server-name", "flowlb-controller.flowlb-system.svc")
+        a = self.start(plaintext=False, extra=args)
+        wait_until(lambda: "event=ca_generated" in a.output(), 15, "the CA generated",
+                   context=lambda: a.output()[-2000:])
+
+        def ca():
+            secret = self.server.get("secrets", "flowlb-system", "flowlb-ca")
+            bundle = self.server.get("configmaps", "flowlb-system", "flowlb-ca-bundle")
+            return (base64.b64decode((secret.get("data") or {}).get("tls.crt", "")).decode(),
+                    (bundle.get("data") or {}).get("ca.crt"))
+        wait_until(lambda: ca()[1], 15, "the bundle published")
+        crt, bundle = ca()
+        self.assertIn("BEGIN CERTIFICATE", crt)
+        self.assertEqual(bundle, crt)
+        self.assertNotIn("PRIVATE KEY", bundle)
+        a.stop()
+        b = self.start(plaintext=False, extra=args, identity="ctl-b")
+        wait_until(lambda: "event=ca_loaded" in b.output() and "event=grpc_listening" in b.output(),
+                   15, "the CA loaded", context=lambda: b.output()[-2000:])
+        self.assertEqual(ca(), (crt, crt), "a restart must keep the CA")
 
     # -- TLS -------------------------------------------------------------------
 
@@ -505,10 +624,8 @@ class ControllerTest(unittest.TestCase):
         run("openssl", "x509", "-req", "-in", f"{d}/cli.csr", "-CA", f"{d}/ca.crt", "-CAkey",
             f"{d}/ca.key", "-CAcreateserial", "-days", "1", "-out", f"{d}/cli.crt")
         self.server.stop()
-        self.server = ApiServer(tokens=("tok-a",), tls_cert=f"{d}/srv.crt",
-                                tls_key=f"{d}/srv.key", client_ca=f"{d}/ca.crt",
-                                bookmark_interval=0.5)
-        self.server.start()
+        self.new_server(tokens=("tok-a",), tls_cert=f"{d}/srv.crt", tls_key=f"{d}/srv.key",
+                        client_ca=f"{d}/ca.crt")
         self.assertTrue(self.server.url.startswith("https://"))
         self.server.create("nodes", node("node-a"))
         self.server.create("ippools", pool("public", ["192.0.2.0/29"]))

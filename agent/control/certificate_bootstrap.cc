@@ -43,6 +43,7 @@ struct CertificateBootstrap::Impl {
     pb::CertificateResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+    ctx.set_wait_for_ready(true);  // a controller still starting is waited for, not failed
     const grpc::Status st = stub->IssueCertificate(&ctx, req, &resp);
     if (!st.ok()) {
       return Status::error("code " + std::to_string(static_cast<int>(st.error_code())) + ": " +
@@ -89,8 +90,11 @@ Result<std::unique_ptr<CertificateBootstrap>> CertificateBootstrap::start(
   }
   grpc::SslCredentialsOptions o;
   o.pem_root_certs = impl.opt.ca_pem;  // server authentication only: no client certificate yet
-  impl.stub =
-      pb::FlowlbBootstrap::NewStub(grpc::CreateChannel(impl.opt.address, grpc::SslCredentials(o)));
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  impl.stub = pb::FlowlbBootstrap::NewStub(
+      grpc::CreateCustomChannel(impl.opt.address, grpc::SslCredentials(o), args));
   CertificateBootstrap* self = b.get();
   b->thread_ = std::thread([self] { self->run(); });
   return b;

@@ -28,7 +28,7 @@ struct CertificateBootstrapOptions {
   std::string token_file;  // re-read for every request: the kubelet rotates it
   std::string node_name;
   std::chrono::milliseconds backoff_initial{500};
-  std::chrono::milliseconds backoff_max{30000};
+  std::chrono::milliseconds backoff_max{10000};
   // Renew once this share of the certificate's lifetime has passed
   // (+-10 % jitter, so agents do not all ask at once).
   double renew_after = 0.6;

@@ -186,10 +186,23 @@ struct ControllerLink::Impl {
 
   void run() {
     Backoff backoff(opt.backoff_initial, opt.backoff_max);
+    bool said_waiting = false;
     while (true) {
       {
         std::lock_guard<std::mutex> lock(mu);
         if (stopping) return;
+      }
+      if (opt.client_identity && !opt.client_identity()) {
+        // No certificate yet (the bootstrap is still asking): look again
+        // soon, without growing the backoff of failed streams.
+        if (!said_waiting) {
+          spdlog::info("event=controller_link_waiting reason=no_certificate_yet address={}",
+                       opt.address);
+          said_waiting = true;
+        }
+        std::unique_lock<std::mutex> lock(mu);
+        if (cv.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping; })) return;
+        continue;
       }
       const bool got_state = once();
       owner->connected_.store(false);
@@ -204,11 +217,7 @@ struct ControllerLink::Impl {
   bool once() {
     if (opt.client_identity) {
       auto id = opt.client_identity();
-      if (!id) {
-        spdlog::info("event=controller_link_waiting reason=no_certificate_yet address={}",
-                     opt.address);
-        return false;
-      }
+      if (!id) return false;
       if (id != channel_identity) connectWith(std::move(id));  // a new or renewed certificate
     }
     grpc::ClientContext context;

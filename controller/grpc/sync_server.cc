@@ -176,7 +176,7 @@ struct SyncServer::Impl final : public pb::FlowlbControl::Service {
       stream->Write(m);
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader; reconnect");
     }
-    const bool mtls = !opt.plaintext && !opt.tls_ca.empty();
+    const bool mtls = !opt.plaintext && (!opt.tls_ca.empty() || !opt.tls_ca_pem.empty());
     if (grpc::Status st = admitPeer(mtls, *ctx); !st.ok()) return st;
     pb::AgentMessage first;
     if (!stream->Read(&first) || !first.has_hello() || first.hello().node_name().empty()) {
@@ -306,8 +306,9 @@ Result<std::unique_ptr<SyncServer>> SyncServer::start(SyncServerOptions options,
     if (!key) return key.status();
     grpc::SslServerCredentialsOptions o;
     o.pem_key_cert_pairs.push_back({*key, *cert});
-    if (!impl.opt.tls_ca.empty()) {
-      auto ca = readFile(impl.opt.tls_ca);
+    if (!impl.opt.tls_ca.empty() || !impl.opt.tls_ca_pem.empty()) {
+      auto ca = impl.opt.tls_ca_pem.empty() ? readFile(impl.opt.tls_ca)
+                                            : Result<std::string>(impl.opt.tls_ca_pem);
       if (!ca) return ca.status();
       o.pem_root_certs = *ca;
       // Mutual TLS: an agent without a certificate from this CA is refused.
@@ -337,7 +338,8 @@ Result<std::unique_ptr<SyncServer>> SyncServer::start(SyncServerOptions options,
     return Status::error("cannot serve gRPC on " + impl.opt.address);
   }
   spdlog::info("event=grpc_listening address={} port={} tls={} mtls={}", impl.opt.address,
-               impl.bound_port, !impl.opt.plaintext, !impl.opt.tls_ca.empty());
+               impl.bound_port, !impl.opt.plaintext,
+               !impl.opt.tls_ca.empty() || !impl.opt.tls_ca_pem.empty());
   return s;
 }
 

@@ -29,7 +29,8 @@ struct SyncServerOptions {
   std::string tls_cert;  // PEM files; with tls_ca, agents must present a certificate it signed
   std::string tls_key;   // whose CN is the node of their Hello (controller/identity/)
   std::string tls_ca;
-  std::string tls_cert_pem, tls_key_pem;  // instead of the files (a self-issued certificate)
+  // Instead of the files: PEM text (a self-issued certificate, a CA read from the API).
+  std::string tls_cert_pem, tls_key_pem, tls_ca_pem;
   // More services on the same port, e.g. the certificate bootstrap: agents
   // reach it before they have a certificate, so TLS then requests client
   // certificates and the Sync handler requires them.

@@ -6,7 +6,12 @@ namespace flowlb::controller {
 
 Result<ServingTls> loadServingTls(const ServingTlsFlags& f) {
   ServingTls out;
-  if (!f.ca_key_file.empty()) {
+  if (f.ca_pem) {
+    auto ca = pki::CertificateAuthority::load(f.ca_pem->cert_pem, f.ca_pem->key_pem);
+    if (!ca) return Status::error("the CA Secret: " + ca.error());
+    out.ca = std::move(*ca);
+    out.ca_cert_pem = f.ca_pem->cert_pem;
+  } else if (!f.ca_key_file.empty()) {
     if (f.ca_file.empty()) return Status::error("--tls-ca-key needs --tls-ca (its certificate)");
     auto cert = readFile(f.ca_file);
     if (!cert) return cert.status();
@@ -15,6 +20,11 @@ Result<ServingTls> loadServingTls(const ServingTlsFlags& f) {
     auto ca = pki::CertificateAuthority::load(*cert, *key);
     if (!ca) return Status::error(f.ca_file + " / " + f.ca_key_file + ": " + ca.error());
     out.ca = std::move(*ca);
+    out.ca_cert_pem = *cert;
+  } else if (!f.ca_file.empty()) {
+    auto cert = readFile(f.ca_file);
+    if (!cert) return cert.status();
+    out.ca_cert_pem = *cert;
   }
   if (!f.cert_file.empty()) {
     auto cert = readFile(f.cert_file);

@@ -21,6 +21,7 @@ namespace flowlb::controller {
 
 struct ServingTlsFlags {
   std::string cert_file, key_file, ca_file, ca_key_file;
+  std::optional<pki::KeyAndCert> ca_pem;  // instead of ca_file/ca_key_file (read from the API)
   std::vector<std::string> server_names;  // for a self-issued serving certificate
   std::chrono::seconds self_issued_validity{std::chrono::hours(24 * 365)};
 };
@@ -28,6 +29,7 @@ struct ServingTlsFlags {
 struct ServingTls {
   std::string cert_pem, key_pem;                // what the gRPC server presents
   std::optional<pki::CertificateAuthority> ca;  // set with --tls-ca-key
+  std::string ca_cert_pem;                      // the agents' CA certificate, if any
   bool self_issued = false;
 };
 

@@ -16,7 +16,17 @@ it serves until Ctrl-C:
     apiserver.py --port 6443 --token T [--tls-cert C --tls-key K] [--load FILE.json]
 
 Only the resources flowlb uses exist: services, endpointslices, nodes, ippools
-(flowlb.io/v1alpha1), leases and events.
+(flowlb.io/v1alpha1), leases, events, pods, secrets, configmaps, and RBAC's
+roles, clusterroles and their bindings; plus TokenReview.
+
+ServiceAccount tokens (issue_token(), optionally bound to a Pod, with
+audiences and an expiry, like projected tokens) authenticate as
+system:serviceaccount:NS:NAME and are held to RBAC: every request is checked
+against the Roles/ClusterRoles bound to the account (the objects the chart
+renders, created like any other), 403 Forbidden otherwise, and every rule
+that allowed something is recorded (rbac_usage()) so a test can list what a
+grant holds that was never used. The plain --token tokens stay unrestricted
+(an administrator's).
 """
 import argparse
 import base64
@@ -24,6 +34,7 @@ import collections
 import itertools
 import json
 import math
+import os
 import pickle
 import random
 import re
@@ -37,6 +48,8 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
+
+from e2e.k8s.auth import API_AUDIENCE, REASONS, TOKEN_REVIEW_PATH, ApiError, Auth  # noqa: F401
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -75,33 +88,22 @@ RESOURCES = {r.plural: r for r in (
     Resource("ippools", "IPPool", "flowlb.io/v1alpha1", False, True),
     Resource("leases", "Lease", "coordination.k8s.io/v1", True, False),
     Resource("events", "Event", "v1", True, False),
+    Resource("pods", "Pod", "v1", True, True),
+    Resource("secrets", "Secret", "v1", True, False),
+    Resource("configmaps", "ConfigMap", "v1", True, False),
+    Resource("clusterroles", "ClusterRole", "rbac.authorization.k8s.io/v1", False, False),
+    Resource("clusterrolebindings", "ClusterRoleBinding", "rbac.authorization.k8s.io/v1", False, False),
+    Resource("roles", "Role", "rbac.authorization.k8s.io/v1", True, False),
+    Resource("rolebindings", "RoleBinding", "rbac.authorization.k8s.io/v1", True, False),
 )}
+VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
-REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-           405: "MethodNotAllowed", 409: "Conflict", 410: "Expired", 415: "UnsupportedMediaType",
-           422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
-           503: "ServiceUnavailable", 504: "Timeout"}
 EXPIRED_CONTINUE = ("The provided continue parameter is too old to display a consistent list "
                     "result. You can start a new list without the continue parameter.")
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 WATCH_BATCH = 0.01  # seconds
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # kube-apiserver's generateName alphabet
 _VERSION = _dumps({"major": "1", "minor": "30", "gitVersion": "v1.30.0-flowlb-test"})
-
-
-class ApiError(Exception):
-    """A request failure; becomes a Status body. The Python API raises it too."""
-
-    def __init__(self, code, message, reason=None, details=None):
-        super().__init__(message)
-        self.code, self.reason, self.details = code, reason or REASONS.get(code, "Unknown"), details
-
-    def status(self):
-        s = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-             "message": str(self), "reason": self.reason, "code": self.code}
-        if self.details:
-            s["details"] = self.details
-        return s
 
 
 def _not_found(res, name):
@@ -216,6 +218,7 @@ class ApiServer:
         self._faults = []
         self._delays = {}
         self._log = []
+        self.auth = Auth(self._store, self._lock)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -266,6 +269,17 @@ class ApiServer:
 
     def resource_version(self):
         return self._rv
+
+    # --- ServiceAccount tokens and RBAC (auth.py) ----------------------------------------------
+
+    def issue_token(self, namespace, service_account, pod=None, audiences=(API_AUDIENCE,), ttl=3600,
+                    token=None):
+        """A token as the kubelet projects it; see auth.Auth.issue_token."""
+        return self.auth.issue_token(namespace, service_account, pod, audiences, ttl, token)
+
+    def rbac_usage(self, user):
+        """(granted, used) rule combinations of a ServiceAccount; see auth.Auth.rbac_usage."""
+        return self.auth.rbac_usage(user)
 
     # --- fault injection ---------------------------------------------------------------------
 
@@ -571,15 +585,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self):
         api, url = self.api, urlsplit(self.path)
         entry = {"t": time.monotonic(), "method": self.command, "path": url.path,
-                 "query": url.query, "code": None, "identity": None}
+                 "query": url.query, "code": None, "identity": None, "credential": None}
         headers = ()
         try:
             body = self._read_body()
             if url.path == "/version":  # unauthenticated, as in kube-apiserver: a readiness probe
                 return self._reply(entry, 200, _VERSION)
+            auth = self.headers.get("Authorization", "")
+            entry["credential"] = auth[7:].strip() if auth.startswith("Bearer ") else None
             entry["identity"] = self._identity()
             if entry["identity"] is None:
                 raise ApiError(401, "Unauthorized")
+            if entry["identity"].startswith("system:serviceaccount:"):
+                self._authorize_request(entry["identity"], url)
             fault = api._take_fault(self.command, self.path)
             delay = api._delay_for(self.path)
             if delay:
@@ -610,9 +628,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _identity(self):
         auth = self.headers.get("Authorization", "")
-        if auth.startswith("Bearer ") and auth[7:].strip() in self.api.tokens:
-            return auth[7:].strip()
+        token = auth[7:].strip() if auth.startswith("Bearer ") else None
+        if token in self.api.tokens:
+            return token
+        if token and self.api.auth.knows(token):
+            review, _ = self.api.auth.review(token, (API_AUDIENCE,))
+            return review["user"]["username"] if review else None
+        if token:
+            return None
         return self.cert_cn
+
+    def _authorize_request(self, user, url):
+        """RBAC for a ServiceAccount: the verb and resource the request stands for."""
+        if url.path == TOKEN_REVIEW_PATH:
+            return self.api.auth.authorize(user, "create", "authentication.k8s.io", "tokenreviews", None, "")
+        route = _route(url.path)
+        if route is None:
+            return
+        res, ns, name, status = route
+        q = dict(parse_qsl(url.query))
+        if self.command == "GET":
+            verb = "watch" if q.get("watch") in ("true", "1") else "get" if name else "list"
+        else:
+            verb = VERBS.get(self.command, self.command.lower())
+        group = res.api_version.rpartition("/")[0]
+        self.api.auth.authorize(user, verb, group, res.plural + ("/status" if status else ""), ns, name or "")
 
     def _reply(self, entry, code, payload, headers=()):
         if not isinstance(payload, bytes):
@@ -627,6 +667,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, path, q, body, entry):
         api, method = self.api, self.command
+        if path == TOKEN_REVIEW_PATH and method == "POST":
+            review = _json(body)
+            spec = review.get("spec") or {}
+            result, why = api.auth.review(spec.get("token") or "", tuple(spec.get("audiences") or (API_AUDIENCE,)))
+            status = {"authenticated": True, **result} if result else {"authenticated": False, "error": why}
+            return self._reply(entry, 201, {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+                                            "metadata": {"creationTimestamp": None}, "spec": spec,
+                                            "status": status})
         route = _route(path)
         if route is None:
             raise ApiError(404, "the server could not find the requested resource")
@@ -732,6 +780,10 @@ def main():
     ap.add_argument("--client-ca", help="CA for client certificates (identity = certificate CN)")
     ap.add_argument("--bookmark-interval", type=float, default=1.0)
     ap.add_argument("--load", help='JSON list of {"resource": ..., "object": ...} to create at start')
+    ap.add_argument("--rbac-usage-file", help="keep the RBAC rules --rbac-usage-user exercised here (JSON)")
+    ap.add_argument("--rbac-usage-user", default="")
+    ap.add_argument("--service-account-token", action="append", default=[], metavar="NS:SA[:POD[:AUDIENCE]]=TOKEN",
+                    help="accept TOKEN as the ServiceAccount's (bound to POD, for AUDIENCE; held to RBAC)")
     args = ap.parse_args()
     srv = ApiServer(tokens=args.token or ["test-token"], tls_cert=args.tls_cert, tls_key=args.tls_key,
                     client_ca=args.client_ca, bookmark_interval=args.bookmark_interval,
@@ -740,6 +792,21 @@ def main():
         with open(args.load) as f:
             for item in json.load(f):
                 srv.create(item["resource"], item["object"])
+    if args.rbac_usage_file:
+        save_lock = threading.Lock()
+
+        def save():
+            with save_lock:
+                _, used = srv.rbac_usage(args.rbac_usage_user)
+                with open(args.rbac_usage_file + ".tmp", "w") as f:
+                    json.dump(sorted(used), f)
+                os.replace(args.rbac_usage_file + ".tmp", args.rbac_usage_file)
+        srv.auth.on_new_use = save
+    for spec in args.service_account_token:
+        who, token = spec.split("=", 1)
+        ns, sa, pod, audience = (who.split(":") + [None, None])[:4]
+        srv.issue_token(ns, sa, pod=pod or None, audiences=(audience,) if audience else (API_AUDIENCE,),
+                        ttl=86400, token=token)
     srv.start()
     print(srv.url, flush=True)
     try:

@@ -173,7 +173,8 @@ class ApiServerTest(unittest.TestCase):
         self.assertEqual((code, body["status"]), (200, "Success"))
         self.assertStatus(self.c("GET", SVCS + "/web"), 404, "NotFound")
         self.assertStatus(self.c("DELETE", SVCS + "/web"), 404, "NotFound")
-        self.assertStatus(self.c("GET", "/api/v1/namespaces/default/pods"), 404, "NotFound")
+        self.assertStatus(self.c("GET", "/api/v1/namespaces/default/replicationcontrollers"), 404,
+                          "NotFound")
         self.assertStatus(self.c("GET", "/apis/flowlb.io/v1alpha1/namespaces/x/ippools"), 404, "NotFound")
 
     def test_status_subresource(self):
@@ -482,6 +483,66 @@ class ApiServerTest(unittest.TestCase):
             finally:
                 stalled.close()
                 srv.stop()
+
+    def test_service_account_tokens_and_token_review(self):
+        pod = {"metadata": {"name": "agent-x", "namespace": "sys"}, "spec": {"nodeName": "node-a"}}
+        self.assertEqual(self.c("POST", "/api/v1/namespaces/sys/pods", pod)[0], 201)
+        bound = self.srv.issue_token("sys", "agent", pod="agent-x", audiences=("flowlb",))
+        review = lambda tok, aud: self.c("POST", "/apis/authentication.k8s.io/v1/tokenreviews",  # noqa: E731
+                                         {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                                          "spec": {"token": tok, "audiences": aud}})
+        code, body, _ = review(bound, ["flowlb"])
+        self.assertEqual(code, 201, body)
+        st = body["status"]
+        self.assertTrue(st["authenticated"])
+        self.assertEqual(st["user"]["username"], "system:serviceaccount:sys:agent")
+        self.assertEqual(st["user"]["extra"]["authentication.kubernetes.io/pod-name"], ["agent-x"])
+        self.assertEqual(st["audiences"], ["flowlb"])
+        self.assertFalse(review(bound, ["kubernetes"])[1]["status"]["authenticated"], "wrong audience")
+        self.assertFalse(review("forged", ["flowlb"])[1]["status"]["authenticated"])
+        # A token for another audience cannot call the API; a bound token dies with its Pod.
+        self.assertStatus(Client(self.srv, token=bound)("GET", SVCS), 401, "Unauthorized")
+        self.srv.delete("pods", "sys", "agent-x")
+        self.assertFalse(review(bound, ["flowlb"])[1]["status"]["authenticated"])
+        expired = self.srv.issue_token("sys", "agent", ttl=-1)
+        self.assertStatus(Client(self.srv, token=expired)("GET", SVCS), 401, "Unauthorized")
+
+    def test_rbac_is_enforced_for_service_accounts_and_use_is_recorded(self):
+        self.srv.create("clusterroles", {"metadata": {"name": "reader"}, "rules": [
+            {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch"]},
+            {"apiGroups": [""], "resources": ["services/status"], "verbs": ["patch", "update"]}]})
+        self.srv.create("clusterrolebindings", {"metadata": {"name": "reader"},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "reader"},
+                        "subjects": [{"kind": "ServiceAccount", "name": "ctl", "namespace": "sys"}]})
+        self.srv.create("roles", {"metadata": {"name": "lease", "namespace": "sys"}, "rules": [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["mine"],
+             "verbs": ["get"]}]})
+        self.srv.create("rolebindings", {"metadata": {"name": "lease", "namespace": "sys"},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "lease"},
+                        "subjects": [{"kind": "ServiceAccount", "name": "ctl", "namespace": "sys"}]})
+        self.c("POST", SVCS, svc("a"))
+        self.srv.create("leases", {"metadata": {"name": "mine", "namespace": "sys"}, "spec": {}})
+        self.srv.create("leases", {"metadata": {"name": "theirs", "namespace": "sys"}, "spec": {}})
+        ctl = Client(self.srv, token=self.srv.issue_token("sys", "ctl"))
+        self.assertEqual(ctl("GET", "/api/v1/services")[0], 200)
+        body = self.assertStatus(ctl("GET", SVCS + "/a"), 403, "Forbidden")
+        self.assertEqual(body["message"], 'services "a" is forbidden: User "system:serviceaccount:sys:ctl" '
+                         'cannot get resource "services" in API group "" in the namespace "default"')
+        self.assertEqual(ctl("PATCH", SVCS + "/a/status", {"status": {}}, ctype="application/merge-patch+json")[0],
+                         200)
+        self.assertStatus(ctl("PATCH", SVCS + "/a", {"metadata": {}}, ctype="application/merge-patch+json"),
+                          403, "Forbidden")
+        leases = "/apis/coordination.k8s.io/v1/namespaces/sys/leases"
+        self.assertEqual(ctl("GET", leases + "/mine")[0], 200)
+        self.assertStatus(ctl("GET", leases + "/theirs"), 403, "Forbidden")
+        self.assertStatus(ctl("GET", "/apis/coordination.k8s.io/v1/namespaces/other/leases/mine"), 403,
+                          "Forbidden")
+        granted, used = self.srv.rbac_usage("system:serviceaccount:sys:ctl")
+        self.assertEqual(granted - used, {("", "services", "watch", ""), ("", "services/status", "update", "")})
+        self.assertEqual(used, {("", "services", "list", ""), ("", "services/status", "patch", ""),
+                                ("coordination.k8s.io", "leases", "get", "mine")})
+        # The administrator's token is not held to RBAC.
+        self.assertEqual(self.c("GET", SVCS + "/a")[0], 200)
 
     def test_ten_thousand_objects_list_in_pages_and_take_writes(self):
         # At the scale of bench/controller_bench.py; how fast is bench/run.sh apiserver's job.
