@@ -212,6 +212,13 @@ class Run {
                  "', which does not exist (pools: " + (names.empty() ? "none" : names) + ")");
         return;
       }
+      if (p->ranges.empty() && !p->invalid.empty()) {
+        std::string why;
+        for (const std::string& w : p->invalid) why += (why.empty() ? "" : "; ") + w;
+        fail(st, Reason::kInvalidPool,
+             "pool '" + s.pool + "' has no valid address (" + why + "); fix the IPPool");
+        return;
+      }
       if (!serves(*p, s)) {
         fail(st, Reason::kNoMatchingPool,
              "pool '" + s.pool + "' does not serve namespace " + s.ns +
@@ -346,6 +353,7 @@ const char* reasonName(Reason r) {
     case Reason::kRequestedIpTaken: return "RequestedIPTaken";
     case Reason::kPortConflict: return "PortConflict";
     case Reason::kAddressConflict: return "AddressConflict";
+    case Reason::kInvalidPool: return "InvalidPool";
   }
   return "Unknown";
 }
@@ -428,6 +436,7 @@ std::map<std::string, PoolUsage> Allocator::usage(const std::vector<IpPool>& poo
       if (p.avoid_buggy_ips && r.first.isV4()) total -= buggyCount(r);
     }
     u.free = total == UINT64_MAX ? UINT64_MAX : total > u.used ? total - u.used : 0;
+    u.invalid = p.invalid;
     out[p.name] = u;
   }
   return out;

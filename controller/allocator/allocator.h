@@ -37,6 +37,10 @@ struct IpPool {
   bool avoid_buggy_ips = false;                         // skip IPv4 addresses ending in .0 and .255
   std::map<std::string, std::string> service_selector;  // matchLabels; empty: any
   std::vector<std::string> namespaces;                  // empty: any
+  // Address entries that could not be read ("'10.0.0.0/33': ..."): left out of
+  // `ranges`, reported on the IPPool (condition flowlb.io/Valid) and in the
+  // reason of a Service that gets nothing from it.
+  std::vector<std::string> invalid;
 };
 
 struct ServicePort {
@@ -74,6 +78,7 @@ enum class Reason : uint8_t {
   kRequestedIpTaken,
   kPortConflict,
   kAddressConflict,  // the status held an address an older Service holds
+  kInvalidPool,      // the pool it names has no address that could be read
 };
 const char* reasonName(Reason r);
 
@@ -87,7 +92,8 @@ struct Allocation {
 
 struct PoolUsage {
   uint64_t used = 0;
-  uint64_t free = 0;  // saturated for large IPv6 pools
+  uint64_t free = 0;                 // saturated for large IPv6 pools
+  std::vector<std::string> invalid;  // IpPool::invalid
 };
 
 class Allocator {

@@ -7,6 +7,7 @@ namespace flowlb::controller {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 IpAddr ip(const char* s) {
   return *IpAddr::parse(s);
@@ -177,6 +178,22 @@ TEST(AllocatorTest, PoolChoiceSelectorsNamespacesAndAutoAssign) {
   EXPECT_THAT(out["default/missing"].message, HasSubstr("'nope'"));
   auto only_team = Allocator::allocate({team}, {plain});
   EXPECT_EQ(only_team["default/plain"].reason, Reason::kNoMatchingPool);
+}
+
+// Issue 10: a pool whose addresses could not be read is not "unknown": the
+// Service is told why the pool it names gives nothing.
+TEST(AllocatorTest, APoolWithNoValidAddressIsNamedWithItsReason) {
+  IpPool broken;
+  broken.name = "broken";
+  broken.invalid = {"'not-an-ip': not an address, CIDR or range"};
+  auto s = svc("web", 1);
+  s.pool = "broken";
+  auto out = Allocator::allocate({broken}, {s});
+  EXPECT_EQ(out["default/web"].reason, Reason::kInvalidPool);
+  EXPECT_THAT(out["default/web"].message, HasSubstr("'not-an-ip'"));
+  EXPECT_THAT(out["default/web"].message, Not(HasSubstr("does not exist")));
+  const auto usage = Allocator::usage({broken}, out);
+  EXPECT_EQ(usage.at("broken").invalid, broken.invalid);
 }
 
 TEST(AllocatorTest, DualStackGetsOneAddressPerFamily) {

@@ -273,8 +273,12 @@ Result<PoolObject> decodePool(const value& obj) {
     const value* addrs = spec ? field(*spec, "addresses") : nullptr;
     if (!addrs || !addrs->is_array()) throw Bad{"spec.addresses (a list) is required"};
     for (const value& a : addrs->as_array()) {
-      auto r = AddressRange::parse(str(&a, "spec.addresses[]"));
-      if (!r) throw Bad{"spec.addresses: " + r.error()};
+      const std::string text = str(&a, "spec.addresses[]");
+      auto r = AddressRange::parse(text);
+      if (!r) {  // the pool stays, without it, and says why (condition flowlb.io/Valid)
+        p.pool.invalid.push_back("'" + text + "': " + r.error());
+        continue;
+      }
       p.pool.ranges.push_back(*r);
     }
     p.pool.auto_assign = boolean(field(*spec, "autoAssign"), "spec.autoAssign", true);
@@ -288,6 +292,13 @@ Result<PoolObject> decodePool(const value& obj) {
       p.has_status = field(*st, "used") != nullptr;
       p.used = static_cast<uint64_t>(integer(field(*st, "used"), "status.used", 0, INT64_MAX));
       p.free = static_cast<uint64_t>(integer(field(*st, "free"), "status.free", 0, INT64_MAX));
+      for (const value& c : arr(field(*st, "conditions"), "status.conditions")) {
+        if (str(field(c, "type"), "type") != "flowlb.io/Valid") continue;
+        p.has_valid_condition = true;
+        if (str(field(c, "status"), "status") == "False") {
+          p.valid_message = str(field(c, "message"), "message");
+        }
+      }
     }
     return p;
   });

@@ -21,6 +21,8 @@ struct PoolObject {
   bool has_status = false;
   uint64_t used = 0;
   uint64_t free = 0;
+  bool has_valid_condition = false;  // flowlb.io/Valid
+  std::string valid_message;         // its message when False, else ""
 };
 
 struct NodeEntry {

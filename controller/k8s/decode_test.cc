@@ -123,9 +123,21 @@ TEST(DecodeTest, NodesAndPools) {
   EXPECT_TRUE(p->has_status);
   EXPECT_EQ(p->used, 3u);
   EXPECT_EQ(p->free, 13u);
-  auto bad = decodePool(json(R"({"metadata": {"name": "x"}, "spec": {"addresses": ["nope"]}})"));
-  ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().find("IPPool x"), std::string::npos);
+  // Issue 10: a pool with an unreadable entry used to be dropped whole, and a
+  // Service naming it was told the pool "does not exist". It stays, without
+  // that entry, and says why in its condition.
+  auto bad = decodePool(json(
+      R"({"metadata": {"name": "x"}, "spec": {"addresses": ["nope", "10.0.0.0/33", "10.1.0.0/30"]},
+          "status": {"conditions": [{"type": "flowlb.io/Valid", "status": "False",
+                                     "message": "old"}]}})"));
+  ASSERT_TRUE(bad) << bad.error();
+  EXPECT_EQ(bad->pool.ranges.size(), 1u);
+  ASSERT_EQ(bad->pool.invalid.size(), 2u);
+  EXPECT_NE(bad->pool.invalid[0].find("'nope'"), std::string::npos);
+  EXPECT_NE(bad->pool.invalid[1].find("'10.0.0.0/33'"), std::string::npos);
+  EXPECT_TRUE(bad->has_valid_condition);
+  EXPECT_EQ(bad->valid_message, "old");
+  EXPECT_FALSE(decodePool(json(R"({"metadata": {"name": "y"}, "spec": {}})")));
 }
 
 TEST(DecodeTest, Timestamps) {

@@ -61,6 +61,7 @@ struct EventJob {
 struct PoolStatus {
   uint64_t used = 0;
   uint64_t free = 0;
+  std::string invalid;  // the unreadable address entries, or "" (condition flowlb.io/Valid)
   bool operator==(const PoolStatus&) const = default;
 };
 
@@ -410,13 +411,16 @@ struct KubeController::Impl {
         it = live.count(it->first) ? std::next(it) : written.erase(it);
       }
       for (const auto& [name, usage] : r.pools) {
-        const PoolStatus want{usage.used, usage.free};
+        std::string invalid;
+        for (const std::string& w : usage.invalid) invalid += (invalid.empty() ? "" : "; ") + w;
+        const PoolStatus want{usage.used, usage.free, invalid};
         auto w = pool_written.find(name);
         if (w != pool_written.end() && w->second == want) continue;
         bool cached_equal = false;
         for (const PoolObject& p : pool_objs) {
           if (p.pool.name == name)
-            cached_equal = p.has_status && p.used == want.used && p.free == want.free;
+            cached_equal = p.has_status && p.used == want.used && p.free == want.free &&
+                           p.has_valid_condition && p.valid_message == want.invalid;
         }
         if (cached_equal) continue;
         if (pool_wanted.count(name) && pool_wanted[name] == want) continue;
@@ -737,12 +741,27 @@ struct KubeController::Impl {
     }
   }
 
+  // The IPPool's flowlb.io/Valid condition: whether every address entry
+  // could be read (those that could not are listed, and left out).
+  static value poolConditions(const std::string& invalid) {
+    value c = value::object();
+    c["type"] = value::string("flowlb.io/Valid");
+    c["status"] = value::string(invalid.empty() ? "True" : "False");
+    c["reason"] = value::string(invalid.empty() ? "AddressesValid" : "InvalidAddresses");
+    c["message"] = value::string(invalid.empty() ? "every address entry is valid" : invalid);
+    c["lastTransitionTime"] = value::string(rfc3339(std::time(nullptr)));
+    value list = value::array();
+    list[0] = c;
+    return list;
+  }
+
   void writePoolStatus(const std::string& name, const PoolStatus& want) {
     if (!leader()) return;
     value patch = value::object();
     patch["status"] = value::object();
     patch["status"]["used"] = value::number(clampJson(want.used));
     patch["status"]["free"] = value::number(clampJson(want.free));
+    patch["status"]["conditions"] = poolConditions(want.invalid);
     const ApiResponse r =
         api.request("PATCH", "/apis/flowlb.io/v1alpha1/ippools/" + name + "/status",
                     patch.serialize(), "application/merge-patch+json");

@@ -201,8 +201,12 @@ IpPool ipPool(const YAML::Node& doc) {
   if (!spec || !spec["addresses"] || !spec["addresses"].IsSequence())
     bad(doc, "spec.addresses (a list) is required");
   for (const auto& a : spec["addresses"]) {
-    auto r = AddressRange::parse(str(a, "spec.addresses[]"));
-    if (!r) bad(a, "spec.addresses: " + r.error());
+    const std::string text = str(a, "spec.addresses[]");
+    auto r = AddressRange::parse(text);
+    if (!r) {  // the pool stays, without it, and says why
+      p.invalid.push_back("'" + text + "': " + r.error());
+      continue;
+    }
     p.ranges.push_back(*r);
   }
   p.auto_assign = boolean(spec["autoAssign"], "spec.autoAssign", true);
@@ -252,6 +256,10 @@ void parseDocuments(const std::string& text, const std::string& file, SourceSnap
         out->slices.push_back(endpointSlice(doc));
       } else if (kind == "IPPool") {
         out->pools.push_back(ipPool(doc));
+        for (const std::string& w : out->pools.back().invalid) {
+          out->problems.push_back(file + ": IPPool/" + out->pools.back().name + ": address " + w +
+                                  " (left out of the pool)");
+        }
       } else if (kind == "Node") {
         out->nodes.push_back(node(doc));
       }  // other kinds belong to someone else

@@ -109,7 +109,12 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
                  "mixed.yaml", &s);
   ASSERT_EQ(s.problems.size(), 2u);
   EXPECT_THAT(s.problems[0], HasSubstr("mixed.yaml: Service/bad: line 5: ports[].port"));
-  EXPECT_THAT(s.problems[1], HasSubstr("IPPool/p"));
+  EXPECT_THAT(s.problems[1], HasSubstr("IPPool/p: address '10.0.0.0/33'"));
+  // The pool itself stays (without the bad entry), so a Service naming it is
+  // told what is wrong with it instead of "does not exist".
+  ASSERT_EQ(s.pools.size(), 1u);
+  EXPECT_TRUE(s.pools[0].ranges.empty());
+  EXPECT_EQ(s.pools[0].invalid.size(), 1u);
   ASSERT_EQ(s.services.size(), 1u);
   EXPECT_EQ(s.services[0].meta.name, "good");
   SourceSnapshot t;
