@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package that flowlb's build, tests, benchmarks and
 # demo need. Idempotent: packages already present are skipped quickly.
-# Usage: scripts/install-deps.sh   (as root)
+# Usage: scripts/install-deps.sh [build]   (as root)
+#   build   only what compiling the two binaries needs (the Dockerfile's build stage)
 set -euo pipefail
 
-packages=(
-  # toolchain
-  build-essential cmake ninja-build ccache pkg-config git clang llvm lld
-  clang-format libclang-rt-14-dev
+build_packages=(
+  # toolchain (clang builds the XDP program)
+  build-essential cmake ninja-build ccache pkg-config clang llvm
   # libraries
   libxdp-dev libbpf-dev libelf-dev zlib1g-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libcpprest-dev libssl-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
   libnl-route-3-dev libnl-3-dev libnftables-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
+)
+packages=(
+  "${build_packages[@]}"
+  git lld clang-format libclang-rt-14-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
   # runtime tools for the lab, the e2e tests and the demo
   xdp-tools iproute2 ethtool iperf3 socat nginx-light curl wrk tcpdump
-  python3 python3-scapy nftables procps util-linux iputils-ping unzip openssl
+  python3 python3-scapy python3-yaml python3-jsonschema nftables procps util-linux iputils-ping
+  unzip openssl
+  # the image: built without a daemon (buildah) from a local Debian base (mmdebstrap)
+  buildah mmdebstrap uidmap
 )
+[ "${1:-}" = build ] && packages=("${build_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
