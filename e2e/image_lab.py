@@ -125,7 +125,10 @@ def main():
             if time.monotonic() > deadline:
                 fail("the agent never became ready", r.stdout.strip().replace("\n", " | "))
             time.sleep(0.2)
-        pid = ns("lb", "pgrep", "-n", "-x", "flowlb-agent").stdout.strip()
+        # (pgrep is not per namespace: find the agent among the namespace's own processes)
+        pids = subprocess.run(["ip", "netns", "pids", f"{prefix}-lb"], capture_output=True,
+                              text=True).stdout.split()
+        pid = next(p for p in pids if open(f"/proc/{p}/comm").read().strip() == "flowlb-agent")
         with open(f"/proc/{pid}/status") as f:
             eff = int(next(line for line in f if line.startswith("CapEff:")).split()[1], 16)
         held = sorted(n for n, bit in CAP_NUMBERS.items() if eff >> bit & 1)

@@ -46,6 +46,8 @@ if [ "$commit" != unknown ] && ! git -C "$src" diff --quiet HEAD -- 2>/dev/null;
 SECONDS=0
 if "${bud[@]}" --build-arg BASE="$base" --build-arg GIT_COMMIT="$commit" -t "$image" -f "$src/Dockerfile" "$src" \
      >"$tmp/build.log" 2>&1; then
+  grep -E "^\[[0-9]/[0-9]\] STEP|Using cache|^--> |ccache" "$tmp/build.log" | grep -B1 "Using cache" | grep STEP |
+    sed 's/^/     cached: /' || true
   pass "the Dockerfile builds (buildah, from $base)"
 else
   tail -30 "$tmp/build.log"
@@ -58,7 +60,7 @@ echo "FIGURE image_build_s $secs s (this run; cold and warm in docs/install.md)"
 ctr=$(buildah from "$image")
 root=$(buildah mount "$ctr")
 mb=$(du -sm --apparent-size "$root" | cut -f1)
-echo "FIGURE image_mb $mb MB (uncompressed root filesystem; base $(buildah inspect --type image --format '{{.Size}}' "$base" 2>/dev/null || echo ?))"
+echo "FIGURE image_mb $mb MB (uncompressed root filesystem)"
 
 for bin in agent controller; do
   out=$(buildah run --isolation chroot "$ctr" -- "/usr/local/bin/flowlb-$bin" --version 2>&1 || true)
@@ -68,7 +70,7 @@ done
 user=$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$image")
 [ "$user" = "65532:65532" ] && pass "the image runs as 65532:65532 by default (the controller is non-root)" ||
   fail "image user '$user'"
-labels=$(buildah inspect --type image --format '{{json .OCIv1.Config.Labels}}' "$image")
+labels=$(buildah inspect --type image "$image" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["OCIv1"]["config"]["Labels"]))')
 for l in org.opencontainers.image.source org.opencontainers.image.version org.opencontainers.image.revision \
          io.flowlb.agent.capabilities; do
   grep -q "\"$l\"" <<<"$labels" && pass "label $l" || fail "no label $l"
@@ -86,7 +88,7 @@ c = next(yaml.safe_load_all(out))["spec"]["template"]["spec"]["containers"][0]
 print(",".join(c["securityContext"]["capabilities"]["add"]))
 PY
 )
-label_caps=$(sed -E 's/.*"io.flowlb.agent.capabilities":"([^"]*)".*/\1/' <<<"$labels")
+label_caps=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["io.flowlb.agent.capabilities"])' "$labels")
 [ "$caps" = "$label_caps" ] && pass "the image label and the chart grant the same capabilities: $caps" ||
   fail "chart grants $caps, the image label says $label_caps"
 
