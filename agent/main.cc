@@ -87,6 +87,7 @@ bool resolveInterfaces(Flags& f, AgentConfigFile* local, bool with_controller) {
   in.interfaces = f.interfaces;
   in.announce_interfaces = f.announce_interfaces;
   in.announce = with_controller;
+  in.snat = with_controller;  // standalone: the configuration file gives them
   for (const std::string& text : f.node_ips) {
     auto a = IpAddr::parse(text);
     if (!a) {

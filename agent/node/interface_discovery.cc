@@ -132,6 +132,7 @@ Result<InterfaceChoice> chooseInterfaces(const DiscoveryInput& in, const HostNet
     }
   }
   for (const bool v4 : {true, false}) {
+    if (!in.snat) break;
     const std::optional<IpAddr>& snat = v4 ? out.snat_v4 : out.snat_v6;
     const std::string& from = v4 ? out.snat_v4_from : out.snat_v6_from;
     why.push_back(std::string(v4 ? "IPv4" : "IPv6") + " NAT source " +

@@ -50,6 +50,7 @@ struct DiscoveryInput {
   std::vector<std::string> interfaces;           // --interface; empty: detect
   std::vector<std::string> announce_interfaces;  // --announce-interface; empty: detect
   bool announce = true;                          // false: no announce interfaces wanted
+  bool snat = true;                              // false: NAT sources come from elsewhere
   std::vector<IpAddr> node_ips;                  // --node-ip (status.hostIPs)
   std::optional<IpAddr> snat_v4, snat_v6;        // --snat-ipv4 / --snat-ipv6
 };
