@@ -431,6 +431,11 @@ int runWithController(Flags f) {
         "mutual TLS), or --plaintext\"");
     return 2;
   }
+  if (f.plaintext) {
+    spdlog::warn(
+        "event=insecure_controller_link reason=plaintext msg=\"no TLS to the controller: the "
+        "desired state is not authenticated. Use it for tests and labs only\"");
+  }
   AgentConfigFile local;
   if (!f.snat_v4.empty()) {
     auto a = IpAddr::parse(f.snat_v4);
@@ -505,11 +510,6 @@ int runWithController(Flags f) {
     spdlog::warn(
         "event=no_client_certificate msg=\"no --tls-cert or --bootstrap-token-file: a "
         "controller that authenticates agents (--tls-ca) will refuse this one\"");
-  }
-  if (o.plaintext) {
-    spdlog::warn(
-        "event=insecure_controller_link reason=plaintext msg=\"no TLS to the controller: the "
-        "desired state is not authenticated. Use it for tests and labs only\"");
   }
   auto link = ControllerLink::start(o, 0);
   if (!link) {

@@ -81,6 +81,40 @@ expect_exit2 "controller: a non-numeric --kube-api-qps is a usage error" "kube-a
 # Issue 17, finding 2: TLS without a client CA accepted anonymous agents silently.
 expect_exit2 "controller: TLS without --tls-ca refuses to start" "allow-unauthenticated-agents" \
   "$controller" --tls-cert "$src/README.md" --tls-key "$src/README.md"
+# Issue 17, finding 1: plaintext stays for tests and labs, and says so at start.
+"$agent" --controller-address 127.0.0.1:9 --plaintext --interface nonexistent0 >"$tmp/out" 2>&1 || true
+grep -q "event=insecure_controller_link reason=plaintext" "$tmp/out" && echo "ok   agent warns about plaintext at start" ||
+  { echo "FAIL agent plaintext warning"; cat "$tmp/out"; fails=$((fails + 1)); }
+# Issue 17, finding 16: two slow HTTP connections blocked every scrape of the
+# controller. Now 100 connections trickling unfinished requests do not.
+mkdir -p "$tmp/slow"
+cp "$src/examples/cluster/"*.yaml "$tmp/slow/"
+"$controller" --source "dir:$tmp/slow" --plaintext --grpc-address 127.0.0.1:0 \
+  --metrics-address 127.0.0.1:19463 >"$tmp/ctl.log" 2>&1 &
+ctl_pid=$!
+python3 - "$tmp/ctl.log" <<'PY' && echo "ok   controller: 100 slowloris connections do not block a scrape; plaintext warned" ||
+import socket, sys, time, urllib.request
+deadline = time.time() + 10
+while time.time() < deadline:  # up: the metrics port answers
+    try:
+        urllib.request.urlopen("http://127.0.0.1:19463/readyz", timeout=1).read()
+        break
+    except OSError:
+        time.sleep(0.1)
+assert "event=insecure_agent_link reason=plaintext" in open(sys.argv[1]).read(), "no plaintext warning"
+slow = []
+for _ in range(100):
+    s = socket.create_connection(("127.0.0.1", 19463))
+    s.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never finished
+    slow.append(s)
+body = urllib.request.urlopen("http://127.0.0.1:19463/metrics", timeout=3).read().decode()
+assert "flowlb_build_info" in body, body[:200]
+ready = urllib.request.urlopen("http://127.0.0.1:19463/readyz", timeout=3).read().decode()
+assert "readyz check passed" in ready, ready
+PY
+  { echo "FAIL controller metrics under slow clients"; cat "$tmp/ctl.log"; fails=$((fails + 1)); }
+kill "$ctl_pid" 2>/dev/null; wait "$ctl_pid" 2>/dev/null || true
+
 for bin in agent controller; do
   out=$("$build/$bin/flowlb-$bin" --version)
   if [[ "$out" =~ ^flowlb-$bin\ [0-9]+\.[0-9]+\.[0-9]+\ \(commit\ [0-9a-f]{7,}(-dirty)?\)$ ]]; then echo "ok   $bin --version: $out";
