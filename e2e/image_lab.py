@@ -5,7 +5,8 @@ the chart confines it, and real traffic through its VIPs.
 The agent binary, its libraries and its XDP object all come from ROOTFS (a
 mounted image). It runs in the lab's LB namespace, chrooted into ROOTFS made
 read-only (readOnlyRootFilesystem), with a private /tmp, read-only sysfs, no
-bpffs, no_new_privs (allowPrivilegeEscalation: false), as root with ONLY the
+bpffs, a writable state directory (the chart's hostPath for --state-dir),
+no_new_privs (allowPrivilegeEscalation: false), as root with ONLY the
 capabilities in CAPS (everything else dropped from the bounding set, as the
 container runtime does with `drop: [ALL]` and `add: [...]`).
 
@@ -85,6 +86,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="flowlb-image-lab-")
     with open(os.path.join(tmp, "agent.yaml"), "w") as f:
         f.write(CONFIG)
+    os.makedirs(os.path.join(tmp, "state"))  # --state-dir: a writable host directory (hostPath)
     procs = []
 
     def ns(name, *cmd, timeout=10):
@@ -107,7 +109,7 @@ def main():
              "".join(f",+{c}" for c in caps),
              "/usr/local/bin/flowlb-agent", "--config", "/mnt/agent.yaml", "--interface", "l0",
              "--interface", "l1", "--metrics-address", METRICS, "--conntrack-entries", "65536",
-             "--bpf-object", "/usr/lib/flowlb/flowlb_xdp_steer.o"],
+             "--bpf-object", "/usr/lib/flowlb/flowlb_xdp_steer.o", "--state-dir", "/mnt/state"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(agent)
 

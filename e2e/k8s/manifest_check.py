@@ -97,8 +97,11 @@ def chart(path):
                          if "secret" in s]
     check(not secrets and not projected_secrets,
           "agent: mounts no Secret (no CA key, no serving key)" + (f": {secrets}" if secrets else ""))
+    # Host paths: only the flow-state directory (--state-dir) and, if asked, bpffs.
+    args = c.get("args") or []
+    state = [a.split("=", 1)[1] for a in args if a.startswith("--state-dir=")]
     hostpaths = [v["hostPath"]["path"] for v in a.get("volumes") or () if "hostPath" in v]
-    check(hostpaths == [] or hostpaths == ["/sys/fs/bpf"], f"agent: hostPath volumes {hostpaths}")
+    check(set(hostpaths) <= set(state) | {"/sys/fs/bpf"}, f"agent: hostPath volumes {hostpaths} (state: {state})")
     agent_sa = a["serviceAccountName"]
     for sa in by_kind.get("ServiceAccount", []):
         if sa["metadata"]["name"] == agent_sa:
