@@ -13,9 +13,9 @@ container runtime does with `drop: [ALL]` and `add: [...]`).
 Passes (exit 0) when the agent becomes ready, holds exactly CAPS, and a
 1 MiB download through a NAT VIP and a request to an ARP-announced VIP both
 succeed. Otherwise exits 1 and says which step failed.
-Usage: image_lab.py ROOTFS CAPS PREFIX     CAPS: e.g. bpf,perfmon,net_admin,net_raw,ipc_lock
+Usage (from the repository root):
+    python3 -m e2e.image_lab ROOTFS CAPS PREFIX     CAPS: e.g. bpf,perfmon,net_admin,net_raw,ipc_lock
 """
-import hashlib
 import os
 import signal
 import subprocess
@@ -23,10 +23,12 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-LAB = os.path.join(HERE, "lab", "lab.sh")
-SERVER = os.path.join(HERE, "lab", "backend_server.py")
-CLIENT = os.path.join(HERE, "lab", "client.py")
+from e2e.lib.content import expected_md5, md5_file
+from e2e.lib.paths import LAB as LAB_DIR
+from e2e.lib.paths import ROOT
+from e2e.lib.proc import module
+
+LAB = os.path.join(LAB_DIR, "lab.sh")
 NAT_VIP, L2_VIP = "10.10.100.10", "10.10.1.100"
 METRICS = "127.0.0.1:19478"
 CAP_NUMBERS = {"chown": 0, "dac_override": 1, "dac_read_search": 2, "fowner": 3, "fsetid": 4,
@@ -92,15 +94,15 @@ def main():
     def ns(name, *cmd, timeout=10):
         try:
             return subprocess.run(["ip", "netns", "exec", f"{prefix}-{name}", *cmd], capture_output=True,
-                                  text=True, timeout=timeout)
+                                  text=True, timeout=timeout, cwd=ROOT)
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout}s")
     try:
         subprocess.run([LAB, "up", prefix], check=True, timeout=90, capture_output=True)
         for i in (1, 2, 3):
-            procs.append(subprocess.Popen(["ip", "netns", "exec", f"{prefix}-b{i}", "python3", SERVER,
-                                           f"b{i}", "80", f"10.10.2.1{i}"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(subprocess.Popen(["ip", "netns", "exec", f"{prefix}-b{i}",
+                                           *module("e2e.lab.backend_server", f"b{i}", "80", f"10.10.2.1{i}")],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT))
         log_path = os.path.join(tmp, "agent.log")
         log = open(log_path, "w")
         agent = subprocess.Popen(
@@ -138,13 +140,12 @@ def main():
             fail("capabilities", f"the agent holds {held}, not {caps}")
         print(f"ok   the image's agent is ready holding exactly {','.join(caps)}", flush=True)
         out = os.path.join(tmp, "nat.bin")
-        r = ns("client", "python3", CLIENT, "fetch", f"http://{NAT_VIP}/bytes/1048576", out, timeout=30)
-        want = hashlib.md5(bytes((i * 7 + 3) % 256 for i in range(1048576))).hexdigest()
-        got = hashlib.md5(open(out, "rb").read()).hexdigest() if r.returncode == 0 else None
-        if got != want:
+        r = ns("client", *module("e2e.lab.client", "fetch", f"http://{NAT_VIP}/bytes/1048576", out),
+               timeout=30)
+        if r.returncode != 0 or md5_file(out) != expected_md5(1048576):
             fail("1 MiB through the NAT VIP", r.stderr.strip()[-300:] or "wrong bytes")
         print("ok   1 MiB through the NAT VIP, byte-identical", flush=True)
-        r = ns("client", "python3", CLIENT, "fetch", f"http://{L2_VIP}/id", os.path.join(tmp, "id"),
+        r = ns("client", *module("e2e.lab.client", "fetch", f"http://{L2_VIP}/id", os.path.join(tmp, "id")),
                timeout=15)
         if r.returncode != 0:
             fail("the ARP-announced VIP", r.stderr.strip()[-300:])

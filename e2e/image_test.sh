@@ -14,7 +14,7 @@ set -euo pipefail
 build=$1
 src=$2
 "$src/scripts/install-deps.sh" >/dev/null
-prefix=${FLOWLB_IMAGE_PREFIX:-flimg}
+prefix=${FLOWLB_E2E_PREFIX:+$FLOWLB_E2E_PREFIX-}flimg  # FLOWLB_E2E_PREFIX as in e2e/README.md
 image=localhost/flowlb:e2e
 base=localhost/debian:12
 tmp=$(mktemp -d)
@@ -93,7 +93,7 @@ label_caps=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["io.flow
   fail "chart grants $caps, the image label says $label_caps"
 
 echo "== the image's agent in the lab with the chart's capabilities ($caps) =="
-if python3 "$src/e2e/image_lab.py" "$root" "$caps" "$prefix"; then
+if (cd "$src" && python3 -m e2e.image_lab "$root" "$caps" "$prefix"); then
   pass "the image's agent forwards real TCP with only $caps"
 else
   fail "the image's agent with the chart's capabilities"
@@ -102,7 +102,7 @@ echo "== each capability taken away must break it =="
 IFS=, read -ra list <<<"$caps"
 for drop in "${list[@]}"; do
   fewer=$(printf '%s\n' "${list[@]}" | grep -vx "$drop" | paste -sd, -)
-  if python3 "$src/e2e/image_lab.py" "$root" "$fewer" "$prefix" >"$tmp/lab.log" 2>&1; then
+  if (cd "$src" && python3 -m e2e.image_lab "$root" "$fewer" "$prefix") >"$tmp/lab.log" 2>&1; then
     cat "$tmp/lab.log"
     fail "without $drop the agent still works: the chart grants more than it needs"
   else
