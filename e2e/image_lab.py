@@ -69,7 +69,11 @@ mount --bind "$R" "$R"
 mount -o remount,bind,ro "$R"
 mount -t proc proc "$R/proc"
 mount -t sysfs -o ro sysfs "$R/sys"
-mount --rbind /dev "$R/dev"
+# A container's /dev: a tmpfs with the usual nodes, and /dev/net/tun only
+# because the chart mounts it (agent.kernelPath) for the kernel exception path.
+mount -t tmpfs -o size=64k,mode=755 tmpfs "$R/dev"
+for d in null zero full random urandom tty; do touch "$R/dev/$d"; mount --bind "/dev/$d" "$R/dev/$d"; done
+mkdir "$R/dev/net" "$R/dev/shm" && touch "$R/dev/net/tun" && mount --bind /dev/net/tun "$R/dev/net/tun"
 mount -t tmpfs -o size=16m tmpfs "$R/tmp"
 mount --bind "$CONF" "$R/mnt"
 exec chroot "$R" /usr/bin/setpriv --no-new-privs --reuid=0 --regid=0 --clear-groups \

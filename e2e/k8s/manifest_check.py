@@ -97,11 +97,17 @@ def chart(path):
                          if "secret" in s]
     check(not secrets and not projected_secrets,
           "agent: mounts no Secret (no CA key, no serving key)" + (f": {secrets}" if secrets else ""))
-    # Host paths: only the flow-state directory (--state-dir) and, if asked, bpffs.
+    # Host paths: only the flow-state directory (--state-dir), the TUN device
+    # when the kernel exception path is on and, if asked, bpffs.
     args = c.get("args") or []
     state = [a.split("=", 1)[1] for a in args if a.startswith("--state-dir=")]
+    tun = ["/dev/net/tun"] if "--kernel-path=true" in args else []
     hostpaths = [v["hostPath"]["path"] for v in a.get("volumes") or () if "hostPath" in v]
-    check(set(hostpaths) <= set(state) | {"/sys/fs/bpf"}, f"agent: hostPath volumes {hostpaths} (state: {state})")
+    check(set(hostpaths) <= set(state) | set(tun) | {"/sys/fs/bpf"},
+          f"agent: hostPath volumes {hostpaths} (state: {state}, tun: {tun})")
+    check("/dev/net/tun" not in tun or any(v.get("hostPath", {}).get("type") == "CharDevice"
+                                           and v["hostPath"]["path"] == "/dev/net/tun" for v in a.get("volumes") or ()),
+          "agent: the kernel path has /dev/net/tun (a CharDevice hostPath)")
     agent_sa = a["serviceAccountName"]
     for sa in by_kind.get("ServiceAccount", []):
         if sa["metadata"]["name"] == agent_sa:
