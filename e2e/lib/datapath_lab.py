@@ -149,7 +149,10 @@ class DatapathLab:
         self.stop_agent()
         self.procs.stop_all()
         topology_down(self.p)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if os.environ.get("FLOWLB_E2E_KEEP"):  # logs and files for a post-mortem
+            print(f"kept {self.tmp}", flush=True)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- the agent -----------------------------------------------------------
     def running(self):
