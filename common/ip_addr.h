@@ -54,6 +54,8 @@ struct IpPrefix {
   static Result<IpPrefix> parse(std::string_view text);
   bool contains(const IpAddr& a) const;
   std::string toString() const;
+  friend bool operator==(const IpPrefix&, const IpPrefix&) = default;
+  friend auto operator<=>(const IpPrefix&, const IpPrefix&) = default;
 };
 
 }  // namespace flowlb

@@ -24,6 +24,8 @@ packages=(
   unzip openssl
   # the image: built without a daemon (buildah) from a local Debian base (mmdebstrap)
   buildah mmdebstrap uidmap
+  # the BGP lab: real routers as the agent's peers (run in namespaces, never as services)
+  bird2 frr gobgpd
 )
 [ "${1:-}" = build ] && packages=("${build_packages[@]}")
 
