@@ -22,6 +22,8 @@
 #include <random>
 #include <sstream>
 
+#include "agent/announce/bgp/routes.h"
+#include "agent/announce/bgp/speaker.h"
 #include "agent/control/certificate_bootstrap.h"
 #include "agent/control/controller_link.h"
 #include "agent/datapath/datapath.h"
@@ -233,6 +235,50 @@ void logApplyReport(const ApplyReport& r, const std::vector<ServiceError>& refus
   for (const auto& w : r.warnings) spdlog::warn("event=config_warning msg=\"{}\"", w);
 }
 
+std::string nodeName(const Flags& f) {
+  if (!f.node_name.empty()) return f.node_name;
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+
+// BGP announcement: the speaker runs while the configuration has peers; the
+// routes follow every applied state (routes.h decides them).
+class BgpAnnouncement {
+ public:
+  explicit BgpAnnouncement(std::string node) : node_(std::move(node)) {}
+  Status update(const bgp::BgpSettings& settings, const DesiredState& desired,
+                const std::vector<ServiceError>& refused) {
+    if (!settings.enabled()) {
+      if (speaker_) spdlog::info("event=bgp_stopped reason=no_peers");
+      speaker_.reset();
+      return Status::ok();
+    }
+    if (!speaker_) {
+      auto s = bgp::Speaker::start();
+      if (!s) return s.status();
+      speaker_ = std::move(*s);
+    }
+    if (!(settings == settings_) || first_) speaker_->configure(settings);
+    first_ = false;
+    settings_ = settings;
+    const auto vips = bgp::eligibleVips(desired.services, refused, node_);
+    speaker_->setRoutes(bgp::routesPerPeer(settings, vips));
+    spdlog::info("event=bgp_routes_updated node={} vips={} peers={}", node_, vips.size(),
+                 settings.peers.size());
+    return Status::ok();
+  }
+  const bgp::Speaker* speaker() const { return speaker_.get(); }
+  // Withdraws (or, with graceful restart, leaves) the routes and closes.
+  void stop() { speaker_.reset(); }
+
+ private:
+  std::string node_;
+  bgp::BgpSettings settings_;
+  bool first_ = true;
+  std::unique_ptr<bgp::Speaker> speaker_;
+};
+
 int runDatapath(const Flags& f, const AgentConfigFile& initial,
                 std::unique_ptr<ControllerLink> link) {
   DatapathConfig dc;
@@ -308,6 +354,11 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
     }
     announcer = std::move(*a);
     announcer->setVips(vipsOf(initial.desired));
+  }
+  BgpAnnouncement bgp(nodeName(f));
+  if (auto st = bgp.update(initial.bgp, initial.desired, first_apply->errors); !st) {
+    spdlog::error("event=start reason=bgp msg=\"{}\"", st.message());
+    return 1;
   }
   const DatapathStatus first = (*dp)->status();
   spdlog::info("event=started interfaces={} services={} bind={} poll={} metrics={}",
@@ -401,6 +452,9 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
         (*metrics)->refusedServices(report->errors);
         health.applied(next->desired.generation);
         if (announcer) announcer->setVips(vipsOf(next->desired));
+        if (auto st = bgp.update(next->bgp, next->desired, report->errors); !st) {
+          spdlog::error("event=bgp_failed msg=\"{}\"", st.message());
+        }
         if (next->announce_interfaces != initial.announce_interfaces) {
           spdlog::warn("event=config_warning msg=\"announce interfaces change on restart only\"");
         }
@@ -414,11 +468,13 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
       last_metrics = now;
       (*metrics)->update((*dp)->status());
       if (announcer) (*metrics)->update(announcer->stats());
+      if (bgp.speaker()) (*metrics)->update(bgp.speaker()->status());
     }
   }
   spdlog::info("event=stopping");
   link.reset();
   announcer.reset();
+  bgp.stop();   // before the datapath: a withdrawal moves traffic away first
   dp->reset();  // stops workers, detaches XDP
   return 0;
 }
@@ -485,13 +541,7 @@ int runWithController(Flags f) {
   o.tls_ca = f.tls_ca;
   o.tls_cert = f.tls_cert;
   o.tls_key = f.tls_key;
-  if (f.node_name.empty()) {
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    o.node_name = host;
-  } else {
-    o.node_name = f.node_name;
-  }
+  o.node_name = nodeName(f);
   std::unique_ptr<CertificateBootstrap> bootstrap;  // outlives the link that uses it
   if (!f.bootstrap_token_file.empty()) {
     CertificateBootstrapOptions bo;

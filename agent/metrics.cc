@@ -91,6 +91,32 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
                         "conntrack entries adopted and discarded, conntrack tables and backend-id "
                         "registries found incompatible",
                         r);
+  m->bgp_state_ = &family(BuildGauge(), "flowlb_agent_bgp_session_state",
+                          "BGP session state per peer (1 for the current state)", r);
+  m->bgp_up_ = &family(BuildGauge(), "flowlb_agent_bgp_session_up",
+                       "1 while the BGP session with the peer is Established", r);
+  m->bgp_flaps_ = &family(BuildCounter(), "flowlb_agent_bgp_session_flaps_total",
+                          "Times the BGP session with the peer left Established", r);
+  m->bgp_advertised_ = &family(BuildGauge(), "flowlb_agent_bgp_routes_advertised",
+                               "Routes this node announces to the peer now", r);
+  m->bgp_received_ = &family(BuildCounter(), "flowlb_agent_bgp_routes_received_total",
+                             "Routes the peer announced to us (counted, never installed)", r);
+  m->bgp_updates_ =
+      &family(BuildCounter(), "flowlb_agent_bgp_updates_total", "UPDATE messages, by direction", r);
+  m->bgp_malformed_ =
+      &family(BuildCounter(), "flowlb_agent_bgp_malformed_updates_total",
+              "UPDATEs from the peer dropped as malformed (RFC 7606 treat-as-withdraw)", r);
+  m->bgp_notifications_ = &family(BuildCounter(), "flowlb_agent_bgp_notifications_total",
+                                  "NOTIFICATION messages, by direction", r);
+  m->bfd_up_ = &family(BuildGauge(), "flowlb_agent_bfd_session_up",
+                       "1 while the BFD session with the peer is Up", r);
+  m->bfd_downs_ = &family(BuildCounter(), "flowlb_agent_bfd_session_downs_total",
+                          "BFD sessions that went from Up to Down", r);
+  m->bfd_discarded_ = &BuildCounter()
+                           .Name("flowlb_agent_bfd_discarded_packets_total")
+                           .Help("BFD packets discarded (TTL not 255, malformed, no session)")
+                           .Register(r)
+                           .Add({});
   m->link_connected_ = &BuildGauge()
                             .Name("flowlb_agent_controller_connected")
                             .Help("1 while the Sync stream to the controller is up")
@@ -128,6 +154,48 @@ void AgentMetrics::update(const AnnouncerStats& st) {
   setCounter(l2_->Add({{"kind", "na_reply"}}), static_cast<double>(st.na_replies));
   setCounter(l2_->Add({{"kind", "gratuitous"}}), static_cast<double>(st.gratuitous));
   setCounter(l2_->Add({{"kind", "ignored"}}), static_cast<double>(st.ignored));
+}
+
+void AgentMetrics::update(const bgp::SpeakerStatus& st) {
+  std::set<std::string> now;
+  for (const bgp::PeerStatus& p : st.peers) {
+    now.insert(p.name);
+    const bgp::SessionStats& s = p.session;
+    for (auto state : {bgp::State::kIdle, bgp::State::kConnect, bgp::State::kOpenSent,
+                       bgp::State::kOpenConfirm, bgp::State::kEstablished}) {
+      bgp_state_->Add({{"peer", p.name}, {"state", bgp::stateName(state)}})
+          .Set(s.state == state ? 1 : 0);
+    }
+    bgp_up_->Add({{"peer", p.name}}).Set(s.state == bgp::State::kEstablished ? 1 : 0);
+    setCounter(bgp_flaps_->Add({{"peer", p.name}}), static_cast<double>(p.flaps));
+    bgp_advertised_->Add({{"peer", p.name}}).Set(static_cast<double>(s.routes_advertised));
+    setCounter(bgp_received_->Add({{"peer", p.name}}), static_cast<double>(s.routes_received));
+    setCounter(bgp_updates_->Add({{"peer", p.name}, {"direction", "received"}}),
+               static_cast<double>(s.updates_received));
+    setCounter(bgp_updates_->Add({{"peer", p.name}, {"direction", "sent"}}),
+               static_cast<double>(s.updates_sent));
+    setCounter(bgp_malformed_->Add({{"peer", p.name}}), static_cast<double>(s.malformed_updates));
+    setCounter(bgp_notifications_->Add({{"peer", p.name}, {"direction", "received"}}),
+               static_cast<double>(s.notifications_received));
+    setCounter(bgp_notifications_->Add({{"peer", p.name}, {"direction", "sent"}}),
+               static_cast<double>(s.notifications_sent));
+    if (p.bfd_enabled) {
+      bfd_up_->Add({{"peer", p.name}}).Set(p.bfd_state == bfd::State::kUp ? 1 : 0);
+      setCounter(bfd_downs_->Add({{"peer", p.name}}), static_cast<double>(p.bfd_downs));
+    }
+  }
+  for (const std::string& gone : bgp_peers_) {
+    if (now.count(gone)) continue;
+    for (auto state : {bgp::State::kIdle, bgp::State::kConnect, bgp::State::kOpenSent,
+                       bgp::State::kOpenConfirm, bgp::State::kEstablished}) {
+      bgp_state_->Remove(&bgp_state_->Add({{"peer", gone}, {"state", bgp::stateName(state)}}));
+    }
+    bgp_up_->Remove(&bgp_up_->Add({{"peer", gone}}));
+    bgp_advertised_->Remove(&bgp_advertised_->Add({{"peer", gone}}));
+    bfd_up_->Remove(&bfd_up_->Add({{"peer", gone}}));
+  }
+  bgp_peers_ = std::move(now);
+  setCounter(*bfd_discarded_, static_cast<double>(st.bfd_discarded));
 }
 
 void AgentMetrics::controllerLink(bool connected, uint64_t resets, double since_update_s) {

@@ -9,8 +9,10 @@
 #include <prometheus/registry.h>
 
 #include <memory>
+#include <set>
 #include <string>
 
+#include "agent/announce/bgp/speaker.h"
 #include "agent/announce/l2_announcer.h"
 #include "agent/datapath/datapath.h"
 #include "common/health.h"
@@ -27,6 +29,8 @@ class AgentMetrics {
 
   void update(const DatapathStatus& st);
   void update(const AnnouncerStats& st);
+  // BGP sessions and BFD, one series per peer (removed with the peer).
+  void update(const bgp::SpeakerStatus& st);
   void configReload(bool ok);
   // The services the last apply refused (one series each, removed when the
   // service is applied again or leaves the state).
@@ -70,6 +74,18 @@ class AgentMetrics {
   prometheus::Family<prometheus::Gauge>* table_bytes_ = nullptr;
   prometheus::Family<prometheus::Gauge>* local_vips_ = nullptr;
   prometheus::Family<prometheus::Gauge>* adopted_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* bgp_state_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* bgp_up_ = nullptr;
+  prometheus::Family<prometheus::Counter>* bgp_flaps_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* bgp_advertised_ = nullptr;
+  prometheus::Family<prometheus::Counter>* bgp_received_ = nullptr;
+  prometheus::Family<prometheus::Counter>* bgp_updates_ = nullptr;
+  prometheus::Family<prometheus::Counter>* bgp_malformed_ = nullptr;
+  prometheus::Family<prometheus::Counter>* bgp_notifications_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* bfd_up_ = nullptr;
+  prometheus::Family<prometheus::Counter>* bfd_downs_ = nullptr;
+  prometheus::Counter* bfd_discarded_ = nullptr;
+  std::set<std::string> bgp_peers_;  // peers with series, to remove those that leave
   prometheus::Gauge* link_connected_ = nullptr;
   prometheus::Counter* link_resets_ = nullptr;
   prometheus::Gauge* link_since_update_ = nullptr;

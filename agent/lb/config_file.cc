@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "agent/announce/bgp/config_yaml.h"
 #include "agent/packet/packet.h"
 
 namespace flowlb::agent {
@@ -202,7 +203,7 @@ Result<AgentConfigFile> parseAgentConfig(const std::string& content) {
   try {
     const YAML::Node root = YAML::Load(content);
     if (!root.IsMap()) return Status::error("line 1: the file must be a mapping with 'services'");
-    checkKeys(root, "(top)", {"generation", "snat", "services", "announce"});
+    checkKeys(root, "(top)", {"generation", "snat", "services", "announce", "bgp"});
     AgentConfigFile cfg;
     if (root["generation"])
       cfg.desired.generation = number<uint64_t>(root["generation"], "generation", 0, INT64_MAX);
@@ -212,6 +213,11 @@ Result<AgentConfigFile> parseAgentConfig(const std::string& content) {
       for (size_t i = 0; i < an.size(); ++i) {
         cfg.announce_interfaces.push_back(text(an[i], "announce[" + std::to_string(i) + "]"));
       }
+    }
+    if (const auto& b = root["bgp"]) {
+      auto bgp = bgp::parseBgpYaml(b);
+      if (!bgp) return bgp.status();
+      cfg.bgp = std::move(*bgp);
     }
     if (const auto& ss = root["services"]) {
       if (!ss.IsSequence()) fail(ss, "services", "must be a list");

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "agent/announce/bgp/config.h"
 #include "agent/lb/service.h"
 #include "common/status.h"
 
@@ -16,6 +17,9 @@ struct AgentConfigFile {
   // Interfaces on which this node answers ARP/NDP for every VIP of the file
   // (standalone L2 announcement); empty: announce nothing.
   std::vector<std::string> announce_interfaces;
+  // BGP announcement (the `bgp:` section, agent/announce/bgp/config_yaml.cc);
+  // no peers: none.
+  bgp::BgpSettings bgp;
 };
 
 Result<AgentConfigFile> parseAgentConfig(const std::string& text);
