@@ -76,7 +76,7 @@ test_all() {
 
   echo "== bounded fuzz run (libFuzzer, ASan+UBSan) =="
   mkdir -p "$root/build-fuzz"
-  CC=clang CXX=clang++ TARGETS="forwarder_fuzz conntrack_adopt_fuzz" configure_build "$root/build-fuzz" \
+  CC=clang CXX=clang++ TARGETS="forwarder_fuzz conntrack_adopt_fuzz bgp_fuzz" configure_build "$root/build-fuzz" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOWLB_FUZZ=ON -DFLOWLB_BENCH=OFF \
     -DFLOWLB_FUZZ_SECONDS="${FLOWLB_FUZZ_SECONDS:-45}"
   run_ctest "fuzz" "$root/build-fuzz" -L fuzz || rc=1
