@@ -293,6 +293,7 @@ void Session::syncRoutes(bool full) {
     const Family f = v4 ? kIpv4Unicast : kIpv6Unicast;
     std::optional<IpAddr> hop = v4 ? s_.next_hop_v4 : s_.next_hop_v6;
     if (!hop && local_.isV4() == v4) hop = local_;
+    if (!(v4 ? s_.ipv4 : s_.ipv6)) continue;  // a family we do not offer this peer
     if (!negotiated(f) || !hop) {
       skipped.insert(prefix);
       if (!skipped_.count(prefix)) {

@@ -137,6 +137,10 @@ void Speaker::Loop::pump(Peer& p, Time now) {
       switch (e.kind) {
         case SessionEvent::Kind::kStateChanged:
           if (e.from == State::kEstablished) ++p.status.flaps;
+          if (e.from == State::kConnect && e.to == State::kIdle) {
+            spdlog::warn("event=bgp_connect_failed peer={} address={} reason=\"{}\"", peer,
+                         p.session.settings().address.toString(), e.detail);
+          }
           if (e.to == State::kEstablished || e.from == State::kEstablished) {
             spdlog::info("event=bgp_session_state peer={} from={} to={} reason=\"{}\"", peer,
                          stateName(e.from), stateName(e.to), e.detail);

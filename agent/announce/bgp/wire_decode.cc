@@ -173,8 +173,24 @@ std::string describe(const Notification& n) {
                                        "Out of Resources",
                                        "Hard Reset",
                                        "BFD Down"};
+  static const char* const kHeader[] = {"", "Connection Not Synchronized", "Bad Message Length",
+                                        "Bad Message Type"};
+  static const char* const kUpdate[] = {"",
+                                        "Malformed Attribute List",
+                                        "Unrecognized Well-known Attribute",
+                                        "Missing Well-known Attribute",
+                                        "Attribute Flags Error",
+                                        "Attribute Length Error",
+                                        "Invalid ORIGIN Attribute",
+                                        "",
+                                        "Invalid NEXT_HOP Attribute",
+                                        "Optional Attribute Error",
+                                        "Invalid Network Field",
+                                        "Malformed AS_PATH"};
   const char* sub = nullptr;
+  if (n.code == 1 && n.subcode <= 3) sub = kHeader[n.subcode];
   if (n.code == 2 && n.subcode <= 7) sub = kOpen[n.subcode];
+  if (n.code == 3 && n.subcode <= 11) sub = kUpdate[n.subcode];
   if (n.code == 6 && n.subcode <= 10) sub = kCease[n.subcode];
   if (sub && *sub) return s + " / " + sub;
   return n.subcode ? s + " / subcode " + std::to_string(n.subcode) : s;
