@@ -4,7 +4,8 @@
 #   bench/run.sh datapath  AF_XDP datapath vs nftables DNAT vs kernel forwarding (root)
 #   bench/run.sh controller  10k Services against the Kubernetes API test server
 #   bench/run.sh apiserver   the Kubernetes API test server itself at that scale
-#   bench/run.sh e2e       the whole system in the cluster lab: failover, drain, propagation (root)
+#   bench/run.sh e2e       the whole system in the cluster lab: failover, drain, propagation,
+#                          and BGP with real routers: failover with BFD, ECMP moves (root)
 # Run through ./flowlb.sh bench core (which installs and builds first), or
 # after a build into build/. The Python benches are modules of the repository
 # (they share e2e/lib), so they run from its root.
@@ -90,6 +91,7 @@ apiserver() {
 e2e() {  # needs root: builds the cluster lab
   ninja -C "$build" -j2 flowlb-agent flowlb-controller >/dev/null
   python3 -m bench.e2e_bench "$build"
+  FLOWLB_BUILD="$build" python3 -m bench.bgp_bench
 }
 
 case "${1:-}" in

@@ -23,7 +23,8 @@ void check(bool ok) {
 }
 
 void roundTripUpdate(const UpdateMessage& u, bool four) {
-  if (u.mp_reach && u.mp_reach->family != kIpv4Unicast && u.mp_reach->family != kIpv6Unicast) return;
+  if (u.mp_reach && u.mp_reach->family != kIpv4Unicast && u.mp_reach->family != kIpv6Unicast)
+    return;
   if (u.mp_unreach && u.mp_unreach->family != kIpv4Unicast &&
       u.mp_unreach->family != kIpv6Unicast) {
     return;

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""BGP figures on the BGP lab (e2e/lib/bgp_lab.py) with real routers.
+Prints FIGURE lines:
+  bgp_failover_ms (median), bgp_failover_ms_max, bgp_failover_ms_bird,
+  bgp_failover_ms_frr   an LB node's link is cut at the switch while BFD runs
+      at 100 ms x 3; the time until the router's kernel route no longer
+      leads to it (new connections no longer go there), 3 runs per router
+  bgp_failover_hold_time_ms   the same without BFD, hold time 3 s (BIRD),
+      for the record: what a router without BFD (GoBGP) gives
+  ecmp_flow_move_errors   DSR downloads (20, over two nodes) that did not
+      complete byte-identical while the router's next-hop set changed under
+      them (a node withdrawn, a third added); must be 0
+  ecmp_nat_flows_lost   the same for NAT downloads (10): flows moved to
+      another node lose their source-NAT state, for the record
+Usage: python3 -m bench.bgp_bench (root, from the repository root, after a build;
+FLOWLB_BUILD names the build directory)
+"""
+import os
+import statistics
+import time
+
+from e2e.lib.bgp_lab import DSR_VIP, NAT_VIP, BgpLab
+from e2e.lib.content import expected_md5, md5_file
+from e2e.lib.proc import lab_prefix
+from e2e.lib.wait import wait_until
+
+SIZE = 3_000_000
+
+
+def link_cut_ms(lab):
+    lab.ns("swl", "ip", "link", "set", "lb2-l0", "up", check=False)
+    lab.ensure_agents([1, 2])
+    lab.wait_established([1, 2], timeout=60)
+    lab.wait_next_hops(NAT_VIP, [1, 2], timeout=30)
+    if lab.router.has_bfd and lab.router_kw["bfd"]:
+        wait_until(lambda: lab.metric(2, "flowlb_agent_bfd_session_up", peer="rt") == 1, 30,
+                   "BFD up on lb2", ignore=(Exception,))
+    t0 = time.monotonic()
+    lab.ns("swl", "ip", "link", "set", "lb2-l0", "down")
+    lab.wait_next_hops(NAT_VIP, [1], timeout=60, )
+    gap = (time.monotonic() - t0) * 1000
+    lab.ns("swl", "ip", "link", "set", "lb2-l0", "up")
+    return gap
+
+
+def downloads(lab, vip, n, tag):
+    names = []
+    for k in range(n):
+        out = os.path.join(lab.tmp, f"{tag}{k}.out")
+        lab.start_client(f"client-{tag}{k}", "fetch", f"http://{vip}/slow/{SIZE}/40", out)
+        names.append((f"client-{tag}{k}", out))
+    for name, _ in names:
+        lab.procs.first_line(name, 15)
+    return names
+
+
+def failed(lab, names):
+    bad = 0
+    for name, out in names:
+        code, _ = lab.procs.communicate(name, 120)
+        if code != 0 or not os.path.exists(out) or md5_file(out) != expected_md5(SIZE):
+            bad += 1
+    return bad
+
+
+def main():
+    lab = BgpLab(lab_prefix("flbbgp"))
+    figures = []
+    try:
+        lab.up()
+        per = {}
+        for kind in ("bird", "frr"):
+            lab.start_router(kind)
+            per[kind] = [link_cut_ms(lab) for _ in range(3)]
+        lab.start_router("bird", bfd=False)
+        lab.ensure_agents([1, 2], hold=3)
+        hold = link_cut_ms(lab)
+        lab.start_router("bird")
+        lab.ensure_agents([1, 2])
+        lab.wait_established([1, 2], timeout=60)
+        lab.wait_next_hops(DSR_VIP, [1, 2], timeout=30)
+        dsr = downloads(lab, DSR_VIP, 20, "dsr")
+        nat = downloads(lab, NAT_VIP, 10, "nat")
+        lab.stop_agent(2)
+        lab.wait_next_hops(DSR_VIP, [1], timeout=10)
+        lab.start_agent(3)
+        lab.wait_established([3], timeout=60)
+        lab.wait_next_hops(DSR_VIP, [1, 3], timeout=30)
+        all_bfd = per["bird"] + per["frr"]
+        figures = [
+            ("bgp_failover_ms", statistics.median(all_bfd), "ms"),
+            ("bgp_failover_ms_max", max(all_bfd), "ms"),
+            ("bgp_failover_ms_bird", statistics.median(per["bird"]), "ms"),
+            ("bgp_failover_ms_frr", statistics.median(per["frr"]), "ms"),
+            ("bgp_failover_hold_time_ms", hold, "ms"),
+            ("ecmp_flow_move_errors", failed(lab, dsr), "downloads"),
+            ("ecmp_nat_flows_lost", failed(lab, nat), "downloads"),
+        ]
+    finally:
+        lab.down()
+    for name, value, unit in figures:
+        print(f"FIGURE {name} {value:.0f} {unit}")
+
+
+if __name__ == "__main__":
+    main()
