@@ -202,8 +202,10 @@ class BgpScenarios:
                 stop.wait(0.02)
         watcher = threading.Thread(target=watch)
         watcher.start()
+        # New connections all along (TCP retransmits a SYN that meets the
+        # restarting node; none may fail).
         conns = lab.procs.start("client-spread", in_ns(lab.ns_name("client"), *module(
-            "e2e.lab.client", "spread", f"http://{DSR_VIP}/id", "150")))
+            "e2e.lab.bgp_client", f"http://{DSR_VIP}/id", "150", "20")))
         try:
             mark = lab.procs.mark("agent1")
             t0 = time.monotonic()
