@@ -195,6 +195,8 @@ class Gobgp(Router):
             peers = json.loads(self.cli("neighbor", "-j") or "[]")
         except json.JSONDecodeError:
             return False
+        if not isinstance(peers, list):  # gobgpd still starting: an error object
+            return False
         for p in peers:
             if p.get("conf", {}).get("neighbor_address") == addr:
                 return str(p.get("state", {}).get("session_state")).lower() in ("established", "6")
