@@ -10,6 +10,7 @@
 
 #include "agent/announce/bfd/bfd_session.h"
 #include "agent/announce/net/sockets.h"
+#include "agent/announce/net/vip_hold.h"
 
 namespace flowlb::agent::bgp {
 
@@ -279,6 +280,22 @@ void Speaker::Loop::onBfdDatagram(const net::BfdDatagram& d, Time now) {
 }
 
 void Speaker::Loop::stopAll(Time now) {
+  // Routers that keep our routes keep sending: drop that traffic silently
+  // until the next agent runs (vip_hold.h).
+  std::vector<IpPrefix> held;
+  for (auto& [name, p] : peers) {
+    if (!p->session.settings().graceful_restart) continue;
+    for (const auto& [prefix, attrs] : routes[name]) held.push_back(prefix);
+  }
+  if (!held.empty()) {
+    const Status st = net::holdPrefixes(held);
+    if (st) {
+      spdlog::info("event=bgp_vips_held prefixes={} msg=\"dropped until the next agent runs\"",
+                   held.size());
+    } else {
+      spdlog::warn("event=bgp_vips_held reason=netlink msg=\"{}\"", st.message());
+    }
+  }
   for (auto& [name, p] : peers) {
     const bool graceful = p->session.settings().graceful_restart;
     p->session.stop(now, graceful ? StopMode::kGraceful : StopMode::kWithdraw, "agent stopping");
@@ -313,6 +330,13 @@ Result<std::unique_ptr<Speaker>> Speaker::start() {
   s->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->wake_fd_ < 0) return Status::error(std::string("eventfd: ") + std::strerror(errno));
   s->loop_ = std::make_unique<Loop>();
+  // Blackhole routes a previous agent left for its restart (vip_hold.h):
+  // the datapath runs again, they go.
+  if (auto released = net::releaseHeldPrefixes(); !released) {
+    spdlog::warn("event=bgp_vips_released reason=netlink msg=\"{}\"", released.error());
+  } else if (*released > 0) {
+    spdlog::info("event=bgp_vips_released prefixes={}", *released);
+  }
   s->thread_ = std::thread([self = s.get()] {
     Loop& L = *self->loop_;
     while (!self->stop_.load()) {
