@@ -4,8 +4,9 @@
 #   bench/run.sh datapath  AF_XDP datapath vs nftables DNAT vs kernel forwarding (root)
 #   bench/run.sh controller  10k Services against the Kubernetes API test server
 #   bench/run.sh apiserver   the Kubernetes API test server itself at that scale
-#   bench/run.sh e2e       the whole system in the cluster lab: failover, drain, propagation,
-#                          and BGP with real routers: failover with BFD, ECMP moves (root)
+#   bench/run.sh e2e       the whole system in the cluster lab: failover, drain, propagation;
+#                          BGP with real routers: failover with BFD, ECMP moves; flows across
+#                          agent restarts and a SYN flood in the datapath lab (root)
 # Run through ./flowlb.sh bench core (which installs and builds first), or
 # after a build into build/. The Python benches are modules of the repository
 # (they share e2e/lib), so they run from its root.
@@ -89,9 +90,10 @@ apiserver() {
 }
 
 e2e() {  # needs root: builds the cluster lab
-  ninja -C "$build" -j2 flowlb-agent flowlb-controller >/dev/null
+  ninja -C "$build" -j2 flowlb-agent flowlb-controller xdp_traffic >/dev/null
   python3 -m bench.e2e_bench "$build"
   FLOWLB_BUILD="$build" python3 -m bench.bgp_bench
+  FLOWLB_BUILD="$build" python3 -m bench.flow_survival_bench
 }
 
 case "${1:-}" in

@@ -179,9 +179,13 @@ Datapath::~Datapath() {
   for (Queue& q : queues_) {
     if (q.thread.joinable()) q.thread.join();
   }
+  // The devices go first, and with them the NAT VIPs local on flowlb-keep:
+  // once the sockets are closed the program passes VIP frames to the kernel,
+  // which answers a segment to a local address without a socket with a RST,
+  // and that RST would cut a flow the next agent is about to adopt.
+  kernel_.reset();   // devices; rules and nftables tables unless kept
   queues_.clear();   // sockets before their UMEM, both before the program
   program_.reset();  // detaches
-  kernel_.reset();   // rules, nftables tables, devices
 }
 
 Result<ApplyReport> Datapath::apply(const DesiredState& desired, const SnatConfig& snat) {
