@@ -71,7 +71,8 @@ struct Flags {
   std::string tls_cert, tls_key, tls_ca;
   std::string bootstrap_token_file;
   std::string snat_v4, snat_v6;
-  std::string snat_ports = "61000-65535";
+  std::string snat_ports = std::to_string(FLOWLB_SNAT_PORT_MIN_DEFAULT) + "-" +
+                           std::to_string(FLOWLB_SNAT_PORT_MAX_DEFAULT);
   std::vector<std::string> announce_interfaces;
   std::string metrics_address = "0.0.0.0:9464";
   std::string log_level = "info";
@@ -114,8 +115,7 @@ bool resolveInterfaces(Flags& f, AgentConfigFile* local, bool with_controller) {
       return false;
     }
     const IpAddr& ip = in.node_ips.front();
-    f.metrics_address = (ip.isV4() ? ip.toString() : "[" + ip.toString() + "]") +
-                        f.metrics_address.substr(f.metrics_address.find(':'));
+    f.metrics_address = ip.toHost() + f.metrics_address.substr(f.metrics_address.find(':'));
   }
   f.interfaces = c->xdp;
   f.interface_source = c->source;

@@ -35,6 +35,10 @@ struct IpAddr {
   }
   const uint8_t* v4() const { return &bytes[12]; }
   std::string toString() const;
+  // As a URL or a log names a host: "192.0.2.1", "[2001:db8::1]".
+  std::string toHost() const { return isV4() ? toString() : "[" + toString() + "]"; }
+  // "192.0.2.1:80", "[2001:db8::1]:80".
+  std::string withPort(uint16_t port) const { return toHost() + ":" + std::to_string(port); }
 
   // Two 8-byte compares: this runs several times per packet.
   friend bool operator==(const IpAddr& a, const IpAddr& b) {

@@ -46,5 +46,12 @@ TEST(IpPrefixTest, RejectsBadLengths) {
   EXPECT_FALSE(IpPrefix::parse("::/129").isOk());
 }
 
+TEST(IpAddrTest, HostAndPortBracketIpv6Only) {
+  EXPECT_EQ(IpAddr::parse("192.0.2.1")->withPort(80), "192.0.2.1:80");
+  EXPECT_EQ(IpAddr::parse("2001:db8::1")->withPort(443), "[2001:db8::1]:443");
+  EXPECT_EQ(IpAddr::parse("::ffff:192.0.2.1")->toHost(), "192.0.2.1");  // v4-mapped is v4
+  EXPECT_EQ(IpAddr::parse("::")->toHost(), "[::]");
+}
+
 }  // namespace
 }  // namespace flowlb

@@ -145,25 +145,25 @@ Result<std::unique_ptr<L2Announcer>> L2Announcer::start(
     i.name = name;
     i.ifindex = static_cast<int>(if_nametoindex(name.c_str()));
     if (i.ifindex == 0) return Status::error("announce: no interface named '" + name + "'");
-    i.fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
-    if (i.fd < 0)
+    i.fd.reset(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL)));
+    if (!i.fd.valid())
       return Status::error(std::string("announce: raw socket: ") + std::strerror(errno));
-    a->ifaces_.push_back(i);  // closed by the destructor from here on
+    a->ifaces_.push_back(std::move(i));
     Iface& added = a->ifaces_.back();
     struct ifreq ifr {};
     std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-    if (ioctl(added.fd, SIOCGIFHWADDR, &ifr) != 0) {
+    if (ioctl(added.fd.get(), SIOCGIFHWADDR, &ifr) != 0) {
       return Status::error("announce: cannot read the MAC of " + name);
     }
     std::memcpy(added.mac.data(), ifr.ifr_hwaddr.sa_data, 6);
-    if (setsockopt(added.fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0) {
+    if (setsockopt(added.fd.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0) {
       return Status::error(std::string("announce: filter: ") + std::strerror(errno));
     }
     struct sockaddr_ll sll {};
     sll.sll_family = AF_PACKET;
     sll.sll_protocol = htons(ETH_P_ALL);
     sll.sll_ifindex = added.ifindex;
-    if (bind(added.fd, reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
+    if (bind(added.fd.get(), reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
       return Status::error("announce: cannot bind to " + name + ": " + std::strerror(errno));
     }
     spdlog::info("event=announcer_ready iface={} mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
@@ -177,9 +177,6 @@ Result<std::unique_ptr<L2Announcer>> L2Announcer::start(
 L2Announcer::~L2Announcer() {
   stop_.store(true);
   if (thread_.joinable()) thread_.join();
-  for (const Iface& i : ifaces_) {
-    if (i.fd >= 0) close(i.fd);
-  }
 }
 
 void L2Announcer::setVips(const std::vector<IpAddr>& vips) {
@@ -202,7 +199,7 @@ void L2Announcer::announce(const IpAddr& vip) {
     const auto frame = vip.isV4() ? l2::gratuitousArp(i.mac, vip)
                                   : l2::neighborAdvert(i.mac, vip, {0x33, 0x33, 0, 0, 0, 1},
                                                        *IpAddr::parse("ff02::1"), false);
-    if (send(i.fd, frame.data(), frame.size(), 0) > 0) ++stats_.gratuitous;
+    if (send(i.fd.get(), frame.data(), frame.size(), 0) > 0) ++stats_.gratuitous;
   }
 }
 
@@ -224,13 +221,13 @@ void L2Announcer::answer(size_t index, const uint8_t* frame, size_t len) {
   } else {
     reply = l2::arpReply(i.mac, q.target, q.asker_mac, q.asker);
   }
-  if (send(i.fd, reply.data(), reply.size(), 0) > 0)
+  if (send(i.fd.get(), reply.data(), reply.size(), 0) > 0)
     ++(q.v6 ? stats_.na_replies : stats_.arp_replies);
 }
 
 void L2Announcer::run() {
   std::vector<struct pollfd> fds;
-  for (const Iface& i : ifaces_) fds.push_back({i.fd, POLLIN, 0});
+  for (const Iface& i : ifaces_) fds.push_back({i.fd.get(), POLLIN, 0});
   auto next_gratuitous = std::chrono::steady_clock::now();
   uint8_t buf[2048];
   while (!stop_.load()) {

@@ -18,6 +18,7 @@
 
 #include "common/ip_addr.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace flowlb::agent {
 
@@ -71,7 +72,7 @@ class L2Announcer {
   struct Iface {
     std::string name;
     int ifindex = 0;
-    int fd = -1;
+    UniqueFd fd;
     std::array<uint8_t, 6> mac{};
   };
   std::vector<Iface> ifaces_;

@@ -47,6 +47,12 @@ enum flowlb_stat {
   FLOWLB_STAT_MAX,
 };
 
+/* The agent's source-NAT ports unless configured (--snat-ports, the file's
+ * snat.portMin/portMax): above Linux's ephemeral range (32768-60999), so the
+ * node's own connections never meet them. The one place this default lives. */
+#define FLOWLB_SNAT_PORT_MIN_DEFAULT 61000
+#define FLOWLB_SNAT_PORT_MAX_DEFAULT 65535
+
 /* Read-only configuration set before load (const volatile rodata). */
 struct flowlb_config {
   __u16 snat_port_min; /* host order */

@@ -38,8 +38,8 @@ struct {
 } flowlb_stats SEC(".maps");
 
 const volatile struct flowlb_config flowlb_cfg = {
-    .snat_port_min = 40000,
-    .snat_port_max = 59999,
+    .snat_port_min = FLOWLB_SNAT_PORT_MIN_DEFAULT,
+    .snat_port_max = FLOWLB_SNAT_PORT_MAX_DEFAULT,
 };
 
 static __always_inline void count(__u32 stat) {

@@ -30,8 +30,8 @@ struct DatapathConfig {
   std::vector<int> cpus;  // worker i pinned to cpus[i] when given
   size_t conntrack_entries = 1 << 20;
   uint32_t umem_frames = 8192;
-  uint16_t snat_port_min = 40000;
-  uint16_t snat_port_max = 59999;
+  uint16_t snat_port_min = FLOWLB_SNAT_PORT_MIN_DEFAULT;
+  uint16_t snat_port_max = FLOWLB_SNAT_PORT_MAX_DEFAULT;
   uint32_t max_vip_entries = 65536;  // the XDP program's VIP map
   BuildLimits limits;                // table memory budget, previous-table grace
   bool kernel_path = true;           // the exception path (flowlb-snat/-keep/-pass)

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "common/hash.h"
+#include "common/unique_fd.h"
 
 namespace flowlb::agent {
 
@@ -63,6 +64,7 @@ const NextHopView::Route* NextHopView::route(const IpAddr& dst) const {
 Result<std::unique_ptr<KernelNextHops>> KernelNextHops::create(size_t readers,
                                                                std::vector<int> attached) {
   std::unique_ptr<KernelNextHops> k(new KernelNextHops(readers, std::move(attached)));
+  k->missed_.reserve(kMaxMisses);
   k->sock_ = nl_socket_alloc();
   if (k->sock_ == nullptr) return Status::error("cannot allocate a netlink socket");
   int rc = nl_cache_mngr_alloc(k->sock_, NETLINK_ROUTE, NL_AUTO_PROVIDE, &k->mngr_);
@@ -172,7 +174,7 @@ void KernelNextHops::rebuild() {
 void KernelNextHops::noteMiss(int ifindex, const IpAddr& addr) const {
   misses_.fetch_add(1, std::memory_order_relaxed);
   std::unique_lock<std::mutex> lock(miss_mu_, std::try_to_lock);
-  if (lock.owns_lock() && missed_.size() < 256) missed_.emplace_back(ifindex, addr);
+  if (lock.owns_lock() && missed_.size() < kMaxMisses) missed_.emplace_back(ifindex, addr);
 }
 
 const NextHop* KernelNextHops::lookup(const IpAddr& dst) const {
@@ -203,6 +205,7 @@ const NextHop* KernelNextHops::lookup(const IpAddr& dst) const {
 
 void KernelNextHops::probeMisses() {
   std::vector<std::pair<int, IpAddr>> todo;
+  todo.reserve(kMaxMisses);  // becomes the workers' queue: reserved here, not by them
   {
     std::lock_guard<std::mutex> lock(miss_mu_);
     todo.swap(missed_);
@@ -214,7 +217,8 @@ void KernelNextHops::probeMisses() {
     last = now;
     // A datagram to the discard port makes the kernel resolve the neighbour.
     const bool v4 = addr.isV4();
-    const int fd = socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    const UniqueFd sock(socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    const int fd = sock.get();
     if (fd < 0) continue;
     char name[IF_NAMESIZE] = {};
     if (if_indextoname(static_cast<unsigned>(ifindex), name) != nullptr) {
@@ -233,7 +237,6 @@ void KernelNextHops::probeMisses() {
       std::memcpy(&sa.sin6_addr, addr.bytes.data(), 16);
       sendto(fd, "", 0, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
     }
-    close(fd);
     ++probes_;
     spdlog::debug("event=neighbor_probe addr={} ifindex={}", addr.toString(), ifindex);
   }

@@ -88,7 +88,9 @@ class KernelNextHops final : public NextHopTable {
   struct nl_cache* routes_ = nullptr;
   struct nl_cache* neighs_ = nullptr;
   std::atomic<bool> dirty_{true};
-  // Misses noted by workers (try_lock: a worker never waits for it).
+  // Misses noted by workers: try_lock (a worker never waits for it) into a
+  // queue whose capacity is reserved off the packet path (never allocates).
+  static constexpr size_t kMaxMisses = 256;
   mutable std::mutex miss_mu_;
   mutable std::vector<std::pair<int, IpAddr>> missed_;
   mutable std::atomic<uint64_t> misses_{0};

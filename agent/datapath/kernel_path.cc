@@ -148,18 +148,18 @@ Status addDefaultRoute(struct nl_sock* sk, int family, int ifindex, uint32_t tab
 }
 
 // One queue of a multi-queue TUN device; the device exists while a queue is open.
-Result<int> openTunQueue(const char* name) {
-  const int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+Result<UniqueFd> openTunQueue(const char* name) {
+  UniqueFd tun(open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+  const int fd = tun.get();
   if (fd < 0) return Status::error(std::string("cannot open /dev/net/tun: ") + errnoText(errno));
   struct ifreq ifr {};
   std::strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
   ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE;
   if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
     const int err = errno;
-    close(fd);
     return Status::error(std::string("cannot create TUN device ") + name + ": " + errnoText(err));
   }
-  return fd;
+  return tun;
 }
 
 // Through rtnetlink, not /proc/sys (read-only in a container): packets
@@ -226,8 +226,8 @@ Status KernelPath::setUp() {
     for (size_t d = 0; d < 3; ++d) {
       auto fd = openTunQueue(devices[d]);
       if (!fd) return fd.status();
-      *slots[d] = *fd;
-      all_fds_.push_back(*fd);
+      *slots[d] = fd->get();
+      all_fds_.push_back(std::move(*fd));
     }
     fds_[q].reply = fds_[q].snat;
   }
@@ -368,8 +368,7 @@ void KernelPath::tearDown() {
   } else {
     spdlog::info("event=kernel_path_kept msg=\"rules left for the next agent\"");
   }
-  for (int fd : all_fds_) close(fd);  // the devices, their addresses and routes go with them
-  all_fds_.clear();
+  all_fds_.clear();  // closed: the devices, their addresses and routes go with them
   fds_.clear();
 }
 

@@ -31,9 +31,11 @@
 #include <string>
 #include <vector>
 
+#include "agent/bpf/flowlb_abi.h"
 #include "agent/lb/forwarder.h"
 #include "common/ip_addr.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace flowlb::agent {
 
@@ -52,8 +54,8 @@ struct KernelPathConfig {
   // The agent's own SNAT ports: while no worker steers them (an agent
   // restarting), the kernel drops what arrives for them instead of
   // answering with a RST that would end the flow.
-  uint16_t snat_port_min = 61000;
-  uint16_t snat_port_max = 65535;
+  uint16_t snat_port_min = FLOWLB_SNAT_PORT_MIN_DEFAULT;
+  uint16_t snat_port_max = FLOWLB_SNAT_PORT_MAX_DEFAULT;
   std::vector<IpAddr> snat_addresses;
   // On exit, leave the rules that hold flows through a restart (the SNAT
   // port drop, the drop of kernel-path replies while no agent reads them,
@@ -99,7 +101,7 @@ class KernelPath {
 
   KernelPathConfig config_;
   std::vector<QueueFds> fds_;
-  std::vector<int> all_fds_;
+  std::vector<UniqueFd> all_fds_;  // owns what fds_ names
   int keep_ifindex_ = 0;
   int snat_ifindex_ = 0;
   std::vector<IpAddr> vips_;

@@ -28,8 +28,7 @@ uint32_t nowMs() {
 }
 
 std::string backendName(const BackendRuntime& b) {
-  return (b.addr.isV4() ? b.addr.toString() : "[" + b.addr.toString() + "]") + ":" +
-         std::to_string(b.port);
+  return b.addr.withPort(b.port);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // AF_XDP: one UMEM shared by a socket per configured interface (a frame
 // received on one interface can be sent on another without a copy), the
-// free-frame pool, and the rings. libxdp's xsk API is used only here.
+// free-frame pool, and the rings. libxdp's xsk API is used here and in the
+// worker's ring loop (worker.cc), nowhere else.
 #pragma once
 
 #include <xdp/xsk.h>

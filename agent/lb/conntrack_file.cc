@@ -20,6 +20,7 @@
 #include <cstring>
 
 #include "agent/lb/conntrack.h"
+#include "common/unique_fd.h"
 
 namespace flowlb::agent {
 namespace {
@@ -97,7 +98,8 @@ Result<std::unique_ptr<ConnTrack>> ConnTrack::openFile(const std::string& path, 
   const size_t slots = buckets * kWays;
   const size_t bytes = kHeaderBytes + sigBytes(slots) + slots * sizeof(FlowEntry);
 
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  const UniqueFd file(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  const int fd = file.get();
   if (fd < 0) {
     return Status::error("cannot open conntrack file " + path + ": " + std::strerror(errno));
   }
@@ -119,7 +121,6 @@ Result<std::unique_ptr<ConnTrack>> ConnTrack::openFile(const std::string& path, 
     // A fresh table: truncating gives zeroed pages (zero signatures: free).
     if (ftruncate(fd, 0) != 0 || ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
       const int err = errno;
-      ::close(fd);
       return Status::error("cannot size conntrack file " + path + ": " + std::strerror(err));
     }
     std::memset(&h, 0, sizeof h);
@@ -137,8 +138,7 @@ Result<std::unique_ptr<ConnTrack>> ConnTrack::openFile(const std::string& path, 
     h.check = checkOf(h);
   }
   void* map = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  const int map_err = errno;
-  ::close(fd);  // the mapping keeps the file
+  const int map_err = errno;  // the mapping keeps the file once `file` closes it
   if (map == MAP_FAILED) {
     return Status::error("cannot map conntrack file " + path + ": " + std::strerror(map_err));
   }

@@ -126,8 +126,8 @@ TEST_F(ForwarderTest, NewTcpFlowIsNattedToABackendWithValidChecksums) {
   EXPECT_EQ(a.ifindex, 7u);
   const FlowTuple t = sent(f);
   EXPECT_EQ(t.src, ip("10.0.0.1"));
-  EXPECT_GE(t.sport, 40000);
-  EXPECT_LE(t.sport, 59999);
+  EXPECT_GE(t.sport, FLOWLB_SNAT_PORT_MIN_DEFAULT);
+  EXPECT_LE(t.sport, FLOWLB_SNAT_PORT_MAX_DEFAULT);
   EXPECT_EQ(t.dport, 8080);
   const std::set<IpAddr> backends = {ip("10.1.0.1"), ip("10.1.0.2"), ip("10.1.0.3")};
   EXPECT_TRUE(backends.count(t.dst));

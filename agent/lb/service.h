@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/bpf/flowlb_abi.h"
 #include "agent/lb/conntrack.h"
 #include "agent/lb/maglev.h"
 #include "common/ip_addr.h"
@@ -79,8 +80,8 @@ struct SnatConfig {
   IpAddr v6;
   bool has_v4 = false;
   bool has_v6 = false;
-  uint16_t port_min = 40000;
-  uint16_t port_max = 59999;
+  uint16_t port_min = FLOWLB_SNAT_PORT_MIN_DEFAULT;
+  uint16_t port_max = FLOWLB_SNAT_PORT_MAX_DEFAULT;
 };
 
 }  // namespace flowlb::agent

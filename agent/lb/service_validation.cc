@@ -10,8 +10,7 @@ namespace flowlb::agent {
 namespace {
 
 std::string where(const ServiceSpec& s) {
-  const std::string vip = s.vip.isV4() ? s.vip.toString() : "[" + s.vip.toString() + "]";
-  return "service '" + s.name + "' (" + vip + ":" + std::to_string(s.port) + ")";
+  return "service '" + s.name + "' (" + s.vip.withPort(s.port) + ")";
 }
 
 ServiceError invalid(const ServiceSpec& s, const std::string& what) {

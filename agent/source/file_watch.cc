@@ -17,38 +17,14 @@ Result<FileWatch> FileWatch::open(const std::string& path, std::chrono::millisec
   const std::filesystem::path p(path);
   w.name_ = p.filename().string();
   const std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
-  w.fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (w.fd_ >= 0 && inotify_add_watch(w.fd_, dir.c_str(),
-                                      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MODIFY) < 0) {
-    ::close(w.fd_);
-    w.fd_ = -1;  // polled instead
+  w.fd_.reset(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (w.fd_.valid() &&
+      inotify_add_watch(w.fd_.get(), dir.c_str(),
+                        IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MODIFY) < 0) {
+    w.fd_.reset();  // polled instead
   }
   w.seen_ = w.last_ = w.stamp();
   return w;
-}
-
-FileWatch::FileWatch(FileWatch&& o) noexcept {
-  *this = std::move(o);
-}
-
-FileWatch& FileWatch::operator=(FileWatch&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    path_ = std::move(o.path_);
-    name_ = std::move(o.name_);
-    settle_ = o.settle_;
-    fd_ = o.fd_;
-    o.fd_ = -1;
-    pending_ = o.pending_;
-    seen_ = o.seen_;
-    last_ = o.last_;
-    changed_at_ = o.changed_at_;
-  }
-  return *this;
-}
-
-FileWatch::~FileWatch() {
-  if (fd_ >= 0) ::close(fd_);
 }
 
 FileWatch::Stamp FileWatch::stamp() const {
@@ -65,10 +41,10 @@ void FileWatch::touch(Clock::time_point now) {
 }
 
 bool FileWatch::ready(Clock::time_point now) {
-  if (fd_ >= 0) {
+  if (fd_.valid()) {
     alignas(struct inotify_event) char buf[4096];
     while (true) {
-      const ssize_t n = ::read(fd_, buf, sizeof buf);
+      const ssize_t n = ::read(fd_.get(), buf, sizeof buf);
       if (n <= 0) break;
       for (ssize_t off = 0; off < n;) {
         const auto* e = reinterpret_cast<const struct inotify_event*>(buf + off);
@@ -91,7 +67,7 @@ bool FileWatch::ready(Clock::time_point now) {
   if (!pending_ || now - changed_at_ < settle_) return false;
   // Settled: still the same size and time as when it last changed?
   const Stamp s = stamp();
-  if (!(s == last_) && fd_ >= 0) {
+  if (!(s == last_) && fd_.valid()) {
     last_ = s;
     changed_at_ = now;  // changed without an event we saw: settle again
     return false;

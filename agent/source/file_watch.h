@@ -14,6 +14,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace flowlb::agent {
 
@@ -23,14 +24,11 @@ class FileWatch {
 
   static Result<FileWatch> open(const std::string& path,
                                 std::chrono::milliseconds settle = std::chrono::milliseconds(100));
-  FileWatch(FileWatch&& other) noexcept;
-  FileWatch& operator=(FileWatch&& other) noexcept;
-  FileWatch(const FileWatch&) = delete;
-  FileWatch& operator=(const FileWatch&) = delete;
-  ~FileWatch();
+  FileWatch(FileWatch&& other) noexcept = default;
+  FileWatch& operator=(FileWatch&& other) noexcept = default;
 
   // A descriptor to wait on (readable when something happened), or -1.
-  int fd() const { return fd_; }
+  int fd() const { return fd_.get(); }
   // Drains events; true once a changed version has been stable for the
   // settle period (then false until the next change). Call it whenever fd()
   // is readable, and at least every settle period while pending().
@@ -51,7 +49,7 @@ class FileWatch {
   std::string path_;
   std::string name_;  // the file's name in its directory
   std::chrono::milliseconds settle_{100};
-  int fd_ = -1;
+  UniqueFd fd_;  // inotify; invalid: polled instead
   bool pending_ = false;
   Stamp seen_;  // what was last reported
   Stamp last_;  // at the last change or check

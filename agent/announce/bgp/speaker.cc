@@ -327,8 +327,8 @@ SpeakerStatus Speaker::Loop::snapshot() const {
 
 Result<std::unique_ptr<Speaker>> Speaker::start() {
   std::unique_ptr<Speaker> s(new Speaker());
-  s->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (s->wake_fd_ < 0) return Status::error(std::string("eventfd: ") + std::strerror(errno));
+  s->wake_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!s->wake_fd_.valid()) return Status::error(std::string("eventfd: ") + std::strerror(errno));
   s->loop_ = std::make_unique<Loop>();
   // Blackhole routes a previous agent left for its restart (vip_hold.h):
   // the datapath runs again, they go.
@@ -361,7 +361,7 @@ Result<std::unique_ptr<Speaker>> Speaker::start() {
         }
       }
       // Wait for a socket or the earliest deadline.
-      std::vector<pollfd> fds = {{self->wake_fd_, POLLIN, 0}};
+      std::vector<pollfd> fds = {{self->wake_fd_.get(), POLLIN, 0}};
       if (L.bfd_v4) fds.push_back({L.bfd_v4->fd(), POLLIN, 0});
       if (L.bfd_v6) fds.push_back({L.bfd_v6->fd(), POLLIN, 0});
       const size_t first_peer = fds.size();
@@ -386,7 +386,7 @@ Result<std::unique_ptr<Speaker>> Speaker::start() {
       now = Clock::now();
       if (fds[0].revents & POLLIN) {
         uint64_t v;
-        (void)!read(self->wake_fd_, &v, sizeof v);
+        (void)!read(self->wake_fd_.get(), &v, sizeof v);
       }
       for (size_t i = 1; i < first_peer; ++i) {
         if (!(fds[i].revents & POLLIN)) continue;
@@ -418,12 +418,11 @@ Speaker::~Speaker() {
   stop_.store(true);
   wake();
   if (thread_.joinable()) thread_.join();
-  if (wake_fd_ >= 0) close(wake_fd_);
 }
 
 void Speaker::wake() {
   const uint64_t one = 1;
-  (void)!write(wake_fd_, &one, sizeof one);
+  (void)!write(wake_fd_.get(), &one, sizeof one);
 }
 
 void Speaker::configure(const BgpSettings& settings) {

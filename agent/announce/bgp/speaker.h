@@ -22,6 +22,7 @@
 
 #include "agent/announce/bgp/config.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace flowlb::agent::bgp {
 
@@ -60,7 +61,7 @@ class Speaker {
   struct Loop;
   void wake();
 
-  int wake_fd_ = -1;
+  UniqueFd wake_fd_;       // eventfd: wakes the poll() thread
   mutable std::mutex mu_;  // guards the pending_* fields and status_
   bool pending_settings_set_ = false;
   BgpSettings pending_settings_;
