@@ -28,7 +28,7 @@
 #include "agent/control/controller_link.h"
 #include "agent/datapath/datapath.h"
 #include "agent/health.h"
-#include "agent/lb/config_file.h"
+#include "agent/source/config_file.h"
 #include "agent/lb/forwarder.h"
 #include "agent/lb/snapshot.h"
 #include "agent/metrics.h"

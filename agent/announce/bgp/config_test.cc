@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/announce/bgp/routes.h"
-#include "agent/lb/config_file.h"
+#include "agent/source/config_file.h"
 
 namespace flowlb::agent::bgp {
 namespace {

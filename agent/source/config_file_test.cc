@@ -1,4 +1,4 @@
-#include "agent/lb/config_file.h"
+#include "agent/source/config_file.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "agent/lb/config_file.h"
+#include "agent/source/config_file.h"
 
 #include <yaml-cpp/yaml.h>
 
