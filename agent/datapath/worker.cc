@@ -56,20 +56,20 @@ void Worker::refill(XskSocket& s) {
                                            s.in_fill < kFillTarget ? kFillTarget - s.in_fill : 0);
   if (want == 0) return;
   uint32_t idx = 0;
-  const uint32_t got = xsk_ring_prod__reserve(s.fill, want, &idx);
-  for (uint32_t i = 0; i < got; ++i) *xsk_ring_prod__fill_addr(s.fill, idx + i) = pool_.take();
-  xsk_ring_prod__submit(s.fill, got);
+  const uint32_t got = xsk_ring_prod__reserve(s.fill(), want, &idx);
+  for (uint32_t i = 0; i < got; ++i) *xsk_ring_prod__fill_addr(s.fill(), idx + i) = pool_.take();
+  xsk_ring_prod__submit(s.fill(), got);
   s.in_fill += got;
-  if (got > 0 && xsk_ring_prod__needs_wakeup(s.fill)) {
+  if (got > 0 && xsk_ring_prod__needs_wakeup(s.fill())) {
     recvfrom(s.fd(), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);
   }
 }
 
 void Worker::completions(XskSocket& s) {
   uint32_t idx = 0;
-  const uint32_t done = xsk_ring_cons__peek(s.comp, kRingSize, &idx);
-  for (uint32_t i = 0; i < done; ++i) pool_.give(*xsk_ring_cons__comp_addr(s.comp, idx + i));
-  xsk_ring_cons__release(s.comp, done);
+  const uint32_t done = xsk_ring_cons__peek(s.comp(), kRingSize, &idx);
+  for (uint32_t i = 0; i < done; ++i) pool_.give(*xsk_ring_cons__comp_addr(s.comp(), idx + i));
+  xsk_ring_cons__release(s.comp(), done);
   s.in_tx -= done;
 }
 
@@ -77,7 +77,7 @@ void Worker::kick(XskSocket& s) {
   // Copy mode transmits at most a budget of descriptors (32 by default) per
   // sendto: kick until the ring is drained, reaping completions between.
   for (int round = 0; round < 16 && s.in_tx > 0; ++round) {
-    if (s.zeroCopy() && !xsk_ring_prod__needs_wakeup(&s.tx)) return;
+    if (s.zeroCopy() && !xsk_ring_prod__needs_wakeup(s.tx())) return;
     const uint32_t before = s.in_tx;
     sendto(s.fd(), nullptr, 0, MSG_DONTWAIT, nullptr, 0);
     completions(s);
@@ -109,11 +109,11 @@ bool Worker::dispatch(const Snapshot& snap, const Action& a, uint64_t addr, size
   if (a.kind == ActionKind::kTransmit) {
     XskSocket* out = socketFor(a.ifindex);
     uint32_t tx_idx = 0;
-    if (out != nullptr && xsk_ring_prod__reserve(&out->tx, 1, &tx_idx) == 1) {
-      struct xdp_desc* d = xsk_ring_prod__tx_desc(&out->tx, tx_idx);
+    if (out != nullptr && xsk_ring_prod__reserve(out->tx(), 1, &tx_idx) == 1) {
+      struct xdp_desc* d = xsk_ring_prod__tx_desc(out->tx(), tx_idx);
       d->addr = addr;
       d->len = static_cast<uint32_t>(len);
-      xsk_ring_prod__submit(&out->tx, 1);
+      xsk_ring_prod__submit(out->tx(), 1);
       ++out->in_tx;
       account(snap, a, len);
       return true;
@@ -132,17 +132,17 @@ bool Worker::dispatch(const Snapshot& snap, const Action& a, uint64_t addr, size
 
 void Worker::handleBurst(XskSocket& s, const Snapshot& snap, uint32_t now_ms) {
   uint32_t idx = 0;
-  const uint32_t n = xsk_ring_cons__peek(&s.rx, kBurst, &idx);
+  const uint32_t n = xsk_ring_cons__peek(s.rx(), kBurst, &idx);
   if (n == 0) return;
   ++rx_batches_;
   uint64_t addrs[kBurst];
   Forwarder::Frame frames[kBurst];
   for (uint32_t i = 0; i < n; ++i) {
-    const struct xdp_desc* d = xsk_ring_cons__rx_desc(&s.rx, idx + i);
+    const struct xdp_desc* d = xsk_ring_cons__rx_desc(s.rx(), idx + i);
     addrs[i] = d->addr;
     frames[i] = {umem_.data(d->addr), d->len, kFrameSize - d->addr % kFrameSize};
   }
-  xsk_ring_cons__release(&s.rx, n);
+  xsk_ring_cons__release(s.rx(), n);
   s.in_fill -= n;
 
   Action actions[kBurst];

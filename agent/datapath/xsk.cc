@@ -54,8 +54,8 @@ Result<std::unique_ptr<XskSocket>> XskSocket::create(Umem& umem, const Interface
                                                      uint32_t queue, BindMode mode, bool first) {
   std::unique_ptr<XskSocket> s(new XskSocket());
   s->iface_ = iface;
-  s->fill = first ? umem.firstFill() : &s->own_fill_;
-  s->comp = first ? umem.firstComp() : &s->own_comp_;
+  s->fill_ = first ? umem.firstFill() : &s->own_fill_;
+  s->comp_ = first ? umem.firstComp() : &s->own_comp_;
   int rc = -1;
   for (const bool zc : {true, false}) {
     if ((zc && mode == BindMode::kCopy) || (!zc && mode == BindMode::kZeroCopy)) continue;
@@ -64,8 +64,8 @@ Result<std::unique_ptr<XskSocket>> XskSocket::create(Umem& umem, const Interface
     cfg.tx_size = kRingSize;
     cfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;  // our program, our map
     cfg.bind_flags = static_cast<uint16_t>(XDP_USE_NEED_WAKEUP | (zc ? XDP_ZEROCOPY : XDP_COPY));
-    rc = xsk_socket__create_shared(&s->xsk_, iface.name.c_str(), queue, umem.handle(), &s->rx,
-                                   &s->tx, s->fill, s->comp, &cfg);
+    rc = xsk_socket__create_shared(&s->xsk_, iface.name.c_str(), queue, umem.handle(), &s->rx_,
+                                   &s->tx_, s->fill_, s->comp_, &cfg);
     if (rc == 0) {
       // A socket sharing a UMEM inherits its mode: ask the kernel.
       struct xdp_options opts = {};

@@ -85,10 +85,20 @@ class XskSocket {
   bool zeroCopy() const { return zero_copy_; }
   // Descriptors the kernel sends per kick in copy mode.
   int txBudget() const { return tx_budget_; }
-  struct xsk_ring_cons rx {};
-  struct xsk_ring_prod tx {};
-  struct xsk_ring_prod* fill = nullptr;
-  struct xsk_ring_cons* comp = nullptr;
+  // The rings, for the worker that owns this socket (the fill and completion
+  // rings are the UMEM's own for the first socket on it).
+  struct xsk_ring_cons* rx() {
+    return &rx_;
+  }
+  struct xsk_ring_prod* tx() {
+    return &tx_;
+  }
+  struct xsk_ring_prod* fill() {
+    return fill_;
+  }
+  struct xsk_ring_cons* comp() {
+    return comp_;
+  }
   uint32_t in_fill = 0;  // frames handed to the kernel on this fill ring
   uint32_t in_tx = 0;    // frames queued for transmission, not yet completed
 
@@ -104,6 +114,10 @@ class XskSocket {
   Interface iface_;
   bool zero_copy_ = false;
   int tx_budget_ = 32;
+  struct xsk_ring_cons rx_ {};
+  struct xsk_ring_prod tx_ {};
+  struct xsk_ring_prod* fill_ = nullptr;
+  struct xsk_ring_cons* comp_ = nullptr;
   struct xsk_ring_prod own_fill_ {};
   struct xsk_ring_cons own_comp_ {};
 };
