@@ -1,7 +1,7 @@
 // Portable 64-bit hashing with a seed. The result depends only on the bytes
 // and the seed (explicit little-endian loads), never on the platform or the
 // process, so every node computes the same value: Maglev permutations and
-// table fingerprints rely on it (DESIGN.md rule 3).
+// table fingerprints rely on it (rule 3 of docs/architecture.md).
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,6 @@
 // The Maglev table size for a backend set: part of the cross-node contract.
 // Every node (and every agent version during a rolling upgrade) must build
-// the same table for the same backends (DESIGN.md rule 3), so the size is a
+// the same table for the same backends (rule 3 of docs/architecture.md), so the size is a
 // pure function of the backend count, computed by the controller and sent
 // explicitly, and by a standalone agent from its file. The Maglev paper
 // (§3.4, §5.3) asks for M > 100 x N for shares within 1 %; the sizes come

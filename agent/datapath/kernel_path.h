@@ -1,4 +1,4 @@
-// The kernel exception path (DESIGN.md rule 9): what the AF_XDP workers
+// The kernel exception path (rule 9 of docs/architecture.md): what the AF_XDP workers
 // cannot transmit themselves goes to the kernel, and the replies of the
 // flows they sent that way come back to them. See docs/datapath.md for the
 // drawing.

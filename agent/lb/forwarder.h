@@ -1,7 +1,7 @@
 // The forwarding decision: from a received frame and the worker's tables to
 // an action (transmit on an interface after rewriting the frame in place,
 // hand it to the kernel, or drop with a reason). Conntrack first, Maglev
-// second (DESIGN.md rules 4-6); session affinity and source ranges per
+// second (rules 4-6 of docs/architecture.md); session affinity and source ranges per
 // service. A backend the datapath cannot reach itself (a pod on this node, a
 // backend behind an overlay, a local address) is reached through the kernel
 // (rule 9): the flow's packets are handed to it with only the destination

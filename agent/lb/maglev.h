@@ -6,7 +6,7 @@
 // computed with flowlb::hashBytes, which is the same on every platform. Two
 // agents given the same backends in any order build bit-identical tables, so
 // ECMP may move a flow between LB nodes and it still reaches the same pod
-// (DESIGN.md rule 3). fingerprint() lets nodes compare.
+// (rule 3 of docs/architecture.md). fingerprint() lets nodes compare.
 #pragma once
 
 #include <cstdint>

@@ -207,7 +207,7 @@ namespace flowlb::agent {
 namespace {
 
 // GOLDEN: every node must build a bit-identical table for the same backends
-// (DESIGN.md rule 3), and during a rolling upgrade old and new agents run
+// (rule 3 of docs/architecture.md), and during a rolling upgrade old and new agents run
 // side by side, so the table must also be identical ACROSS VERSIONS. These
 // fingerprints were computed once and are written here as literals: if this
 // test fails, the change alters which backend a flow goes to on upgraded
