@@ -146,6 +146,14 @@ class DatapathLab:
                    f"backend {name} serving", context=lambda: self.procs.log(f"server-{name}"))
 
     def down(self):
+        if os.environ.get("FLOWLB_E2E_KEEP") and self.running():
+            # What a post-mortem wants beside the logs: the agent's counters
+            # and the LB node's neighbours, routes and rules as they were.
+            for name, cmd in (("metrics.txt", ["curl", "-sf", "-m", "2", f"http://{METRICS}/metrics"]),
+                              ("lb-state.txt", ["sh", "-c", "ip neigh; ip route show table all; "
+                                                "ip -6 route show table all; ip rule; nft list ruleset"])):
+                with open(os.path.join(self.tmp, name), "w") as f:
+                    f.write(self.ns("lb", *cmd, check=False))
         self.stop_agent()
         self.procs.stop_all()
         topology_down(self.p)
