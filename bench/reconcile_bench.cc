@@ -27,9 +27,9 @@ Cluster makeCluster(int n) {
     s.meta.ns = "bench";
     s.meta.name = "svc-" + std::to_string(i);
     s.meta.created = i;
-    s.type = "LoadBalancer";
-    s.load_balancer_class = "flowlb.io/lb";
-    s.ports.push_back({"http", 6, 80});
+    s.spec.type = "LoadBalancer";
+    s.spec.load_balancer_class = "flowlb.io/lb";
+    s.spec.ports.push_back({"http", 6, 80});
     c.services.push_back(s);
     EndpointSliceObject e;
     e.meta.ns = "bench";
@@ -65,7 +65,7 @@ void BM_ReconcileSteady(benchmark::State& state) {
   Cluster c = makeCluster(static_cast<int>(state.range(0)));
   ReconcilerConfig cfg;
   const Reconciled first = reconcile(cfg, c.pools, c.services, c.slices, c.nodes);
-  for (size_t i = 0; i < c.services.size(); ++i) c.services[i].status_ips = first.services[i].ips;
+  for (size_t i = 0; i < c.services.size(); ++i) c.services[i].status.ips = first.services[i].ips;
   for (auto _ : state) {
     c.slices[0].endpoints[0].ready = !c.slices[0].endpoints[0].ready;
     Reconciled r = reconcile(cfg, c.pools, c.services, c.slices, c.nodes);
@@ -79,7 +79,7 @@ void BM_ReconcileEndpointChange(benchmark::State& state) {
   Cluster c = makeCluster(static_cast<int>(state.range(0)));
   IncrementalReconciler inc{ReconcilerConfig()};
   const Reconciled& first = inc.full(c.pools, c.services, c.slices, c.nodes);
-  for (size_t i = 0; i < c.services.size(); ++i) c.services[i].status_ips = first.services[i].ips;
+  for (size_t i = 0; i < c.services.size(); ++i) c.services[i].status.ips = first.services[i].ips;
   inc.full(c.pools, c.services, c.slices, c.nodes);
   const std::vector<std::string> keys = {c.services[0].meta.key()};
   for (auto _ : state) {

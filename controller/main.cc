@@ -104,20 +104,17 @@ void dumpState(const Reconciled& r) {
 }
 
 // One pass over the directory: read, reconcile, report, persist.
-bool reconcileDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig& cfg,
-                        SyncServer* server) {
-  auto snap = readDirectory(dir);
-  if (!snap) {
-    spdlog::error("event=source_failed msg=\"{}\"", snap.error());
+bool reconcileDirectory(const Flags& f, DirSource* source, StatusFile* status,
+                        const ReconcilerConfig& cfg, SyncServer* server) {
+  if (Status st = source->refresh(); !st) {
+    spdlog::error("event=source_failed msg=\"{}\"", st.message());
     return false;
   }
-  for (const std::string& p : snap->problems) spdlog::warn("event=object_rejected msg=\"{}\"", p);
-  if (!f.status_file.empty()) {
-    if (Status st = applyStatusFile(f.status_file, &snap->services); !st) {
-      spdlog::warn("event=status_file_unreadable msg=\"{}\"", st.message());
-    }
-  }
-  const Reconciled r = reconcile(cfg, snap->pools, snap->services, snap->slices, snap->nodes);
+  const SourceSnapshot& snap = source->snapshot();
+  for (const std::string& p : snap.problems) spdlog::warn("event=object_rejected msg=\"{}\"", p);
+  std::vector<ServiceObject> services = snap.services;
+  status->overlay(&services);
+  const Reconciled r = reconcile(cfg, snap.pools, services, snap.slices, snap.nodes);
   if (server) server->publish(r);
   for (const ServiceOutcome& s : r.services) {
     for (const ServiceEvent& e : s.events) {
@@ -130,10 +127,8 @@ bool reconcileDirectory(const Flags& f, const std::string& dir, const Reconciler
       }
     }
   }
-  if (!f.status_file.empty()) {
-    if (Status st = writeStatusFile(f.status_file, r); !st) {
-      spdlog::error("event=status_write_failed msg=\"{}\"", st.message());
-    }
+  if (Status st = status->save(r); !st) {
+    spdlog::error("event=status_write_failed msg=\"{}\"", st.message());
   }
   spdlog::info("event=reconciled services={} nodes={} pools={}", r.services.size(), r.nodes.size(),
                r.pools.size());
@@ -171,6 +166,15 @@ void beat(std::atomic<int64_t>& heartbeat_ms) {
 }
 
 int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig& cfg) {
+  auto status = StatusFile::load(f.status_file);
+  if (!status) {
+    spdlog::error(
+        "event=start reason=status_file_unreadable msg=\"{}; refusing to start, which would "
+        "replace the allocations it holds: fix or remove it\"",
+        status.error());
+    return 1;
+  }
+  DirSource source(dir);
   std::unique_ptr<AgentLink> link;
   SyncServer* server = nullptr;
   std::unique_ptr<ControllerMetrics> metrics;
@@ -202,7 +206,7 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
       metrics->leader(true);
     }
   }
-  if (!reconcileDirectory(f, dir, cfg, server)) return 1;
+  if (!reconcileDirectory(f, &source, &*status, cfg, server)) return 1;
   reconciled = true;
   if (f.once) return 0;
   const int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
@@ -230,7 +234,7 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
     usleep(10 * 1000);
     while (read(fd, buf, sizeof buf) > 0) {
     }
-    reconcileDirectory(f, dir, cfg, server);
+    reconcileDirectory(f, &source, &*status, cfg, server);
   }
   close(fd);
   return 0;

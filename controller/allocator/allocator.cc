@@ -24,6 +24,16 @@ bool buggy(const IpAddr& a) {
   return a.isV4() && (a.bytes[15] == 0 || a.bytes[15] == 255);
 }
 
+// The subnet-router anycast address (RFC 4291 2.6.1) of the address's /64:
+// routers answer it, so a VIP there is unreachable.
+bool subnetRouterAnycast(const IpAddr& a) {
+  if (a.isV4()) return false;
+  for (size_t i = 8; i < 16; ++i) {
+    if (a.bytes[i] != 0) return false;
+  }
+  return true;
+}
+
 std::string portName(const ServicePort& p) {
   return std::to_string(p.port) + (p.proto == 17 ? "/UDP" : p.proto == 132 ? "/SCTP" : "/TCP");
 }
@@ -52,8 +62,12 @@ class Run {
 
   std::map<std::string, Allocation> go() {
     for (size_t i : order_) keepCurrent(services_[i]);
-    for (size_t i : order_) takeRequested(services_[i]);
-    for (size_t i : order_) assignFree(services_[i]);
+    for (size_t i : order_) {
+      if (!services_[i].hold_only) takeRequested(services_[i]);
+    }
+    for (size_t i : order_) {
+      if (!services_[i].hold_only) assignFree(services_[i]);
+    }
     std::map<std::string, Allocation> out;
     for (size_t i : order_) out[services_[i].key()] = finish(services_[i]);
     return out;
@@ -65,6 +79,7 @@ class Run {
     std::map<Family, std::string> pool;
     Reason reason = Reason::kAllocated;
     std::string message;
+    std::vector<std::string> conflicts;
     bool failed_explicit = false;  // a request that must not fall back to auto
   };
 
@@ -137,12 +152,13 @@ class Run {
     State& st = state_[s.key()];
     for (const IpAddr& a : s.current) {
       const Family f = familyOf(a);
-      if (!wants(s, f) || st.got.count(f)) continue;
+      if (s.hold_only && poolOf(a) == nullptr) continue;  // not one of ours
+      if (!s.hold_only && (!wants(s, f) || st.got.count(f))) continue;
       Reason r = Reason::kAllocated;
       if (!clash(s, a, &r).empty()) {
-        fail(st, Reason::kAddressConflict,
-             "the status held " + a.toString() + ", which " + holders_.at(a).owners.front() +
-                 " (an older Service) holds; a new address is allocated instead");
+        st.conflicts.push_back("the status held " + a.toString() + ", which " +
+                               holders_.at(a).owners.front() +
+                               " (an older Service) holds; a new address is allocated instead");
         continue;
       }
       const IpPool* p = poolOf(a);
@@ -288,7 +304,7 @@ class Run {
     auto [it, fresh] = cursor_.try_emplace(&r, r.first);
     IpAddr a = it->second;
     for (;;) {
-      if (!(p.avoid_buggy_ips && buggy(a)) && !holders_.count(a)) {
+      if (!(p.avoid_buggy_ips && buggy(a)) && !subnetRouterAnycast(a) && !holders_.count(a)) {
         it->second = a;
         return a;
       }
@@ -320,6 +336,7 @@ class Run {
     }
     out.reason = st.reason;
     out.message = st.message;
+    out.conflicts = st.conflicts;
     if (!out.satisfied && out.reason == Reason::kAllocated) out.reason = Reason::kPoolExhausted;
     return out;
   }
@@ -405,6 +422,16 @@ uint64_t buggyCount(const AddressRange& r) {
   return static_cast<uint64_t>(upto(v4(r.last)) - upto(v4(r.first) - 1));
 }
 
+// IPv6 addresses with a zero interface identifier in [first, last].
+uint64_t anycastCount(const AddressRange& r) {
+  if (r.first.isV4()) return 0;
+  const auto [fhi, flo] = halves(r.first);
+  const auto [lhi, llo] = halves(r.last);
+  (void)llo;
+  const uint64_t whole = lhi - fhi;  // /64 boundaries crossed inside the range
+  return whole + (flo == 0 ? 1 : 0);
+}
+
 }  // namespace
 
 uint64_t AddressRange::size() const {
@@ -434,6 +461,7 @@ std::map<std::string, PoolUsage> Allocator::usage(const std::vector<IpPool>& poo
       total = total > UINT64_MAX - n ? UINT64_MAX : total + n;
       for (const IpAddr& a : used) u.used += r.contains(a);
       if (p.avoid_buggy_ips && r.first.isV4()) total -= buggyCount(r);
+      if (total != UINT64_MAX) total -= std::min(total, anycastCount(r));
     }
     u.free = total == UINT64_MAX ? UINT64_MAX : total > u.used ? total - u.used : 0;
     u.invalid = p.invalid;

@@ -28,19 +28,24 @@ struct AddressRange {
   bool contains(const IpAddr& a) const;
   // Addresses in the range, saturated at 2^64 (IPv6 ranges are large).
   uint64_t size() const;
+  bool operator==(const AddressRange&) const = default;
 };
 
 struct IpPool {
   std::string name;
   std::vector<AddressRange> ranges;
   bool auto_assign = true;
-  bool avoid_buggy_ips = false;                         // skip IPv4 addresses ending in .0 and .255
+  // Skip IPv4 addresses ending in .0 and .255. (IPv6 addresses whose
+  // interface identifier is zero, the subnet-router anycast address of
+  // their /64, are never given out automatically.)
+  bool avoid_buggy_ips = false;
   std::map<std::string, std::string> service_selector;  // matchLabels; empty: any
   std::vector<std::string> namespaces;                  // empty: any
   // Address entries that could not be read ("'10.0.0.0/33': ..."): left out of
   // `ranges`, reported on the IPPool (condition flowlb.io/Valid) and in the
   // reason of a Service that gets nothing from it.
   std::vector<std::string> invalid;
+  bool operator==(const IpPool&) const = default;
 };
 
 struct ServicePort {
@@ -63,6 +68,11 @@ struct LbService {
   std::string sharing_key;                       // flowlb.io/sharing-key
   std::vector<ServicePort> ports;
   std::vector<IpAddr> current;  // status.loadBalancer.ingress as the API server has it
+  // A Service that stopped being ours (class or type changed) and still
+  // shows our address: it keeps the pool addresses of its status until the
+  // controller has cleared them, so no one else is given an address that a
+  // Service still shows, and takes nothing new.
+  bool hold_only = false;
 
   std::string key() const { return ns + "/" + name; }
 };
@@ -88,6 +98,11 @@ struct Allocation {
   bool satisfied = false;   // every wanted family has an address
   Reason reason = Reason::kAllocated;
   std::string message;  // for the Event: what went wrong and what to do
+  // Addresses the status held but an older Service holds (reported as
+  // AddressConflict Events). Not the reason: once the status says what was
+  // allocated instead, the conflict is history, and a condition naming it
+  // would be replaced a moment later.
+  std::vector<std::string> conflicts;
 };
 
 struct PoolUsage {

@@ -21,6 +21,18 @@ inline constexpr const char* kAnnotationIdleTimeout = "flowlb.io/idle-timeout";
 inline constexpr const char* kAnnotationDrainTimeout = "flowlb.io/drain-timeout";
 // Written by the controller: the pool an address came from.
 inline constexpr const char* kAnnotationAllocatedFrom = "flowlb.io/ip-allocated-from-pool";
+// The conditions the controller keeps in a served Service's status.
+inline constexpr const char* kConditionAllocated = "flowlb.io/AddressAllocated";
+inline constexpr const char* kConditionProgrammed = "flowlb.io/Programmed";
+inline constexpr const char* kConditionAnnounced = "flowlb.io/Announced";
+inline bool isControllerCondition(const std::string& type) {
+  return type == kConditionAllocated || type == kConditionProgrammed || type == kConditionAnnounced;
+}
+// Whether the controller writes this annotation itself (so a change to it
+// is our own write coming back, not the user asking for something new).
+inline bool isControllerAnnotation(const std::string& key) {
+  return key == kAnnotationAllocatedFrom;
+}
 
 enum class ForwardingMode : uint8_t { kNat, kDsr };
 

@@ -34,21 +34,21 @@ TEST(DecodeTest, ServiceWithEverythingTheReconcilerUses) {
   EXPECT_EQ(s->meta.generation, 3);
   EXPECT_EQ(s->meta.created, 1767323045);
   EXPECT_EQ(s->meta.annotations.at("flowlb.io/pool"), "public");
-  EXPECT_EQ(s->type, "LoadBalancer");
-  EXPECT_EQ(s->load_balancer_class, "flowlb.io/lb");
-  ASSERT_EQ(s->ports.size(), 2u);
-  EXPECT_EQ(s->ports[1].proto, 17);
-  EXPECT_EQ(s->ip_families.size(), 2u);
-  EXPECT_TRUE(s->external_traffic_local);
-  EXPECT_TRUE(s->session_affinity_client_ip);
-  EXPECT_EQ(s->session_affinity_timeout_s, 600u);
-  EXPECT_EQ(s->source_ranges.size(), 1u);
-  EXPECT_EQ(s->load_balancer_ip, "192.0.2.10");
-  ASSERT_EQ(s->status_ips.size(), 1u);  // the hostname entry is not an address
-  EXPECT_EQ(s->status_ips[0].toString(), "192.0.2.10");
-  ASSERT_EQ(s->conditions.size(), 1u);
-  EXPECT_EQ(s->conditions[0].reason, "Allocated");
-  EXPECT_EQ(s->conditions[0].observed_generation, 3);
+  EXPECT_EQ(s->spec.type, "LoadBalancer");
+  EXPECT_EQ(s->spec.load_balancer_class, "flowlb.io/lb");
+  ASSERT_EQ(s->spec.ports.size(), 2u);
+  EXPECT_EQ(s->spec.ports[1].proto, 17);
+  EXPECT_EQ(s->spec.ip_families.size(), 2u);
+  EXPECT_TRUE(s->spec.external_traffic_local);
+  EXPECT_TRUE(s->spec.session_affinity_client_ip);
+  EXPECT_EQ(s->spec.session_affinity_timeout_s, 600u);
+  EXPECT_EQ(s->spec.source_ranges.size(), 1u);
+  EXPECT_EQ(s->spec.load_balancer_ip, "192.0.2.10");
+  ASSERT_EQ(s->status.ips.size(), 1u);  // the hostname entry is not an address
+  EXPECT_EQ(s->status.ips[0].toString(), "192.0.2.10");
+  ASSERT_EQ(s->status.conditions.size(), 1u);
+  EXPECT_EQ(s->status.conditions[0].reason, "Allocated");
+  EXPECT_EQ(s->status.conditions[0].observed_generation, 3);
 }
 
 TEST(DecodeTest, BadServicesAreRejectedWithTheirName) {

@@ -5,7 +5,9 @@
 // was compacted) re-lists; disconnects, 429 and 5xx back off exponentially
 // with jitter. Undecodable objects and garbage lines are reported, never
 // fatal. Readers take copies under a lock; `on_change` tells the owner which
-// object changed ("" after a re-list: possibly all of them).
+// object changed and its secondary index value before and after (for an
+// EndpointSlice, the Service it belongs to); key "" after a re-list:
+// possibly all of them.
 #pragma once
 
 #include <cpprest/base_uri.h>
@@ -48,9 +50,11 @@ class Informer {
   using Decode = std::function<Result<T>(const web::json::value&)>;
   using KeyOf = std::function<std::string(const T&)>;
   using IndexOf = std::function<std::string(const T&)>;  // secondary index, may be empty
+  using ChangeCallback = std::function<void(const std::string& key, const std::string& index_before,
+                                            const std::string& index_after)>;
 
   Informer(ApiClient* api, InformerOptions options, Decode decode, KeyOf key, IndexOf index,
-           std::function<void(const std::string&)> on_change)
+           ChangeCallback on_change)
       : api_(api),
         opt_(std::move(options)),
         decode_(std::move(decode)),
@@ -215,7 +219,7 @@ class Informer {
     }
     spdlog::info("event=listed resource={} objects={} resourceVersion={}", opt_.resource, size(),
                  rv);
-    if (on_change_) on_change_("");
+    if (on_change_) on_change_("", "", "");
     return true;
   }
 
@@ -316,11 +320,13 @@ class Informer {
       return true;
     }
     const std::string k = key_(*decoded);
+    std::string index_before, index_after;
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto old = cache_.find(k);
       if (old != cache_.end() && index_) {
-        auto it = index_map_.find(index_(old->second));
+        index_before = index_(old->second);
+        auto it = index_map_.find(index_before);
         if (it != index_map_.end()) {
           it->second.erase(k);
           if (it->second.empty()) index_map_.erase(it);
@@ -329,7 +335,10 @@ class Informer {
       if (type == "DELETED") {
         cache_.erase(k);
       } else {
-        if (index_) index_map_[index_(*decoded)].insert(k);
+        if (index_) {
+          index_after = index_(*decoded);
+          index_map_[index_after].insert(k);
+        }
         cache_.insert_or_assign(k, std::move(*decoded));
       }
       if (!rv.empty()) {
@@ -337,7 +346,7 @@ class Informer {
         last_event_rv_ = std::max(last_event_rv_, resourceVersionNumber(rv));
       }
     }
-    if (on_change_) on_change_(k);
+    if (on_change_) on_change_(k, index_before, index_after);
     return true;
   }
 
@@ -355,7 +364,7 @@ class Informer {
   Decode decode_;
   KeyOf key_;
   IndexOf index_;
-  std::function<void(const std::string&)> on_change_;
+  ChangeCallback on_change_;
   Backoff backoff_;
   std::mt19937_64 rng_;
   std::chrono::milliseconds retry_after_{0};

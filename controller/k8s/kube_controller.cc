@@ -34,7 +34,7 @@ struct WantedStatus {
 };
 
 const Condition* ourCondition(const ServiceObject& s) {
-  for (const Condition& c : s.conditions) {
+  for (const Condition& c : s.status.conditions) {
     if (c.type == kConditionType) return &c;
   }
   return nullptr;
@@ -44,7 +44,7 @@ bool statusSays(const ServiceObject& s, const WantedStatus& w) {
   const Condition* c = ourCondition(s);
   auto it = s.meta.annotations.find(kPoolAnnotation);
   const std::string pool = it == s.meta.annotations.end() ? "" : it->second;
-  return s.status_ips == w.ips && c && c->status == w.cond_status && c->reason == w.reason &&
+  return s.status.ips == w.ips && c && c->status == w.cond_status && c->reason == w.reason &&
          c->message == w.message && pool == w.pool;
 }
 
@@ -88,7 +88,7 @@ struct KubeController::Impl {
   bool dirty = true;
   bool full_needed = true;
   std::set<std::string> changed_services;  // keys, since the last reconcile
-  std::set<std::string> changed_slices;
+  std::set<std::string> changed_slices;    // owning Service keys
   bool stopping = false;
   std::thread reconcile_thread;
   IncrementalReconciler reconciler{ReconcilerConfig()};  // reconcile thread only
@@ -145,11 +145,16 @@ struct KubeController::Impl {
 
   void start() {
     auto changed = [this](std::set<std::string>* into) {
-      return [this, into](const std::string& key) {
+      return [this, into](const std::string& key, const std::string& before,
+                          const std::string& after) {
         {
           std::lock_guard<std::mutex> lock(mu);
           if (key.empty()) {
             full_needed = true;  // re-listed
+          } else if (into == &changed_slices) {
+            // The Service(s) the EndpointSlice belonged to and belongs to.
+            if (!before.empty()) into->insert(before);
+            if (!after.empty()) into->insert(after);
           } else if (into) {
             into->insert(key);
           } else {
@@ -269,67 +274,26 @@ struct KubeController::Impl {
     }
   }
 
-  // Whether the changes since the last reconcile can only have moved
-  // endpoints: Services unchanged but for the status we wrote ourselves, and
-  // EndpointSlices that still exist. `touched` gets the affected Services.
   bool onlyEndpointsChanged(const std::set<std::string>& svc_keys,
-                            const std::set<std::string>& slice_keys,
+                            const std::set<std::string>& slice_owners,
                             std::vector<std::string>* touched) {
+    std::vector<std::optional<ServiceObject>> now;
+    now.reserve(svc_keys.size());
+    std::vector<ServiceChange> changes;
     for (const std::string& key : svc_keys) {
-      const std::optional<ServiceObject> now = services->get(key);
-      const ServiceObject* before = reconciler.serviceOf(key);
-      if (!now) return false;  // deleted
-      if (!before) {
-        if (servedByUs(*now, opt.reconciler)) return false;  // new, or became ours
-        continue;                                            // not ours before, not ours now
-      }
-      if (!sameSpec(*before, *now)) return false;
-      // The status must say what we allocated (our own write echoing back);
-      // anything else means someone else changed it.
-      const std::vector<IpAddr>* ips = reconciler.addressesOf(key);
+      now.push_back(services->get(key));
       bool pending;
       {
         std::lock_guard<std::mutex> lock(wmu);
         pending = queued.count(key) || inflight.count(key);
       }
-      if (!pending && ips && now->status_ips != *ips) return false;
+      changes.push_back({key, nullptr, pending});
     }
-    std::set<std::string> affected;
-    for (const std::string& key : slice_keys) {
-      const std::optional<EndpointSliceObject> e = slices->get(key);
-      if (!e) return false;  // deleted: its Service is unknown now
-      const std::string svc = e->meta.ns + "/" + e->service;
-      if (reconciler.serves(svc)) affected.insert(svc);
-    }
-    touched->assign(affected.begin(), affected.end());
-    return true;
-  }
-
-  // Everything that decides an allocation, announcer or backend set.
-  static bool sameSpec(const ServiceObject& a, const ServiceObject& b) {
-    auto annotations = [](const ServiceObject& s) {
-      auto m = s.meta.annotations;
-      m.erase(kPoolAnnotation);  // ours, written after allocating
-      return m;
-    };
-    auto ports = [](const ServiceObject& s) {
-      std::vector<std::tuple<std::string, uint8_t, uint16_t>> v;
-      for (const auto& p : s.ports) v.emplace_back(p.name, p.proto, p.port);
-      return v;
-    };
-    return a.type == b.type && a.load_balancer_class == b.load_balancer_class &&
-           ports(a) == ports(b) && a.load_balancer_ip == b.load_balancer_ip &&
-           a.ip_families == b.ip_families && a.ip_family_policy == b.ip_family_policy &&
-           a.external_traffic_local == b.external_traffic_local &&
-           a.session_affinity_client_ip == b.session_affinity_client_ip &&
-           a.session_affinity_timeout_s == b.session_affinity_timeout_s &&
-           std::equal(a.source_ranges.begin(), a.source_ranges.end(), b.source_ranges.begin(),
-                      b.source_ranges.end(),
-                      [](const IpPrefix& x, const IpPrefix& y) {
-                        return x.addr == y.addr && x.length == y.length;
-                      }) &&
-           a.meta.labels == b.meta.labels && a.meta.created == b.meta.created &&
-           annotations(a) == annotations(b);
+    for (size_t i = 0; i < changes.size(); ++i) changes[i].now = now[i] ? &*now[i] : nullptr;
+    ReconcilePlan plan = reconciler.plan(
+        changes, std::vector<std::string>(slice_owners.begin(), slice_owners.end()), false);
+    *touched = std::move(plan.endpoints_of);
+    return !plan.full;
   }
 
   uint64_t currentVersion() const {
@@ -371,7 +335,7 @@ struct KubeController::Impl {
       for (ServiceObject& s : svcs) {
         const std::string key = s.meta.key();
         useNewerWrite(&s);
-        if (queued.count(key) || inflight.count(key)) s.status_ips = wanted[key].ips;
+        if (queued.count(key) || inflight.count(key)) s.status.ips = wanted[key].ips;
       }
     }
     const Reconciled& r = reconciler.full(ps, svcs, eps, ns);
@@ -442,8 +406,6 @@ struct KubeController::Impl {
       if (!s) continue;
       std::set<std::string> now;
       for (const ServiceEvent& e : o.events) {
-        // "IPAllocated" is news only when the address is new.
-        if (!e.warning && e.reason == "IPAllocated" && s->status_ips == o.ips) continue;
         const std::string id = (e.warning ? "W|" : "N|") + e.reason + "|" + e.message;
         now.insert(id);
         if (active_events[o.key].count(id)) continue;
@@ -550,7 +512,7 @@ struct KubeController::Impl {
         kConditionType,   w.cond_status, w.reason, w.message, rfc3339(std::time(nullptr)),
         s.meta.generation};
     std::vector<Condition> all;
-    for (const Condition& c : s.conditions) {
+    for (const Condition& c : s.status.conditions) {
       if (c.type != kConditionType) {
         all.push_back(c);
         continue;
@@ -603,7 +565,7 @@ struct KubeController::Impl {
     for (int attempt = 0; attempt < 6 && s; ++attempt) {
       if (!leader() || api.stopping()) return;
       if (!servedByUs(*s, opt.reconciler)) return;  // changed class meanwhile: not ours
-      const bool status_ok = s->status_ips == w.ips && [&] {
+      const bool status_ok = s->status.ips == w.ips && [&] {
         const Condition* c = ourCondition(*s);
         return c && c->status == w.cond_status && c->reason == w.reason && c->message == w.message;
       }();

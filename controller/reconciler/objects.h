@@ -24,13 +24,15 @@ struct ObjectMeta {
   std::string uid;
   std::string resource_version;
   int64_t generation = 0;
-  std::string key() const { return ns + "/" + name; }
+  std::string key() const { return ns.empty() ? name : ns + "/" + name; }
+  bool operator==(const ObjectMeta&) const = default;
 };
 
 struct ServicePortSpec {
   std::string name;
   uint8_t proto = 6;
   uint16_t port = 0;
+  bool operator==(const ServicePortSpec&) const = default;
 };
 
 // A metav1.Condition in Service status.
@@ -44,8 +46,10 @@ struct Condition {
   bool operator==(const Condition&) const = default;
 };
 
-struct ServiceObject {
-  ObjectMeta meta;
+// Everything of a Service's spec that flowlb reads. A field added here is
+// compared by the defaulted operator== and so decides, without a list kept
+// by hand, whether a change to a Service needs a full reconcile.
+struct ServiceSpec {
   std::string type = "ClusterIP";
   std::optional<std::string> load_balancer_class;
   std::vector<ServicePortSpec> ports;
@@ -56,8 +60,21 @@ struct ServiceObject {
   bool session_affinity_client_ip = false;
   uint32_t session_affinity_timeout_s = 10800;
   std::vector<IpPrefix> source_ranges;
-  std::vector<IpAddr> status_ips;     // status.loadBalancer.ingress[].ip
-  std::vector<Condition> conditions;  // status.conditions (everyone's)
+  bool operator==(const ServiceSpec&) const = default;
+};
+
+struct ServiceStatus {
+  std::vector<IpAddr> ips;             // status.loadBalancer.ingress[].ip
+  std::vector<std::string> hostnames;  // ingress[].hostname (never ours; kept when we clear)
+  std::vector<Condition> conditions;   // status.conditions (everyone's)
+  bool operator==(const ServiceStatus&) const = default;
+};
+
+struct ServiceObject {
+  ObjectMeta meta;
+  ServiceSpec spec;
+  ServiceStatus status;
+  bool operator==(const ServiceObject&) const = default;
 };
 
 struct Endpoint {
@@ -67,6 +84,7 @@ struct Endpoint {
   bool terminating = false;
   std::string node;
   std::string zone;
+  bool operator==(const Endpoint&) const = default;
 };
 
 struct EndpointSliceObject {
@@ -74,11 +92,15 @@ struct EndpointSliceObject {
   std::string service;                 // label kubernetes.io/service-name
   std::vector<ServicePortSpec> ports;  // target ports, by name
   std::vector<Endpoint> endpoints;
+  std::string serviceKey() const { return meta.ns + "/" + service; }
+  bool operator==(const EndpointSliceObject&) const = default;
 };
 
 struct NodeObject {
   std::string name;
+  // Ready, and not labelled node.kubernetes.io/exclude-from-external-load-balancers.
   bool ready = true;
+  bool operator==(const NodeObject&) const = default;
 };
 
 }  // namespace flowlb::controller

@@ -20,14 +20,14 @@ LbService toAllocatorView(const ServiceObject& s, const ServiceSettings& setting
   l.name = s.meta.name;
   l.created = s.meta.created;
   l.labels = s.meta.labels;
-  l.families = s.ip_families.empty() ? std::vector<Family>{Family::kV4} : s.ip_families;
-  if (s.ip_family_policy == "SingleStack") l.families.resize(1);
-  l.require_all_families = s.ip_family_policy == "RequireDualStack";
+  l.families = s.spec.ip_families.empty() ? std::vector<Family>{Family::kV4} : s.spec.ip_families;
+  if (s.spec.ip_family_policy == "SingleStack") l.families.resize(1);
+  l.require_all_families = s.spec.ip_family_policy == "RequireDualStack";
   l.pool = settings.pool;
   l.requested = settings.ips;
   l.sharing_key = settings.sharing_key;
-  for (const ServicePortSpec& p : s.ports) l.ports.push_back({p.proto, p.port});
-  l.current = s.status_ips;
+  for (const ServicePortSpec& p : s.spec.ports) l.ports.push_back({p.proto, p.port});
+  l.current = s.status.ips;
   return l;
 }
 
@@ -47,9 +47,70 @@ std::string chooseAnnouncer(const IpAddr& vip, const std::vector<std::string>& c
 }
 
 bool servedByUs(const ServiceObject& s, const ReconcilerConfig& config) {
-  if (s.type != "LoadBalancer") return false;
-  if (s.load_balancer_class) return *s.load_balancer_class == config.load_balancer_class;
+  if (s.spec.type != "LoadBalancer") return false;
+  if (s.spec.load_balancer_class) return *s.spec.load_balancer_class == config.load_balancer_class;
   return config.default_class;
+}
+
+bool carriesOurMarks(const ServiceObject& s) {
+  if (s.meta.annotations.count(kAnnotationAllocatedFrom)) return true;
+  for (const Condition& c : s.status.conditions) {
+    if (isControllerCondition(c.type)) return true;
+  }
+  return false;
+}
+
+bool sameInputs(const ServiceObject& a, const ServiceObject& b) {
+  if (!(a.spec == b.spec) || a.meta.labels != b.meta.labels || a.meta.created != b.meta.created) {
+    return false;
+  }
+  // Annotations, but for those we write ourselves.
+  auto ia = a.meta.annotations.begin(), ib = b.meta.annotations.begin();
+  const auto ea = a.meta.annotations.end(), eb = b.meta.annotations.end();
+  while (true) {
+    while (ia != ea && isControllerAnnotation(ia->first)) ++ia;
+    while (ib != eb && isControllerAnnotation(ib->first)) ++ib;
+    if (ia == ea || ib == eb) return ia == ea && ib == eb;
+    if (*ia != *ib) return false;
+    ++ia;
+    ++ib;
+  }
+}
+
+ReconcilePlan IncrementalReconciler::plan(const std::vector<ServiceChange>& services,
+                                          const std::vector<std::string>& slice_owners,
+                                          bool others) const {
+  ReconcilePlan p;
+  if (others) {
+    p.full = true;
+    return p;
+  }
+  for (const ServiceChange& c : services) {
+    auto it = entries_.find(c.key);
+    const Entry* before = it == entries_.end() ? nullptr : &it->second;
+    // Leaving us, and changed: cleared (release the address), deleted, or back.
+    if (leaving_.count(c.key)) return {true, {}};
+    if (!c.now) {
+      if (before) return {true, {}};  // a served Service went away: release its addresses
+      continue;
+    }
+    if (!before) {
+      if (servedByUs(*c.now, config_)) return {true, {}};  // new, or became ours
+      continue;                                            // not ours before, not ours now
+    }
+    if (!sameInputs(before->svc, *c.now)) return {true, {}};
+    // The status must say what we allocated (our own write coming back);
+    // anything else means someone else changed it.
+    if (!c.status_write_pending && c.now->status.ips != out_.services[before->outcome].ips) {
+      return {true, {}};
+    }
+  }
+  std::set<std::string> touched;
+  for (const std::string& key : slice_owners) {
+    if (entries_.count(key)) touched.insert(key);
+  }
+  p.endpoints_of.assign(touched.begin(), touched.end());
+  return p;
 }
 
 namespace {
@@ -64,7 +125,7 @@ std::vector<DesiredService> buildDesired(const ServiceObject& s, const ServiceSe
   std::vector<DesiredService> out;
   const std::string key = s.meta.key();
   for (const IpAddr& vip : ips) {
-    for (const ServicePortSpec& port : s.ports) {
+    for (const ServicePortSpec& port : s.spec.ports) {
       DesiredService d;
       d.key =
           key + "/" +
@@ -75,12 +136,12 @@ std::vector<DesiredService> buildDesired(const ServiceObject& s, const ServiceSe
       d.port = port.port;
       d.proto = port.proto;
       d.mode = st.mode;
-      d.client_ip_affinity = s.session_affinity_client_ip;
-      d.affinity_timeout_s = s.session_affinity_timeout_s;
+      d.client_ip_affinity = s.spec.session_affinity_client_ip;
+      d.affinity_timeout_s = s.spec.session_affinity_timeout_s;
       d.idle_timeout_s = st.idle_timeout_s;
       d.drain_timeout_s = st.drain_timeout_s;
-      d.external_traffic_local = s.external_traffic_local;
-      d.source_ranges = s.source_ranges;
+      d.external_traffic_local = s.spec.external_traffic_local;
+      d.source_ranges = s.spec.source_ranges;
       std::set<std::pair<IpAddr, uint16_t>> seen;
       for (const EndpointSliceObject* slice : slices) {
         uint16_t target = 0;
@@ -144,10 +205,29 @@ const Reconciled& IncrementalReconciler::full(const std::vector<IpPool>& pools,
   std::vector<const ServiceObject*> served;
   std::unordered_map<std::string, ServiceSettings> settings;
   std::vector<LbService> requests;
+  leaving_.clear();
   for (const ServiceObject& s : services) {
-    if (!servedByUs(s, config_)) continue;  // other classes are never touched
+    if (!servedByUs(s, config_)) {
+      // Other classes are never touched; one that was ours keeps its
+      // addresses held until what we wrote is cleared.
+      if (!carriesOurMarks(s)) continue;
+      LbService hold = toAllocatorView(s, ServiceSettings());
+      hold.hold_only = true;
+      hold.families.clear();
+      for (const IpAddr& a : s.status.ips) {
+        const Family f = a.isV4() ? Family::kV4 : Family::kV6;
+        if (std::find(hold.families.begin(), hold.families.end(), f) == hold.families.end()) {
+          hold.families.push_back(f);
+        }
+      }
+      hold.ports.clear();
+      hold.sharing_key.clear();
+      requests.push_back(std::move(hold));
+      leaving_.insert(s.meta.key());
+      continue;
+    }
     served.push_back(&s);
-    ServiceSettings st = parseServiceSettings(s.meta.annotations, s.load_balancer_ip);
+    ServiceSettings st = parseServiceSettings(s.meta.annotations, s.spec.load_balancer_ip);
     requests.push_back(toAllocatorView(s, st));
     settings[s.meta.key()] = std::move(st);
   }
@@ -156,6 +236,7 @@ const Reconciled& IncrementalReconciler::full(const std::vector<IpPool>& pools,
   });
   const auto allocations = Allocator::allocate(pools, requests);
   out_.pools = Allocator::usage(pools, allocations);
+  for (const std::string& key : leaving_) out_.leaving.push_back({key, allocations.at(key).ips});
 
   std::unordered_map<std::string, std::vector<const EndpointSliceObject*>> slices_by_service;
   for (const EndpointSliceObject& e : slices) {
@@ -183,14 +264,20 @@ const Reconciled& IncrementalReconciler::full(const std::vector<IpPool>& pools,
     for (const std::string& err : e.settings.errors) {
       o.events.push_back({true, "InvalidAnnotation", err});
     }
+    for (const std::string& c : a.conflicts) {
+      o.events.push_back({true, reasonName(Reason::kAddressConflict), c});
+    }
     if (!a.satisfied || a.reason != Reason::kAllocated) {
       o.events.push_back({true, reasonName(a.reason), a.message});
     }
     if (a.satisfied) {
       std::string list;
       for (const IpAddr& ip : a.ips) list += (list.empty() ? "" : ", ") + ip.toString();
-      o.events.push_back({false, "IPAllocated",
-                          "assigned " + list + (a.pool.empty() ? "" : " from pool " + a.pool)});
+      // News only when the address is new (not at every restart).
+      if (s->status.ips != a.ips) {
+        o.events.push_back({false, "IPAllocated",
+                            "assigned " + list + (a.pool.empty() ? "" : " from pool " + a.pool)});
+      }
       if (o.message.empty()) o.message = "assigned " + list;
     }
     e.base_events = o.events.size();

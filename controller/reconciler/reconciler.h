@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -66,6 +67,15 @@ struct ServiceOutcome {
   std::vector<ServiceEvent> events;
 };
 
+// A Service that stopped being ours (its class or type changed) while its
+// status still shows what we wrote: the caller clears our ingress entries,
+// conditions and annotation; until then its addresses stay held.
+struct LeavingService {
+  std::string key;
+  std::vector<IpAddr> ips;  // ours, still in its status
+  bool operator==(const LeavingService&) const = default;
+};
+
 struct NodeDesiredState {
   std::string node;
   // Every VIP; `announcer` says who announces it. Nodes share the entries
@@ -75,11 +85,36 @@ struct NodeDesiredState {
 
 struct Reconciled {
   std::vector<ServiceOutcome> services;  // served Services only, by key
+  std::vector<LeavingService> leaving;   // by key
   std::vector<NodeDesiredState> nodes;   // ready nodes, by name
   std::map<std::string, PoolUsage> pools;
 };
 
 bool servedByUs(const ServiceObject& s, const ReconcilerConfig& config);
+
+// Whether a Service's status or annotations show what the controller wrote
+// (one of our conditions, or the pool annotation).
+bool carriesOurMarks(const ServiceObject& s);
+
+// Whether two versions of a Service ask for the same allocation, announcers
+// and backends: the same spec (ServiceSpec's defaulted operator==, so a new
+// field counts without anyone listing it), labels, creation time and
+// annotations, except those the controller writes itself.
+bool sameInputs(const ServiceObject& a, const ServiceObject& b);
+
+// One Service that changed in the source since the last reconcile.
+struct ServiceChange {
+  std::string key;
+  const ServiceObject* now = nullptr;  // nullptr: deleted
+  bool status_write_pending = false;   // our own status write has not come back yet
+};
+
+// What a batch of changes needs: a full reconcile, or a rebuild of the
+// backends of some Services.
+struct ReconcilePlan {
+  bool full = false;
+  std::vector<std::string> endpoints_of;  // served Services whose EndpointSlices changed
+};
 
 // Rendezvous hashing: the candidate with the highest hash of (VIP, node)
 // announces. VIPs spread over nodes, and a node's loss moves only its own.
@@ -104,6 +139,13 @@ class IncrementalReconciler {
   // current slices.
   const Reconciled& endpointsChanged(const std::vector<std::string>& service_keys,
                                      const std::vector<EndpointSliceObject>& slices);
+  // Decides, from what the last full() saw, whether these changes can only
+  // have moved endpoints (the common case: a rollout, a pod becoming ready)
+  // or need a full reconcile. `slice_owners` are the Service keys of the
+  // EndpointSlices that changed; `others` is any other change (Nodes, pools,
+  // a re-list).
+  ReconcilePlan plan(const std::vector<ServiceChange>& services,
+                     const std::vector<std::string>& slice_owners, bool others) const;
   const Reconciled& result() const { return out_; }
   bool serves(const std::string& service_key) const;
   // As of the last full(): the Service and its allocated addresses.
@@ -123,6 +165,7 @@ class IncrementalReconciler {
   ReconcilerConfig config_;
   std::unordered_map<std::string, Entry> entries_;
   std::vector<std::string> order_;  // served keys, sorted
+  std::set<std::string> leaving_;   // as of the last full()
   std::vector<std::string> ready_nodes_;
   Reconciled out_;
 };

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+
 namespace flowlb::controller {
 namespace {
 
@@ -16,9 +18,9 @@ ServiceObject lb(const char* name, std::optional<std::string> cls = "flowlb.io/l
   ServiceObject s;
   s.meta.ns = "default";
   s.meta.name = name;
-  s.type = "LoadBalancer";
-  s.load_balancer_class = std::move(cls);
-  s.ports = {{"http", 6, 80}};
+  s.spec.type = "LoadBalancer";
+  s.spec.load_balancer_class = std::move(cls);
+  s.spec.ports = {{"http", 6, 80}};
   return s;
 }
 
@@ -52,7 +54,7 @@ TEST(ReconcilerTest, ServesOnlyItsClassAndTheDefaultWhenAsked) {
   auto other = lb("other", std::string("example.com/other"));
   auto plain = lb("plain", std::nullopt);
   auto cluster_ip = lb("cip");
-  cluster_ip.type = "ClusterIP";
+  cluster_ip.spec.type = "ClusterIP";
   auto r = reconcile(cfg, {pool()}, {ours, other, plain, cluster_ip}, {}, kNodes);
   ASSERT_EQ(r.services.size(), 1u);
   EXPECT_EQ(r.services[0].key, "default/ours");
@@ -83,7 +85,7 @@ TEST(ReconcilerTest, EndpointConditionsBecomeActiveDrainingOrNothing) {
 
 TEST(ReconcilerTest, ExternalTrafficPolicyLocalAnnouncesFromNodesWithLocalEndpoints) {
   auto web = lb("web");
-  web.external_traffic_local = true;
+  web.spec.external_traffic_local = true;
   auto r = reconcile({}, {pool()}, {web},
                      {slice("web", {ep("10.1.0.1", "n2"), ep("10.1.0.2", "n2")})}, kNodes);
   for (const NodeDesiredState& n : r.nodes) {
@@ -137,8 +139,8 @@ TEST(ReconcilerTest, UserProblemsBecomeWarningsAndTheRestIsServed) {
 
 TEST(ReconcilerTest, DualStackServiceGetsAServicePerFamily) {
   auto web = lb("web");
-  web.ip_families = {Family::kV4, Family::kV6};
-  web.ip_family_policy = "RequireDualStack";
+  web.spec.ip_families = {Family::kV4, Family::kV6};
+  web.spec.ip_family_policy = "RequireDualStack";
   IpPool p = pool();
   p.ranges.push_back(*AddressRange::parse("2001:db8::/120"));
   auto r = reconcile(
@@ -168,10 +170,10 @@ TEST(IncrementalReconcilerTest, EndpointChangeMatchesAFullReconcile) {
     ServiceObject s;
     s.meta.ns = "d";
     s.meta.name = "s" + std::to_string(i);
-    s.type = "LoadBalancer";
-    s.load_balancer_class = "flowlb.io/lb";
-    s.ports.push_back({"http", 6, 80});
-    s.external_traffic_local = i == 3;
+    s.spec.type = "LoadBalancer";
+    s.spec.load_balancer_class = "flowlb.io/lb";
+    s.spec.ports.push_back({"http", 6, 80});
+    s.spec.external_traffic_local = i == 3;
     svcs.push_back(s);
     EndpointSliceObject e;
     e.meta.ns = "d";
@@ -227,6 +229,111 @@ TEST(IncrementalReconcilerTest, EndpointChangeMatchesAFullReconcile) {
   EXPECT_EQ(got.nodes[0].services[3]->announcer, "n2");
   EXPECT_TRUE(got.nodes[0].services[3]->backends.empty());
   EXPECT_EQ(got.nodes[1].services[3]->backends.size(), 2u);
+}
+
+// Endpoint-only detection is the reconciler's, from ServiceSpec's defaulted
+// operator==: any spec field counts, with no list kept by hand.
+TEST(IncrementalReconcilerTest, PlanNeedsAFullReconcileForAnyInputButEndpointsAndOurOwnWrites) {
+  IncrementalReconciler inc{ReconcilerConfig()};
+  ServiceObject web = lb("web");
+  web.meta.annotations["team"] = "a";
+  const ServiceObject other = lb("other", std::string("example.com/lb"));
+  inc.full({pool()}, {web, other}, {}, kNodes);
+  ServiceObject echoed = web;  // our status write, as the API gives it back
+  echoed.status.ips = inc.result().services[0].ips;
+  echoed.meta.annotations[kAnnotationAllocatedFrom] = "default";
+  echoed.meta.resource_version = "77";
+  auto plan = [&](const ServiceObject* now, bool pending = false) {
+    return inc.plan({{"default/web", now, pending}}, {"default/web", "default/other"}, false);
+  };
+  ReconcilePlan p = plan(&echoed);
+  EXPECT_FALSE(p.full) << "our own status and annotation coming back";
+  EXPECT_EQ(p.endpoints_of, std::vector<std::string>{"default/web"}) << "only served Services";
+
+  std::vector<std::pair<const char*, std::function<void(ServiceObject&)>>> changes = {
+      {"type", [](ServiceObject& s) { s.spec.type = "NodePort"; }},
+      {"class", [](ServiceObject& s) { s.spec.load_balancer_class = "x"; }},
+      {"port", [](ServiceObject& s) { s.spec.ports[0].port = 81; }},
+      {"port name", [](ServiceObject& s) { s.spec.ports[0].name = "web"; }},
+      {"protocol", [](ServiceObject& s) { s.spec.ports[0].proto = 17; }},
+      {"loadBalancerIP", [](ServiceObject& s) { s.spec.load_balancer_ip = "192.0.2.9"; }},
+      {"ipFamilies", [](ServiceObject& s) { s.spec.ip_families.push_back(Family::kV6); }},
+      {"ipFamilyPolicy", [](ServiceObject& s) { s.spec.ip_family_policy = "PreferDualStack"; }},
+      {"externalTrafficPolicy", [](ServiceObject& s) { s.spec.external_traffic_local = true; }},
+      {"sessionAffinity", [](ServiceObject& s) { s.spec.session_affinity_client_ip = true; }},
+      {"affinity timeout", [](ServiceObject& s) { s.spec.session_affinity_timeout_s = 60; }},
+      {"source ranges",
+       [](ServiceObject& s) { s.spec.source_ranges.push_back(*IpPrefix::parse("10.0.0.0/8")); }},
+      {"label", [](ServiceObject& s) { s.meta.labels["tier"] = "edge"; }},
+      {"user annotation", [](ServiceObject& s) { s.meta.annotations["team"] = "b"; }},
+      {"flowlb annotation",
+       [](ServiceObject& s) { s.meta.annotations[kAnnotationForwardingMode] = "dsr"; }},
+      {"creation time", [](ServiceObject& s) { s.meta.created = 5; }},
+      {"status by someone else", [](ServiceObject& s) { s.status.ips = {ip("192.0.2.15")}; }},
+  };
+  for (auto& [what, change] : changes) {
+    ServiceObject now = echoed;
+    change(now);
+    EXPECT_TRUE(plan(&now).full) << what;
+  }
+  // While our own status write is in flight, the status is not news.
+  ServiceObject stale = web;
+  EXPECT_FALSE(plan(&stale, true).full);
+  EXPECT_TRUE(plan(&stale, false).full);
+  // A served Service deleted: its address is released by a full reconcile.
+  EXPECT_TRUE(plan(nullptr).full);
+  // Another class's Service appearing, changing or going: nothing to do.
+  ServiceObject theirs = lb("theirs", std::string("example.com/lb"));
+  EXPECT_FALSE(inc.plan({{"default/theirs", &theirs, false}}, {}, false).full);
+  EXPECT_FALSE(inc.plan({{"default/other", nullptr, false}}, {}, false).full);
+  // A new Service of ours.
+  ServiceObject fresh = lb("fresh");
+  EXPECT_TRUE(inc.plan({{"default/fresh", &fresh, false}}, {}, false).full);
+  // Nodes, pools, a re-list.
+  EXPECT_TRUE(inc.plan({}, {}, true).full);
+}
+
+// Issue 17.12: a Service whose class (or type) changed kept our address in
+// its status, the address went to a newer Service, and two Services showed
+// it. Its address stays held until what we wrote is cleared.
+TEST(ReconcilerTest, ServiceThatLeavesUsHoldsItsAddressUntilOurStatusIsCleared) {
+  IpPool one;
+  one.name = "one";
+  one.ranges = {*AddressRange::parse("192.0.2.1/32")};
+  IncrementalReconciler inc{ReconcilerConfig()};
+  ServiceObject web = lb("web");
+  web.meta.created = 1;
+  inc.full({one}, {web}, {}, kNodes);
+  ASSERT_EQ(inc.result().services.at(0).ips, std::vector<IpAddr>{ip("192.0.2.1")});
+  // Our write came back, then the user moved it to another class.
+  web.status.ips = {ip("192.0.2.1")};
+  web.status.conditions = {{kConditionAllocated, "True", "Allocated", "assigned 192.0.2.1"}};
+  web.meta.annotations[kAnnotationAllocatedFrom] = "one";
+  web.spec.load_balancer_class = "example.com/other";
+  ServiceObject late = lb("late");
+  late.meta.created = 2;
+  const Reconciled& r = inc.full({one}, {web, late}, {}, kNodes);
+  ASSERT_EQ(r.services.size(), 1u);  // only late is served
+  EXPECT_TRUE(r.services[0].ips.empty()) << "192.0.2.1 is still shown by web";
+  ASSERT_EQ(r.leaving.size(), 1u);
+  EXPECT_EQ(r.leaving[0].key, "default/web");
+  EXPECT_EQ(r.leaving[0].ips, std::vector<IpAddr>{ip("192.0.2.1")});
+  EXPECT_EQ(r.pools.at("one").used, 1u);
+  // Any change to a leaving Service (here: our clearing write coming back)
+  // is a full reconcile, which releases the address.
+  ServiceObject cleared = web;
+  cleared.status = {};
+  cleared.meta.annotations.clear();
+  EXPECT_TRUE(inc.plan({{"default/web", &cleared, false}}, {}, false).full);
+  const Reconciled& after = inc.full({one}, {cleared, late}, {}, kNodes);
+  EXPECT_TRUE(after.leaving.empty());
+  EXPECT_EQ(after.services.at(0).ips, std::vector<IpAddr>{ip("192.0.2.1")});
+  // Someone else's address in a Service of another class is not ours to hold.
+  ServiceObject foreign = lb("foreign", std::string("example.com/other"));
+  foreign.status.ips = {ip("192.0.2.1")};
+  const Reconciled& f = inc.full({one}, {foreign, late}, {}, kNodes);
+  EXPECT_TRUE(f.leaving.empty());
+  EXPECT_EQ(f.services.at(0).ips, std::vector<IpAddr>{ip("192.0.2.1")});
 }
 
 }  // namespace

@@ -1,14 +1,22 @@
 // The standalone source: Services, EndpointSlices, Nodes and IPPools read
 // from a directory of ordinary Kubernetes YAML (or JSON) instead of the API
-// server, for use without Kubernetes, the demo and tests. Allocations are
-// persisted in a status file, read back on start, as a cluster keeps them
-// in Service status.
+// server, for use without Kubernetes, the demo and tests. The documents go
+// through the same decoder as the API's JSON (controller/decode/).
+//
+// Bad input never costs what was good: a file whose text does not parse
+// keeps the objects it gave last time, and an object that does not decode
+// keeps its last good version (as the API source's cache does); both are
+// reported. Only deleting a file (or an object from a file that parses)
+// removes objects. Allocations are persisted in a status file, read back on
+// start, as a cluster keeps them in Service status.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "controller/decode/decode.h"
 #include "controller/reconciler/reconciler.h"
 
 namespace flowlb::controller {
@@ -18,20 +26,64 @@ struct SourceSnapshot {
   std::vector<EndpointSliceObject> slices;
   std::vector<NodeObject> nodes;
   std::vector<IpPool> pools;
-  std::vector<std::string>
-      problems;  // "file:line: Kind/name: what is wrong"; the object is skipped
+  // "file:line: Kind/name: what is wrong", one per problem still present.
+  std::vector<std::string> problems;
+  bool operator==(const SourceSnapshot&) const = default;
 };
 
-// Reads every *.yaml, *.yml and *.json file in `dir` (multi-document YAML
-// allowed). A document that cannot be understood is reported and skipped;
-// the rest are used.
-Result<SourceSnapshot> readDirectory(const std::string& dir);
-// Parses one file's text (for tests and for readDirectory).
+// What changed between two snapshots, in the terms the reconcile loop uses.
+struct SourceChanges {
+  std::vector<std::string> services;  // keys of Services added, changed or removed
+  std::vector<std::string> slices;    // owning Service keys of EndpointSlices that changed
+  bool others = false;                // Nodes or IPPools changed: a full reconcile
+  bool empty() const { return services.empty() && slices.empty() && !others; }
+};
+SourceChanges diffSnapshots(const SourceSnapshot& before, const SourceSnapshot& after);
+
+class DirSource {
+ public:
+  explicit DirSource(std::string dir) : dir_(std::move(dir)) {}
+  // Reads every *.yaml, *.yml and *.json file again (multi-document YAML
+  // allowed). Fails only when the directory itself cannot be read.
+  Status refresh();
+  const SourceSnapshot& snapshot() const { return merged_; }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  // One file's objects as it last gave them.
+  struct FileObjects {
+    std::string text;
+    SourceSnapshot objects;  // problems: this file's
+  };
+  FileObjects parse(const std::string& file, const std::string& text,
+                    const FileObjects* before) const;
+
+  std::string dir_;
+  std::map<std::string, FileObjects> files_;  // by file name
+  SourceSnapshot merged_;
+};
+
+// Parses one file's text into `out` (no memory of earlier versions; for
+// tests and one-shot reads).
 void parseDocuments(const std::string& text, const std::string& file, SourceSnapshot* out);
 
-// status.loadBalancer.ingress of each Service, as the controller last wrote it.
-Status writeStatusFile(const std::string& path, const Reconciled& r);
-// Fills services[].status_ips from the file (missing file: nothing to do).
-Status applyStatusFile(const std::string& path, std::vector<ServiceObject>* services);
+// The allocations of the directory source: status.loadBalancer.ingress of
+// each Service, as the controller last wrote it.
+class StatusFile {
+ public:
+  // A missing file is empty. A file that exists but cannot be read or
+  // parsed is an error: starting anyway would overwrite the allocations in
+  // it with new ones, so the caller stops instead.
+  static Result<StatusFile> load(const std::string& path);
+  // Fills status.ips of the Services whose object carries none.
+  void overlay(std::vector<ServiceObject>* services) const;
+  // Keeps what this reconcile allocated and writes the file atomically.
+  Status save(const Reconciled& r);
+  size_t size() const { return ips_.size(); }
+
+ private:
+  std::string path_;
+  std::map<std::string, std::vector<IpAddr>> ips_;  // by Service key
+};
 
 }  // namespace flowlb::controller
