@@ -6,15 +6,15 @@
 // every node's desired state. The gRPC server streams each node's desired
 // state to its agent. /metrics, /healthz and /readyz are served on
 // --metrics-address.
-#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -23,11 +23,11 @@
 #include "common/health.h"
 #include "controller/agent_link.h"
 #include "controller/config/annotations.h"
+#include "controller/dump_state.h"
 #include "controller/grpc/sync_server.h"
 #include "controller/k8s/kube_controller.h"
 #include "controller/metrics.h"
-#include "controller/reconciler/reconciler.h"
-#include "controller/source/dir_source.h"
+#include "controller/source/dir_objects.h"
 
 namespace {
 
@@ -49,6 +49,7 @@ struct Flags {
   double api_qps = 50;
   int api_burst = 100;
   std::string identity;
+  std::string advertise_address;
   std::string lease_duration = "15s";
   std::string renew_deadline = "10s";
   std::string retry_period = "2s";
@@ -59,185 +60,46 @@ struct Flags {
 using namespace flowlb;
 using namespace flowlb::controller;
 
-std::atomic<bool> g_stop{false};
-void onSignal(int) {
-  g_stop.store(true);
+// Blocks SIGINT and SIGTERM in every thread started after this, so that
+// waitForSignal() receives them.
+void blockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-const char* modeName(ForwardingMode m) {
-  return m == ForwardingMode::kDsr ? "dsr" : "nat";
+void waitForSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig = 0;
+  sigwait(&set, &sig);
+  spdlog::info("event=stopping signal={}", sig);
 }
 
-// address:port, IPv6 in brackets.
-std::string endpointText(const IpAddr& a, uint16_t port) {
-  return (a.isV4() ? a.toString() : "[" + a.toString() + "]") + ":" + std::to_string(port);
-}
-
-void dumpState(const Reconciled& r) {
-  std::printf("services:\n");
-  for (const ServiceOutcome& s : r.services) {
-    std::string ips;
-    for (const IpAddr& a : s.ips) ips += (ips.empty() ? "" : ", ") + a.toString();
-    std::printf("  %s: [%s] pool=%s satisfied=%s reason=%s\n", s.key.c_str(), ips.c_str(),
-                s.pool.c_str(), s.satisfied ? "true" : "false", s.reason.c_str());
-  }
-  std::printf("pools:\n");
-  for (const auto& [name, u] : r.pools) {
-    std::printf("  %s: used=%llu free=%llu\n", name.c_str(),
-                static_cast<unsigned long long>(u.used), static_cast<unsigned long long>(u.free));
-  }
-  std::printf("nodes:\n");
-  for (const NodeDesiredState& n : r.nodes) {
-    std::printf("  %s:\n", n.node.c_str());
-    for (const auto& ds : n.services) {
-      const DesiredService& d = *ds;
-      std::printf("    %s %s/%s mode=%s announcer=%s%s\n", d.key.c_str(),
-                  endpointText(d.vip, d.port).c_str(), d.proto == 17 ? "udp" : "tcp",
-                  modeName(d.mode), d.announcer.c_str(),
-                  d.announcer == n.node ? " (this node announces)" : "");
-      for (const DesiredBackend& b : d.backends) {
-        std::printf("      backend %s %s node=%s\n", endpointText(b.addr, b.port).c_str(),
-                    b.state == BackendState::kActive ? "ACTIVE" : "DRAINING", b.node.c_str());
-      }
+// What every reconcile's result goes to: the agents, the log, --dump-state.
+ReconcileLoop::Published publisher(const Flags& f, SyncServer* server,
+                                   std::function<bool()> is_leader) {
+  return [dump = f.dump_state, server, is_leader](const Reconciled& r, uint64_t version) {
+    if (server) server->publish(r);
+    size_t ok = 0;
+    for (const ServiceOutcome& s : r.services) ok += s.satisfied ? 1 : 0;
+    spdlog::info("event=desired_state version={} services={} satisfied={} nodes={} leader={}",
+                 version, r.services.size(), ok, r.nodes.size(), !is_leader || is_leader());
+    if (dump) {
+      dumpState(r);
+      std::fflush(stdout);
     }
-  }
+  };
 }
-
-// One pass over the directory: read, reconcile, report, persist.
-bool reconcileDirectory(const Flags& f, DirSource* source, StatusFile* status,
-                        const ReconcilerConfig& cfg, SyncServer* server) {
-  if (Status st = source->refresh(); !st) {
-    spdlog::error("event=source_failed msg=\"{}\"", st.message());
-    return false;
-  }
-  const SourceSnapshot& snap = source->snapshot();
-  for (const std::string& p : snap.problems) spdlog::warn("event=object_rejected msg=\"{}\"", p);
-  std::vector<ServiceObject> services = snap.services;
-  status->overlay(&services);
-  const Reconciled r = reconcile(cfg, snap.pools, services, snap.slices, snap.nodes);
-  if (server) server->publish(r);
-  for (const ServiceOutcome& s : r.services) {
-    for (const ServiceEvent& e : s.events) {
-      if (e.warning) {
-        spdlog::warn("event=service_event type=Warning service={} reason={} msg=\"{}\"", s.key,
-                     e.reason, e.message);
-      } else {
-        spdlog::info("event=service_event type=Normal service={} reason={} msg=\"{}\"", s.key,
-                     e.reason, e.message);
-      }
-    }
-  }
-  if (Status st = status->save(r); !st) {
-    spdlog::error("event=status_write_failed msg=\"{}\"", st.message());
-  }
-  spdlog::info("event=reconciled services={} nodes={} pools={}", r.services.size(), r.nodes.size(),
-               r.pools.size());
-  if (f.dump_state) dumpState(r);
-  std::fflush(stdout);
-  return true;
-}
-
-std::unique_ptr<AgentLink> startAgentLink(const Flags& f, const k8s::ClusterConfig* cluster,
-                                          ControllerMetrics* metrics,
-                                          std::function<bool()> is_leader, bool* failed);
 
 std::chrono::milliseconds durationFlag(const std::string& text) {
   uint32_t s = 0;
   parseDuration(text, &s);  // validated by the flag's check
   return std::chrono::milliseconds(int64_t{s} * 1000);
-}
-
-// Liveness: the main loop turns (a wedged loop gets the pod restarted).
-void addLoopCheck(HealthChecks& health, const std::atomic<int64_t>& heartbeat_ms) {
-  health.add("main-loop", [&heartbeat_ms] {
-    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::steady_clock::now().time_since_epoch())
-                            .count();
-    const int64_t age = now - heartbeat_ms.load();
-    if (age > 10000) return HealthCheck::fail("main loop stuck for " + std::to_string(age) + "ms");
-    return HealthCheck::pass();
-  });
-}
-
-void beat(std::atomic<int64_t>& heartbeat_ms) {
-  heartbeat_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now().time_since_epoch())
-                     .count();
-}
-
-int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig& cfg) {
-  auto status = StatusFile::load(f.status_file);
-  if (!status) {
-    spdlog::error(
-        "event=start reason=status_file_unreadable msg=\"{}; refusing to start, which would "
-        "replace the allocations it holds: fix or remove it\"",
-        status.error());
-    return 1;
-  }
-  DirSource source(dir);
-  std::unique_ptr<AgentLink> link;
-  SyncServer* server = nullptr;
-  std::unique_ptr<ControllerMetrics> metrics;
-  HealthChecks health;
-  std::atomic<int64_t> heartbeat_ms{0};
-  std::atomic<bool> reconciled{false};
-  beat(heartbeat_ms);
-  addLoopCheck(health, heartbeat_ms);
-  health.addReadiness("source", [&reconciled, dir] {
-    return reconciled ? HealthCheck::pass("dir:" + dir)
-                      : HealthCheck::fail("dir:" + dir + " not reconciled yet");
-  });
-  if (!f.once) {
-    bool failed = false;
-    link = startAgentLink(f, nullptr, nullptr, nullptr, &failed);
-    if (failed) return 2;
-    if (link) server = link->server();
-    if (!server) {
-      spdlog::info(
-          "event=grpc_disabled msg=\"no agent link: give --tls-cert/--tls-key, --tls-ca-key or "
-          "--plaintext to serve agents\"");
-    } else {
-      auto m = ControllerMetrics::serve(f.metrics_address, &health);
-      if (!m) {
-        spdlog::error("event=start reason=metrics msg=\"{}\"", m.error());
-        return 2;
-      }
-      metrics = std::move(*m);
-      metrics->leader(true);
-    }
-  }
-  if (!reconcileDirectory(f, &source, &*status, cfg, server)) return 1;
-  reconciled = true;
-  if (f.once) return 0;
-  const int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  if (fd < 0 ||
-      inotify_add_watch(fd, dir.c_str(),
-                        IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE) < 0) {
-    spdlog::error("event=watch_failed dir={}", dir);
-    return 1;
-  }
-  struct sigaction sa {};
-  sa.sa_handler = onSignal;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-  spdlog::info("event=watching dir={}", dir);
-  while (!g_stop.load()) {
-    beat(heartbeat_ms);
-    if (metrics)
-      metrics->updateAgents(server->agents(), server->generation(), server->streamResets());
-    struct pollfd p = {fd, POLLIN, 0};
-    if (::poll(&p, 1, 500) <= 0) continue;
-    char buf[4096];
-    while (read(fd, buf, sizeof buf) > 0) {
-    }
-    // Let a burst of writes settle, then reconcile once.
-    usleep(10 * 1000);
-    while (read(fd, buf, sizeof buf) > 0) {
-    }
-    reconcileDirectory(f, &source, &*status, cfg, server);
-  }
-  close(fd);
-  return 0;
 }
 
 // The agents' link (the gRPC Sync server, its TLS, the certificate
@@ -263,6 +125,95 @@ std::unique_ptr<AgentLink> startAgentLink(const Flags& f, const k8s::ClusterConf
   return std::move(*link);
 }
 
+// The directory source through the same reconcile loop as the API.
+int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig& cfg) {
+  auto status = StatusFile::load(f.status_file);
+  if (!status) {
+    spdlog::error(
+        "event=start reason=status_file_unreadable msg=\"{}; refusing to start, which would "
+        "replace the allocations it holds: fix or remove it\"",
+        status.error());
+    return 1;
+  }
+  DirObjects objects(dir);
+  StatusFileSink status_sink(std::move(*status));
+  LogEventSink event_log;
+  EventRecorder events(&event_log);
+  HealthChecks health;
+  std::atomic<bool> reconciled{false};
+  health.addReadiness("source", [&reconciled, dir] {
+    return reconciled ? HealthCheck::pass("dir:" + dir)
+                      : HealthCheck::fail("dir:" + dir + " not reconciled yet");
+  });
+  std::unique_ptr<ControllerMetrics> metrics;
+  std::unique_ptr<AgentLink> link;
+  SyncServer* server = nullptr;
+  if (!f.once) {
+    bool failed = false;
+    link = startAgentLink(f, nullptr, nullptr, nullptr, &failed);
+    if (failed) return 2;
+    if (link) server = link->server();
+    if (!server) {
+      spdlog::info(
+          "event=grpc_disabled msg=\"no agent link: give --tls-cert/--tls-key, --tls-ca-key or "
+          "--plaintext to serve agents\"");
+    }
+    auto m = ControllerMetrics::serve(f.metrics_address, &health);
+    if (!m) {
+      spdlog::error("event=start reason=metrics msg=\"{}\"", m.error());
+      return 2;
+    }
+    metrics = std::move(*m);
+    metrics->leader(true);
+    if (server) metrics->sampleAgents(server);
+  }
+  auto problem = [&metrics](const std::string&) {
+    if (metrics) metrics->rejectedObject("file");
+  };
+  auto first = objects.refresh(problem);
+  if (!first) {
+    spdlog::error("event=source_failed msg=\"{}\"", first.error());
+    return 1;
+  }
+  ReconcileLoopOptions lo;
+  lo.reconciler = cfg;
+  auto published = publisher(f, server, nullptr);
+  ReconcileLoop loop(
+      lo, &objects, &status_sink, &events,
+      [&published, &reconciled](const Reconciled& r, uint64_t version) {
+        published(r, version);
+        reconciled = true;
+      },
+      metrics.get());
+  loop.everythingChanged();
+  if (f.once) {
+    loop.runOnce();
+    return 0;
+  }
+  blockStopSignals();
+  auto watcher = DirWatcher::start(dir, [&] {
+    auto c = objects.refresh(problem);
+    if (!c) {
+      spdlog::error("event=source_failed msg=\"{}\"", c.error());
+      return;
+    }
+    if (c->others) loop.everythingChanged();
+    for (const std::string& k : c->services) loop.serviceChanged(k);
+    for (const std::string& k : c->slices) loop.slicesChanged(k);
+  });
+  if (!watcher) {
+    spdlog::error("event=watch_failed dir={} msg=\"{}\"", dir, watcher.error());
+    return 1;
+  }
+  loop.start();
+  spdlog::info("event=watching dir={}", dir);
+  waitForSignal();
+  watcher->reset();
+  loop.stop();
+  if (metrics) metrics->stopSampling();
+  return 0;
+}
+
 std::string defaultIdentity() {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
@@ -279,19 +230,6 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
     return 2;
   }
   HealthChecks health;
-  std::atomic<int64_t> heartbeat_ms{0};
-  beat(heartbeat_ms);
-  addLoopCheck(health, heartbeat_ms);
-  std::atomic<k8s::KubeController*> self{nullptr};
-  // Ready once every informer has listed: before that, the desired state
-  // would be built from a partial cache.
-  health.addReadiness("informers-synced", [&self] {
-    k8s::KubeController* c = self.load();
-    if (c == nullptr || !c->synced()) {
-      return HealthCheck::fail("Services, EndpointSlices, Nodes and IPPools not all listed yet");
-    }
-    return HealthCheck::pass(c->isLeader() ? "leader" : "follower");
-  });
   auto metrics = ControllerMetrics::serve(f.metrics_address, &health);
   if (!metrics) {
     spdlog::error("event=start reason=metrics msg=\"{}\"", metrics.error());
@@ -318,46 +256,42 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
   o.watch_timeout_min_s = f.watch_timeout_s;
   o.watch_timeout_max_s = f.watch_timeout_s * 2;
   o.writers = f.writers;
-  const bool dump = f.dump_state;
-  bool failed = false;
-  std::unique_ptr<AgentLink> link = startAgentLink(
-      f, &*cluster, metrics->get(),
-      [&self] {
-        k8s::KubeController* c = self.load();
-        return c != nullptr && c->isLeader();
-      },
-      &failed);
-  if (failed) return 2;
-  SyncServer* srv = link ? link->server() : nullptr;
-  SyncServer* server = srv;
-  k8s::KubeController controller(
-      o, metrics->get(), [dump, srv](const Reconciled& r, uint64_t version) {
-        if (srv) srv->publish(r);
-        size_t ok = 0;
-        for (const ServiceOutcome& s : r.services) ok += s.satisfied ? 1 : 0;
-        spdlog::info("event=desired_state version={} services={} satisfied={} nodes={}", version,
-                     r.services.size(), ok, r.nodes.size());
-        if (dump) dumpState(r);
-        std::fflush(stdout);
-      });
-  struct sigaction sa {};
-  sa.sa_handler = onSignal;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-  spdlog::info("event=start source=kubernetes api={} via=\"{}\" identity={} leader_elect={}",
-               cluster->server, cluster->origin, o.leader.identity, f.leader_elect);
-  self.store(&controller);
-  controller.start();
-  while (!g_stop.load()) {
-    beat(heartbeat_ms);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (server) {
-      (*metrics)->updateAgents(server->agents(), server->generation(), server->streamResets());
+  o.leader.advertise_address = f.advertise_address;
+  if (o.leader.advertise_address.empty()) {
+    if (const char* pod_ip = std::getenv("POD_IP"); pod_ip && *pod_ip) {
+      const std::string ip = pod_ip;
+      o.leader.advertise_address = (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) +
+                                   f.link.grpc_address.substr(f.link.grpc_address.rfind(':'));
     }
   }
-  spdlog::info("event=stopping");
+  k8s::KubeController controller(o, metrics->get());
+  // Ready once every informer has listed (before that, the desired state
+  // would be built from a partial cache) and while leader election has no
+  // problem only the operator can fix (no Lease namespace, RBAC).
+  health.addReadiness("informers-synced", [&controller] {
+    if (!controller.synced()) {
+      return HealthCheck::fail("Services, EndpointSlices, Nodes and IPPools not all listed yet");
+    }
+    return HealthCheck::pass(controller.isLeader() ? "leader" : "follower");
+  });
+  health.addReadiness("leader-election", [&controller] {
+    const std::string problem = controller.problem();
+    return problem.empty() ? HealthCheck::pass() : HealthCheck::fail(problem);
+  });
+  auto is_leader = [&controller] { return controller.isLeader(); };
+  bool failed = false;
+  std::unique_ptr<AgentLink> link =
+      startAgentLink(f, &*cluster, metrics->get(), is_leader, &failed);
+  if (failed) return 2;
+  SyncServer* server = link ? link->server() : nullptr;
+  if (server) (*metrics)->sampleAgents(server);
+  blockStopSignals();
+  spdlog::info("event=start source=kubernetes api={} via=\"{}\" identity={} leader_elect={}",
+               cluster->server, cluster->origin, o.leader.identity, f.leader_elect);
+  controller.start(publisher(f, server, is_leader));
+  waitForSignal();
+  (*metrics)->stopSampling();
   link.reset();  // agents reconnect to the next leader
-  self.store(nullptr);
   controller.stop();
   return 0;
 }
@@ -451,6 +385,10 @@ int main(int argc, char** argv) {
   app.add_option("--kube-api-burst", f.api_burst,
                  "Requests allowed in a burst above --kube-api-qps")
       ->check(CLI::Range(1, 100000));
+  app.add_option("--advertise-address", f.advertise_address,
+                 "HOST:PORT agents reach this instance's gRPC server at; the leader publishes it "
+                 "on its Lease and followers send agents there (default: $POD_IP and the "
+                 "--grpc-address port, when POD_IP is set)");
   app.add_option("--identity", f.identity,
                  "Leader-election identity (default: hostname_random); unique per instance");
   app.add_option("--lease-duration", f.lease_duration,

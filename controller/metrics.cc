@@ -32,6 +32,17 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                                .Help("Time requests waited for the client-side rate limit")
                                .Register(r)
                                .Add({});
+  m->api_warnings_ = &BuildCounter()
+                          .Name("flowlb_controller_api_warnings_total")
+                          .Help(
+                              "Distinct Warning headers the API server answered with (each is "
+                              "logged once, event=api_warning)")
+                          .Register(r)
+                          .Add({});
+  m->reconciles_ = &BuildCounter()
+                        .Name("flowlb_controller_reconciles_total")
+                        .Help("Reconcile passes, by kind (full, endpoints)")
+                        .Register(r);
   m->reconcile_seconds_ =
       &BuildHistogram()
            .Name("flowlb_controller_reconcile_duration_seconds")
@@ -44,6 +55,13 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                     .Help("1 while this instance is the leader (the only one that writes)")
                     .Register(r)
                     .Add({});
+  m->leader_problem_ = &BuildGauge()
+                            .Name("flowlb_controller_leader_election_problem")
+                            .Help(
+                                "1 while leader election fails for a reason only the operator "
+                                "can fix (no Lease namespace, RBAC); see the error log")
+                            .Register(r)
+                            .Add({});
   m->status_writes_ = &BuildCounter()
                            .Name("flowlb_controller_status_writes_total")
                            .Help("Service status writes by result (ok, conflict, failed)")
@@ -114,8 +132,13 @@ void ControllerMetrics::throttled(double seconds) {
   throttled_seconds_->Increment(seconds);
 }
 
-void ControllerMetrics::reconciled(double seconds, const Reconciled& r) {
+void ControllerMetrics::apiWarning(std::string_view) {
+  api_warnings_->Increment();
+}
+
+void ControllerMetrics::reconciled(double seconds, const Reconciled& r, bool full) {
   reconcile_seconds_->Observe(seconds);
+  reconciles_->Add({{"kind", full ? "full" : "endpoints"}}).Increment();
   size_t ok = 0;
   for (const ServiceOutcome& s : r.services) ok += s.satisfied ? 1 : 0;
   std::lock_guard<std::mutex> lock(mu_);
@@ -125,6 +148,28 @@ void ControllerMetrics::reconciled(double seconds, const Reconciled& r) {
     pool_addresses_->Add({{"pool", name}, {"state", "used"}}).Set(static_cast<double>(u.used));
     pool_addresses_->Add({{"pool", name}, {"state", "free"}}).Set(static_cast<double>(u.free));
   }
+}
+
+ControllerMetrics::~ControllerMetrics() {
+  stopSampling();
+}
+
+void ControllerMetrics::stopSampling() {
+  {
+    std::lock_guard<std::mutex> lock(sample_mu_);
+    stopping_ = true;
+  }
+  sample_cv_.notify_all();
+  if (sampler_.joinable()) sampler_.join();
+}
+
+void ControllerMetrics::sampleAgents(const SyncServer* server) {
+  sampler_ = std::thread([this, server] {
+    std::unique_lock<std::mutex> lock(sample_mu_);
+    while (!sample_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
+      updateAgents(server->agents(), server->generation(), server->streamResets());
+    }
+  });
 }
 
 void ControllerMetrics::updateAgents(const std::vector<AgentStatus>& agents, uint64_t generation,
@@ -157,6 +202,10 @@ void ControllerMetrics::certificateRequest(std::string_view result) {
 
 void ControllerMetrics::leader(bool is_leader) {
   leader_->Set(is_leader ? 1 : 0);
+}
+
+void ControllerMetrics::leaderElectionProblem(const std::string& problem) {
+  leader_problem_->Set(problem.empty() ? 0 : 1);
 }
 
 void ControllerMetrics::statusWrite(std::string_view result) {

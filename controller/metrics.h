@@ -9,9 +9,11 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "common/health.h"
 #include "common/http_server.h"
@@ -31,15 +33,20 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   void watchRestart(std::string_view resource, std::string_view reason) override;
   void rejectedObject(std::string_view resource) override;
   void throttled(double seconds) override;
-  void reconciled(double seconds, const Reconciled& r) override;
+  void apiWarning(std::string_view text) override;
+  void reconciled(double seconds, const Reconciled& r, bool full) override;
   void leader(bool is_leader) override;
+  void leaderElectionProblem(const std::string& problem) override;
   void statusWrite(std::string_view result) override;
   void eventPosted(std::string_view type, std::string_view reason) override;
   // One certificate bootstrap request's result (issued, denied, ...).
   void certificateRequest(std::string_view result);
-  // The gRPC link, sampled once a second.
+  // The gRPC link, sampled once a second from now on.
+  void sampleAgents(const SyncServer* server);
+  void stopSampling();  // before the server goes
   void updateAgents(const std::vector<AgentStatus>& agents, uint64_t generation,
                     uint64_t stream_resets);
+  ~ControllerMetrics() override;
 
  private:
   ControllerMetrics() = default;
@@ -51,8 +58,11 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Family<prometheus::Counter>* watch_restarts_ = nullptr;
   prometheus::Family<prometheus::Counter>* rejected_ = nullptr;
   prometheus::Counter* throttled_seconds_ = nullptr;
+  prometheus::Counter* api_warnings_ = nullptr;
+  prometheus::Family<prometheus::Counter>* reconciles_ = nullptr;
   prometheus::Histogram* reconcile_seconds_ = nullptr;
   prometheus::Gauge* leader_ = nullptr;
+  prometheus::Gauge* leader_problem_ = nullptr;
   prometheus::Family<prometheus::Counter>* status_writes_ = nullptr;
   prometheus::Family<prometheus::Counter>* events_ = nullptr;
   prometheus::Family<prometheus::Gauge>* services_ = nullptr;
@@ -64,6 +74,10 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Family<prometheus::Gauge>* agent_lag_ = nullptr;
   prometheus::Family<prometheus::Counter>* certificates_ = nullptr;
   std::vector<std::string> agent_nodes_;  // labels set last time, to drop departed agents
+  std::mutex sample_mu_;
+  std::condition_variable sample_cv_;
+  bool stopping_ = false;
+  std::thread sampler_;
 };
 
 }  // namespace flowlb::controller

@@ -193,7 +193,8 @@ class ControllerTest(unittest.TestCase):
     def tearDown(self):
         for c in self.controllers:
             c.stop(signal.SIGKILL)
-        chart_rbac.record_usage(self.server, build_dir(), "controller_k8s")
+        chart_rbac.record_usage(self.server, build_dir(),
+                                getattr(self, "RBAC_RECORD", "controller_k8s"))
         forbidden = [r for r in self.server.request_log() if r["code"] == 403]
         self.server.stop()
         if not getattr(self._outcome, "success", True):

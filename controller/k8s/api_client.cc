@@ -4,12 +4,15 @@
 #include <cpprest/http_client.h>
 #include <cpprest/json.h>
 #include <pplx/threadpool.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <fstream>
 #include <list>
 #include <sstream>
 #include <thread>
+
+#include "common/log_safe.h"
 
 namespace flowlb::controller::k8s {
 
@@ -147,12 +150,47 @@ ApiResponse ApiClient::request(const std::string& method, const std::string& pat
     out.body = resp.extract_utf8string(true).get();
     out.retry_after = retryAfter(resp);
     if (!out.ok()) out.error = statusMessage(out.body);
+    if (auto w = resp.headers().find("Warning"); w != resp.headers().end()) {
+      noteWarnings(method, path, w->second);
+    }
   } catch (const std::exception& e) {
     out.code = 0;
     out.error = e.what();
   }
   if (telemetry_) telemetry_->request(method, out.code);
   return out;
+}
+
+// "299 - \"unknown field ...\"" (several joined by ", " when repeated).
+std::vector<std::string> parseWarningHeader(const std::string& value) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < value.size()) {
+    const size_t q = value.find('"', i);
+    if (q == std::string::npos) break;
+    std::string text;
+    size_t j = q + 1;
+    for (; j < value.size() && value[j] != '"'; ++j) {
+      if (value[j] == '\\' && j + 1 < value.size()) ++j;
+      text += value[j];
+    }
+    out.push_back(text);
+    i = j + 1;
+  }
+  if (out.empty() && !value.empty()) out.push_back(value);
+  return out;
+}
+
+void ApiClient::noteWarnings(const std::string& method, const std::string& path,
+                             const std::string& header) {
+  for (const std::string& text : parseWarningHeader(header)) {
+    {
+      std::lock_guard<std::mutex> lock(warnings_mu_);
+      if (warnings_seen_.size() >= 256 || !warnings_seen_.insert(text).second) continue;
+    }
+    spdlog::warn("event=api_warning verb={} path={} msg=\"{}\"", method, path, logSafe(text));
+    if (telemetry_) telemetry_->apiWarning(text);
+  }
 }
 
 ApiResponse ApiClient::stream(const std::string& path, std::chrono::seconds idle_timeout,
@@ -224,6 +262,12 @@ std::string statusMessage(const std::string& body) {
   const web::json::value v = parseOrNull(body);
   if (v.is_object() && v.has_string_field("message")) return v.at("message").as_string();
   return body.substr(0, 200);
+}
+
+bool tooLargeResourceVersion(int code, const std::string& body) {
+  if (code != 504 && code != 500) return false;
+  if (body.find("Too large resource version") != std::string::npos) return true;
+  return body.find("ResourceVersionTooLarge") != std::string::npos;
 }
 
 std::string statusReason(const std::string& body) {

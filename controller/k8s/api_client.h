@@ -9,8 +9,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "controller/k8s/kubeconfig.h"
 
@@ -24,6 +26,9 @@ class ApiTelemetry {
   virtual void watchRestart(std::string_view /*resource*/, std::string_view /*reason*/) {}
   virtual void rejectedObject(std::string_view /*resource*/) {}
   virtual void throttled(double /*seconds*/) {}
+  // A Warning header of an answer (e.g. "unknown field ...ipMode" from a
+  // Kubernetes older than 1.29), each distinct text once.
+  virtual void apiWarning(std::string_view /*text*/) {}
 };
 
 // Token bucket: `qps` requests per second on average, bursts of `burst`.
@@ -60,17 +65,29 @@ struct ApiClientOptions {
   std::string user_agent = "flowlb-controller";
 };
 
-class ApiClient {
+// The small interface the writers (Service status, Events, IPPool status,
+// the Lease) talk to the API through: ApiClient in production, a fake in
+// tests.
+class ApiWriter {
+ public:
+  virtual ~ApiWriter() = default;
+  // One request; never throws. `path` includes the query string.
+  virtual ApiResponse request(const std::string& method, const std::string& path,
+                              const std::string& body = "",
+                              const std::string& content_type = "application/json") = 0;
+  virtual bool stopping() const { return false; }
+};
+
+class ApiClient final : public ApiWriter {
  public:
   ApiClient(ClusterConfig cluster, ApiClientOptions options, ApiTelemetry* telemetry);
   ~ApiClient();
   ApiClient(const ApiClient&) = delete;
   ApiClient& operator=(const ApiClient&) = delete;
 
-  // One request; never throws. `path` includes the query string.
   ApiResponse request(const std::string& method, const std::string& path,
                       const std::string& body = "",
-                      const std::string& content_type = "application/json");
+                      const std::string& content_type = "application/json") override;
 
   // A streamed GET (a watch): `on_line` gets each newline-terminated line as
   // it arrives and returns false to stop. Returns when the stream ends, fails,
@@ -81,13 +98,14 @@ class ApiClient {
 
   // Cancels every stream in progress and makes later calls fail at once.
   void shutdown();
-  bool stopping() const { return stopping_.load(); }
+  bool stopping() const override { return stopping_.load(); }
   const ClusterConfig& cluster() const { return cluster_; }
   ApiTelemetry* telemetry() const { return telemetry_; }
 
  private:
   struct Impl;
   std::string bearer();
+  void noteWarnings(const std::string& method, const std::string& path, const std::string& header);
 
   ClusterConfig cluster_;
   ApiClientOptions options_;
@@ -98,6 +116,8 @@ class ApiClient {
   std::string token_;
   std::chrono::steady_clock::time_point token_read_;
   std::unique_ptr<Impl> impl_;
+  std::mutex warnings_mu_;
+  std::set<std::string> warnings_seen_;  // logged once each (bounded)
 };
 
 // "Bad Request" etc. from a Status body, or the body's start.
@@ -105,5 +125,14 @@ std::string statusMessage(const std::string& body);
 
 // The Status `reason` of an error body ("Expired", "Conflict", ...), or "".
 std::string statusReason(const std::string& body);
+
+// Whether an answer (HTTP code and Status body, or a watch ERROR event's
+// object) says the resourceVersion asked for is newer than the server's:
+// kube-apiserver's "Too large resource version" (504, cause
+// ResourceVersionTooLarge), after a restore from backup.
+bool tooLargeResourceVersion(int code, const std::string& body);
+
+// The texts of a Warning header (RFC 7234: `299 - "text"`, comma-joined).
+std::vector<std::string> parseWarningHeader(const std::string& value);
 
 }  // namespace flowlb::controller::k8s

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/backoff.h"
+#include "common/log_safe.h"
 #include "controller/k8s/api_client.h"
 #include "controller/k8s/decode.h"
 
@@ -245,6 +246,16 @@ class Informer {
       report("gone");
       return WatchEnd::kRelist;
     }
+    if (tooLargeResourceVersion(r.code, r.body)) {
+      // The server is behind the version we resume from: its store was
+      // restored from a backup. Re-list, as client-go does.
+      spdlog::warn(
+          "event=watch_resource_version_too_large resource={} resourceVersion={} "
+          "msg=\"{}\" action=relist",
+          opt_.resource, resourceVersion(), logSafe(r.error));
+      report("too_large_resource_version");
+      return WatchEnd::kRelist;
+    }
     if (!r.ok()) {
       spdlog::warn("event=watch_failed resource={} code={} msg=\"{}\"", opt_.resource, r.code,
                    r.error);
@@ -285,6 +296,13 @@ class Informer {
     if (type == "ERROR") {
       const int code = obj.has_integer_field("code") ? obj.at("code").as_integer() : 0;
       const std::string msg = obj.has_string_field("message") ? obj.at("message").as_string() : "";
+      if (tooLargeResourceVersion(code, obj.serialize())) {
+        spdlog::warn("event=watch_resource_version_too_large resource={} msg=\"{}\" action=relist",
+                     opt_.resource, logSafe(msg));
+        report("too_large_resource_version");
+        *end = WatchEnd::kRelist;
+        return false;
+      }
       if (code == 410) {
         spdlog::info("event=watch_expired resource={} msg=\"{}\"", opt_.resource, msg);
         report("gone");
@@ -300,6 +318,16 @@ class Informer {
     if (const auto* m = obj.has_object_field("metadata") ? &obj.at("metadata") : nullptr;
         m && m->has_string_field("resourceVersion")) {
       rv = m->at("resourceVersion").as_string();
+    }
+    if (wentBack(rv)) {
+      // Versions only grow on one server; going back means its store was
+      // restored (etcd from a backup): what we cached may never have
+      // happened there. Re-list.
+      spdlog::warn("event=resource_version_regression resource={} had={} got={} action=relist",
+                   opt_.resource, resourceVersion(), logSafe(rv, 32));
+      report("resource_version_regression");
+      *end = WatchEnd::kRelist;
+      return false;
     }
     if (type == "BOOKMARK") {
       std::lock_guard<std::mutex> lock(mu_);
@@ -348,6 +376,15 @@ class Informer {
     }
     if (on_change_) on_change_(k, index_before, index_after);
     return true;
+  }
+
+  // Whether `rv` is older than the version we have: both decimal numbers
+  // (the API calls versions opaque; etcd's are numbers, others are not
+  // compared).
+  bool wentBack(const std::string& rv) const {
+    const uint64_t got = resourceVersionNumber(rv);
+    const uint64_t had = resourceVersionNumber(resourceVersion());
+    return got != 0 && had != 0 && got < had;
   }
 
   void rejected(const std::string& why) {

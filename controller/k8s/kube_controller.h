@@ -1,13 +1,13 @@
-// The controller on the Kubernetes API: informers for Services,
-// EndpointSlices, Nodes and IPPools feed the reconciler; the leader writes
-// what it decided back (Service status and the pool annotation, Events,
-// IPPool status) through a small pool of writer threads, so a slow API
-// never delays the desired state. Allocations live only in Service status:
-// a restarted controller re-reads them and keeps them.
+// The controller on the Kubernetes API, wired from its parts: the informers
+// (KubeSource) feed the one reconcile loop; the leader writes what it
+// decided back through the writers' queue (StatusWriter: Service status,
+// pool annotation, IPPool status; EventPoster: Events, deduplicated by the
+// EventRecorder), so a slow API never delays the desired state.
+// Allocations live only in Service status: a restarted controller re-reads
+// them and keeps them.
 #pragma once
 
 #include <chrono>
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -15,22 +15,28 @@
 
 #include "controller/config/annotations.h"
 #include "controller/k8s/api_client.h"
+#include "controller/k8s/event_poster.h"
 #include "controller/k8s/leader.h"
-#include "controller/reconciler/reconciler.h"
+#include "controller/k8s/status_writer.h"
+#include "controller/loop/reconcile_loop.h"
 
 namespace flowlb::controller::k8s {
 
+class KubeSource;
+
 // The condition flowlb keeps in every served Service's status, and the
 // annotation naming the pool its address came from.
-inline constexpr const char* kConditionType = "flowlb.io/AddressAllocated";
+inline constexpr const char* kConditionType = kConditionAllocated;
 inline constexpr const char* kPoolAnnotation = kAnnotationAllocatedFrom;
 
-class ControllerTelemetry : public ApiTelemetry {
+class ControllerTelemetry : public ApiTelemetry,
+                            public WriteTelemetry,
+                            public EventTelemetry,
+                            public LoopTelemetry {
  public:
-  virtual void reconciled(double /*seconds*/, const Reconciled& /*r*/) {}
   virtual void leader(bool /*is_leader*/) {}
-  virtual void statusWrite(std::string_view /*result*/) {}  // ok | conflict | failed
-  virtual void eventPosted(std::string_view /*type*/, std::string_view /*reason*/) {}
+  // A problem with leader election only the operator can fix ("" solved).
+  virtual void leaderElectionProblem(const std::string& /*problem*/) {}
 };
 
 struct KubeControllerOptions {
@@ -50,20 +56,36 @@ struct KubeControllerOptions {
 
 class KubeController {
  public:
-  // `on_desired` gets every reconcile's result (on the reconcile thread) and
-  // the highest resourceVersion it includes.
-  using DesiredCallback = std::function<void(const Reconciled&, uint64_t version)>;
-  KubeController(KubeControllerOptions options, ControllerTelemetry* telemetry,
-                 DesiredCallback on_desired);
+  KubeController(KubeControllerOptions options, ControllerTelemetry* telemetry);
   ~KubeController();
-  void start();
+  KubeController(const KubeController&) = delete;
+  KubeController& operator=(const KubeController&) = delete;
+
+  // `on_reconciled` gets every reconcile's result (on the loop thread) and
+  // the newest resourceVersion it includes.
+  void start(ReconcileLoop::Published on_reconciled);
   void stop();
   bool synced() const;
   bool isLeader() const;
+  // What the distribution and the agents say about Services.
+  void feedback(const std::map<std::string, ServiceFeedback>& changed);
+  // A problem only the operator can fix (shown in readiness), or "".
+  std::string problem() const;
+  // The leader's gRPC address while another instance leads, or "".
+  std::string leaderAddress() const;
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  KubeControllerOptions opt_;
+  ControllerTelemetry* telemetry_;
+  ApiClient api_;
+  WriteQueue queue_;
+  std::unique_ptr<KubeSource> source_;
+  std::unique_ptr<StatusWriter> status_;
+  std::unique_ptr<EventPoster> poster_;
+  std::unique_ptr<EventRecorder> recorder_;
+  std::unique_ptr<LeaderElector> elector_;
+  std::unique_ptr<ReconcileLoop> loop_;
+  bool started_ = false;
 };
 
 }  // namespace flowlb::controller::k8s

@@ -3,15 +3,21 @@
 #include <cpprest/json.h>
 #include <spdlog/spdlog.h>
 
+#include "common/log_safe.h"
 #include "controller/k8s/decode.h"
+#include "controller/k8s/encode.h"
 
 namespace flowlb::controller::k8s {
 
 using web::json::value;
 
-LeaderElector::LeaderElector(ApiClient* api, LeaderOptions options,
-                             std::function<void(bool)> on_change)
-    : api_(api), opt_(std::move(options)), on_change_(std::move(on_change)) {}
+LeaderElector::LeaderElector(ApiWriter* api, LeaderOptions options,
+                             std::function<void(bool)> on_change,
+                             std::function<void(const std::string&)> on_problem)
+    : api_(api),
+      opt_(std::move(options)),
+      on_change_(std::move(on_change)),
+      on_problem_(std::move(on_problem)) {}
 
 LeaderElector::~LeaderElector() {
   stop();
@@ -29,6 +35,35 @@ void LeaderElector::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+}
+
+void LeaderElector::setProblem(const std::string& problem, const std::string& detail) {
+  bool changed;
+  {
+    std::lock_guard<std::mutex> lock(problem_mu_);
+    const auto now = std::chrono::steady_clock::now();
+    changed = problem != problem_;
+    if (problem.empty()) {
+      if (changed) spdlog::info("event=leader_election_recovered");
+    } else if (changed || now - problem_logged_ >= std::chrono::minutes(1)) {
+      // At error level: the first time, and once a minute while it lasts.
+      spdlog::error("event=leader_election_failed reason=\"{}\" msg=\"{}\"", problem,
+                    logSafe(detail));
+      problem_logged_ = now;
+    }
+    problem_ = problem;
+  }
+  if (changed && on_problem_) on_problem_(problem);
+}
+
+std::string LeaderElector::leaderAddress() const {
+  std::lock_guard<std::mutex> lock(problem_mu_);
+  return leader_address_;
+}
+
+std::string LeaderElector::problem() const {
+  std::lock_guard<std::mutex> lock(problem_mu_);
+  return problem_;
 }
 
 void LeaderElector::setLeader(bool v) {
@@ -74,19 +109,21 @@ void LeaderElector::run() {
 
 namespace {
 
-std::string leasePath(const LeaderOptions& o) {
-  return "/apis/coordination.k8s.io/v1/namespaces/" + o.ns + "/leases";
+std::string leasesOf(const LeaderOptions& o) {
+  return leasesPath(o.ns);
 }
 
-value leaseSpec(const LeaderOptions& o, const std::string& acquire, int transitions) {
-  value spec = value::object();
-  spec["holderIdentity"] = value::string(o.identity);
-  spec["leaseDurationSeconds"] = value::number(static_cast<int>(std::max<int64_t>(
-      1, std::chrono::duration_cast<std::chrono::seconds>(o.lease_duration).count())));
-  spec["acquireTime"] = value::string(acquire);
-  spec["renewTime"] = value::string(rfc3339Micro(std::chrono::system_clock::now()));
-  spec["leaseTransitions"] = value::number(transitions);
-  return spec;
+LeaseWrite leaseWrite(const LeaderOptions& o, const std::string& holder, const std::string& acquire,
+                      int transitions) {
+  LeaseWrite w;
+  w.holder = holder;
+  w.duration_s = static_cast<int>(std::max<int64_t>(
+      1, std::chrono::duration_cast<std::chrono::seconds>(o.lease_duration).count()));
+  w.acquire = acquire;
+  w.renew = rfc3339Micro(std::chrono::system_clock::now());
+  w.transitions = transitions;
+  w.leader_address = holder.empty() ? "" : o.advertise_address;
+  return w;
 }
 
 }  // namespace
@@ -94,28 +131,44 @@ value leaseSpec(const LeaderOptions& o, const std::string& acquire, int transiti
 bool LeaderElector::tryAcquireOrRenew() {
   held_by_other_ = false;
   const auto now = std::chrono::steady_clock::now();
-  const ApiResponse got = api_->request("GET", leasePath(opt_) + "/" + opt_.name);
+  const ApiResponse got = api_->request("GET", leasePath(opt_.ns, opt_.name));
   if (got.code == 404) {
-    value lease = value::object();
-    lease["apiVersion"] = value::string("coordination.k8s.io/v1");
-    lease["kind"] = value::string("Lease");
-    lease["metadata"] = value::object();
-    lease["metadata"]["name"] = value::string(opt_.name);
-    lease["metadata"]["namespace"] = value::string(opt_.ns);
-    lease["spec"] = leaseSpec(opt_, rfc3339Micro(std::chrono::system_clock::now()), 0);
-    const ApiResponse created = api_->request("POST", leasePath(opt_), lease.serialize());
+    const std::string now_text = rfc3339Micro(std::chrono::system_clock::now());
+    const ApiResponse created = api_->request(
+        "POST", leasesOf(opt_),
+        leaseCreateBody(opt_.ns, opt_.name, leaseWrite(opt_, opt_.identity, now_text, 0)));
     if (!created.ok()) {
-      spdlog::debug("event=lease_create_failed code={} msg=\"{}\"", created.code, created.error);
+      if (created.code == 404 || created.code == 403 || created.code == 401) {
+        // Nothing changes until the operator acts: say so loudly, and in
+        // readiness (issue 13.5: a missing namespace left us silent).
+        setProblem(created.code == 404
+                       ? "cannot create the leader Lease: namespace " + opt_.ns +
+                             " does not exist (create it, or set --lease-namespace)"
+                       : "cannot create the leader Lease in namespace " + opt_.ns +
+                             ": forbidden (HTTP " + std::to_string(created.code) +
+                             "); check the ClusterRole/Role allows leases create/update",
+                   created.error);
+      } else {
+        spdlog::debug("event=lease_create_failed code={} msg=\"{}\"", created.code, created.error);
+      }
       return false;
     }
+    setProblem("", "");
     observed_holder_ = opt_.identity;
     observed_at_ = now;
     return true;
   }
   if (!got.ok()) {
-    spdlog::warn("event=lease_read_failed code={} msg=\"{}\"", got.code, got.error);
+    if (got.code == 403 || got.code == 401) {
+      setProblem("cannot read the leader Lease " + opt_.ns + "/" + opt_.name +
+                     ": forbidden (HTTP " + std::to_string(got.code) + ")",
+                 got.error);
+    } else {
+      spdlog::warn("event=lease_read_failed code={} msg=\"{}\"", got.code, got.error);
+    }
     return false;
   }
+  setProblem("", "");
   value lease;
   try {
     lease = value::parse(got.body);
@@ -141,6 +194,17 @@ bool LeaderElector::tryAcquireOrRenew() {
   const bool ours = holder == opt_.identity;
   const bool expired = holder.empty() || now - observed_at_ > std::chrono::seconds(duration_s);
   held_by_other_ = !ours && !expired;
+  {
+    std::string address;
+    if (held_by_other_) {
+      try {
+        address = lease.at("metadata").at("annotations").at(kLeaderAddressAnnotation).as_string();
+      } catch (const std::exception&) {
+      }
+    }
+    std::lock_guard<std::mutex> lock(problem_mu_);
+    leader_address_ = address;
+  }
   if (held_by_other_) return false;  // someone else leads
 
   int transitions =
@@ -149,11 +213,11 @@ bool LeaderElector::tryAcquireOrRenew() {
                                   ? spec.at("acquireTime").as_string()
                                   : rfc3339Micro(std::chrono::system_clock::now());
   if (!ours) ++transitions;
-  lease["spec"] = leaseSpec(opt_, acquire, transitions);
   // The update carries the resourceVersion we read: if another candidate
   // wrote in between, the server answers 409 and we lose this round.
-  const ApiResponse put =
-      api_->request("PUT", leasePath(opt_) + "/" + opt_.name, lease.serialize());
+  const ApiResponse put = api_->request(
+      "PUT", leasePath(opt_.ns, opt_.name),
+      leaseUpdateBody(got.body, leaseWrite(opt_, opt_.identity, acquire, transitions)));
   if (!put.ok()) {
     spdlog::debug("event=lease_update_failed code={} msg=\"{}\"", put.code, put.error);
     return false;
@@ -171,14 +235,17 @@ bool LeaderElector::tryAcquireOrRenew() {
 
 // Hand the Lease back (empty holder) so a follower takes over at once.
 void LeaderElector::release() {
-  const ApiResponse got = api_->request("GET", leasePath(opt_) + "/" + opt_.name);
+  const ApiResponse got = api_->request("GET", leasePath(opt_.ns, opt_.name));
   if (!got.ok()) return;
   try {
-    value lease = value::parse(got.body);
-    if (lease.at("spec").at("holderIdentity").as_string() != opt_.identity) return;
-    lease["spec"]["holderIdentity"] = value::string("");
-    lease["spec"]["leaseDurationSeconds"] = value::number(1);
-    api_->request("PUT", leasePath(opt_) + "/" + opt_.name, lease.serialize());
+    const value lease = value::parse(got.body);
+    const value& spec = lease.at("spec");
+    if (spec.at("holderIdentity").as_string() != opt_.identity) return;
+    LeaseWrite w = leaseWrite(
+        opt_, "", spec.at("acquireTime").as_string(),
+        spec.has_integer_field("leaseTransitions") ? spec.at("leaseTransitions").as_integer() : 0);
+    w.duration_s = 1;
+    api_->request("PUT", leasePath(opt_.ns, opt_.name), leaseUpdateBody(got.body, w));
   } catch (const std::exception&) {
   }
 }

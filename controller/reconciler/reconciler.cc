@@ -297,6 +297,11 @@ bool IncrementalReconciler::serves(const std::string& service_key) const {
   return entries_.count(service_key) != 0;
 }
 
+const ServiceOutcome* IncrementalReconciler::outcomeOf(const std::string& service_key) const {
+  auto it = entries_.find(service_key);
+  return it == entries_.end() ? nullptr : &out_.services[it->second.outcome];
+}
+
 const std::vector<IpAddr>* IncrementalReconciler::addressesOf(
     const std::string& service_key) const {
   auto it = entries_.find(service_key);

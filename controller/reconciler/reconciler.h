@@ -148,6 +148,7 @@ class IncrementalReconciler {
                      const std::vector<std::string>& slice_owners, bool others) const;
   const Reconciled& result() const { return out_; }
   bool serves(const std::string& service_key) const;
+  const ServiceOutcome* outcomeOf(const std::string& service_key) const;
   // As of the last full(): the Service and its allocated addresses.
   const ServiceObject* serviceOf(const std::string& service_key) const;
   const std::vector<IpAddr>* addressesOf(const std::string& service_key) const;

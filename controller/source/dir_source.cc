@@ -259,12 +259,14 @@ Result<StatusFile> StatusFile::load(const std::string& path) {
   return f;
 }
 
+void StatusFile::overlay(ServiceObject* s) const {
+  if (!s->status.ips.empty()) return;  // the object's own status wins
+  auto it = ips_.find(s->meta.key());
+  if (it != ips_.end()) s->status.ips = it->second;
+}
+
 void StatusFile::overlay(std::vector<ServiceObject>* services) const {
-  for (ServiceObject& s : *services) {
-    if (!s.status.ips.empty()) continue;  // the object's own status wins
-    auto it = ips_.find(s.meta.key());
-    if (it != ips_.end()) s.status.ips = it->second;
-  }
+  for (ServiceObject& s : *services) overlay(&s);
 }
 
 Status StatusFile::save(const Reconciled& r) {

@@ -77,6 +77,7 @@ class StatusFile {
   static Result<StatusFile> load(const std::string& path);
   // Fills status.ips of the Services whose object carries none.
   void overlay(std::vector<ServiceObject>* services) const;
+  void overlay(ServiceObject* s) const;
   // Keeps what this reconcile allocated and writes the file atomically.
   Status save(const Reconciled& r);
   size_t size() const { return ips_.size(); }

@@ -47,7 +47,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from e2e.k8s.auth import API_AUDIENCE, REASONS, TOKEN_REVIEW_PATH, ApiError, Auth  # noqa: F401
 
@@ -151,8 +151,9 @@ def _selector(labels="", fields=""):
 
 
 def _route(path):
-    """Map a URL path to (resource, namespace, name, is_status) or None."""
-    parts = path.strip("/").split("/")
+    """Map a URL path to (resource, namespace, name, is_status) or None. Each segment is
+    percent-decoded, as kube-apiserver does ("q%3Fx%3D1" names the object "q?x=1")."""
+    parts = [unquote(p) for p in path.strip("/").split("/")]
     if parts[0] == "api" and len(parts) > 2 and parts[1] == "v1":
         api_version, rest = "v1", parts[2:]
     elif parts[0] == "apis" and len(parts) > 3:
@@ -191,9 +192,12 @@ class ApiServer:
     """The server. Python-API writes behave like HTTP writes (same RVs, history and watch events)."""
 
     def __init__(self, tokens=("test-token",), tls_cert=None, tls_key=None, client_ca=None,
-                 bookmark_interval=1.0, history=100000, host="127.0.0.1", port=0):
+                 bookmark_interval=1.0, history=100000, host="127.0.0.1", port=0, drop_ip_mode=False):
         self.tokens = frozenset(tokens or ())
         self.bookmark_interval = bookmark_interval
+        # As Kubernetes before 1.29: status.loadBalancer.ingress[].ipMode is an unknown field,
+        # dropped with a "Warning: 299" header.
+        self.drop_ip_mode = drop_ip_mode
         self._addr = (host, port)
         self._ssl = None
         if tls_cert:
@@ -307,6 +311,26 @@ class ApiServer:
             self._rv += 1  # the current RV is handed out too, so it must expire as well
             self._compacted = self._rv
             self._snapshots.clear()
+
+    def snapshot(self):
+        """The whole store and its resourceVersion, as an etcd backup holds them."""
+        with self._lock:
+            return self._rv, {plural: dict(objs) for plural, objs in self._store.items()}
+
+    def restore(self, snap):
+        """Restore a snapshot, as when etcd is restored from a backup: resourceVersions go back, the
+        history since is lost and watches end. A watch that resumes from a version newer than the
+        server's gets 504 "Too large resource version", as kube-apiserver answers; one from before
+        the snapshot gets 410."""
+        rv, store = snap
+        with self._lock:
+            self._rv = rv
+            self._store = {plural: dict(objs) for plural, objs in store.items()}
+            self._sorted.clear()
+            self._history.clear()
+            self._snapshots.clear()
+            self._compacted = rv
+            self._end_watches()
 
     def inject_garbage(self, line=b"{this is not json"):
         line = line if line.endswith(b"\n") else line + b"\n"
@@ -494,6 +518,11 @@ class ApiServer:
         except ValueError:
             raise ApiError(400, f"invalid resourceVersion: {since!r}")
         with self._lock:
+            if since and since > self._rv:
+                raise ApiError(504, f"Too large resource version: {since}, current: {self._rv}", "Timeout",
+                               {"causes": [{"reason": "ResourceVersionTooLarge",
+                                            "message": "Too large resource version"}],
+                                "retryAfterSeconds": 1})
             if since and since < self._compacted:
                 status = ApiError(410, f"too old resource version: {since} ({self._compacted})", "Expired")
                 return [_event("ERROR", _dumps(status.status()))], False
@@ -698,8 +727,15 @@ class _Handler(BaseHTTPRequestHandler):
                                f"types include: {', '.join(MERGE_PATCH_TYPES)}")
             patch = _json(body)
             rv = (patch.get("metadata") or {}).get("resourceVersion")
+            warnings = []
+            if api.drop_ip_mode and res.plural == "services":
+                for i, ing in enumerate(((patch.get("status") or {}).get("loadBalancer") or {})
+                                        .get("ingress") or []):
+                    if isinstance(ing, dict) and ing.pop("ipMode", None) is not None:
+                        warnings.append(("Warning", f'299 - "unknown field '
+                                         f'\\"status.loadBalancer.ingress[{i}].ipMode\\""'))
             obj = api._update(res, ns, name, lambda cur: merge_patch(cur, patch), part, rv)[1]
-            return self._reply(entry, 200, obj)
+            return self._reply(entry, 200, obj, warnings)
         if method == "DELETE" and name and not status:
             obj = api._delete(res, ns, name)[0]
             details = {"name": name, "kind": res.plural, "uid": obj["metadata"]["uid"]}

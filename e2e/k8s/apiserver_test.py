@@ -324,6 +324,33 @@ class ApiServerTest(unittest.TestCase):
         self.assertIsNone(e.next())  # clean end of stream
         self.assertEqual(e.client("GET", NODES)[0], 200)  # and the connection is reusable
 
+    def test_restore_from_backup_and_encoded_names_and_ipmode_warnings(self):
+        self.srv.create("nodes", node("n1"))
+        backup = self.srv.snapshot()
+        self.srv.create("nodes", node("n2"))
+        ahead = self.srv.resource_version()
+        self.srv.restore(backup)
+        self.assertEqual(sorted(n["metadata"]["name"] for n in self.srv.list("nodes")), ["n1"])
+        self.assertLess(self.srv.resource_version(), ahead)  # versions went back
+        body = self.assertStatus(self.c("GET", f"{NODES}?watch=true&resourceVersion={ahead}"), 504,
+                                 "Timeout")
+        self.assertRegex(body["message"], r"^Too large resource version: \d+, current: \d+$")
+        self.assertEqual(body["details"]["causes"][0]["reason"], "ResourceVersionTooLarge")
+        # Percent-encoded names in paths, as kube-apiserver decodes them.
+        self.srv.create("services", svc("q?x=1"))
+        code, got, _ = self.c("GET", SVCS + "/q%3Fx%3D1")
+        self.assertEqual((code, got["metadata"]["name"]), (200, "q?x=1"))
+        # Before Kubernetes 1.29, ipMode is an unknown field: dropped with a warning.
+        self.srv.drop_ip_mode = True
+        code, got, resp = self.c("PATCH", SVCS + "/q%3Fx%3D1/status",
+                                 {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1",
+                                                                           "ipMode": "VIP"}]}}},
+                                 "application/merge-patch+json")
+        self.assertEqual(code, 200)
+        self.assertEqual(got["status"]["loadBalancer"]["ingress"], [{"ip": "192.0.2.1"}])
+        self.assertIn('unknown field \\"status.loadBalancer.ingress[0].ipMode\\"',
+                      resp.getheader("Warning"))
+
     def test_watch_history_overflow(self):
         srv = ApiServer(history=5).start()
         try:

@@ -1,0 +1,57 @@
+// The Kubernetes API as the reconcile loop's object source: four informers
+// (Services, EndpointSlices, Nodes, IPPools) whose changes become the
+// loop's change notifications.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "controller/k8s/api_client.h"
+#include "controller/k8s/informer.h"
+#include "controller/loop/reconcile_loop.h"
+
+namespace flowlb::controller::k8s {
+
+struct KubeSourceOptions {
+  int watch_timeout_min_s = 300;
+  int watch_timeout_max_s = 600;
+  std::chrono::milliseconds backoff_initial{200};
+  std::chrono::milliseconds backoff_max{30000};
+};
+
+struct KubeSourceCallbacks {
+  std::function<void(const std::string& key)> service_changed;
+  std::function<void(const std::string& service_key)> slices_changed;
+  std::function<void()> everything_changed;  // Nodes, pools, a re-list
+  std::function<void()> services_relisted;   // the server's list is what holds now
+};
+
+class KubeSource final : public ObjectSource {
+ public:
+  KubeSource(ApiClient* api, KubeSourceOptions options, KubeSourceCallbacks callbacks);
+  ~KubeSource() override;
+  void start();
+  void stop();
+
+  bool synced() const override;
+  std::vector<ServiceObject> services() const override;
+  std::optional<ServiceObject> service(const std::string& key) const override;
+  std::vector<EndpointSliceObject> slices() const override;
+  std::vector<EndpointSliceObject> slicesOf(const std::string& service_key) const override;
+  std::vector<NodeObject> nodes() const override;
+  std::vector<IpPool> pools() const override;
+  uint64_t version() const override;
+  std::optional<PoolObject> pool(const std::string& name) const;
+
+ private:
+  InformerOptions informerOptions(const std::string& resource, const std::string& path) const;
+  KubeSourceOptions opt_;
+  KubeSourceCallbacks cb_;
+  std::unique_ptr<Informer<ServiceObject>> services_;
+  std::unique_ptr<Informer<EndpointSliceObject>> slices_;
+  std::unique_ptr<Informer<NodeEntry>> nodes_;
+  std::unique_ptr<Informer<PoolObject>> pools_;
+};
+
+}  // namespace flowlb::controller::k8s

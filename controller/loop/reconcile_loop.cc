@@ -1,0 +1,211 @@
+#include "controller/loop/reconcile_loop.h"
+
+#include <spdlog/spdlog.h>
+
+namespace flowlb::controller {
+
+ReconcileLoop::ReconcileLoop(ReconcileLoopOptions options, ObjectSource* source, StatusSink* status,
+                             EventRecorder* events, Published published, LoopTelemetry* telemetry,
+                             Clock* clock)
+    : opt_(std::move(options)),
+      source_(source),
+      status_(status),
+      events_(events),
+      published_(std::move(published)),
+      telemetry_(telemetry),
+      clock_(clock),
+      reconciler_(opt_.reconciler) {
+  pending_.full = true;  // the first pass is a full one
+}
+
+ReconcileLoop::~ReconcileLoop() {
+  stop();
+}
+
+void ReconcileLoop::serviceChanged(const std::string& key) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.services.insert(key);
+  }
+  cv_.notify_one();
+}
+
+void ReconcileLoop::slicesChanged(const std::string& service_key) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.slice_owners.insert(service_key);
+  }
+  cv_.notify_one();
+}
+
+void ReconcileLoop::everythingChanged() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.full = true;
+  }
+  cv_.notify_one();
+}
+
+void ReconcileLoop::feedback(const std::map<std::string, ServiceFeedback>& changed) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, f] : changed) {
+      feedback_[key] = f;
+      pending_.feedback.insert(key);
+    }
+  }
+  cv_.notify_one();
+}
+
+void ReconcileLoop::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void ReconcileLoop::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ReconcileLoop::run() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!cv_.wait_for(lock, opt_.resync, [this] { return pending_.any() || stopping_; })) {
+        pending_.full = true;  // periodic resync: retries what failed
+      }
+      if (stopping_) return;
+      // Let a burst of changes settle into one pass.
+      if (opt_.debounce.count() > 0 &&
+          cv_.wait_for(lock, opt_.debounce, [this] { return stopping_; })) {
+        return;
+      }
+    }
+    runOnce();
+  }
+}
+
+bool ReconcileLoop::runOnce() {
+  Pending p;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!pending_.any()) return false;
+    if (!source_->synced()) {
+      pending_.full = true;  // the source says when it is (everythingChanged)
+      return false;
+    }
+    std::swap(p, pending_);
+  }
+  pass(std::move(p));
+  return true;
+}
+
+void ReconcileLoop::pass(Pending p) {
+  const auto t0 = clock_->now();
+  const uint64_t version = source_->version();
+  bool reconciled = false;
+  bool full = p.full;
+  std::vector<std::string> touched;
+  if (!full && (!p.services.empty() || !p.slice_owners.empty())) {
+    // Read each changed Service once, with our own writes laid over it.
+    std::vector<std::optional<ServiceObject>> now;
+    now.reserve(p.services.size());
+    std::vector<ServiceChange> changes;
+    for (const std::string& key : p.services) {
+      now.push_back(source_->service(key));
+      if (now.back()) status_->overlay(&*now.back());
+      changes.push_back({key, nullptr, status_->pending(key)});
+    }
+    for (size_t i = 0; i < changes.size(); ++i) changes[i].now = now[i] ? &*now[i] : nullptr;
+    ReconcilePlan plan = reconciler_.plan(
+        changes, std::vector<std::string>(p.slice_owners.begin(), p.slice_owners.end()), false);
+    full = plan.full;
+    touched = std::move(plan.endpoints_of);
+  }
+  if (full) {
+    std::vector<ServiceObject> services = source_->services();
+    for (ServiceObject& s : services) status_->overlay(&s);
+    reconciler_.full(source_->pools(), services, source_->slices(), source_->nodes());
+    uids_.clear();
+    for (const ServiceObject& s : services) {
+      if (reconciler_.serves(s.meta.key())) uids_[s.meta.key()] = s.meta.uid;
+    }
+    reconciled = true;
+  } else if (!touched.empty()) {
+    std::vector<EndpointSliceObject> slices;
+    for (const std::string& key : touched) {
+      for (EndpointSliceObject& e : source_->slicesOf(key)) slices.push_back(std::move(e));
+    }
+    reconciler_.endpointsChanged(touched, slices);
+    reconciled = true;
+  }
+  const Reconciled& r = reconciler_.result();
+  if (reconciled) {
+    if (published_) published_(r, version);
+    if (telemetry_) {
+      telemetry_->reconciled(std::chrono::duration<double>(clock_->now() - t0).count(), r, full);
+    }
+  }
+  if (full) {
+    status_->reconciled(r);
+    publishStatuses(nullptr);
+    observeEvents(nullptr);
+    return;
+  }
+  // Endpoints cannot change an allocation: only Events (and what the
+  // agents said since) need looking at.
+  std::vector<std::string> keys(p.feedback.begin(), p.feedback.end());
+  if (!keys.empty()) publishStatuses(&keys);
+  keys.insert(keys.end(), touched.begin(), touched.end());
+  if (!keys.empty()) observeEvents(&keys);
+}
+
+void ReconcileLoop::publishStatuses(const std::vector<std::string>* only) {
+  const Reconciled& r = reconciler_.result();
+  std::map<std::string, WantedStatus> wanted;
+  std::lock_guard<std::mutex> lock(mu_);  // feedback_
+  auto fb = [this](const std::string& key) -> const ServiceFeedback* {
+    auto it = feedback_.find(key);
+    return it == feedback_.end() ? nullptr : &it->second;
+  };
+  if (!only) {
+    for (const ServiceOutcome& o : r.services) wanted[o.key] = wantedFor(o, fb(o.key));
+    for (const LeavingService& l : r.leaving) wanted[l.key] = wantedForLeaving(l);
+    // Feedback about Services that are gone is forgotten.
+    for (auto it = feedback_.begin(); it != feedback_.end();) {
+      it = reconciler_.serves(it->first) ? std::next(it) : feedback_.erase(it);
+    }
+    status_->want(wanted, true);
+    return;
+  }
+  for (const std::string& key : *only) {
+    if (const ServiceOutcome* o = reconciler_.outcomeOf(key)) wanted[key] = wantedFor(*o, fb(key));
+  }
+  if (!wanted.empty()) status_->want(wanted, false);
+}
+
+void ReconcileLoop::observeEvents(const std::vector<std::string>* only) {
+  if (!events_) return;
+  const Reconciled& r = reconciler_.result();
+  auto observe = [this](const ServiceOutcome& o) {
+    auto uid = uids_.find(o.key);
+    events_->observe(o.key, uid == uids_.end() ? "" : uid->second, "reconcile", o.events);
+  };
+  if (!only) {
+    std::set<std::string> live;
+    for (const ServiceOutcome& o : r.services) {
+      observe(o);
+      live.insert(o.key);
+    }
+    events_->retain(live);
+    return;
+  }
+  for (const std::string& key : *only) {
+    if (const ServiceOutcome* o = reconciler_.outcomeOf(key)) observe(*o);
+  }
+}
+
+}  // namespace flowlb::controller

@@ -1,0 +1,173 @@
+// The reconcile loop with a fake source and sink: full passes, endpoint-only
+// passes, our own status coming back, and waiting for a synced source.
+#include "controller/loop/reconcile_loop.h"
+
+#include <gtest/gtest.h>
+
+namespace flowlb::controller {
+namespace {
+
+IpAddr ip(const char* s) {
+  return *IpAddr::parse(s);
+}
+
+class FakeSource : public ObjectSource {
+ public:
+  bool synced() const override { return synced_; }
+  std::vector<ServiceObject> services() const override { return services_; }
+  std::optional<ServiceObject> service(const std::string& key) const override {
+    for (const auto& s : services_) {
+      if (s.meta.key() == key) return s;
+    }
+    return std::nullopt;
+  }
+  std::vector<EndpointSliceObject> slices() const override { return slices_; }
+  std::vector<EndpointSliceObject> slicesOf(const std::string& key) const override {
+    std::vector<EndpointSliceObject> out;
+    for (const auto& e : slices_) {
+      if (e.serviceKey() == key) out.push_back(e);
+    }
+    return out;
+  }
+  std::vector<NodeObject> nodes() const override { return {{"n1", true}}; }
+  std::vector<IpPool> pools() const override {
+    IpPool p;
+    p.name = "p";
+    p.ranges = {*AddressRange::parse("192.0.2.0/30")};
+    return {p};
+  }
+  bool synced_ = true;
+  std::vector<ServiceObject> services_;
+  std::vector<EndpointSliceObject> slices_;
+};
+
+class FakeSink : public StatusSink {
+ public:
+  void overlay(ServiceObject*) const override {}
+  bool pending(const std::string&) const override { return false; }
+  void want(const std::map<std::string, WantedStatus>& w, bool complete) override {
+    wants.push_back({w, complete});
+  }
+  std::vector<std::pair<std::map<std::string, WantedStatus>, bool>> wants;
+};
+
+class Counter : public LoopTelemetry {
+ public:
+  void reconciled(double, const Reconciled&, bool full) override { ++(full ? full_ : partial_); }
+  int full_ = 0, partial_ = 0;
+};
+
+class Sink : public EventSink {
+ public:
+  bool post(const EventPost& e) override {
+    posts.push_back(e);
+    return true;
+  }
+  std::vector<EventPost> posts;
+};
+
+ServiceObject web() {
+  ServiceObject s;
+  s.meta.ns = "d";
+  s.meta.name = "web";
+  s.spec.type = "LoadBalancer";
+  s.spec.load_balancer_class = "flowlb.io/lb";
+  s.spec.ports = {{"http", 6, 80}};
+  return s;
+}
+
+EndpointSliceObject slice(const char* addr) {
+  EndpointSliceObject e;
+  e.meta.ns = "d";
+  e.meta.name = "web-1";
+  e.service = "web";
+  e.ports = {{"http", 6, 8080}};
+  Endpoint ep;
+  ep.addresses = {ip(addr)};
+  ep.node = "n1";
+  e.endpoints = {ep};
+  return e;
+}
+
+class ReconcileLoopTest : public ::testing::Test {
+ protected:
+  FakeSource source;
+  FakeSink sink;
+  Counter counter;
+  Sink event_sink;
+  EventRecorder events{&event_sink};
+  std::vector<Reconciled> published;
+  ReconcileLoop loop{ReconcileLoopOptions{},
+                     &source,
+                     &sink,
+                     &events,
+                     [this](const Reconciled& r, uint64_t) { published.push_back(r); },
+                     &counter};
+};
+
+TEST_F(ReconcileLoopTest, EndpointsAloneAreAnIncrementalPassOurEchoIsNothing) {
+  source.services_ = {web()};
+  source.slices_ = {slice("10.0.0.1")};
+  EXPECT_TRUE(loop.runOnce());  // the first pass is full
+  EXPECT_EQ(counter.full_, 1);
+  ASSERT_EQ(sink.wants.size(), 1u);
+  EXPECT_TRUE(sink.wants[0].second);
+  const WantedStatus& w = sink.wants[0].first.at("d/web");
+  EXPECT_EQ(w.ips, std::vector<IpAddr>{ip("192.0.2.0")});
+  ASSERT_EQ(event_sink.posts.size(), 1u);
+  EXPECT_EQ(event_sink.posts[0].reason, "IPAllocated");
+  EXPECT_FALSE(loop.runOnce()) << "nothing pending";
+
+  // An endpoint moves: only its Service's backends are rebuilt.
+  source.slices_ = {slice("10.0.0.2")};
+  loop.slicesChanged("d/web");
+  EXPECT_TRUE(loop.runOnce());
+  EXPECT_EQ(counter.full_, 1);
+  EXPECT_EQ(counter.partial_, 1);
+  ASSERT_EQ(published.size(), 2u);
+  EXPECT_EQ(published[1].nodes[0].services[0]->backends[0].addr, ip("10.0.0.2"));
+
+  // Our status write comes back through the watch: not a full pass.
+  source.services_[0].status.ips = w.ips;
+  source.services_[0].meta.resource_version = "9";
+  loop.serviceChanged("d/web");
+  loop.runOnce();
+  EXPECT_EQ(counter.full_, 1);
+  // A user change to the spec is.
+  source.services_[0].spec.ports[0].port = 81;
+  loop.serviceChanged("d/web");
+  loop.runOnce();
+  EXPECT_EQ(counter.full_, 2);
+  EXPECT_EQ(event_sink.posts.size(), 1u) << "IPAllocated is not news twice";
+}
+
+TEST_F(ReconcileLoopTest, NothingIsDecidedFromAPartialView) {
+  source.synced_ = false;
+  source.services_ = {web()};
+  EXPECT_FALSE(loop.runOnce());
+  EXPECT_TRUE(published.empty());
+  source.synced_ = true;
+  loop.everythingChanged();
+  EXPECT_TRUE(loop.runOnce());
+  EXPECT_EQ(published.size(), 1u);
+}
+
+TEST_F(ReconcileLoopTest, FeedbackChangesConditionsWithoutAReconcile) {
+  source.services_ = {web()};
+  loop.runOnce();
+  ServiceFeedback f;
+  f.announcers_known = true;
+  f.announcers = {{ip("192.0.2.0"), "n1"}};
+  loop.feedback({{"d/web", f}});
+  loop.runOnce();
+  EXPECT_EQ(counter.full_ + counter.partial_, 1);
+  ASSERT_EQ(sink.wants.size(), 2u);
+  EXPECT_FALSE(sink.wants[1].second);
+  const WantedStatus& w = sink.wants[1].first.at("d/web");
+  ASSERT_EQ(w.conditions.size(), 2u);
+  EXPECT_EQ(w.conditions[1].type, kConditionAnnounced);
+  EXPECT_EQ(w.conditions[1].message, "192.0.2.0 announced by node n1");
+}
+
+}  // namespace
+}  // namespace flowlb::controller
