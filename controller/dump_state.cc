@@ -16,7 +16,7 @@ std::string endpointText(const IpAddr& a, uint16_t port) {
 
 }  // namespace
 
-void dumpState(const Reconciled& r, std::FILE* out) {
+void dumpState(const Reconciled& r, const AnnouncerMap& announcers, std::FILE* out) {
   std::fprintf(out, "services:\n");
   for (const ServiceOutcome& s : r.services) {
     std::string ips;
@@ -30,15 +30,18 @@ void dumpState(const Reconciled& r, std::FILE* out) {
                  static_cast<unsigned long long>(u.used), static_cast<unsigned long long>(u.free));
   }
   std::fprintf(out, "nodes:\n");
-  for (const NodeDesiredState& n : r.nodes) {
-    std::fprintf(out, "  %s:\n", n.node.c_str());
-    for (const auto& ds : n.services) {
+  for (const std::string& node : r.nodes) {
+    std::fprintf(out, "  %s:\n", node.c_str());
+    for (const auto& ds : r.desired) {
       const DesiredService& d = *ds;
+      auto a = announcers.find(d.vip);
+      const std::string who = a == announcers.end() ? "" : a->second;
       std::fprintf(out, "    %s %s/%s mode=%s announcer=%s%s\n", d.key.c_str(),
                    endpointText(d.vip, d.port).c_str(), d.proto == 17 ? "udp" : "tcp",
-                   modeName(d.mode), d.announcer.c_str(),
-                   d.announcer == n.node ? " (this node announces)" : "");
+                   modeName(d.mode), who.c_str(), who == node ? " (this node announces)" : "");
       for (const DesiredBackend& b : d.backends) {
+        // externalTrafficPolicy: Local: each node forwards to its own endpoints only.
+        if (d.external_traffic_local && b.node != node) continue;
         std::fprintf(out, "      backend %s %s node=%s\n", endpointText(b.addr, b.port).c_str(),
                      b.state == BackendState::kActive ? "ACTIVE" : "DRAINING", b.node.c_str());
       }

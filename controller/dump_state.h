@@ -5,10 +5,12 @@
 
 #include <cstdio>
 
+#include "controller/distribution/announcer_policy.h"
 #include "controller/reconciler/reconciler.h"
 
 namespace flowlb::controller {
 
-void dumpState(const Reconciled& r, std::FILE* out = stdout);
+// `announcers`: who announces each VIP, as the distribution decided.
+void dumpState(const Reconciled& r, const AnnouncerMap& announcers, std::FILE* out = stdout);
 
 }  // namespace flowlb::controller

@@ -90,7 +90,9 @@ ReconcileLoop::Published publisher(const Flags& f, SyncServer* server,
     spdlog::info("event=desired_state version={} services={} satisfied={} nodes={} leader={}",
                  version, r.services.size(), ok, r.nodes.size(), !is_leader || is_leader());
     if (dump) {
-      dumpState(r);
+      // Who announces: the distribution's decision, or without agents (no
+      // gRPC server) the nominal one.
+      dumpState(r, server ? server->announcers() : assignAnnouncers(r.vips, {}, {}, false));
       std::fflush(stdout);
     }
   };

@@ -93,6 +93,21 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                            .Help("Agent Sync streams that ended")
                            .Register(r)
                            .Add({});
+  m->sent_bytes_ = &BuildCounter()
+                        .Name("flowlb_controller_sync_sent_bytes_total")
+                        .Help("Bytes of DesiredState messages sent to agents")
+                        .Register(r)
+                        .Add({});
+  m->states_ = &BuildCounter()
+                    .Name("flowlb_controller_sync_states_total")
+                    .Help("DesiredStates sent to agents, by kind (full, incremental)")
+                    .Register(r);
+  m->refused_ = &BuildCounter()
+                     .Name("flowlb_controller_sync_refused_streams_total")
+                     .Help(
+                         "Sync streams refused or closed early, by reason (stream_limit, "
+                         "hello_timeout, bad_hello, not_leader)")
+                     .Register(r);
   m->agent_generation_ = &BuildGauge()
                               .Name("flowlb_controller_agent_applied_generation")
                               .Help("Generation each agent acknowledged as applied")
@@ -167,20 +182,34 @@ void ControllerMetrics::sampleAgents(const SyncServer* server) {
   sampler_ = std::thread([this, server] {
     std::unique_lock<std::mutex> lock(sample_mu_);
     while (!sample_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
-      updateAgents(server->agents(), server->generation(), server->streamResets());
+      updateAgents(server->agents(), server->generation(), server->counters());
     }
   });
 }
 
+namespace {
+
+// A Prometheus counter brought up to a total counted elsewhere.
+void catchUp(prometheus::Counter& c, uint64_t total) {
+  const double have = c.Value();
+  if (static_cast<double>(total) > have) c.Increment(static_cast<double>(total) - have);
+}
+
+}  // namespace
+
 void ControllerMetrics::updateAgents(const std::vector<AgentStatus>& agents, uint64_t generation,
-                                     uint64_t stream_resets) {
+                                     const SyncCounters& counters) {
   std::lock_guard<std::mutex> lock(mu_);
   agents_connected_->Set(static_cast<double>(agents.size()));
   generation_->Set(static_cast<double>(generation));
-  const double resets = stream_resets_->Value();
-  if (static_cast<double>(stream_resets) > resets) {
-    stream_resets_->Increment(static_cast<double>(stream_resets) - resets);
-  }
+  catchUp(*stream_resets_, counters.stream_resets);
+  catchUp(*sent_bytes_, counters.bytes_sent);
+  catchUp(states_->Add({{"kind", "full"}}), counters.states_full);
+  catchUp(states_->Add({{"kind", "incremental"}}), counters.states_incremental);
+  catchUp(refused_->Add({{"reason", "stream_limit"}}), counters.refused_streams);
+  catchUp(refused_->Add({{"reason", "hello_timeout"}}), counters.hello_timeouts);
+  catchUp(refused_->Add({{"reason", "bad_hello"}}), counters.hello_rejected);
+  catchUp(refused_->Add({{"reason", "not_leader"}}), counters.not_leader);
   for (const std::string& n : agent_nodes_) {
     agent_generation_->Remove(&agent_generation_->Add({{"node", n}}));
     agent_lag_->Remove(&agent_lag_->Add({{"node", n}}));

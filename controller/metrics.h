@@ -45,7 +45,7 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   void sampleAgents(const SyncServer* server);
   void stopSampling();  // before the server goes
   void updateAgents(const std::vector<AgentStatus>& agents, uint64_t generation,
-                    uint64_t stream_resets);
+                    const SyncCounters& counters);
   ~ControllerMetrics() override;
 
  private:
@@ -70,6 +70,9 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Gauge* agents_connected_ = nullptr;
   prometheus::Gauge* generation_ = nullptr;
   prometheus::Counter* stream_resets_ = nullptr;
+  prometheus::Counter* sent_bytes_ = nullptr;
+  prometheus::Family<prometheus::Counter>* states_ = nullptr;
+  prometheus::Family<prometheus::Counter>* refused_ = nullptr;
   prometheus::Family<prometheus::Gauge>* agent_generation_ = nullptr;
   prometheus::Family<prometheus::Gauge>* agent_lag_ = nullptr;
   prometheus::Family<prometheus::Counter>* certificates_ = nullptr;

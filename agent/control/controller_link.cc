@@ -17,119 +17,23 @@ namespace flowlb::agent {
 
 namespace pb = flowlb::v1;
 
-namespace {
-
-Result<IpAddr> address(const pb::IpAddress& a) {
-  const std::string& b = a.addr();
-  if (b.size() == 4) return IpAddr::fromV4(reinterpret_cast<const uint8_t*>(b.data()));
-  if (b.size() == 16) return IpAddr::fromV6(reinterpret_cast<const uint8_t*>(b.data()));
-  return Status::error("an address of " + std::to_string(b.size()) + " bytes");
-}
-
-}  // namespace
-
-ReceivedState convertDesiredState(const pb::DesiredState& in, const std::string& node) {
-  ReceivedState out;
-  out.desired.generation = in.generation();
-  const auto problem = [&out](const pb::VirtualService& vs, ApplyErrorCode code,
-                              const std::string& what) {
-    out.problems.push_back({vs.key(), code, "service '" + vs.key() + "': " + what});
-  };
-  for (const pb::VirtualService& vs : in.services()) {
-    ServiceSpec s;
-    s.name = vs.key();
-    auto vip = address(vs.vip());
-    if (!vip) {
-      problem(vs, ApplyErrorCode::kInvalidArgument, "vip: " + vip.error());
-      continue;
-    }
-    s.vip = *vip;
-    if (vs.port() == 0 || vs.port() > 65535) {
-      problem(vs, ApplyErrorCode::kInvalidArgument,
-              "port " + std::to_string(vs.port()) + " out of range");
-      continue;
-    }
-    s.port = static_cast<uint16_t>(vs.port());
-    switch (vs.protocol()) {
-      case pb::PROTOCOL_TCP: s.proto = 6; break;
-      case pb::PROTOCOL_UDP: s.proto = 17; break;
-      default:
-        problem(vs, ApplyErrorCode::kUnsupported, "protocol not supported by this agent");
-        continue;
-    }
-    s.mode = vs.forwarding_mode() == pb::FORWARDING_MODE_DSR ? ForwardingMode::kDsr
-                                                             : ForwardingMode::kNat;
-    s.client_ip_affinity = vs.session_affinity() == pb::SESSION_AFFINITY_CLIENT_IP;
-    s.keep_client_address = vs.external_traffic_policy() == pb::EXTERNAL_TRAFFIC_POLICY_LOCAL;
-    if (vs.proxy_protocol() == pb::PROXY_PROTOCOL_V2) s.proxy_protocol = ProxyProtocol::kV2;
-    if (vs.session_affinity_timeout_seconds() > 0) {
-      s.affinity_timeout_s = vs.session_affinity_timeout_seconds();
-    }
-    s.idle_timeout_s = vs.idle_timeout_seconds();
-    s.drain_timeout_s = vs.drain_timeout_seconds();
-    if (vs.maglev_table_size() > 0) s.maglev_size = vs.maglev_table_size();
-    s.hash_seed = vs.hash_seed();
-    bool bad = false;
-    for (const pb::IpPrefix& p : vs.source_ranges()) {
-      auto a = address(p.address());
-      const uint32_t max = a && a->isV4() ? 32 : 128;
-      if (!a || p.prefix_length() > max) {
-        problem(vs, ApplyErrorCode::kInvalidArgument, "a malformed source range");
-        bad = true;
-        break;
-      }
-      s.source_ranges.push_back({*a, static_cast<uint8_t>(p.prefix_length())});
-    }
-    if (bad) continue;
-    for (const pb::Backend& b : vs.backends()) {
-      auto a = address(b.address());
-      if (!a || b.port() == 0 || b.port() > 65535) {
-        problem(vs, ApplyErrorCode::kInvalidArgument,
-                "backend " + b.key() + " is malformed; skipped (the others serve)");
-        continue;
-      }
-      // Local: only this node's endpoints (their replies pass through it).
-      if (s.keep_client_address && !node.empty() && !b.node_name().empty() &&
-          b.node_name() != node) {
-        continue;
-      }
-      BackendSpec bs;
-      bs.addr = *a;
-      bs.port = static_cast<uint16_t>(b.port());
-      // Weighted Maglev is not built yet: every weight counts as 1, and 0
-      // ("no new flows") as draining.
-      bs.state = b.state() == pb::BACKEND_STATE_DRAINING || b.weight() == 0
-                     ? BackendState::kDraining
-                     : BackendState::kActive;
-      bs.node = b.node_name();
-      bs.zone = b.zone();
-      s.backends.push_back(std::move(bs));
-    }
-    out.desired.services.push_back(std::move(s));
-  }
-  for (const pb::Announcement& a : in.announcements()) {
-    if (!a.announcer()) continue;
-    auto vip = address(a.vip());
-    if (!vip) {
-      out.other_problems.push_back("announcement: " + vip.error());
-      continue;
-    }
-    out.announce.push_back(*vip);
-  }
-  return out;
-}
-
 struct ControllerLink::Impl {
   ControllerLinkOptions opt;
   ControllerLink* owner = nullptr;
   std::string ca_pem;
   std::shared_ptr<const ClientIdentity> file_identity;
   std::shared_ptr<const ClientIdentity> channel_identity;  // the one `channel` was built with
+  std::string target;                                      // the address `channel` goes to
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<pb::FlowlbControl::Stub> stub;
+  std::string redirect;  // the leader a follower named; "" the configured address
 
-  // A channel presenting `id` (none: server authentication only, or plaintext).
-  void connectWith(std::shared_ptr<const ClientIdentity> id) {
+  // A channel to `address` presenting `id` (none: server authentication
+  // only, or plaintext); kept while both stay the same. For a leader named
+  // by a follower, TLS still checks the certificate against the configured
+  // address's host name.
+  void connect(const std::string& address, std::shared_ptr<const ClientIdentity> id) {
+    if (channel && address == target && id == channel_identity) return;
     std::shared_ptr<grpc::ChannelCredentials> creds;
     if (opt.plaintext) {
       creds = grpc::InsecureChannelCredentials();
@@ -153,8 +57,14 @@ struct ControllerLink::Impl {
     // timeout, and a handshake needs more than a backoff step.)
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(opt.backoff_max.count()));
     args.SetMaxReceiveMessageSize(256 << 20);
-    channel = grpc::CreateCustomChannel(opt.address, creds, args);
+    if (address != opt.address && !opt.plaintext) {
+      const std::string host = opt.address.substr(0, opt.address.rfind(':'));
+      args.SetSslTargetNameOverride(
+          host.size() > 1 && host.front() == '[' ? host.substr(1, host.size() - 2) : host);
+    }
+    channel = grpc::CreateCustomChannel(address, creds, args);
     stub = pb::FlowlbControl::NewStub(channel);
+    target = address;
     channel_identity = std::move(id);
   }
   std::atomic<uint64_t> last_applied{0};
@@ -179,7 +89,8 @@ struct ControllerLink::Impl {
   std::condition_variable cv;
   bool stopping = false;
   std::optional<ReceivedState> latest;
-  std::mutex write_mu;  // one writer at a time on the stream
+  std::unique_ptr<DesiredView> view;  // guarded by mu
+  std::mutex write_mu;                // one writer at a time on the stream
   grpc::ClientContext* ctx = nullptr;
   grpc::ClientReaderWriter<pb::AgentMessage, pb::ControllerMessage>* stream = nullptr;
   std::thread thread;
@@ -192,34 +103,62 @@ struct ControllerLink::Impl {
         std::lock_guard<std::mutex> lock(mu);
         if (stopping) return;
       }
-      if (opt.client_identity && !opt.client_identity()) {
-        // No certificate yet (the bootstrap is still asking): look again
-        // soon, without growing the backoff of failed streams.
-        if (!said_waiting) {
-          spdlog::info("event=controller_link_waiting reason=no_certificate_yet address={}",
-                       opt.address);
-          said_waiting = true;
+      std::shared_ptr<const ClientIdentity> id = file_identity;
+      if (opt.client_identity) {
+        id = opt.client_identity();
+        if (!id) {
+          // No certificate yet (the bootstrap is still asking): look again
+          // soon, without growing the backoff of failed streams.
+          if (!said_waiting) {
+            spdlog::info("event=controller_link_waiting reason=no_certificate_yet address={}",
+                         opt.address);
+            said_waiting = true;
+          }
+          std::unique_lock<std::mutex> lock(mu);
+          if (cv.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping; })) {
+            return;
+          }
+          continue;
         }
-        std::unique_lock<std::mutex> lock(mu);
-        if (cv.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping; })) return;
-        continue;
       }
+      const std::string was_redirected = redirect;
+      // A new or renewed certificate, or another address, makes a new channel.
+      connect(redirect.empty() ? opt.address : redirect, std::move(id));
+      redirect.clear();
       const bool got_state = once();
       owner->connected_.store(false);
       if (got_state) backoff.reset();
+      // Sent to the leader by a follower: go there at once. Back from the
+      // leader (it stepped down, or it is gone): the configured address, with
+      // backoff.
+      if (!redirect.empty() && redirect != was_redirected) continue;
+      redirect.clear();
       const auto wait = backoff.next();
       std::unique_lock<std::mutex> lock(mu);
       if (cv.wait_for(lock, wait, [this] { return stopping; })) return;
     }
   }
 
+  void send(const pb::AgentMessage& m) {
+    std::lock_guard<std::mutex> lock(write_mu);
+    if (stream) stream->Write(m);
+  }
+
+  void refuse(const pb::DesiredState& ds, pb::AckResult result, const std::string& why,
+              uint64_t active) {
+    spdlog::warn("event=desired_state_refused generation={} result={} msg=\"{}\"", ds.generation(),
+                 pb::AckResult_Name(result), why);
+    pb::AgentMessage m;
+    pb::Ack* a = m.mutable_ack();
+    a->set_generation(ds.generation());
+    a->set_result(result);
+    a->set_active_generation(active);
+    a->set_error_message(why);
+    send(m);
+  }
+
   // One stream, from hello to its end. True if it delivered a state.
   bool once() {
-    if (opt.client_identity) {
-      auto id = opt.client_identity();
-      if (!id) return false;
-      if (id != channel_identity) connectWith(std::move(id));  // a new or renewed certificate
-    }
     grpc::ClientContext context;
     auto s = stub->Sync(&context);
     {
@@ -237,6 +176,8 @@ struct ControllerLink::Impl {
     h->set_agent_version("0.1.0");
     h->set_last_applied_generation(last_applied.load());
     h->add_capabilities(pb::CAPABILITY_L2_ANNOUNCEMENT);
+    h->add_capabilities(pb::CAPABILITY_INCREMENTAL_UPDATES);
+    h->add_capabilities(pb::CAPABILITY_IMPLICIT_BACKEND_KEYS);
     pb::DatapathCapabilities* caps = h->mutable_datapath();
     caps->set_af_xdp_copy(true);
     caps->set_ipv6(true);
@@ -253,20 +194,31 @@ struct ControllerLink::Impl {
       pb::ControllerMessage m;
       while (s->Read(&m)) {
         if (m.has_not_leader()) {
-          spdlog::info("event=controller_not_leader address={} msg=\"reconnecting\"", opt.address);
+          redirect = m.not_leader().leader_address();
+          spdlog::info("event=controller_not_leader address={} leader=\"{}\" msg=\"reconnecting\"",
+                       target, redirect);
           break;
         }
         if (!m.has_desired_state()) continue;
         if (!owner->connected_.exchange(true)) {
-          spdlog::info("event=controller_connected address={}", opt.address);
+          spdlog::info("event=controller_connected address={}", target);
         }
         got_state = true;
-        ReceivedState st = convertDesiredState(m.desired_state(), opt.node_name);
+        DesiredView::Outcome o;
+        uint64_t active;
         {
           std::lock_guard<std::mutex> lock(mu);
-          latest = std::move(st);  // only the newest matters
+          o = view->receive(m.desired_state());
+          active = view->active();
+          if (o.kind == DesiredView::Kind::kState) latest = std::move(o.state);  // the newest
         }
-        cv.notify_all();
+        if (o.kind == DesiredView::Kind::kBaseMismatch) {
+          refuse(m.desired_state(), pb::ACK_RESULT_BASE_GENERATION_MISMATCH, o.error, active);
+        } else if (o.kind == DesiredView::Kind::kRejected) {
+          refuse(m.desired_state(), pb::ACK_RESULT_REJECTED, o.error, active);
+        } else {
+          cv.notify_all();
+        }
       }
     }
     {
@@ -278,7 +230,7 @@ struct ControllerLink::Impl {
     const grpc::Status st = s->Finish();
     owner->resets_.fetch_add(1);
     spdlog::warn("event=controller_disconnected address={} code={} msg=\"{}\" datapath=unchanged",
-                 opt.address, static_cast<int>(st.error_code()), st.error_message());
+                 target, static_cast<int>(st.error_code()), st.error_message());
     return got_state;
   }
 };
@@ -303,7 +255,7 @@ Result<std::unique_ptr<ControllerLink>> ControllerLink::start(ControllerLinkOpti
     if (!key) return key.status();
     impl.file_identity = std::make_shared<ClientIdentity>(ClientIdentity{*cert, *key});
   }
-  if (!impl.opt.client_identity) impl.connectWith(impl.file_identity);
+  impl.view = std::make_unique<DesiredView>(impl.opt.node_name, last_applied);
   impl.thread = std::thread([&impl] { impl.run(); });
   return link;
 }
@@ -343,7 +295,11 @@ bool ControllerLink::wait(std::chrono::milliseconds timeout) {
 }
 
 void ControllerLink::ack(const AckReport& r) {
-  if (r.applied) impl_->last_applied = r.generation;
+  if (r.applied) {
+    impl_->last_applied = r.generation;
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->view->applied(r.generation);  // the base of the next INCREMENTAL state
+  }
   pb::AgentMessage m;
   pb::Ack* a = m.mutable_ack();
   a->set_generation(r.generation);

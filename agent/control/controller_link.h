@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "agent/control/convert.h"
+#include "agent/control/desired_view.h"
 #include "agent/lb/service.h"
 #include "common/status.h"
 
@@ -46,19 +48,6 @@ struct ControllerLinkOptions {
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{5000};
 };
-
-// One desired state as the agent uses it.
-struct ReceivedState {
-  DesiredState desired;                     // generation inside
-  std::vector<IpAddr> announce;             // VIPs this node answers ARP/NDP for
-  std::vector<ServiceError> problems;       // services skipped as malformed (reported in the ack)
-  std::vector<std::string> other_problems;  // parts that name no service (announcements)
-};
-
-// Proto to agent structures; a malformed service is skipped and reported.
-// `node` (may be empty): this node's name, for externalTrafficPolicy: Local,
-// whose services keep only the backends on this node.
-ReceivedState convertDesiredState(const flowlb::v1::DesiredState& pb, const std::string& node = "");
 
 // What the agent answers for one desired state.
 struct AckReport {

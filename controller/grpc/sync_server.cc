@@ -4,16 +4,17 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
-#include <fstream>
-#include <list>
 #include <map>
 #include <mutex>
-#include <set>
-#include <sstream>
+#include <optional>
 #include <thread>
 
 #include "common/file.h"
+#include "common/log_safe.h"
+#include "controller/grpc/hello.h"
+#include "controller/grpc/proto_encode.h"
 #include "controller/identity/peer_identity.h"
 #include "flowlb/v1/sync.grpc.pb.h"
 
@@ -21,279 +22,544 @@ namespace flowlb::controller {
 namespace {
 
 namespace pb = flowlb::v1;
+using Clock = std::chrono::steady_clock;
 
-void setAddress(const IpAddr& a, pb::IpAddress* out) {
-  if (a.isV4()) {
-    out->set_addr(std::string(reinterpret_cast<const char*>(a.v4()), 4));
-  } else {
-    out->set_addr(std::string(reinterpret_cast<const char*>(a.bytes.data()), 16));
-  }
+// "ipv4:10.0.0.1:5555" / "ipv6:[fd00::1]:5555" -> the address.
+std::string sourceOf(const std::string& peer) {
+  std::string s = peer.substr(peer.find(':') + 1);
+  if (!s.empty() && s[0] == '[') return s.substr(1, s.find(']') - 1);
+  return s.substr(0, s.rfind(':'));
 }
 
-std::string backendKey(const DesiredBackend& b) {
-  return (b.addr.isV4() ? b.addr.toString() : "[" + b.addr.toString() + "]") + ":" +
-         std::to_string(b.port);
+bool has(const pb::Hello& h, pb::Capability c) {
+  return std::find(h.capabilities().begin(), h.capabilities().end(), c) != h.capabilities().end();
 }
-
-struct Session {
-  std::string node;
-  std::string peer;
-  grpc::ServerContext* ctx = nullptr;
-  bool alive = true;    // guarded by Impl::mu
-  bool healthy = true;  // the agent's last Report
-  uint64_t sent = 0;
-  uint64_t acked = 0;
-  std::string last_error;
-  std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
-};
 
 }  // namespace
 
-struct SyncServer::Impl final : public pb::FlowlbControl::Service {
+class Session;
+
+struct SyncServer::Impl final : public pb::FlowlbControl::CallbackService,
+                                public std::enable_shared_from_this<SyncServer::Impl> {
   SyncServerOptions opt;
   std::function<bool()> is_leader;
   std::unique_ptr<grpc::Server> server;
   int bound_port = 0;
 
-  mutable std::mutex mu;
-  std::condition_variable cv;
+  mutable std::mutex mu;                    // everything below, and the distributor
+  mutable std::condition_variable changed;  // connects, disconnects, acks
   bool stopping = false;
-  uint64_t generation = 1;
-  uint64_t resets = 0;
-  std::shared_ptr<const std::map<std::string, NodeDesiredState>> state =
-      std::make_shared<const std::map<std::string, NodeDesiredState>>();
-  std::list<std::shared_ptr<Session>> sessions;
+  std::unique_ptr<Distributor> distributor;
+  std::vector<std::shared_ptr<Session>> sessions;
+  std::map<std::string, std::shared_ptr<Session>> by_node;
+  std::map<std::string, int> per_source;
+  SyncCounters counters;  // but the three below
+  std::atomic<uint64_t> bytes_sent{0}, states_full{0}, states_incremental{0};
+  std::map<std::string, Clock::time_point> refusal_logged;  // per source, bounded
+  bool was_leader = true;
+  bool was_settling = true;
+  std::thread housekeeper;
 
-  // Connected agents' nodes (guarded by mu).
-  std::set<std::string> connectedNodes() const {
-    std::set<std::string> out;
-    for (const auto& s : sessions) {
-      if (s->alive && s->healthy) out.insert(s->node);
-    }
-    return out;
+  std::mutex view_mu;
+  std::shared_ptr<const View> view;  // the distributor's current view, for sessions
+
+  std::shared_ptr<const View> currentView() {
+    std::lock_guard<std::mutex> lock(view_mu);
+    return view;
   }
-
-  // Who announces each VIP, for the current generation (guarded by mu). An
-  // announcer keeps its VIPs while it stays connected and healthy: moving a
-  // VIP breaks the NAT flows through its node, so it moves only when it must.
-  // A VIP without one gets the rendezvous choice among the live candidates.
-  std::shared_ptr<const std::map<IpAddr, std::string>> announcers =
-      std::make_shared<const std::map<IpAddr, std::string>>();
-  uint64_t announcers_generation = 0;
-
-  void refreshAnnouncers() {
-    if (announcers_generation == generation) return;
-    const std::set<std::string> live = connectedNodes();
-    auto next = std::make_shared<std::map<IpAddr, std::string>>();
-    for (const auto& [node, ns] : *state) {
-      for (const auto& dp : ns.services) {
-        if (next->count(dp->vip)) continue;
-        std::vector<std::string> candidates;
-        for (const std::string& c : dp->announce_candidates) {
-          if (live.count(c)) candidates.push_back(c);
-        }
-        auto prev = announcers->find(dp->vip);
-        if (prev != announcers->end() &&
-            std::find(candidates.begin(), candidates.end(), prev->second) != candidates.end()) {
-          (*next)[dp->vip] = prev->second;
-        } else {
-          (*next)[dp->vip] = chooseAnnouncer(dp->vip, candidates);
-        }
-      }
-    }
-    announcers = std::move(next);
-    announcers_generation = generation;
+  // Caller holds mu. True when the view changed (then kick everyone).
+  bool takeView() {
+    std::shared_ptr<const View> v = distributor->view();
+    std::lock_guard<std::mutex> lock(view_mu);
+    if (v == view) return false;
+    view = std::move(v);
+    return true;
   }
-
-  pb::ControllerMessage build(const std::string& node, uint64_t gen,
-                              const std::map<std::string, NodeDesiredState>& st,
-                              const std::map<IpAddr, std::string>& announcer_map) {
-    pb::ControllerMessage msg;
-    pb::DesiredState* ds = msg.mutable_desired_state();
-    ds->set_generation(gen);
-    ds->set_kind(pb::DESIRED_STATE_KIND_FULL);
-    auto it = st.find(node);
-    if (it == st.end()) return msg;  // not a ready Node: nothing to serve
-    std::set<IpAddr> vips;
-    for (const auto& dp : it->second.services) {
-      const DesiredService& d = *dp;
-      pb::VirtualService* vs = ds->add_services();
-      vs->set_key(d.key);
-      setAddress(d.vip, vs->mutable_vip());
-      vs->set_port(d.port);
-      vs->set_protocol(d.proto == 17    ? pb::PROTOCOL_UDP
-                       : d.proto == 132 ? pb::PROTOCOL_SCTP
-                                        : pb::PROTOCOL_TCP);
-      vs->set_forwarding_mode(d.mode == ForwardingMode::kDsr ? pb::FORWARDING_MODE_DSR
-                                                             : pb::FORWARDING_MODE_NAT);
-      vs->set_external_traffic_policy(d.external_traffic_local
-                                          ? pb::EXTERNAL_TRAFFIC_POLICY_LOCAL
-                                          : pb::EXTERNAL_TRAFFIC_POLICY_CLUSTER);
-      vs->set_session_affinity(d.client_ip_affinity ? pb::SESSION_AFFINITY_CLIENT_IP
-                                                    : pb::SESSION_AFFINITY_NONE);
-      vs->set_session_affinity_timeout_seconds(d.affinity_timeout_s);
-      vs->set_maglev_table_size(0);  // the agents' default, the same everywhere
-      vs->set_hash_seed(0);          // cluster-wide: every node hashes a flow alike
-      for (const IpPrefix& p : d.source_ranges) {
-        pb::IpPrefix* out = vs->add_source_ranges();
-        setAddress(p.addr, out->mutable_address());
-        out->set_prefix_length(p.length);  // in the family's terms, as IpPrefix keeps it
-      }
-      vs->set_idle_timeout_seconds(d.idle_timeout_s);
-      vs->set_drain_timeout_seconds(d.drain_timeout_s);
-      for (const DesiredBackend& b : d.backends) {
-        pb::Backend* pbb = vs->add_backends();
-        pbb->set_key(backendKey(b));
-        setAddress(b.addr, pbb->mutable_address());
-        pbb->set_port(b.port);
-        pbb->set_weight(1);
-        pbb->set_state(b.state == BackendState::kDraining ? pb::BACKEND_STATE_DRAINING
-                                                          : pb::BACKEND_STATE_ACTIVE);
-        pbb->set_node_name(b.node);
-        pbb->set_zone(b.zone);
-      }
-      vips.insert(d.vip);
-    }
-    for (const IpAddr& vip : vips) {
-      auto chosen = announcer_map.find(vip);
-      if (chosen == announcer_map.end()) continue;
-      const std::string& who = chosen->second;
-      pb::Announcement* a = ds->add_announcements();
-      setAddress(vip, a->mutable_vip());
-      a->set_mode(pb::ANNOUNCEMENT_MODE_L2);
-      a->set_announcer(who == node);
-      a->set_announcer_node(who);
-    }
-    return msg;
-  }
-
-  grpc::Status Sync(
-      grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<pb::ControllerMessage, pb::AgentMessage>* stream) override {
-    if (is_leader && !is_leader()) {
-      pb::ControllerMessage m;
-      m.mutable_not_leader();
-      stream->Write(m);
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader; reconnect");
-    }
-    const bool mtls = !opt.plaintext && (!opt.tls_ca.empty() || !opt.tls_ca_pem.empty());
-    if (grpc::Status st = admitPeer(mtls, *ctx); !st.ok()) return st;
-    pb::AgentMessage first;
-    if (!stream->Read(&first) || !first.has_hello() || first.hello().node_name().empty()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "the first message must be a Hello with node_name");
-    }
-    if (grpc::Status st = checkHelloNode(mtls, *ctx, first.hello().node_name()); !st.ok()) {
-      return st;
-    }
-    auto session = std::make_shared<Session>();
-    session->node = first.hello().node_name();
-    session->peer = ctx->peer();
-    session->ctx = ctx;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      for (const auto& s : sessions) {
-        // The same node again (an agent restarted before its old stream
-        // died): the new stream wins.
-        if (s->alive && s->node == session->node) s->ctx->TryCancel();
-      }
-      sessions.push_back(session);
-      ++generation;  // the set of announcers may change
-    }
-    cv.notify_all();
-    spdlog::info("event=agent_connected node={} peer={} last_applied={}", session->node,
-                 session->peer, first.hello().last_applied_generation());
-
-    std::thread reader([&] {
-      pb::AgentMessage m;
-      while (stream->Read(&m)) {
-        if (m.has_report()) {
-          const bool healthy = m.report().datapath().state() == pb::DATAPATH_STATE_HEALTHY ||
-                               m.report().datapath().state() == pb::DATAPATH_STATE_UNSPECIFIED;
-          std::lock_guard<std::mutex> lock(mu);
-          if (healthy != session->healthy) {
-            session->healthy = healthy;
-            ++generation;  // its VIPs move (or may come back)
-            cv.notify_all();
-            spdlog::warn("event=agent_health node={} healthy={} reasons=\"{}\"", session->node,
-                         healthy,
-                         m.report().datapath().degraded_reasons_size() > 0
-                             ? m.report().datapath().degraded_reasons(0)
-                             : "");
-          }
-          continue;
-        }
-        if (!m.has_ack()) continue;
-        const pb::Ack& ack = m.ack();
-        std::lock_guard<std::mutex> lock(mu);
-        if (ack.result() == pb::ACK_RESULT_APPLIED ||
-            ack.result() == pb::ACK_RESULT_APPLIED_WITH_ERRORS) {
-          session->acked = std::max(session->acked, ack.generation());
-        }
-        session->last_error = ack.error_message();
-        if (!ack.error_message().empty()) {
-          spdlog::warn("event=agent_apply_error node={} generation={} msg=\"{}\"", session->node,
-                       ack.generation(), ack.error_message());
-        }
-      }
-      std::lock_guard<std::mutex> lock(mu);
-      session->alive = false;
-      cv.notify_all();
-    });
-
-    bool write_failed = false;
-    while (true) {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] {
-        return stopping || !session->alive || generation > session->sent || ctx->IsCancelled();
-      });
-      if (stopping || !session->alive || ctx->IsCancelled()) break;
-      if (is_leader && !is_leader()) {
-        pb::ControllerMessage m;
-        m.mutable_not_leader();
-        lock.unlock();
-        stream->Write(m);
-        break;
-      }
-      lock.unlock();
-      std::this_thread::sleep_for(opt.debounce);  // coalesce a burst of changes
-      lock.lock();
-      refreshAnnouncers();
-      const uint64_t gen = generation;
-      const auto st = state;
-      const auto ann = announcers;
-      lock.unlock();
-      const pb::ControllerMessage msg = build(session->node, gen, *st, *ann);
-      if (!stream->Write(msg)) {
-        write_failed = true;
-        break;
-      }
-      lock.lock();
-      session->sent = gen;
-    }
-    ctx->TryCancel();
-    reader.join();
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      session->alive = false;
-      sessions.remove(session);
-      ++generation;  // its VIPs move to the remaining agents now
-      if (!stopping) ++resets;
-    }
-    cv.notify_all();
-    spdlog::warn("event=agent_disconnected node={} peer={} acked={} write_failed={}", session->node,
-                 session->peer, session->acked, write_failed);
-    return grpc::Status::OK;
-  }
+  void kickAll();
+  grpc::ServerBidiReactor<pb::AgentMessage, pb::ControllerMessage>* Sync(
+      grpc::CallbackServerContext* ctx) override;
+  void helloAccepted(const std::shared_ptr<Session>& s, uint64_t last_applied, bool live);
+  void liveChanged(const std::string& node, const Session* s, bool live);
+  void ended(const std::shared_ptr<Session>& s);
+  void housekeep();
+  bool leaderNow() const { return !is_leader || is_leader(); }
+  // Agents must present a certificate naming their node.
+  bool mtls() const { return !opt.plaintext && (!opt.tls_ca.empty() || !opt.tls_ca_pem.empty()); }
 };
+
+// One agent's stream. Owned by the server's registry and by itself until
+// gRPC is done with it (OnDone); every gRPC operation is started outside
+// `mu_`, guarded by flags set under it.
+class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::ControllerMessage> {
+ public:
+  Session(std::shared_ptr<SyncServer::Impl> srv, grpc::CallbackServerContext* ctx,
+          std::string source)
+      : srv_(std::move(srv)),
+        ctx_(ctx),
+        peer_(ctx->peer()),
+        source_(std::move(source)),
+        since_(Clock::now()),
+        hello_deadline_(since_ + srv_->opt.hello_timeout) {}
+
+  void begin(std::shared_ptr<Session> self) {
+    self_ = std::move(self);
+    StartRead(&in_);
+  }
+  // Ends the stream at once with `s` (never writes after it).
+  void end(grpc::Status s) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finishing_) return;
+      finishing_ = true;
+      if (writing_) {  // after the write in flight
+        finish_status_ = std::move(s);
+        return;
+      }
+    }
+    Finish(std::move(s));
+  }
+  // Refused before anything else: the status, or NotLeader then the status.
+  // Kept alive by itself until gRPC is done with it; never registered.
+  void refuse(std::shared_ptr<Session> self, grpc::Status s, bool not_leader,
+              const std::string& leader) {
+    self_ = std::move(self);
+    registered_ = false;
+    finishing_ = true;
+    if (not_leader) {
+      out_.mutable_not_leader()->set_leader_address(leader);
+      StartWriteAndFinish(&out_, grpc::WriteOptions(), std::move(s));
+    } else {
+      Finish(std::move(s));
+    }
+  }
+  // This replica stopped leading: say where the leader is and close.
+  void notLeader(const std::string& leader) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finishing_) return;
+      if (writing_) {  // after the write in flight
+        not_leader_pending_ = true;
+        leader_ = leader;
+        return;
+      }
+      finishing_ = true;
+      out_.Clear();
+      out_.mutable_not_leader()->set_leader_address(leader);
+    }
+    StartWriteAndFinish(&out_, grpc::WriteOptions(),
+                        grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader"));
+  }
+
+  // Sends what the agent is missing, if it may be sent now.
+  void kick();
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override {
+    std::optional<grpc::Status> finish;
+    bool not_leader = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writing_ = false;
+      if (finish_status_) {
+        finish = std::move(finish_status_);
+        finish_status_.reset();
+      } else if (not_leader_pending_) {
+        not_leader_pending_ = false;
+        not_leader = true;
+      }
+    }
+    if (finish) {
+      Finish(std::move(*finish));
+    } else if (not_leader) {
+      notLeader(leader_);
+    } else if (!ok) {
+      end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+    } else {
+      kick();
+    }
+  }
+  void OnCancel() override { end(grpc::Status::CANCELLED); }
+  void OnDone() override {
+    std::shared_ptr<Session> keep = std::move(self_);  // may free this on return
+    if (registered_) srv_->ended(keep);
+  }
+
+  AgentStatus status() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {node_,      peer_,       sent_gen_,
+            acked_gen_, last_error_, std::chrono::duration<double>(Clock::now() - since_).count(),
+            bytes_,     incremental_};
+  }
+  bool helloDue(Clock::time_point now) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return !hello_ && !finishing_ && now >= hello_deadline_;
+  }
+  bool greeted() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return hello_;
+  }
+  const std::string& source() const { return source_; }
+  std::string node() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return node_;
+  }
+
+ private:
+  void onHello(const pb::Hello& h);
+  void onAck(const pb::Ack& a);
+  void onReport(const pb::Report& r);
+
+  std::shared_ptr<SyncServer::Impl> srv_;
+  grpc::CallbackServerContext* ctx_;
+  const std::string peer_;
+  const std::string source_;
+  const Clock::time_point since_;
+  const Clock::time_point hello_deadline_;
+  std::shared_ptr<Session> self_;  // until OnDone
+  bool registered_ = true;         // in the server's registry
+  pb::AgentMessage in_;            // the read in flight (one at a time)
+
+  mutable std::mutex mu_;
+  pb::ControllerMessage out_;  // the write in flight (one at a time)
+  bool hello_ = false;
+  bool writing_ = false;
+  bool unacked_ = false;
+  bool finishing_ = false;
+  bool sent_full_ = false;
+  std::optional<grpc::Status> finish_status_;
+  bool not_leader_pending_ = false;
+  std::string leader_;
+  std::string node_;
+  bool incremental_ = false;
+  bool implicit_keys_ = false;
+  bool l2_ = false;
+  bool healthy_ = true;
+  std::shared_ptr<const View> agent_view_;     // what it acknowledged (nullptr: needs FULL)
+  std::shared_ptr<const View> sent_view_;      // what the state in flight brings it to
+  std::shared_ptr<const View> rejected_view_;  // not sent again until the view changes
+  uint64_t sent_gen_ = 0;
+  uint64_t acked_gen_ = 0;
+  uint64_t bytes_ = 0;
+  std::string last_error_;
+};
+
+void Session::kick() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finishing_ || !hello_ || writing_ || unacked_) return;
+    const std::shared_ptr<const View> view = srv_->currentView();
+    if (!view || view == agent_view_ || view == rejected_view_) return;
+    NodeUpdate u = nodeUpdate(agent_view_, view, node_);
+    if (u.empty()) return;  // nothing this node runs changed
+    if (!u.full && !incremental_) u = nodeUpdate(nullptr, view, node_);
+    out_ = desiredStateMessage(u, node_, MessageOptions{!implicit_keys_});
+    const uint64_t size = out_.ByteSizeLong();
+    bytes_ += size;
+    srv_->bytes_sent += size;
+    ++(u.full ? srv_->states_full : srv_->states_incremental);
+    sent_full_ = u.full;
+    writing_ = unacked_ = true;
+    sent_view_ = view;
+    sent_gen_ = u.generation;
+  }
+  StartWrite(&out_);
+}
+
+void Session::OnReadDone(bool ok) {
+  if (!ok) {
+    end(grpc::Status::OK);  // the agent closed its side
+    return;
+  }
+  bool greeted;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    greeted = hello_;
+  }
+  if (!greeted) {
+    if (!in_.has_hello()) {
+      end(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be a Hello"));
+      return;
+    }
+    onHello(in_.hello());
+  } else if (in_.has_ack()) {
+    onAck(in_.ack());
+  } else if (in_.has_report()) {
+    onReport(in_.report());
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finishing_) return;
+  }
+  StartRead(&in_);
+}
+
+void Session::onHello(const pb::Hello& h) {
+  if (Status st = checkHello(h, ctx_->auth_context().get()); !st) {
+    {
+      std::lock_guard<std::mutex> lock(srv_->mu);
+      ++srv_->counters.hello_rejected;
+    }
+    srv_->changed.notify_all();
+    spdlog::warn("event=agent_refused reason=bad_hello peer={} msg=\"{}\"", logSafe(peer_, 64),
+                 logSafe(st.message()));
+    end(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, st.message()));
+    return;
+  }
+  // A certificate speaks for one node: the Hello must name it (the real
+  // node's stream, if any, is left alone).
+  if (grpc::Status st = checkHelloNode(srv_->mtls(), *ctx_, h.node_name()); !st.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(srv_->mu);
+      ++srv_->counters.hello_rejected;
+    }
+    srv_->changed.notify_all();
+    end(std::move(st));
+    return;
+  }
+  bool live;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    hello_ = true;
+    node_ = h.node_name();
+    incremental_ = has(h, pb::CAPABILITY_INCREMENTAL_UPDATES);
+    implicit_keys_ = has(h, pb::CAPABILITY_IMPLICIT_BACKEND_KEYS);
+    l2_ = has(h, pb::CAPABILITY_L2_ANNOUNCEMENT);
+    live = l2_ && healthy_;
+  }
+  spdlog::info("event=agent_connected node={} peer={} last_applied={} incremental={}", node_,
+               logSafe(peer_, 64), h.last_applied_generation(), incremental_);
+  srv_->helloAccepted(self_, h.last_applied_generation(), live);
+  kick();
+}
+
+void Session::onAck(const pb::Ack& a) {
+  std::string error;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!unacked_ || a.generation() != sent_gen_) return;  // not the state in flight
+    unacked_ = false;
+    switch (a.result()) {
+      case pb::ACK_RESULT_APPLIED:
+      case pb::ACK_RESULT_APPLIED_WITH_ERRORS:
+        agent_view_ = sent_view_;
+        acked_gen_ = a.generation();
+        rejected_view_ = nullptr;
+        last_error_.clear();
+        for (const pb::ApplyError& e : a.errors()) {
+          last_error_ += (last_error_.empty() ? "" : "; ") + e.service_key() + ": " + e.message();
+        }
+        break;
+      case pb::ACK_RESULT_BASE_GENERATION_MISMATCH:
+        agent_view_ = nullptr;  // a FULL state next
+        last_error_ = a.error_message();
+        break;
+      default:  // REJECTED, or unspecified: FULL next (a rejected FULL: once the view changes)
+        agent_view_ = nullptr;
+        if (sent_full_) rejected_view_ = sent_view_;
+        last_error_ = a.error_message();
+        break;
+    }
+    last_error_ = logSafe(last_error_, 1024);
+    error = last_error_;
+  }
+  if (!error.empty()) {
+    spdlog::warn("event=agent_apply_error node={} generation={} result={} msg=\"{}\"", node_,
+                 a.generation(), pb::AckResult_Name(a.result()), logSafe(error, 512));
+  }
+  srv_->changed.notify_all();
+  kick();
+}
+
+void Session::onReport(const pb::Report& r) {
+  const bool healthy = r.datapath().state() == pb::DATAPATH_STATE_HEALTHY ||
+                       r.datapath().state() == pb::DATAPATH_STATE_UNSPECIFIED;
+  bool live;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (healthy == healthy_) return;
+    healthy_ = healthy;
+    live = l2_ && healthy_;
+  }
+  spdlog::warn(
+      "event=agent_health node={} healthy={} reasons=\"{}\"", node_, healthy,
+      logSafe(r.datapath().degraded_reasons_size() > 0 ? r.datapath().degraded_reasons(0) : ""));
+  srv_->liveChanged(node_, this, live);
+}
+
+grpc::ServerBidiReactor<pb::AgentMessage, pb::ControllerMessage>* SyncServer::Impl::Sync(
+    grpc::CallbackServerContext* ctx) {
+  const std::string source = sourceOf(ctx->peer());
+  auto s = std::make_shared<Session>(shared_from_this(), ctx, source);
+  if (!leaderNow()) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++counters.not_leader;
+    }
+    changed.notify_all();
+    Session* raw = s.get();
+    raw->refuse(std::move(s), grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader"), true,
+                opt.leader_address ? opt.leader_address() : "");
+    return raw;
+  }
+  // With mutual TLS, a peer without a certificate from the agents' CA is
+  // refused before anything is read from it (controller/identity/).
+  if (grpc::Status st = admitPeer(mtls(), *ctx); !st.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++counters.hello_rejected;
+    }
+    changed.notify_all();
+    Session* raw = s.get();
+    raw->refuse(std::move(s), std::move(st), false, "");
+    return raw;
+  }
+  bool refused = false, log = false;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    int& n = per_source[source];
+    if (stopping || static_cast<int>(sessions.size()) >= opt.max_streams ||
+        n >= opt.max_streams_per_source) {
+      refused = true;
+      ++counters.refused_streams;
+      auto& last = refusal_logged[source];
+      if (refusal_logged.size() > 1024) refusal_logged.clear();
+      log = Clock::now() - last > std::chrono::seconds(10);
+      if (log) last = Clock::now();
+      if (n == 0) per_source.erase(source);
+    } else {
+      ++n;
+      sessions.push_back(s);
+    }
+  }
+  if (refused) {
+    changed.notify_all();
+    if (log) {
+      spdlog::warn(
+          "event=agent_refused reason=stream_limit source={} total_limit={} "
+          "per_source_limit={}",
+          logSafe(source, 64), opt.max_streams, opt.max_streams_per_source);
+    }
+    Session* raw = s.get();
+    raw->refuse(std::move(s),
+                grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many streams"), false, "");
+    return raw;
+  }
+  s->begin(s);
+  return s.get();
+}
+
+void SyncServer::Impl::kickAll() {
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    all = sessions;
+  }
+  for (const auto& s : all) s->kick();
+}
+
+void SyncServer::Impl::helloAccepted(const std::shared_ptr<Session>& s, uint64_t last_applied,
+                                     bool live) {
+  std::shared_ptr<Session> replaced;
+  bool new_view;
+  const std::string node = s->node();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = by_node.find(node);
+    // The same node again (an agent restarted before its old stream died):
+    // the new stream wins.
+    if (it != by_node.end() && it->second != s) replaced = it->second;
+    by_node[node] = s;
+    distributor->generationAbove(last_applied);
+    distributor->setLive(node, live);
+    new_view = takeView();
+  }
+  changed.notify_all();
+  if (replaced) replaced->end(grpc::Status(grpc::StatusCode::ABORTED, "a newer stream took over"));
+  if (new_view) kickAll();
+}
+
+void SyncServer::Impl::liveChanged(const std::string& node, const Session* s, bool live) {
+  bool new_view;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = by_node.find(node);
+    if (it == by_node.end() || it->second.get() != s) return;
+    distributor->setLive(node, live);
+    new_view = takeView();
+  }
+  if (new_view) kickAll();
+}
+
+void SyncServer::Impl::ended(const std::shared_ptr<Session>& s) {
+  bool new_view = false;
+  const std::string node = s->node();
+  const bool greeted = s->greeted();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    sessions.erase(std::remove(sessions.begin(), sessions.end(), s), sessions.end());
+    if (--per_source[s->source()] <= 0) per_source.erase(s->source());
+    auto it = by_node.find(node);
+    if (it != by_node.end() && it->second == s) {
+      by_node.erase(it);
+      distributor->setLive(node, false);  // its VIPs move to the remaining agents now
+      new_view = takeView();
+    }
+    if (!stopping && greeted) ++counters.stream_resets;
+  }
+  changed.notify_all();
+  if (greeted) {
+    const AgentStatus st = s->status();
+    spdlog::warn("event=agent_disconnected node={} peer={} acked={}", node, logSafe(st.peer, 64),
+                 st.acked_generation);
+  }
+  if (new_view) kickAll();
+}
+
+// Hello deadlines, leadership changes and the end of settling: checked
+// every 50 ms by one thread for all streams.
+void SyncServer::Impl::housekeep() {
+  std::unique_lock<std::mutex> lock(mu);
+  while (!changed.wait_for(lock, std::chrono::milliseconds(50), [this] { return stopping; })) {
+    const auto now = Clock::now();
+    const std::vector<std::shared_ptr<Session>> all = sessions;
+    const bool leader = leaderNow();
+    const bool lost = was_leader && !leader;
+    if (leader && !was_leader) distributor->resettle();  // agents are coming back
+    was_leader = leader;
+    bool new_view = false;
+    const bool settling = distributor->settling();
+    if (was_settling && !settling) {  // announcers may now move to live agents
+      distributor->tick();
+      new_view = takeView();
+    }
+    was_settling = settling;
+    lock.unlock();
+    uint64_t late = 0;
+    for (const auto& s : all) {
+      if (!s->helloDue(now)) continue;
+      ++late;
+      s->end(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no Hello in time"));
+    }
+    if (lost) {
+      const std::string leader_address = opt.leader_address ? opt.leader_address() : "";
+      for (const auto& s : all) s->notLeader(leader_address);
+    }
+    if (new_view) kickAll();
+    lock.lock();
+    counters.hello_timeouts += late;
+    if (lost) counters.not_leader += all.size();
+  }
+}
 
 Result<std::unique_ptr<SyncServer>> SyncServer::start(SyncServerOptions options,
                                                       std::function<bool()> is_leader) {
   std::unique_ptr<SyncServer> s(new SyncServer());
-  s->impl_ = std::make_unique<Impl>();
+  s->impl_ = std::make_shared<Impl>();
   Impl& impl = *s->impl_;
   impl.opt = std::move(options);
   impl.is_leader = std::move(is_leader);
+  impl.distributor = std::make_unique<Distributor>(encodeVirtualService, impl.opt.distribution);
+  impl.view = impl.distributor->view();
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (impl.opt.plaintext) {
     creds = grpc::InsecureServerCredentials();
@@ -333,10 +599,13 @@ Result<std::unique_ptr<SyncServer>> SyncServer::start(SyncServerOptions options,
   b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 50);
   b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   b.SetMaxSendMessageSize(256 << 20);
+  b.SetMaxReceiveMessageSize(16 << 20);  // an Ack with an error per service
   impl.server = b.BuildAndStart();
   if (!impl.server || impl.bound_port == 0) {
     return Status::error("cannot serve gRPC on " + impl.opt.address);
   }
+  impl.was_leader = impl.leaderNow();
+  impl.housekeeper = std::thread([p = s->impl_.get()] { p->housekeep(); });
   spdlog::info("event=grpc_listening address={} port={} tls={} mtls={}", impl.opt.address,
                impl.bound_port, !impl.opt.plaintext,
                !impl.opt.tls_ca.empty() || !impl.opt.tls_ca_pem.empty());
@@ -345,50 +614,82 @@ Result<std::unique_ptr<SyncServer>> SyncServer::start(SyncServerOptions options,
 
 SyncServer::~SyncServer() {
   if (!impl_) return;
+  std::vector<std::shared_ptr<Session>> all;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->stopping = true;
-    for (const auto& s : impl_->sessions) s->ctx->TryCancel();
+    all = impl_->sessions;
   }
-  impl_->cv.notify_all();
+  impl_->changed.notify_all();
+  if (impl_->housekeeper.joinable()) impl_->housekeeper.join();
+  for (const auto& s : all) s->end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 
 void SyncServer::publish(const Reconciled& r) {
-  auto st = std::make_shared<std::map<std::string, NodeDesiredState>>();
-  for (const NodeDesiredState& n : r.nodes) (*st)[n.node] = n;
+  bool new_view;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
-    impl_->state = std::move(st);
-    ++impl_->generation;
+    impl_->distributor->setDesired(r);
+    new_view = impl_->takeView();
   }
-  impl_->cv.notify_all();
+  if (new_view) impl_->kickAll();
 }
 
 std::vector<AgentStatus> SyncServer::agents() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  std::vector<AgentStatus> out;
-  const auto now = std::chrono::steady_clock::now();
-  for (const auto& s : impl_->sessions) {
-    if (!s->alive) continue;
-    out.push_back({s->node, s->peer, s->sent, s->acked, s->last_error,
-                   std::chrono::duration<double>(now - s->since).count()});
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (const auto& [node, s] : impl_->by_node) all.push_back(s);
   }
+  std::vector<AgentStatus> out;
+  for (const auto& s : all) out.push_back(s->status());
   return out;
 }
 
 uint64_t SyncServer::generation() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->generation;
+  return impl_->distributor->view()->generation;
 }
 
 uint64_t SyncServer::streamResets() const {
+  return counters().stream_resets;
+}
+
+SyncCounters SyncServer::counters() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->resets;
+  SyncCounters c = impl_->counters;
+  c.bytes_sent = impl_->bytes_sent;
+  c.states_full = impl_->states_full;
+  c.states_incremental = impl_->states_incremental;
+  return c;
+}
+
+AnnouncerMap SyncServer::announcers() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->distributor->announcers();
 }
 
 int SyncServer::port() const {
   return impl_->bound_port;
+}
+
+bool SyncServer::waitFor(const std::function<bool(const std::vector<AgentStatus>&)>& done,
+                         std::chrono::milliseconds timeout) const {
+  return waitUntil([&] { return done(agents()); }, timeout);
+}
+
+bool SyncServer::waitUntil(const std::function<bool()>& done,
+                           std::chrono::milliseconds timeout) const {
+  const auto deadline = Clock::now() + timeout;
+  while (!done()) {
+    std::unique_lock<std::mutex> lock(impl_->mu);
+    if (Clock::now() >= deadline) return done();
+    // Woken by every connect, disconnect, refusal and acknowledgement; the
+    // short bound only covers a notification between the check and the wait.
+    impl_->changed.wait_for(lock, std::chrono::milliseconds(20));
+  }
+  return true;
 }
 
 }  // namespace flowlb::controller

@@ -1,11 +1,23 @@
 // The controller's side of the control link: a gRPC server for the Sync
-// stream of proto/flowlb/v1. Each connected agent gets its node's desired
-// state as a FULL update with a generation, again whenever it changes
-// (bursts coalesced by a short debounce), and acknowledges what it applied.
-// The stream is the liveness signal: a VIP is announced by a connected
-// agent, chosen among the reconciler's candidates by rendezvous hashing, and
-// an agent's loss moves its VIPs to the others at once. Only the leader
-// serves desired state; a follower answers NOT_LEADER and closes the stream.
+// stream of proto/flowlb/v1, and nothing but the transport. What each node
+// runs and who announces each VIP come from the distribution core
+// (controller/distribution/); this server carries its views to the agents
+// and their answers back.
+//
+// - Streams are callback reactors: an open stream costs no thread, so idle
+//   or hostile connections cannot exhaust threads (issue 17.3). A stream
+//   must say Hello within a deadline; streams are limited in total and per
+//   source address; a Hello is checked in one place (hello.h).
+// - Each agent has at most one state unacknowledged; changes meanwhile are
+//   merged into the next. The first state on a stream is FULL; later ones
+//   are INCREMENTAL (the upserts and removals since the state it
+//   acknowledged) for agents that list CAPABILITY_INCREMENTAL_UPDATES, FULL
+//   otherwise and after a rejection or a base mismatch.
+// - Each service is encoded once per content and spliced into every
+//   agent's message (proto_encode.h).
+// - Only the leader serves: a follower answers NotLeader, naming the
+//   leader's address when it knows it, and closes the stream; agents go
+//   there directly (no reconnect storm through the Service).
 #pragma once
 
 #include <chrono>
@@ -15,6 +27,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "controller/distribution/distributor.h"
 #include "controller/reconciler/reconciler.h"
 
 namespace grpc {
@@ -35,10 +48,16 @@ struct SyncServerOptions {
   // reach it before they have a certificate, so TLS then requests client
   // certificates and the Sync handler requires them.
   std::vector<grpc::Service*> additional_services;
-  std::chrono::milliseconds debounce{10};
   // A dead peer is noticed after about time + timeout.
   std::chrono::milliseconds keepalive_time{200};
   std::chrono::milliseconds keepalive_timeout{100};
+  // A stream that has not said Hello by then is closed.
+  std::chrono::milliseconds hello_timeout{10000};
+  int max_streams = 4096;
+  int max_streams_per_source = 8;  // one agent per node; room for reconnects
+  DistributionOptions distribution;
+  // The leader's gRPC address for NotLeader ("" unknown), asked each time.
+  std::function<std::string()> leader_address;
 };
 
 struct AgentStatus {
@@ -46,8 +65,21 @@ struct AgentStatus {
   std::string peer;
   uint64_t sent_generation = 0;
   uint64_t acked_generation = 0;
-  std::string last_ack_error;
+  std::string last_error;
   double connected_seconds = 0;
+  uint64_t bytes_sent = 0;
+  bool incremental = false;  // the agent takes INCREMENTAL states
+};
+
+struct SyncCounters {
+  uint64_t stream_resets = 0;    // streams that ended
+  uint64_t refused_streams = 0;  // over the total or per-source limit
+  uint64_t hello_timeouts = 0;   // no Hello in time
+  uint64_t hello_rejected = 0;   // Hello refused (hello.h)
+  uint64_t not_leader = 0;       // streams told to go to the leader
+  uint64_t states_full = 0;      // DesiredStates sent, by kind
+  uint64_t states_incremental = 0;
+  uint64_t bytes_sent = 0;  // serialized DesiredState messages
 };
 
 class SyncServer {
@@ -63,12 +95,22 @@ class SyncServer {
   std::vector<AgentStatus> agents() const;
   uint64_t generation() const;
   uint64_t streamResets() const;
+  SyncCounters counters() const;
+  AnnouncerMap announcers() const;
   int port() const;
+  // Waits until `done(agents())` holds, re-checking on every connect,
+  // disconnect and acknowledgement (for tests and the benchmark); false on
+  // timeout.
+  bool waitFor(const std::function<bool(const std::vector<AgentStatus>&)>& done,
+               std::chrono::milliseconds timeout) const;
+  // The same for any condition on this server (counters, announcers).
+  bool waitUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout) const;
+
+  struct Impl;  // opaque: gRPC and the streams live in sync_server.cc
 
  private:
   SyncServer() = default;
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;
 };
 
 }  // namespace flowlb::controller

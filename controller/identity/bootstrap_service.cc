@@ -50,7 +50,7 @@ struct BootstrapService::Impl final : public pb::FlowlbBootstrap::Service {
 
   grpc::Status IssueCertificate(grpc::ServerContext* ctx, const pb::CertificateRequest* req,
                                 pb::CertificateResponse* resp) override {
-    const std::string peer = logSafe(ctx->peer());
+    const std::string peer = logSafe(ctx->peer(), 64);
     if (!take()) {
       return done("throttled", grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                             "too many certificate requests; retry later"));
@@ -58,7 +58,7 @@ struct BootstrapService::Impl final : public pb::FlowlbBootstrap::Service {
     const std::string& node = req->node_name();
     if (!isKubernetesName(node)) {
       spdlog::warn("event=certificate_refused reason=invalid_node_name node=\"{}\" peer=\"{}\"",
-                   logSafe(node), peer);
+                   logSafe(node, 64), peer);
       return done("invalid", grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                           "node_name is not a Kubernetes name"));
     }

@@ -27,22 +27,32 @@ IpAddr ip(const char* s) {
   return *IpAddr::parse(s);
 }
 
+// One Service per node, on its own VIP, that only that node may announce:
+// a node's state is told apart by the VIP it is asked to announce.
 controller::Reconciled state(const std::vector<std::string>& nodes) {
   controller::Reconciled r;
+  int i = 0;
   for (const std::string& n : nodes) {
     auto d = std::make_shared<controller::DesiredService>();
-    d->key = "shop/" + n + "-only/http/ipv4";  // each node's state names it
-    d->vip = ip("192.0.2.10");
+    d->key = "shop/" + n + "-only/http/ipv4";
+    d->vip = ip(("192.0.2." + std::to_string(10 + i++)).c_str());
     d->port = 80;
     d->proto = 6;
     d->backends.push_back({ip("10.1.0.1"), 8080, controller::BackendState::kActive, n, ""});
-    d->announce_candidates = {n};
-    controller::NodeDesiredState ns;
-    ns.node = n;
-    ns.services.push_back(d);
-    r.nodes.push_back(ns);
+    d->announce_candidates =
+        std::make_shared<const std::vector<std::string>>(std::vector<std::string>{n});
+    r.vips.push_back({d->vip, {n}});
+    r.desired.push_back(std::move(d));
+    r.nodes.push_back(n);
   }
   return r;
+}
+
+// The VIPs a node was asked to announce, as text.
+std::vector<std::string> announced(const agent::ReceivedState& s) {
+  std::vector<std::string> out;
+  for (const IpAddr& a : s.announce) out.push_back(a.toString());
+  return out;
 }
 
 // Tokens are node names' keys: "token-<node>" is a valid token for <node>.
@@ -175,8 +185,7 @@ TEST_F(IdentityTest, ACertificateForOneNodeCannotSayHelloAsAnother) {
   auto real_a = link(server->port(), "node-a", certFor("node-a"));
   auto first = next(*real_a);
   ASSERT_TRUE(first);
-  ASSERT_EQ(first->desired.services.size(), 1u);
-  EXPECT_EQ(first->desired.services[0].name, "shop/node-a-only/http/ipv4");
+  EXPECT_EQ(announced(*first), std::vector<std::string>{"192.0.2.10"});
 
   auto impostor = link(server->port(), "node-a", certFor("node-b"));
   EXPECT_FALSE(next(*impostor, 1500ms)) << "node-b's certificate was served node-a's state";
@@ -189,7 +198,7 @@ TEST_F(IdentityTest, ACertificateForOneNodeCannotSayHelloAsAnother) {
   auto honest_b = link(server->port(), "node-b", certFor("node-b"));
   auto got = next(*honest_b);
   ASSERT_TRUE(got) << "the same certificate is served as its own node";
-  EXPECT_EQ(got->desired.services[0].name, "shop/node-b-only/http/ipv4");
+  EXPECT_EQ(announced(*got), std::vector<std::string>{"192.0.2.11"});
 }
 
 // With the bootstrap on the same port TLS only requests client
@@ -232,7 +241,7 @@ TEST_F(IdentityTest, BootstrapIssuesACertificateForTheTokensOwnNodeOnly) {
   auto l = link(server->port(), "node-a", o);
   auto got = next(*l);
   ASSERT_TRUE(got);
-  EXPECT_EQ(got->desired.services[0].name, "shop/node-a-only/http/ipv4");
+  EXPECT_EQ(announced(*got), std::vector<std::string>{"192.0.2.10"});
 
   // node-a's token asking for node-b: denied; a made-up token: unauthenticated.
   auto stolen = start("node-b", "token-node-a");

@@ -4,26 +4,7 @@
 
 namespace flowlb::controller {
 
-std::string logSafe(const std::string& s, size_t max) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < max; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c >= 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > max) out += "...";
-  return out;
-}
-
-std::string peerCertificateName(const grpc::ServerContext& ctx) {
+std::string peerCertificateName(const grpc::ServerContextBase& ctx) {
   const auto auth = ctx.auth_context();
   if (!auth || !auth->IsPeerAuthenticated()) return "";
   const auto cn = auth->FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME);
@@ -31,15 +12,16 @@ std::string peerCertificateName(const grpc::ServerContext& ctx) {
   return std::string(cn.front().data(), cn.front().size());
 }
 
-grpc::Status admitPeer(bool require_certificate, const grpc::ServerContext& ctx) {
+grpc::Status admitPeer(bool require_certificate, const grpc::ServerContextBase& ctx) {
   if (!require_certificate || !peerCertificateName(ctx).empty()) return grpc::Status::OK;
-  spdlog::warn("event=agent_refused reason=no_client_certificate peer=\"{}\"", logSafe(ctx.peer()));
+  spdlog::warn("event=agent_refused reason=no_client_certificate peer=\"{}\"",
+               logSafe(ctx.peer(), 64));
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                       "a client certificate from the agents' CA is required (the agent gets one "
                       "through FlowlbBootstrap.IssueCertificate)");
 }
 
-grpc::Status checkHelloNode(bool require_certificate, const grpc::ServerContext& ctx,
+grpc::Status checkHelloNode(bool require_certificate, const grpc::ServerContextBase& ctx,
                             const std::string& hello_node) {
   if (!require_certificate) return grpc::Status::OK;
   const std::string cn = peerCertificateName(ctx);
@@ -47,10 +29,10 @@ grpc::Status checkHelloNode(bool require_certificate, const grpc::ServerContext&
   spdlog::warn(
       "event=agent_refused reason=identity_mismatch certificate=\"{}\" hello_node=\"{}\" "
       "peer=\"{}\"",
-      logSafe(cn), logSafe(hello_node), logSafe(ctx.peer()));
-  return grpc::Status(
-      grpc::StatusCode::PERMISSION_DENIED,
-      "this certificate is for node '" + logSafe(cn) + "', not '" + logSafe(hello_node) + "'");
+      logSafe(cn, 64), logSafe(hello_node, 64), logSafe(ctx.peer(), 64));
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "this certificate is for node '" +
+                                                               logSafe(cn, 64) + "', not '" +
+                                                               logSafe(hello_node, 64) + "'");
 }
 
 }  // namespace flowlb::controller

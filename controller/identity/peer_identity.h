@@ -12,22 +12,20 @@
 
 #include <string>
 
+#include "common/log_safe.h"
+
 namespace flowlb::controller {
 
 // The CN of the peer's verified client certificate; "" when it showed none.
-std::string peerCertificateName(const grpc::ServerContext& ctx);
+std::string peerCertificateName(const grpc::ServerContextBase& ctx);
 
 // Before Hello: when certificates are required, a peer without one is
 // refused (UNAUTHENTICATED) without reading anything from it.
-grpc::Status admitPeer(bool require_certificate, const grpc::ServerContext& ctx);
+grpc::Status admitPeer(bool require_certificate, const grpc::ServerContextBase& ctx);
 
 // After Hello: when certificates are required, Hello.node_name must be the
 // certificate's CN (PERMISSION_DENIED otherwise, logged with both names).
-grpc::Status checkHelloNode(bool require_certificate, const grpc::ServerContext& ctx,
+grpc::Status checkHelloNode(bool require_certificate, const grpc::ServerContextBase& ctx,
                             const std::string& hello_node);
-
-// A peer-supplied string made safe for one log field: printable ASCII,
-// quotes and backslashes escaped, at most `max` characters kept.
-std::string logSafe(const std::string& s, size_t max = 64);
 
 }  // namespace flowlb::controller

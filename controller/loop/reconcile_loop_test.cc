@@ -125,7 +125,7 @@ TEST_F(ReconcileLoopTest, EndpointsAloneAreAnIncrementalPassOurEchoIsNothing) {
   EXPECT_EQ(counter.full_, 1);
   EXPECT_EQ(counter.partial_, 1);
   ASSERT_EQ(published.size(), 2u);
-  EXPECT_EQ(published[1].nodes[0].services[0]->backends[0].addr, ip("10.0.0.2"));
+  EXPECT_EQ(published[1].desired[0]->backends[0].addr, ip("10.0.0.2"));
 
   // Our status write comes back through the watch: not a full pass.
   source.services_[0].status.ips = w.ips;

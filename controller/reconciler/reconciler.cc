@@ -1,6 +1,8 @@
 #include "controller/reconciler/reconciler.h"
 
 #include <algorithm>
+#include <iterator>
+#include <map>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -32,19 +34,6 @@ LbService toAllocatorView(const ServiceObject& s, const ServiceSettings& setting
 }
 
 }  // namespace
-
-std::string chooseAnnouncer(const IpAddr& vip, const std::vector<std::string>& candidates) {
-  std::string best;
-  uint64_t best_h = 0;
-  for (const std::string& n : candidates) {
-    const uint64_t h = hashString(n, hashBytes(vip.bytes.data(), 16, 0x616e6e6f756e6365ULL));
-    if (best.empty() || h > best_h) {
-      best = n;
-      best_h = h;
-    }
-  }
-  return best;
-}
 
 bool servedByUs(const ServiceObject& s, const ReconcilerConfig& config) {
   if (s.spec.type != "LoadBalancer") return false;
@@ -117,11 +106,12 @@ namespace {
 
 // The desired entries of one served Service (one per VIP and port) and the
 // problems found while building them.
-std::vector<DesiredService> buildDesired(const ServiceObject& s, const ServiceSettings& st,
-                                         const std::vector<IpAddr>& ips,
-                                         const std::vector<const EndpointSliceObject*>& slices,
-                                         const std::vector<std::string>& ready_nodes,
-                                         std::vector<ServiceEvent>* events) {
+std::vector<DesiredService> buildDesired(
+    const ServiceObject& s, const ServiceSettings& st, const std::vector<IpAddr>& ips,
+    const std::vector<const EndpointSliceObject*>& slices,
+    const std::vector<std::string>& ready_nodes,
+    const std::shared_ptr<const std::vector<std::string>>& all_ready,
+    std::vector<ServiceEvent>* events) {
   std::vector<DesiredService> out;
   const std::string key = s.meta.key();
   for (const IpAddr& vip : ips) {
@@ -169,16 +159,20 @@ std::vector<DesiredService> buildDesired(const ServiceObject& s, const ServiceSe
       std::sort(d.backends.begin(), d.backends.end(), [](const auto& x, const auto& y) {
         return x.addr != y.addr ? x.addr < y.addr : x.port < y.port;
       });
-      std::vector<std::string> candidates;
-      for (const std::string& n : ready_nodes) {
-        const bool local = std::any_of(d.backends.begin(), d.backends.end(), [&](const auto& b) {
-          return b.node == n && b.state == BackendState::kActive;
-        });
-        if (!d.external_traffic_local || local) candidates.push_back(n);
+      if (!d.external_traffic_local) {
+        d.announce_candidates = all_ready;
+      } else {
+        auto local = std::make_shared<std::vector<std::string>>();
+        for (const std::string& n : ready_nodes) {
+          if (std::any_of(d.backends.begin(), d.backends.end(), [&](const auto& b) {
+                return b.node == n && b.state == BackendState::kActive;
+              })) {
+            local->push_back(n);
+          }
+        }
+        d.announce_candidates = std::move(local);
       }
-      d.announcer = chooseAnnouncer(vip, candidates);
-      d.announce_candidates = std::move(candidates);
-      if (d.announcer.empty()) {
+      if (d.announce_candidates->empty()) {
         events->push_back({true, "NoAnnouncer",
                            vip.toString() + ":" + std::to_string(port.port) +
                                " has no node to announce it (externalTrafficPolicy: Local needs a "
@@ -247,6 +241,7 @@ const Reconciled& IncrementalReconciler::full(const std::vector<IpPool>& pools,
     if (n.ready) ready_nodes_.push_back(n.name);
   }
   std::sort(ready_nodes_.begin(), ready_nodes_.end());
+  all_ready_ = std::make_shared<const std::vector<std::string>>(ready_nodes_);
 
   for (const ServiceObject* s : served) {
     const std::string key = s->meta.key();
@@ -282,14 +277,14 @@ const Reconciled& IncrementalReconciler::full(const std::vector<IpPool>& pools,
     }
     e.base_events = o.events.size();
     e.outcome = out_.services.size();
-    for (DesiredService& d :
-         buildDesired(*s, e.settings, o.ips, slices_by_service[key], ready_nodes_, &o.events)) {
+    for (DesiredService& d : buildDesired(*s, e.settings, o.ips, slices_by_service[key],
+                                          ready_nodes_, all_ready_, &o.events)) {
       e.desired.push_back(std::make_shared<const DesiredService>(std::move(d)));
     }
     order_.push_back(key);
     out_.services.push_back(std::move(o));
   }
-  assembleNodes();
+  assemble();
   return out_;
 }
 
@@ -326,39 +321,37 @@ const Reconciled& IncrementalReconciler::endpointsChanged(
     ServiceOutcome& o = out_.services[e.outcome];
     o.events.resize(e.base_events);
     e.desired.clear();
-    for (DesiredService& d :
-         buildDesired(e.svc, e.settings, o.ips, by_service[key], ready_nodes_, &o.events)) {
+    for (DesiredService& d : buildDesired(e.svc, e.settings, o.ips, by_service[key], ready_nodes_,
+                                          all_ready_, &o.events)) {
       e.desired.push_back(std::make_shared<const DesiredService>(std::move(d)));
     }
   }
-  assembleNodes();
+  assemble();
   return out_;
 }
 
-void IncrementalReconciler::assembleNodes() {
-  out_.nodes.clear();
+void IncrementalReconciler::assemble() {
+  out_.desired.clear();
   size_t total = 0;
   for (const auto& [k, e] : entries_) total += e.desired.size();
-  for (const std::string& n : ready_nodes_) {
-    NodeDesiredState ns;
-    ns.node = n;
-    ns.services.reserve(total);
-    for (const std::string& key : order_) {
-      for (const auto& d : entries_.at(key).desired) {
-        if (!d->external_traffic_local) {
-          ns.services.push_back(d);
-          continue;
-        }
-        // A node sends only to its own endpoints.
-        auto local = std::make_shared<DesiredService>(*d);
-        local->backends.erase(std::remove_if(local->backends.begin(), local->backends.end(),
-                                             [&](const auto& b) { return b.node != n; }),
-                              local->backends.end());
-        ns.services.push_back(std::move(local));
-      }
+  out_.desired.reserve(total);
+  // Per VIP: the nodes that may announce every service on it.
+  std::map<IpAddr, std::vector<std::string>> vips;
+  for (const std::string& key : order_) {
+    for (const auto& d : entries_.at(key).desired) {
+      out_.desired.push_back(d);
+      auto [it, fresh] = vips.try_emplace(d->vip, *d->announce_candidates);
+      if (fresh || d->announce_candidates == all_ready_) continue;
+      std::vector<std::string> both;
+      std::set_intersection(it->second.begin(), it->second.end(), d->announce_candidates->begin(),
+                            d->announce_candidates->end(), std::back_inserter(both));
+      it->second = std::move(both);
     }
-    out_.nodes.push_back(std::move(ns));
   }
+  out_.vips.clear();
+  out_.vips.reserve(vips.size());
+  for (auto& [vip, candidates] : vips) out_.vips.push_back({vip, std::move(candidates)});
+  out_.nodes = ready_nodes_;
 }
 
 Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& pools,

@@ -12,6 +12,7 @@
 
 #include "controller/allocator/allocator.h"
 #include "controller/config/annotations.h"
+#include "controller/distribution/announcer_policy.h"
 #include "controller/reconciler/objects.h"
 
 namespace flowlb::controller {
@@ -29,9 +30,12 @@ struct DesiredBackend {
   BackendState state = BackendState::kActive;
   std::string node;
   std::string zone;
+  bool operator==(const DesiredBackend&) const = default;
 };
 
-// One VIP:port:protocol of one Service, as every node gets it.
+// One VIP:port:protocol of one Service, as every node gets it (with
+// externalTrafficPolicy: Local too: it carries every endpoint, and each agent
+// keeps those on its own node).
 struct DesiredService {
   std::string key;  // namespace/name/port/family
   IpAddr vip;
@@ -45,10 +49,20 @@ struct DesiredService {
   bool external_traffic_local = false;
   std::vector<IpPrefix> source_ranges;
   std::vector<DesiredBackend> backends;  // sorted by (address, port)
-  std::string announcer;                 // the node that answers ARP/NDP for the VIP
-  // Nodes that may announce it (ready; with externalTrafficPolicy: Local, a
-  // ready local endpoint). The gRPC server narrows them to connected agents.
-  std::vector<std::string> announce_candidates;
+  // Nodes that may announce its VIP (ready; with externalTrafficPolicy:
+  // Local, those with a ready local endpoint), sorted. Services whose
+  // candidates are all ready nodes share one list. Who announces is
+  // decided by the distribution (controller/distribution/).
+  std::shared_ptr<const std::vector<std::string>> announce_candidates;
+  // Everything an agent receives is equal (the candidates are not sent).
+  bool sameForAgents(const DesiredService& o) const {
+    return key == o.key && vip == o.vip && port == o.port && proto == o.proto && mode == o.mode &&
+           client_ip_affinity == o.client_ip_affinity &&
+           affinity_timeout_s == o.affinity_timeout_s && idle_timeout_s == o.idle_timeout_s &&
+           drain_timeout_s == o.drain_timeout_s &&
+           external_traffic_local == o.external_traffic_local && source_ranges == o.source_ranges &&
+           backends == o.backends;
+  }
 };
 
 struct ServiceEvent {
@@ -76,17 +90,15 @@ struct LeavingService {
   bool operator==(const LeavingService&) const = default;
 };
 
-struct NodeDesiredState {
-  std::string node;
-  // Every VIP; `announcer` says who announces it. Nodes share the entries
-  // that are the same everywhere (all but externalTrafficPolicy: Local).
-  std::vector<std::shared_ptr<const DesiredService>> services;
-};
-
 struct Reconciled {
   std::vector<ServiceOutcome> services;  // served Services only, by key
   std::vector<LeavingService> leaving;   // by key
-  std::vector<NodeDesiredState> nodes;   // ready nodes, by name
+  // Every VirtualService, by key. Every ready node runs all of them.
+  std::vector<std::shared_ptr<const DesiredService>> desired;
+  std::vector<std::string> nodes;  // ready nodes, sorted
+  // Per VIP, the nodes that may announce it (those that may announce every
+  // service on it), sorted by VIP.
+  std::vector<VipCandidates> vips;
   std::map<std::string, PoolUsage> pools;
 };
 
@@ -115,10 +127,6 @@ struct ReconcilePlan {
   bool full = false;
   std::vector<std::string> endpoints_of;  // served Services whose EndpointSlices changed
 };
-
-// Rendezvous hashing: the candidate with the highest hash of (VIP, node)
-// announces. VIPs spread over nodes, and a node's loss moves only its own.
-std::string chooseAnnouncer(const IpAddr& vip, const std::vector<std::string>& candidates);
 
 Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& pools,
                      const std::vector<ServiceObject>& services,
@@ -161,13 +169,14 @@ class IncrementalReconciler {
     size_t base_events = 0;  // events of the allocation; the rest come from endpoints
     std::vector<std::shared_ptr<const DesiredService>> desired;
   };
-  void assembleNodes();
+  void assemble();
 
   ReconcilerConfig config_;
   std::unordered_map<std::string, Entry> entries_;
   std::vector<std::string> order_;  // served keys, sorted
   std::set<std::string> leaving_;   // as of the last full()
   std::vector<std::string> ready_nodes_;
+  std::shared_ptr<const std::vector<std::string>> all_ready_;  // candidates shared by most
   Reconciled out_;
 };
 

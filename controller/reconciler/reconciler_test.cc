@@ -70,8 +70,8 @@ TEST(ReconcilerTest, EndpointConditionsBecomeActiveDrainingOrNothing) {
                                     ep("10.1.0.3", "n3", false, false, true),
                                     ep("10.1.0.4", "n1", false, false, false)})},
                      kNodes);
-  ASSERT_EQ(r.nodes.size(), 3u);  // ready nodes only
-  const DesiredService& d = *r.nodes[0].services.at(0);
+  EXPECT_EQ(r.nodes, (std::vector<std::string>{"n1", "n2", "n3"}));  // ready nodes only
+  const DesiredService& d = *r.desired.at(0);
   EXPECT_EQ(d.vip, ip("192.0.2.0"));
   EXPECT_EQ(d.port, 80);
   EXPECT_EQ(d.key, "default/web/http/ipv4");
@@ -83,35 +83,34 @@ TEST(ReconcilerTest, EndpointConditionsBecomeActiveDrainingOrNothing) {
   EXPECT_EQ(d.backends[1].state, BackendState::kDraining);
 }
 
-TEST(ReconcilerTest, ExternalTrafficPolicyLocalAnnouncesFromNodesWithLocalEndpoints) {
+TEST(ReconcilerTest, ExternalTrafficPolicyLocalCandidatesAreNodesWithLocalEndpoints) {
   auto web = lb("web");
   web.spec.external_traffic_local = true;
   auto r = reconcile({}, {pool()}, {web},
-                     {slice("web", {ep("10.1.0.1", "n2"), ep("10.1.0.2", "n2")})}, kNodes);
-  for (const NodeDesiredState& n : r.nodes) {
-    const DesiredService& d = *n.services.at(0);
-    EXPECT_EQ(d.announcer, "n2");
-    EXPECT_EQ(d.backends.size(), n.node == "n2" ? 2u : 0u) << n.node;
-  }
+                     {slice("web", {ep("10.1.0.1", "n2"), ep("10.1.0.2", "n2"),
+                                    ep("10.1.0.3", "n3", false, true, true)})},
+                     kNodes);
+  const DesiredService& d = *r.desired.at(0);
+  // Every endpoint is sent: each agent keeps those on its own node.
+  EXPECT_EQ(d.backends.size(), 3u);
+  EXPECT_EQ(*d.announce_candidates, std::vector<std::string>{"n2"});  // n3's only drains
+  ASSERT_EQ(r.vips.size(), 1u);
+  EXPECT_EQ(r.vips[0].candidates, std::vector<std::string>{"n2"});
   auto none = reconcile({}, {pool()}, {web}, {}, kNodes);
-  EXPECT_EQ(none.nodes[0].services.at(0)->announcer, "");
+  EXPECT_TRUE(none.vips.at(0).candidates.empty());
   EXPECT_EQ(none.services[0].events.back().reason, "NoAnnouncer");
 }
 
-TEST(ReconcilerTest, AnnouncersSpreadOverReadyNodesNeverTheDownOne) {
+TEST(ReconcilerTest, CandidatesAreTheReadyNodesNeverTheDownOne) {
   std::vector<ServiceObject> many;
   for (int i = 0; i < 12; ++i) many.push_back(lb(("s" + std::to_string(i)).c_str()));
   auto r = reconcile({}, {pool()}, many, {}, kNodes);
-  std::map<std::string, int> per_node;
-  for (const auto& d : r.nodes[0].services) ++per_node[d->announcer];
-  EXPECT_EQ(per_node.count("down"), 0u);
-  EXPECT_EQ(per_node.size(), 3u) << "12 VIPs should not all land on one node";
-  // Every node agrees on who announces what.
-  for (const NodeDesiredState& n : r.nodes) {
-    for (size_t i = 0; i < n.services.size(); ++i) {
-      EXPECT_EQ(n.services[i]->announcer, r.nodes[0].services[i]->announcer);
-    }
+  ASSERT_EQ(r.vips.size(), 12u);
+  for (const VipCandidates& v : r.vips) {
+    EXPECT_EQ(v.candidates, (std::vector<std::string>{"n1", "n2", "n3"}));
   }
+  // Services share one list of all ready nodes, not a copy each.
+  EXPECT_EQ(r.desired[0]->announce_candidates, r.desired[11]->announce_candidates);
 }
 
 TEST(ReconcilerTest, UserProblemsBecomeWarningsAndTheRestIsServed) {
@@ -132,7 +131,7 @@ TEST(ReconcilerTest, UserProblemsBecomeWarningsAndTheRestIsServed) {
   EXPECT_TRUE(g.satisfied);
   EXPECT_EQ(g.events.back().reason, "IPAllocated");
   EXPECT_FALSE(g.events.back().warning);
-  EXPECT_EQ(r.nodes[0].services.at(0)->mode, ForwardingMode::kDsr);
+  EXPECT_EQ(r.desired.at(0)->mode, ForwardingMode::kDsr);
   EXPECT_EQ(r.pools["default"].used, 1u);
   EXPECT_EQ(r.pools["default"].free, 15u);
 }
@@ -147,10 +146,10 @@ TEST(ReconcilerTest, DualStackServiceGetsAServicePerFamily) {
       {}, {p}, {web},
       {slice("web", {Endpoint{{ip("10.1.0.1"), ip("fd00::1")}, true, true, false, "n1", ""}})},
       kNodes);
-  ASSERT_EQ(r.nodes[0].services.size(), 2u);
-  EXPECT_EQ(r.nodes[0].services[0]->key, "default/web/http/ipv4");
-  EXPECT_EQ(r.nodes[0].services[1]->key, "default/web/http/ipv6");
-  EXPECT_EQ(r.nodes[0].services[1]->backends.at(0).addr, ip("fd00::1"));
+  ASSERT_EQ(r.desired.size(), 2u);
+  EXPECT_EQ(r.desired[0]->key, "default/web/http/ipv4");
+  EXPECT_EQ(r.desired[1]->key, "default/web/http/ipv6");
+  EXPECT_EQ(r.desired[1]->backends.at(0).addr, ip("fd00::1"));
 }
 
 }  // namespace
@@ -203,32 +202,22 @@ TEST(IncrementalReconcilerTest, EndpointChangeMatchesAFullReconcile) {
   const Reconciled& got = inc.endpointsChanged({"d/s1", "d/s3"}, {slices[1], slices[3]});
   const Reconciled want = reconcile(ReconcilerConfig(), pools, svcs, slices, nodes);
 
-  ASSERT_EQ(got.nodes.size(), want.nodes.size());
-  for (size_t n = 0; n < want.nodes.size(); ++n) {
-    ASSERT_EQ(got.nodes[n].services.size(), want.nodes[n].services.size());
-    for (size_t i = 0; i < want.nodes[n].services.size(); ++i) {
-      const DesiredService& g = *got.nodes[n].services[i];
-      const DesiredService& w = *want.nodes[n].services[i];
-      EXPECT_EQ(g.key, w.key);
-      EXPECT_EQ(g.vip, w.vip);
-      EXPECT_EQ(g.announcer, w.announcer) << g.key;
-      ASSERT_EQ(g.backends.size(), w.backends.size()) << g.key << " on " << want.nodes[n].node;
-      for (size_t b = 0; b < w.backends.size(); ++b) {
-        EXPECT_EQ(g.backends[b].addr, w.backends[b].addr);
-        EXPECT_EQ(g.backends[b].state, w.backends[b].state);
-      }
-    }
+  ASSERT_EQ(got.desired.size(), want.desired.size());
+  for (size_t i = 0; i < want.desired.size(); ++i) {
+    EXPECT_TRUE(got.desired[i]->sameForAgents(*want.desired[i])) << want.desired[i]->key;
+    EXPECT_EQ(*got.desired[i]->announce_candidates, *want.desired[i]->announce_candidates);
   }
+  EXPECT_EQ(got.vips, want.vips);
   ASSERT_EQ(got.services.size(), want.services.size());
   for (size_t i = 0; i < want.services.size(); ++i) {
     EXPECT_EQ(got.services[i].ips, want.services[i].ips);
     ASSERT_EQ(got.services[i].events.size(), want.services[i].events.size())
         << want.services[i].key;
   }
-  // n1 lost s3's only local endpoint: s3 is announced from n2 now.
-  EXPECT_EQ(got.nodes[0].services[3]->announcer, "n2");
-  EXPECT_TRUE(got.nodes[0].services[3]->backends.empty());
-  EXPECT_EQ(got.nodes[1].services[3]->backends.size(), 2u);
+  // n1 lost s3's only local endpoint: only n2 may announce it now; the
+  // untouched Services keep their very entries.
+  EXPECT_EQ(*got.desired[3]->announce_candidates, std::vector<std::string>{"n2"});
+  EXPECT_EQ(got.desired[3]->backends.size(), 2u);
 }
 
 // Endpoint-only detection is the reconciler's, from ServiceSpec's defaulted

@@ -1,0 +1,37 @@
+// The controller's protobuf messages to the agent's domain structures: the
+// agent's edge of the contract. A malformed service is skipped and
+// reported; the rest is used.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/lb/service.h"
+#include "common/status.h"
+#include "flowlb/v1/sync.pb.h"
+
+namespace flowlb::agent {
+
+// One desired state as the agent uses it.
+struct ReceivedState {
+  DesiredState desired;                     // generation inside
+  std::vector<IpAddr> announce;             // VIPs this node answers ARP/NDP for
+  std::vector<ServiceError> problems;       // services skipped as malformed (reported in the ack)
+  std::vector<std::string> other_problems;  // parts that name no service (announcements)
+};
+
+Result<IpAddr> pbAddress(const flowlb::v1::IpAddress& a);
+
+struct ConvertedService {
+  std::optional<ServiceSpec> spec;     // nullopt: skipped as malformed
+  std::vector<ServiceError> problems;  // why, or backends skipped
+};
+// `node` (may be empty): this node's name, for externalTrafficPolicy: Local,
+// whose services keep only the backends on this node.
+ConvertedService convertService(const flowlb::v1::VirtualService& vs, const std::string& node);
+
+// A complete (FULL) state; INCREMENTAL states go through DesiredView.
+ReceivedState convertDesiredState(const flowlb::v1::DesiredState& pb, const std::string& node = "");
+
+}  // namespace flowlb::agent

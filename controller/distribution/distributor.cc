@@ -1,0 +1,223 @@
+#include "controller/distribution/distributor.h"
+
+#include <algorithm>
+
+namespace flowlb::controller {
+namespace {
+
+// Views followed back before giving up and comparing two views whole.
+constexpr int kMaxChain = 64;
+
+bool lessKey(const std::shared_ptr<const Entry>& a, const std::shared_ptr<const Entry>& b) {
+  return a->key() < b->key();
+}
+
+}  // namespace
+
+Entry::Entry(std::shared_ptr<const DesiredService> s, const Encoder& encode)
+    : service_(std::move(s)), compact_(encode(*service_, false)), encode_(encode) {}
+
+const std::string& Entry::encodedWithBackendKeys() const {
+  std::call_once(keyed_once_, [this] { keyed_ = encode_(*service_, true); });
+  return keyed_;
+}
+
+bool View::runs(const std::string& node) const {
+  return nodes && std::binary_search(nodes->begin(), nodes->end(), node);
+}
+
+NodeUpdate nodeUpdate(const std::shared_ptr<const View>& base,
+                      const std::shared_ptr<const View>& current, const std::string& node) {
+  NodeUpdate u;
+  u.view = current;
+  u.generation = current->generation;
+  const bool runs_now = current->runs(node);
+  if (!base) {
+    u.full = true;
+    if (!runs_now) return u;  // not a ready node: nothing to run
+    for (const auto& e : current->services) u.upserts.push_back(e.get());
+    u.announcements = current->announcers;
+    return u;
+  }
+  u.base = base->generation;
+  if (base == current) return u;
+  const bool ran = base->runs(node);
+  if (!ran && !runs_now) return u;
+
+  // The keys and VIPs that may differ: from the chain of views when it
+  // reaches back to `base`, else everything.
+  std::set<std::string> keys;
+  std::set<IpAddr> vips;
+  bool whole = ran != runs_now;
+  if (!whole) {
+    std::shared_ptr<const View> v = current;
+    int hops = 0;
+    while (v && v->generation > base->generation && hops++ < kMaxChain) {
+      keys.insert(v->changed_keys.begin(), v->changed_keys.end());
+      vips.insert(v->changed_vips.begin(), v->changed_vips.end());
+      v = v->previous.lock();
+    }
+    whole = !v || v != base;
+  }
+  auto find = [](const View& view, const std::string& key) -> const Entry* {
+    auto it = std::lower_bound(
+        view.services.begin(), view.services.end(), key,
+        [](const std::shared_ptr<const Entry>& e, const std::string& k) { return e->key() < k; });
+    return it != view.services.end() && (*it)->key() == key ? it->get() : nullptr;
+  };
+  auto announcer = [](const View& view, const IpAddr& vip) -> const AnnouncerEntry* {
+    auto it = std::lower_bound(view.announcers.begin(), view.announcers.end(), vip,
+                               [](const AnnouncerEntry& a, const IpAddr& v) { return a.vip < v; });
+    return it != view.announcers.end() && it->vip == vip ? &*it : nullptr;
+  };
+  if (whole) {
+    for (const auto& e : base->services) keys.insert(e->key());
+    for (const auto& e : current->services) keys.insert(e->key());
+    for (const auto& a : base->announcers) vips.insert(a.vip);
+    for (const auto& a : current->announcers) vips.insert(a.vip);
+  }
+  for (const std::string& key : keys) {
+    const Entry* before = ran ? find(*base, key) : nullptr;
+    const Entry* now = runs_now ? find(*current, key) : nullptr;
+    if (now && now != before && !(before && now->service().sameForAgents(before->service()))) {
+      u.upserts.push_back(now);
+    } else if (!now && before) {
+      u.removed.push_back(key);
+    }
+  }
+  for (const IpAddr& vip : vips) {
+    const AnnouncerEntry* before = ran ? announcer(*base, vip) : nullptr;
+    const AnnouncerEntry* now = runs_now ? announcer(*current, vip) : nullptr;
+    if (now && !(before && *before == *now)) {
+      u.announcements.push_back(*now);
+    } else if (!now && before) {
+      u.removed_vips.push_back(vip);
+    }
+  }
+  return u;
+}
+
+Distributor::Distributor(Entry::Encoder encode, DistributionOptions options, Clock* clock)
+    : encode_(std::move(encode)),
+      opt_(options),
+      clock_(clock),
+      settle_until_(clock_->now() + opt_.settle) {
+  auto v = std::make_shared<View>();
+  v->generation = 1;
+  v->nodes = std::make_shared<const std::vector<std::string>>();
+  view_ = std::move(v);
+}
+
+bool Distributor::settling() const {
+  return clock_->now() < settle_until_;
+}
+
+std::optional<std::chrono::steady_clock::time_point> Distributor::settleDeadline() const {
+  if (!settling()) return std::nullopt;
+  return settle_until_;
+}
+
+void Distributor::resettle() {
+  settle_until_ = clock_->now() + opt_.settle;
+}
+
+bool Distributor::setDesired(const Reconciled& r) {
+  std::vector<std::shared_ptr<const Entry>> services;
+  services.reserve(r.desired.size());
+  std::vector<std::string> changed;
+  std::unordered_map<std::string, std::shared_ptr<const Entry>> next;
+  next.reserve(r.desired.size());
+  for (const auto& d : r.desired) {
+    auto it = by_key_.find(d->key);
+    std::shared_ptr<const Entry> e;
+    if (it != by_key_.end() &&
+        (it->second->shared() == d || it->second->service().sameForAgents(*d))) {
+      e = it->second;  // unchanged: the same encoding, the same pointer
+    } else {
+      e = std::make_shared<const Entry>(d, encode_);
+      changed.push_back(d->key);
+    }
+    next[d->key] = e;
+    services.push_back(std::move(e));
+  }
+  for (const auto& [key, e] : by_key_) {
+    if (!next.count(key)) changed.push_back(key);
+  }
+  by_key_ = std::move(next);
+  if (!std::is_sorted(services.begin(), services.end(), lessKey)) {
+    std::sort(services.begin(), services.end(), lessKey);
+  }
+  std::sort(changed.begin(), changed.end());
+  vips_ = r.vips;
+  std::shared_ptr<const std::vector<std::string>> nodes = view_->nodes;
+  if (*nodes != r.nodes) nodes = std::make_shared<const std::vector<std::string>>(r.nodes);
+  return publish(std::move(services), std::move(changed), std::move(nodes), false);
+}
+
+bool Distributor::setLive(const std::string& node, bool live) {
+  const bool was = live_.count(node) > 0;
+  if (was == live) return false;
+  if (live) {
+    live_.insert(node);
+  } else {
+    live_.erase(node);
+  }
+  return publish(view_->services, {}, view_->nodes, false);
+}
+
+bool Distributor::tick() {
+  return publish(view_->services, {}, view_->nodes, false);
+}
+
+bool Distributor::generationAbove(uint64_t g) {
+  if (view_->generation > g) return false;
+  auto v = std::make_shared<View>(*view_);
+  v->generation = g + 1;
+  v->previous = view_;
+  v->changed_keys.clear();
+  v->changed_vips.clear();
+  v->nodes_changed = false;
+  view_ = std::move(v);
+  return true;
+}
+
+bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
+                          std::vector<std::string> changed_keys,
+                          std::shared_ptr<const std::vector<std::string>> nodes, bool force) {
+  AnnouncerMap next = assignAnnouncers(vips_, live_, announcers_, settling());
+  std::vector<AnnouncerEntry> entries;
+  entries.reserve(next.size());
+  for (const auto& [vip, node] : next) entries.push_back({vip, node});
+  std::vector<IpAddr> changed_vips;
+  {
+    auto a = view_->announcers.begin(), ae = view_->announcers.end();
+    auto b = entries.begin(), be = entries.end();
+    while (a != ae || b != be) {
+      if (b == be || (a != ae && a->vip < b->vip)) {
+        changed_vips.push_back((a++)->vip);
+      } else if (a == ae || b->vip < a->vip) {
+        changed_vips.push_back((b++)->vip);
+      } else {
+        if (!(*a == *b)) changed_vips.push_back(a->vip);
+        ++a;
+        ++b;
+      }
+    }
+  }
+  const bool nodes_changed = nodes != view_->nodes;
+  announcers_ = std::move(next);
+  if (!force && changed_keys.empty() && changed_vips.empty() && !nodes_changed) return false;
+  auto v = std::make_shared<View>();
+  v->generation = view_->generation + 1;
+  v->services = std::move(services);
+  v->announcers = std::move(entries);
+  v->nodes = std::move(nodes);
+  v->previous = view_;
+  v->changed_keys = std::move(changed_keys);
+  v->changed_vips = std::move(changed_vips);
+  v->nodes_changed = nodes_changed;
+  view_ = std::move(v);
+  return true;
+}
+
+}  // namespace flowlb::controller

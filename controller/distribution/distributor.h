@@ -1,0 +1,146 @@
+// Distribution as a pure core: what every node runs, as a sequence of
+// immutable views, and what each agent must be sent to get from the view it
+// acknowledged to the current one. No threads, no gRPC, no protobuf: the
+// transport (controller/grpc/) injects an encoder, holds a lock around this
+// class and carries its answers.
+//
+// - A view has a generation, the VirtualServices every ready node runs
+//   (each encoded once, when its content changes, and shared by every node
+//   and every later view it is unchanged in), and who announces each VIP
+//   (announcer_policy.h).
+// - A new view, and so a new generation, is made only when something an
+//   agent receives changes: a reconcile that changed services, or an
+//   announcer that moved because an agent came, went or changed health. An
+//   agent connecting or disconnecting without moving a VIP makes none.
+// - update() gives one agent a FULL state (first on a stream, after a
+//   rejection, or when it cannot do INCREMENTAL) or the INCREMENTAL upserts
+//   and removals since the view it acknowledged.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.h"
+#include "controller/distribution/announcer_policy.h"
+#include "controller/reconciler/reconciler.h"
+
+namespace flowlb::controller {
+
+// One VirtualService as agents receive it, encoded by the transport once
+// per content (in the compact form; with backend keys only if an agent that
+// needs them asks).
+class Entry {
+ public:
+  using Encoder = std::function<std::string(const DesiredService&, bool backend_keys)>;
+  Entry(std::shared_ptr<const DesiredService> s, const Encoder& encode);
+  const DesiredService& service() const { return *service_; }
+  const std::shared_ptr<const DesiredService>& shared() const { return service_; }
+  const std::string& key() const { return service_->key; }
+  const std::string& encoded() const { return compact_; }
+  const std::string& encodedWithBackendKeys() const;
+
+ private:
+  std::shared_ptr<const DesiredService> service_;
+  std::string compact_;
+  Encoder encode_;
+  mutable std::once_flag keyed_once_;
+  mutable std::string keyed_;
+};
+
+struct AnnouncerEntry {
+  IpAddr vip;
+  std::string node;  // "" none
+  bool operator==(const AnnouncerEntry&) const = default;
+};
+
+struct View {
+  uint64_t generation = 0;
+  std::vector<std::shared_ptr<const Entry>> services;     // sorted by key
+  std::vector<AnnouncerEntry> announcers;                 // sorted by VIP
+  std::shared_ptr<const std::vector<std::string>> nodes;  // ready nodes, sorted; others run nothing
+  // What changed since `previous` (when it is still alive): service keys,
+  // VIPs; whether the set of nodes changed.
+  std::weak_ptr<const View> previous;
+  std::vector<std::string> changed_keys;  // sorted
+  std::vector<IpAddr> changed_vips;       // sorted
+  bool nodes_changed = false;
+  bool runs(const std::string& node) const;
+};
+
+// What one agent is sent.
+struct NodeUpdate {
+  bool full = false;
+  uint64_t generation = 0;
+  uint64_t base = 0;                          // INCREMENTAL: the generation it applies to
+  std::vector<const Entry*> upserts;          // FULL: every service the node runs
+  std::vector<std::string> removed;           // service keys
+  std::vector<AnnouncerEntry> announcements;  // FULL: every VIP
+  std::vector<IpAddr> removed_vips;
+  std::shared_ptr<const View> view;  // keeps the entries alive
+  bool empty() const {
+    return !full && upserts.empty() && removed.empty() && announcements.empty() &&
+           removed_vips.empty();
+  }
+};
+
+// `base`: the view the agent acknowledged (nullptr: it needs a FULL state).
+NodeUpdate nodeUpdate(const std::shared_ptr<const View>& base,
+                      const std::shared_ptr<const View>& current, const std::string& node);
+
+struct DistributionOptions {
+  // After start (or becoming leader), announcers stay where they were while
+  // agents reconnect (announcer_policy.h).
+  std::chrono::milliseconds settle{3000};
+};
+
+class Distributor {
+ public:
+  Distributor(Entry::Encoder encode, DistributionOptions options = {},
+              Clock* clock = SystemClock::get());
+
+  // A reconcile's result. True when it made a new view.
+  bool setDesired(const Reconciled& r);
+  // Agents that may announce: connected, healthy and L2-capable. True when
+  // an announcer moved (a new view).
+  bool setLive(const std::string& node, bool live);
+  // Call when settleDeadline() has passed; true when an announcer moved.
+  bool tick();
+  std::optional<std::chrono::steady_clock::time_point> settleDeadline() const;
+  // Starts settling again (leadership regained).
+  void resettle();
+  // Makes the current generation greater than `g` (an agent's last applied
+  // generation, from before a controller restart): same content, new view.
+  bool generationAbove(uint64_t g);
+
+  std::shared_ptr<const View> view() const { return view_; }
+  const AnnouncerMap& announcers() const { return announcers_; }
+  const std::set<std::string>& live() const { return live_; }
+  bool settling() const;
+
+ private:
+  // A new view from the current services and the announcers decided again;
+  // none when neither changed (unless `force`).
+  bool publish(std::vector<std::shared_ptr<const Entry>> services,
+               std::vector<std::string> changed_keys,
+               std::shared_ptr<const std::vector<std::string>> nodes, bool force);
+
+  Entry::Encoder encode_;
+  DistributionOptions opt_;
+  Clock* clock_;
+  std::chrono::steady_clock::time_point settle_until_;
+  std::shared_ptr<const View> view_;
+  std::unordered_map<std::string, std::shared_ptr<const Entry>> by_key_;
+  std::vector<VipCandidates> vips_;
+  std::set<std::string> live_;
+  AnnouncerMap announcers_;
+};
+
+}  // namespace flowlb::controller

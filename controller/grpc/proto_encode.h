@@ -1,0 +1,28 @@
+// The controller's side of the wire format: a DesiredService as the
+// VirtualService bytes every agent receives (encoded once per content by
+// the distribution), and a NodeUpdate as one ControllerMessage, with those
+// bytes spliced in as they are instead of being encoded again per node.
+#pragma once
+
+#include <string>
+
+#include "controller/distribution/distributor.h"
+#include "flowlb/v1/sync.pb.h"
+
+namespace flowlb::controller {
+
+// Compact: fields at their documented defaults are left out (NAT, CLUSTER,
+// no affinity, default timeouts, ACTIVE); node names only for
+// externalTrafficPolicy: Local (the agents filter on them); backend keys
+// only when `backend_keys` (agents without CAPABILITY_IMPLICIT_BACKEND_KEYS).
+std::string encodeVirtualService(const DesiredService& d, bool backend_keys);
+
+struct MessageOptions {
+  bool backend_keys = false;  // the agent needs Backend.key
+};
+
+// The DesiredState for `node`: FULL or INCREMENTAL as `u` says.
+flowlb::v1::ControllerMessage desiredStateMessage(const NodeUpdate& u, const std::string& node,
+                                                  const MessageOptions& o);
+
+}  // namespace flowlb::controller

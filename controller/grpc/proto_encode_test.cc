@@ -1,0 +1,130 @@
+// The wire format: a service encoded once and spliced into each agent's
+// message reads back exactly as a message built field by field, and the
+// agent's converter gets what the controller meant.
+#include "controller/grpc/proto_encode.h"
+
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
+#include "agent/control/convert.h"
+
+namespace flowlb::controller {
+namespace {
+
+namespace pb = flowlb::v1;
+
+IpAddr ip(const char* s) {
+  return *IpAddr::parse(s);
+}
+
+std::shared_ptr<const DesiredService> local() {
+  auto d = std::make_shared<DesiredService>();
+  d->key = "shop/dns/dns/ipv6";
+  d->vip = ip("2001:db8::53");
+  d->port = 53;
+  d->proto = 17;
+  d->mode = ForwardingMode::kDsr;
+  d->external_traffic_local = true;
+  d->client_ip_affinity = true;
+  d->affinity_timeout_s = 600;
+  d->idle_timeout_s = 30;
+  d->drain_timeout_s = 60;
+  d->source_ranges = {*IpPrefix::parse("2001:db8::/32")};
+  d->backends = {{ip("fd00::1"), 53, BackendState::kActive, "n1", "z1"},
+                 {ip("fd00::2"), 53, BackendState::kDraining, "n2", ""}};
+  return d;
+}
+
+std::shared_ptr<const DesiredService> plain() {
+  auto d = std::make_shared<DesiredService>();
+  d->key = "shop/web/http/ipv4";
+  d->vip = ip("192.0.2.1");
+  d->port = 80;
+  d->backends = {{ip("10.0.0.1"), 8080, BackendState::kActive, "n1", ""}};
+  return d;
+}
+
+TEST(ProtoEncodeTest, CompactEncodingLeavesOutDefaultsAndKeysButLosesNothing) {
+  pb::VirtualService vs;
+  ASSERT_TRUE(vs.ParseFromString(encodeVirtualService(*plain(), false)));
+  EXPECT_EQ(vs.forwarding_mode(), pb::FORWARDING_MODE_UNSPECIFIED);  // NAT
+  EXPECT_EQ(vs.drain_timeout_seconds(), 0u);                         // the default
+  EXPECT_EQ(vs.backends(0).key(), "");
+  EXPECT_EQ(vs.backends(0).node_name(), "") << "read by no one for Cluster";
+  EXPECT_EQ(vs.backends(0).weight(), 1u);
+  ASSERT_TRUE(vs.ParseFromString(encodeVirtualService(*local(), true)));
+  EXPECT_EQ(vs.backends(0).key(), "[fd00::1]:53");
+  EXPECT_EQ(vs.backends(1).node_name(), "n2");
+  EXPECT_EQ(vs.backends(1).state(), pb::BACKEND_STATE_DRAINING);
+  EXPECT_EQ(vs.session_affinity_timeout_seconds(), 600u);
+
+  // What the agent reads is what the controller meant.
+  pb::DesiredState ds;
+  ds.set_generation(3);
+  ds.set_kind(pb::DESIRED_STATE_KIND_FULL);
+  ASSERT_TRUE(ds.add_services()->ParseFromString(encodeVirtualService(*local(), false)));
+  ASSERT_TRUE(ds.add_services()->ParseFromString(encodeVirtualService(*plain(), false)));
+  const agent::ReceivedState st = agent::convertDesiredState(ds, "n2");
+  ASSERT_EQ(st.desired.services.size(), 2u);
+  const agent::ServiceSpec& l = st.desired.services[0];
+  EXPECT_EQ(l.mode, agent::ForwardingMode::kDsr);
+  EXPECT_TRUE(l.keep_client_address);
+  EXPECT_TRUE(l.client_ip_affinity);
+  EXPECT_EQ(l.affinity_timeout_s, 600u);
+  EXPECT_EQ(l.idle_timeout_s, 30u);
+  EXPECT_EQ(l.drain_timeout_s, 60u);
+  ASSERT_EQ(l.backends.size(), 1u);  // n2's own endpoint (Local)
+  EXPECT_EQ(l.backends[0].addr, ip("fd00::2"));
+  const agent::ServiceSpec& p = st.desired.services[1];
+  EXPECT_EQ(p.mode, agent::ForwardingMode::kNat);
+  EXPECT_EQ(p.affinity_timeout_s, 10800u);
+  EXPECT_EQ(p.drain_timeout_s, 300u);
+  EXPECT_EQ(p.backends.size(), 1u);
+}
+
+TEST(ProtoEncodeTest, SplicedServicesReadBackAsAMessageBuiltFieldByField) {
+  const auto encode = [](const DesiredService& d, bool keys) {
+    return encodeVirtualService(d, keys);
+  };
+  const Entry a(local(), encode), b(plain(), encode);
+  NodeUpdate u;
+  u.full = false;
+  u.generation = 12;
+  u.base = 10;
+  u.upserts = {&a, &b};
+  u.removed = {"shop/old/http/ipv4"};
+  u.announcements = {{ip("192.0.2.1"), "n1"}, {ip("2001:db8::53"), "n2"}};
+  u.removed_vips = {ip("192.0.2.99")};
+  for (const bool keys : {false, true}) {
+    const pb::ControllerMessage spliced = desiredStateMessage(u, "n1", {keys});
+    pb::ControllerMessage built;
+    pb::DesiredState* ds = built.mutable_desired_state();
+    ds->set_generation(12);
+    ds->set_kind(pb::DESIRED_STATE_KIND_INCREMENTAL);
+    ds->set_base_generation(10);
+    ASSERT_TRUE(ds->add_services()->ParseFromString(encodeVirtualService(*local(), keys)));
+    ASSERT_TRUE(ds->add_services()->ParseFromString(encodeVirtualService(*plain(), keys)));
+    ds->add_removed_service_keys("shop/old/http/ipv4");
+    for (const auto& [vip, node] : std::vector<std::pair<const char*, const char*>>{
+             {"192.0.2.1", "n1"}, {"2001:db8::53", "n2"}}) {
+      pb::Announcement* an = ds->add_announcements();
+      const IpAddr v = ip(vip);
+      an->mutable_vip()->set_addr(
+          v.isV4() ? std::string(reinterpret_cast<const char*>(v.v4()), 4)
+                   : std::string(reinterpret_cast<const char*>(v.bytes.data()), 16));
+      an->set_mode(pb::ANNOUNCEMENT_MODE_L2);
+      an->set_announcer(std::string(node) == "n1");
+      an->set_announcer_node(node);
+    }
+    ds->add_removed_announcement_vips()->set_addr(std::string("\xc0\x00\x02\x63", 4));
+    pb::ControllerMessage read;
+    ASSERT_TRUE(read.ParseFromString(spliced.SerializeAsString()));
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(read, built))
+        << read.DebugString() << "\nvs\n"
+        << built.DebugString();
+    EXPECT_EQ(spliced.ByteSizeLong(), built.ByteSizeLong());
+  }
+}
+
+}  // namespace
+}  // namespace flowlb::controller
