@@ -25,7 +25,8 @@ AnnouncerMap assignAnnouncers(const std::vector<VipCandidates>& vips,
   AnnouncerMap out;
   std::vector<std::string> live_candidates;
   for (const VipCandidates& v : vips) {
-    const std::vector<std::string>& c = v.candidates;
+    static const std::vector<std::string> kNone;
+    const std::vector<std::string>& c = v.candidates ? *v.candidates : kNone;
     auto prev = previous.find(v.vip);
     if (prev != previous.end() && std::binary_search(c.begin(), c.end(), prev->second) &&
         (settling || live.count(prev->second))) {

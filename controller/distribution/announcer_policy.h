@@ -20,6 +20,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -30,8 +31,15 @@ namespace flowlb::controller {
 
 struct VipCandidates {
   IpAddr vip;
-  std::vector<std::string> candidates;  // sorted
-  bool operator==(const VipCandidates&) const = default;
+  // Sorted. Shared: most VIPs have every ready node as candidates, and one
+  // list serves them all.
+  std::shared_ptr<const std::vector<std::string>> candidates;
+  static VipCandidates of(const IpAddr& vip, std::vector<std::string> candidates) {
+    return {vip, std::make_shared<const std::vector<std::string>>(std::move(candidates))};
+  }
+  bool operator==(const VipCandidates& o) const {
+    return vip == o.vip && (candidates == o.candidates || *candidates == *o.candidates);
+  }
 };
 
 using AnnouncerMap = std::map<IpAddr, std::string>;

@@ -52,7 +52,8 @@ TEST(AnnouncerPolicyTest, StickyThenRendezvousOverLiveThenNominal) {
   for (const Case& c : cases) {
     AnnouncerMap prev;
     if (!c.previous.empty()) prev[vip] = c.previous;
-    const AnnouncerMap got = assignAnnouncers({{vip, c.candidates}}, c.live, prev, c.settling);
+    const AnnouncerMap got =
+        assignAnnouncers({VipCandidates::of(vip, c.candidates)}, c.live, prev, c.settling);
     EXPECT_EQ(got.at(vip), c.want) << c.what;
   }
 }
@@ -60,7 +61,7 @@ TEST(AnnouncerPolicyTest, StickyThenRendezvousOverLiveThenNominal) {
 TEST(AnnouncerPolicyTest, VipsSpreadAndALossMovesOnlyItsOwn) {
   std::vector<VipCandidates> vips;
   for (int i = 1; i <= 60; ++i) {
-    vips.push_back({*IpAddr::parse("192.0.2." + std::to_string(i)), kAll});
+    vips.push_back(VipCandidates::of(*IpAddr::parse("192.0.2." + std::to_string(i)), kAll));
   }
   const std::set<std::string> live = {"a", "b", "c"};
   const AnnouncerMap first = assignAnnouncers(vips, live, {}, false);

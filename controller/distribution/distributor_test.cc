@@ -30,7 +30,7 @@ Reconciled state(std::vector<std::shared_ptr<const DesiredService>> desired,
   for (auto& d : desired) {
     auto copy = std::make_shared<DesiredService>(*d);
     copy->announce_candidates = all;
-    r.vips.push_back({copy->vip, nodes});
+    r.vips.push_back({copy->vip, all});
     r.desired.push_back(std::move(copy));
   }
   std::sort(r.vips.begin(), r.vips.end(),

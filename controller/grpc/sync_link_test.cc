@@ -51,7 +51,7 @@ Reconciled state(int n = 1, int backends = 2, std::vector<std::string> nodes = {
            "n" + std::to_string(b % 2 + 1), b == 1 ? "b" : "a"});
     }
     d->announce_candidates = all;
-    r.vips.push_back({d->vip, nodes});
+    r.vips.push_back({d->vip, all});
     r.desired.push_back(std::move(d));
   }
   r.nodes = std::move(nodes);

@@ -335,16 +335,17 @@ void IncrementalReconciler::assemble() {
   size_t total = 0;
   for (const auto& [k, e] : entries_) total += e.desired.size();
   out_.desired.reserve(total);
-  // Per VIP: the nodes that may announce every service on it.
-  std::map<IpAddr, std::vector<std::string>> vips;
+  // Per VIP: the nodes that may announce every service on it (the shared
+  // list of all ready nodes unless a Local service narrows it).
+  std::map<IpAddr, std::shared_ptr<const std::vector<std::string>>> vips;
   for (const std::string& key : order_) {
     for (const auto& d : entries_.at(key).desired) {
       out_.desired.push_back(d);
-      auto [it, fresh] = vips.try_emplace(d->vip, *d->announce_candidates);
-      if (fresh || d->announce_candidates == all_ready_) continue;
-      std::vector<std::string> both;
-      std::set_intersection(it->second.begin(), it->second.end(), d->announce_candidates->begin(),
-                            d->announce_candidates->end(), std::back_inserter(both));
+      auto [it, fresh] = vips.try_emplace(d->vip, d->announce_candidates);
+      if (fresh || it->second == d->announce_candidates) continue;
+      auto both = std::make_shared<std::vector<std::string>>();
+      std::set_intersection(it->second->begin(), it->second->end(), d->announce_candidates->begin(),
+                            d->announce_candidates->end(), std::back_inserter(*both));
       it->second = std::move(both);
     }
   }

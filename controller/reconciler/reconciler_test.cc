@@ -95,9 +95,9 @@ TEST(ReconcilerTest, ExternalTrafficPolicyLocalCandidatesAreNodesWithLocalEndpoi
   EXPECT_EQ(d.backends.size(), 3u);
   EXPECT_EQ(*d.announce_candidates, std::vector<std::string>{"n2"});  // n3's only drains
   ASSERT_EQ(r.vips.size(), 1u);
-  EXPECT_EQ(r.vips[0].candidates, std::vector<std::string>{"n2"});
+  EXPECT_EQ(*r.vips[0].candidates, std::vector<std::string>{"n2"});
   auto none = reconcile({}, {pool()}, {web}, {}, kNodes);
-  EXPECT_TRUE(none.vips.at(0).candidates.empty());
+  EXPECT_TRUE(none.vips.at(0).candidates->empty());
   EXPECT_EQ(none.services[0].events.back().reason, "NoAnnouncer");
 }
 
@@ -107,7 +107,7 @@ TEST(ReconcilerTest, CandidatesAreTheReadyNodesNeverTheDownOne) {
   auto r = reconcile({}, {pool()}, many, {}, kNodes);
   ASSERT_EQ(r.vips.size(), 12u);
   for (const VipCandidates& v : r.vips) {
-    EXPECT_EQ(v.candidates, (std::vector<std::string>{"n1", "n2", "n3"}));
+    EXPECT_EQ(*v.candidates, (std::vector<std::string>{"n1", "n2", "n3"}));
   }
   // Services share one list of all ready nodes, not a copy each.
   EXPECT_EQ(r.desired[0]->announce_candidates, r.desired[11]->announce_candidates);
