@@ -44,11 +44,17 @@ AgentLink::~AgentLink() {
 
 Result<std::unique_ptr<AgentLink>> AgentLink::start(
     const AgentLinkFlags& f, const k8s::ClusterConfig* cluster, k8s::ApiTelemetry* telemetry,
-    std::function<bool()> is_leader, std::function<void(std::string_view)> on_certificate) {
+    std::function<bool()> is_leader, std::function<std::string()> leader_address,
+    std::function<void(std::string_view)> on_certificate) {
   std::unique_ptr<AgentLink> link(new AgentLink());
   SyncServerOptions o;
   o.address = f.grpc_address;
   o.plaintext = f.plaintext;
+  o.keepalive_time = std::chrono::milliseconds(f.keepalive_ms);
+  o.keepalive_timeout = std::chrono::milliseconds(f.keepalive_timeout_ms);
+  o.max_streams = f.max_streams;
+  o.max_streams_per_source = f.max_streams_per_source;
+  o.leader_address = std::move(leader_address);
   if (f.plaintext) {
     spdlog::warn(
         "event=insecure_agent_link reason=plaintext msg=\"the gRPC link has no TLS: anyone who "

@@ -37,6 +37,12 @@ struct AgentLinkFlags {
   std::string audience = "flowlb-controller";
   std::string agent_namespace = "flowlb-system";
   std::string agent_service_account = "flowlb-agent";
+  // The Sync server's keepalives (a silent agent is taken for dead after
+  // about the two) and stream limits.
+  int keepalive_ms = 200;
+  int keepalive_timeout_ms = 100;
+  int max_streams = 4096;
+  int max_streams_per_source = 8;  // one agent per node; room for reconnects
 };
 
 // Whether the flags ask for an agents' link at all (TLS or --plaintext).
@@ -48,10 +54,12 @@ std::string agentLinkUsageError(const AgentLinkFlags& f);
 class AgentLink {
  public:
   // `cluster` (may be null: no certificate bootstrap) is where TokenReviews
-  // go; `on_certificate` gets each bootstrap request's result.
+  // go; `leader_address` (may be null) names the leader's gRPC address for
+  // followers' NotLeader; `on_certificate` gets each bootstrap request's result.
   static Result<std::unique_ptr<AgentLink>> start(
       const AgentLinkFlags& f, const k8s::ClusterConfig* cluster, k8s::ApiTelemetry* telemetry,
-      std::function<bool()> is_leader, std::function<void(std::string_view)> on_certificate);
+      std::function<bool()> is_leader, std::function<std::string()> leader_address,
+      std::function<void(std::string_view)> on_certificate);
   ~AgentLink();
   SyncServer* server() { return server_.get(); }
 

@@ -108,7 +108,9 @@ std::chrono::milliseconds durationFlag(const std::string& text) {
 // bootstrap); nullptr when neither TLS nor --plaintext was given.
 std::unique_ptr<AgentLink> startAgentLink(const Flags& f, const k8s::ClusterConfig* cluster,
                                           ControllerMetrics* metrics,
-                                          std::function<bool()> is_leader, bool* failed) {
+                                          std::function<bool()> is_leader,
+                                          std::function<std::string()> leader_address,
+                                          bool* failed) {
   *failed = false;
   if (!agentLinkWanted(f.link)) return nullptr;
   AgentLinkFlags lf = f.link;
@@ -116,7 +118,7 @@ std::unique_ptr<AgentLink> startAgentLink(const Flags& f, const k8s::ClusterConf
   lf.agent_cert_validity =
       std::chrono::duration_cast<std::chrono::seconds>(durationFlag(f.agent_cert_validity));
   auto link = AgentLink::start(lf, cluster, metrics, std::move(is_leader),
-                               [metrics](std::string_view result) {
+                               std::move(leader_address), [metrics](std::string_view result) {
                                  if (metrics) metrics->certificateRequest(result);
                                });
   if (!link) {
@@ -152,7 +154,7 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
   SyncServer* server = nullptr;
   if (!f.once) {
     bool failed = false;
-    link = startAgentLink(f, nullptr, nullptr, nullptr, &failed);
+    link = startAgentLink(f, nullptr, nullptr, nullptr, nullptr, &failed);
     if (failed) return 2;
     if (link) server = link->server();
     if (!server) {
@@ -187,6 +189,7 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
         reconciled = true;
       },
       metrics.get());
+  if (server) server->onFeedback([&loop](const auto& changed) { loop.feedback(changed); });
   loop.everythingChanged();
   if (f.once) {
     loop.runOnce();
@@ -282,14 +285,18 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
   });
   auto is_leader = [&controller] { return controller.isLeader(); };
   bool failed = false;
-  std::unique_ptr<AgentLink> link =
-      startAgentLink(f, &*cluster, metrics->get(), is_leader, &failed);
+  std::unique_ptr<AgentLink> link = startAgentLink(
+      f, &*cluster, metrics->get(), is_leader, [&controller] { return controller.leaderAddress(); },
+      &failed);
   if (failed) return 2;
   SyncServer* server = link ? link->server() : nullptr;
   if (server) (*metrics)->sampleAgents(server);
   blockStopSignals();
   spdlog::info("event=start source=kubernetes api={} via=\"{}\" identity={} leader_elect={}",
                cluster->server, cluster->origin, o.leader.identity, f.leader_elect);
+  if (server) {
+    server->onFeedback([&controller](const auto& changed) { controller.feedback(changed); });
+  }
   controller.start(publisher(f, server, is_leader));
   waitForSignal();
   (*metrics)->stopSampling();
@@ -387,6 +394,20 @@ int main(int argc, char** argv) {
   app.add_option("--kube-api-burst", f.api_burst,
                  "Requests allowed in a burst above --kube-api-qps")
       ->check(CLI::Range(1, 100000));
+  app.add_option("--grpc-keepalive-ms", f.link.keepalive_ms,
+                 "Ping each agent this often; with the timeout below, how soon a silent agent "
+                 "is taken for dead and its VIPs move")
+      ->check(CLI::Range(10, 3600000));
+  app.add_option("--grpc-keepalive-timeout-ms", f.link.keepalive_timeout_ms,
+                 "An agent that does not answer a ping within this is taken for dead")
+      ->check(CLI::Range(10, 3600000));
+  app.add_option("--grpc-max-streams", f.link.max_streams,
+                 "Sync streams served at once (more are refused)")
+      ->check(CLI::Range(1, 1000000));
+  app.add_option("--grpc-max-streams-per-source", f.link.max_streams_per_source,
+                 "Sync streams served at once from one source address (one agent per node; "
+                 "room for reconnects)")
+      ->check(CLI::Range(1, 1000000));
   app.add_option("--advertise-address", f.advertise_address,
                  "HOST:PORT agents reach this instance's gRPC server at; the leader publishes it "
                  "on its Lease and followers send agents there (default: $POD_IP and the "

@@ -108,6 +108,19 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                          "Sync streams refused or closed early, by reason (stream_limit, "
                          "hello_timeout, bad_hello, not_leader)")
                      .Register(r);
+  m->apply_errors_ = &BuildCounter()
+                          .Name("flowlb_controller_agent_apply_errors_total")
+                          .Help(
+                              "Services an agent acknowledged but could not apply, by the "
+                              "contract's ApplyErrorCode (each acknowledgement counts)")
+                          .Register(r);
+  m->not_programmed_ = &BuildGauge()
+                            .Name("flowlb_controller_services_not_programmed")
+                            .Help(
+                                "Services that at least one agent could not apply "
+                                "(flowlb.io/Programmed False)")
+                            .Register(r)
+                            .Add({});
   m->agent_generation_ = &BuildGauge()
                               .Name("flowlb_controller_agent_applied_generation")
                               .Help("Generation each agent acknowledged as applied")
@@ -210,6 +223,9 @@ void ControllerMetrics::updateAgents(const std::vector<AgentStatus>& agents, uin
   catchUp(refused_->Add({{"reason", "hello_timeout"}}), counters.hello_timeouts);
   catchUp(refused_->Add({{"reason", "bad_hello"}}), counters.hello_rejected);
   catchUp(refused_->Add({{"reason", "not_leader"}}), counters.not_leader);
+  for (const auto& [code, n] : counters.apply_errors)
+    catchUp(apply_errors_->Add({{"code", code}}), n);
+  not_programmed_->Set(static_cast<double>(counters.services_not_programmed));
   for (const std::string& n : agent_nodes_) {
     agent_generation_->Remove(&agent_generation_->Add({{"node", n}}));
     agent_lag_->Remove(&agent_lag_->Add({{"node", n}}));

@@ -73,6 +73,8 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Counter* sent_bytes_ = nullptr;
   prometheus::Family<prometheus::Counter>* states_ = nullptr;
   prometheus::Family<prometheus::Counter>* refused_ = nullptr;
+  prometheus::Family<prometheus::Counter>* apply_errors_ = nullptr;
+  prometheus::Gauge* not_programmed_ = nullptr;
   prometheus::Family<prometheus::Gauge>* agent_generation_ = nullptr;
   prometheus::Family<prometheus::Gauge>* agent_lag_ = nullptr;
   prometheus::Family<prometheus::Counter>* certificates_ = nullptr;

@@ -13,6 +13,7 @@
 
 #include "common/file.h"
 #include "common/log_safe.h"
+#include "controller/distribution/feedback.h"
 #include "controller/grpc/hello.h"
 #include "controller/grpc/proto_encode.h"
 #include "controller/identity/peer_identity.h"
@@ -59,6 +60,12 @@ struct SyncServer::Impl final : public pb::FlowlbControl::CallbackService,
   bool was_leader = true;
   bool was_settling = true;
   std::thread housekeeper;
+  // Feedback (agents' answers, announcers) is recomputed by the housekeeper
+  // when something it depends on changed, and passed on as a diff.
+  FeedbackListener feedback_listener;
+  bool feedback_dirty = true;
+  Clock::time_point feedback_at{};
+  std::map<std::string, ServiceFeedback> feedback;
 
   std::mutex view_mu;
   std::shared_ptr<const View> view;  // the distributor's current view, for sessions
@@ -72,6 +79,12 @@ struct SyncServer::Impl final : public pb::FlowlbControl::CallbackService,
     std::shared_ptr<const View> v = distributor->view();
     std::lock_guard<std::mutex> lock(view_mu);
     if (v == view) return false;
+    // Feedback depends on who announces, which nodes run what and which
+    // Services exist; not on an endpoint change.
+    if (!view || !v->changed_vips.empty() || v->nodes_changed ||
+        v->services.size() != view->services.size()) {
+      feedback_dirty = true;
+    }
     view = std::move(v);
     return true;
   }
@@ -82,6 +95,7 @@ struct SyncServer::Impl final : public pb::FlowlbControl::CallbackService,
   void liveChanged(const std::string& node, const Session* s, bool live);
   void ended(const std::shared_ptr<Session>& s);
   void housekeep();
+  void refreshFeedback(std::unique_lock<std::mutex>& lock);
   bool leaderNow() const { return !is_leader || is_leader(); }
   // Agents must present a certificate naming their node.
   bool mtls() const { return !opt.plaintext && (!opt.tls_ca.empty() || !opt.tls_ca_pem.empty()); }
@@ -241,6 +255,15 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
   uint64_t acked_gen_ = 0;
   uint64_t bytes_ = 0;
   std::string last_error_;
+  AgentReport report_;  // what it said about the services, for feedback
+
+ public:
+  AgentReport report() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    AgentReport r = report_;
+    r.node = node_;
+    return r;
+  }
 };
 
 void Session::kick() {
@@ -334,21 +357,33 @@ void Session::onHello(const pb::Hello& h) {
 
 void Session::onAck(const pb::Ack& a) {
   std::string error;
+  bool changed = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!unacked_ || a.generation() != sent_gen_) return;  // not the state in flight
     unacked_ = false;
     switch (a.result()) {
       case pb::ACK_RESULT_APPLIED:
-      case pb::ACK_RESULT_APPLIED_WITH_ERRORS:
+      case pb::ACK_RESULT_APPLIED_WITH_ERRORS: {
         agent_view_ = sent_view_;
         acked_gen_ = a.generation();
         rejected_view_ = nullptr;
         last_error_.clear();
+        std::map<std::string, std::pair<std::string, std::string>> errors;
         for (const pb::ApplyError& e : a.errors()) {
           last_error_ += (last_error_.empty() ? "" : "; ") + e.service_key() + ": " + e.message();
+          std::string code = pb::ApplyErrorCode_Name(e.code());
+          if (code.rfind("APPLY_ERROR_CODE_", 0) == 0) code = code.substr(17);
+          errors[e.service_key().substr(0, 512)] = {code, e.message().substr(0, 512)};
+          std::lock_guard<std::mutex> srv_lock(srv_->mu);
+          ++srv_->counters.apply_errors[code];
         }
+        changed = !report_.acked || report_.rejected || errors != report_.errors;
+        report_.acked = true;
+        report_.rejected = false;
+        report_.errors = std::move(errors);
         break;
+      }
       case pb::ACK_RESULT_BASE_GENERATION_MISMATCH:
         agent_view_ = nullptr;  // a FULL state next
         last_error_ = a.error_message();
@@ -357,6 +392,10 @@ void Session::onAck(const pb::Ack& a) {
         agent_view_ = nullptr;
         if (sent_full_) rejected_view_ = sent_view_;
         last_error_ = a.error_message();
+        changed = !report_.rejected || report_.reject_message != a.error_message().substr(0, 512);
+        report_.acked = true;
+        report_.rejected = true;
+        report_.reject_message = a.error_message().substr(0, 512);
         break;
     }
     last_error_ = logSafe(last_error_, 1024);
@@ -365,6 +404,10 @@ void Session::onAck(const pb::Ack& a) {
   if (!error.empty()) {
     spdlog::warn("event=agent_apply_error node={} generation={} result={} msg=\"{}\"", node_,
                  a.generation(), pb::AckResult_Name(a.result()), logSafe(error, 512));
+  }
+  if (changed) {
+    std::lock_guard<std::mutex> lock(srv_->mu);
+    srv_->feedback_dirty = true;
   }
   srv_->changed.notify_all();
   kick();
@@ -469,6 +512,7 @@ void SyncServer::Impl::helloAccepted(const std::shared_ptr<Session>& s, uint64_t
     // the new stream wins.
     if (it != by_node.end() && it->second != s) replaced = it->second;
     by_node[node] = s;
+    feedback_dirty = true;
     distributor->generationAbove(last_applied);
     distributor->setLive(node, live);
     new_view = takeView();
@@ -501,6 +545,7 @@ void SyncServer::Impl::ended(const std::shared_ptr<Session>& s) {
     auto it = by_node.find(node);
     if (it != by_node.end() && it->second == s) {
       by_node.erase(it);
+      feedback_dirty = true;
       distributor->setLive(node, false);  // its VIPs move to the remaining agents now
       new_view = takeView();
     }
@@ -532,7 +577,9 @@ void SyncServer::Impl::housekeep() {
       distributor->tick();
       new_view = takeView();
     }
+    if (was_settling != settling) feedback_dirty = true;  // announcers are known now
     was_settling = settling;
+    refreshFeedback(lock);
     lock.unlock();
     uint64_t late = 0;
     for (const auto& s : all) {
@@ -549,6 +596,43 @@ void SyncServer::Impl::housekeep() {
     counters.hello_timeouts += late;
     if (lost) counters.not_leader += all.size();
   }
+}
+
+// Caller holds `lock` (on mu); it is released while the sessions are asked
+// for their reports and while the listener runs.
+void SyncServer::Impl::refreshFeedback(std::unique_lock<std::mutex>& lock) {
+  const auto now = Clock::now();
+  if (now - feedback_at >= std::chrono::seconds(10)) feedback_dirty = true;  // resync
+  if (!feedback_dirty || !feedback_listener) return;
+  feedback_dirty = false;
+  feedback_at = now;
+  const std::shared_ptr<const View> v = distributor->view();
+  const std::set<std::string> live = distributor->live();
+  const bool known = !distributor->settling();
+  std::vector<std::shared_ptr<Session>> agents;
+  for (const auto& [node, s] : by_node) agents.push_back(s);
+  lock.unlock();
+  std::vector<AgentReport> reports;
+  reports.reserve(agents.size());
+  for (const auto& s : agents) reports.push_back(s->report());
+  std::map<std::string, ServiceFeedback> now_fb = serviceFeedback(*v, live, known, reports);
+  uint64_t failing = 0;
+  std::map<std::string, ServiceFeedback> changed_fb;
+  for (auto& [key, f] : now_fb) {
+    failing += !f.failed.empty();
+    auto old = feedback.find(key);
+    if (old == feedback.end() || !(old->second == f)) changed_fb.emplace(key, f);
+  }
+  feedback = std::move(now_fb);  // only this thread touches it
+  if (!changed_fb.empty()) feedback_listener(changed_fb);
+  lock.lock();
+  counters.services_not_programmed = failing;
+}
+
+void SyncServer::onFeedback(FeedbackListener listener) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->feedback_listener = std::move(listener);
+  impl_->feedback_dirty = true;
 }
 
 Result<std::unique_ptr<SyncServer>> SyncServer::start(SyncServerOptions options,

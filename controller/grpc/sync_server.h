@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,7 @@
 #include "common/status.h"
 #include "controller/distribution/distributor.h"
 #include "controller/reconciler/reconciler.h"
+#include "controller/status/wanted.h"
 
 namespace grpc {
 class Service;
@@ -79,8 +81,14 @@ struct SyncCounters {
   uint64_t not_leader = 0;       // streams told to go to the leader
   uint64_t states_full = 0;      // DesiredStates sent, by kind
   uint64_t states_incremental = 0;
-  uint64_t bytes_sent = 0;  // serialized DesiredState messages
+  uint64_t bytes_sent = 0;                       // serialized DesiredState messages
+  std::map<std::string, uint64_t> apply_errors;  // services agents could not apply, by code
+  uint64_t services_not_programmed = 0;          // Services some agent could not apply
 };
+
+// What the agents said about Services (their announcers, what they could
+// not apply), for the ones that changed since the last call.
+using FeedbackListener = std::function<void(const std::map<std::string, ServiceFeedback>&)>;
 
 class SyncServer {
  public:
@@ -92,6 +100,8 @@ class SyncServer {
 
   // The desired state of every node, from a reconcile.
   void publish(const Reconciled& r);
+  // Where feedback goes (called from the server's own thread).
+  void onFeedback(FeedbackListener listener);
   std::vector<AgentStatus> agents() const;
   uint64_t generation() const;
   uint64_t streamResets() const;

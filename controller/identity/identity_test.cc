@@ -41,7 +41,7 @@ controller::Reconciled state(const std::vector<std::string>& nodes) {
     d->backends.push_back({ip("10.1.0.1"), 8080, controller::BackendState::kActive, n, ""});
     d->announce_candidates =
         std::make_shared<const std::vector<std::string>>(std::vector<std::string>{n});
-    r.vips.push_back({d->vip, {n}});
+    r.vips.push_back(controller::VipCandidates::of(d->vip, {n}));
     r.desired.push_back(std::move(d));
     r.nodes.push_back(n);
   }

@@ -192,7 +192,17 @@ void ReconcileLoop::observeEvents(const std::vector<std::string>* only) {
   const Reconciled& r = reconciler_.result();
   auto observe = [this](const ServiceOutcome& o) {
     auto uid = uids_.find(o.key);
-    events_->observe(o.key, uid == uids_.end() ? "" : uid->second, "reconcile", o.events);
+    const std::string u = uid == uids_.end() ? "" : uid->second;
+    events_->observe(o.key, u, "reconcile", o.events);
+    ServiceFeedback f;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = feedback_.find(o.key);
+      if (it == feedback_.end()) return;
+      f = it->second;
+    }
+    events_->observe(o.key, u, "announce", announceEvents(f));
+    events_->observe(o.key, u, "agents", agentEvents(f));
   };
   if (!only) {
     std::set<std::string> live;

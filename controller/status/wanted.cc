@@ -49,7 +49,7 @@ WantedStatus wantedFor(const ServiceOutcome& o, const ServiceFeedback* f) {
     } else {
       std::vector<std::string> why;
       for (size_t i = 0; i < f->failed.size() && i < kNamedNodes; ++i) {
-        why.push_back(f->failed[i].first + ": " + f->failed[i].second);
+        why.push_back(f->failed[i].node + ": " + f->failed[i].code + ": " + f->failed[i].message);
       }
       if (f->failed.size() > kNamedNodes) {
         why.push_back("and " + std::to_string(f->failed.size() - kNamedNodes) + " more");
@@ -82,6 +82,35 @@ WantedStatus wantedFor(const ServiceOutcome& o, const ServiceFeedback* f) {
     }
   }
   return w;
+}
+
+std::vector<ServiceEvent> announceEvents(const ServiceFeedback& f) {
+  std::vector<ServiceEvent> out;
+  if (!f.announcers_known) return out;
+  for (const auto& [vip, node] : f.announcers) {
+    if (!node.empty())
+      out.push_back({false, "Announced", vip.toString() + " announced by node " + node});
+  }
+  return out;
+}
+
+std::vector<ServiceEvent> agentEvents(const ServiceFeedback& f) {
+  std::vector<ServiceEvent> out;
+  for (const ApplyFailure& a : f.failed) {
+    std::string reason = "NotApplied";
+    if (a.code == "INVALID_ARGUMENT") reason = "AgentRefusedInvalid";
+    if (a.code == "UNSUPPORTED") reason = "AgentRefusedUnsupported";
+    if (a.code == "RESOURCE_EXHAUSTED") reason = "AgentOutOfCapacity";
+    if (a.code == "CONFLICT") reason = "AgentConflict";
+    if (a.code == "REJECTED") reason = "AgentRejectedState";
+    const ServiceEvent e{true, reason, a.message};
+    if (std::find_if(out.begin(), out.end(), [&](const ServiceEvent& x) {
+          return x.reason == e.reason && x.message == e.message;
+        }) == out.end()) {
+      out.push_back(e);
+    }
+  }
+  return out;
 }
 
 WantedStatus wantedForLeaving(const LeavingService& l) {

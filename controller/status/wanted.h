@@ -17,16 +17,29 @@ namespace flowlb::controller {
 // announcers, and which nodes failed to apply it). Each part is unknown
 // until the distribution knows it (after its start-up grace, once an agent
 // has acknowledged a state); an unknown part leaves the condition as it is.
+struct ApplyFailure {
+  std::string node;
+  std::string
+      code;  // the contract's ApplyErrorCode, e.g. "UNSUPPORTED"; "REJECTED": the whole state
+  std::string message;
+  bool operator==(const ApplyFailure&) const = default;
+};
+
 struct ServiceFeedback {
   bool announcers_known = false;
   // Per VIP of the Service, the node whose agent announces it ("" none).
   std::vector<std::pair<IpAddr, std::string>> announcers;
-  bool programmed_known = false;  // some agent acknowledged a state with it
-  int nodes = 0;                  // agents that run it
-  // Nodes that could not apply it, with the agent's reason ("code: message").
-  std::vector<std::pair<std::string, std::string>> failed;
+  bool programmed_known = false;     // some agent acknowledged a state with it
+  int nodes = 0;                     // agents that run it
+  std::vector<ApplyFailure> failed;  // nodes that could not apply it, by node
   bool operator==(const ServiceFeedback&) const = default;
 };
+
+// The Events these facts make: "Announced" (Normal) when a VIP has an
+// announcer, one Warning per distinct agent refusal (its reason from the
+// code, the agent's message; the nodes are in the condition).
+std::vector<ServiceEvent> announceEvents(const ServiceFeedback& f);
+std::vector<ServiceEvent> agentEvents(const ServiceFeedback& f);
 
 struct WantedStatus {
   // Not ours any more (Reconciled::leaving): remove `ips` from the ingress

@@ -40,7 +40,7 @@ TEST(WantedTest, ConditionsFromTheOutcomeAndWhatTheAgentsSay) {
   ServiceFeedback f;
   f.programmed_known = true;
   f.nodes = 3;
-  f.failed = {{"node-b", "UNSUPPORTED: no IPv6 source address"}};
+  f.failed = {{"node-b", "UNSUPPORTED", "no IPv6 source address"}};
   f.announcers_known = true;
   f.announcers = {{ip("192.0.2.1"), "node-a"}, {ip("2001:db8::1"), ""}};
   w = wantedFor(outcome(), &f);
