@@ -21,6 +21,7 @@
 
 #include "common/cli.h"
 #include "common/health.h"
+#include "common/watchdog.h"
 #include "controller/agent_link.h"
 #include "controller/config/annotations.h"
 #include "controller/dump_state.h"
@@ -143,7 +144,13 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
   StatusFileSink status_sink(std::move(*status));
   LogEventSink event_log;
   EventRecorder events(&event_log);
+  Watchdog watchdog;  // before the checks and the server that read it
   HealthChecks health;
+  // Liveness: the reconcile loop keeps turning.
+  health.add("watchdog", [&watchdog] {
+    const Watchdog::Verdict v = watchdog.check();
+    return v.ok ? HealthCheck::pass(v.detail) : HealthCheck::fail(v.detail);
+  });
   std::atomic<bool> reconciled{false};
   health.addReadiness("source", [&reconciled, dir] {
     return reconciled ? HealthCheck::pass("dir:" + dir)
@@ -181,6 +188,7 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
   }
   ReconcileLoopOptions lo;
   lo.reconciler = cfg;
+  lo.watchdog = &watchdog;
   auto published = publisher(f, server, nullptr);
   ReconcileLoop loop(
       lo, &objects, &status_sink, &events,
@@ -279,6 +287,13 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
     }
     return HealthCheck::pass(controller.isLeader() ? "leader" : "follower");
   });
+  // Liveness: every informer, the reconcile loop and the API client's
+  // thread pool keep moving (issue 17.10: a hung controller kept serving
+  // metrics and gRPC); a stuck part gets the pod restarted.
+  health.add("watchdog", [&controller] {
+    const Watchdog::Verdict v = controller.health();
+    return v.ok ? HealthCheck::pass(v.detail) : HealthCheck::fail(v.detail);
+  });
   health.addReadiness("leader-election", [&controller] {
     const std::string problem = controller.problem();
     return problem.empty() ? HealthCheck::pass() : HealthCheck::fail(problem);
@@ -288,7 +303,10 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
   std::unique_ptr<AgentLink> link = startAgentLink(
       f, &*cluster, metrics->get(), is_leader, [&controller] { return controller.leaderAddress(); },
       &failed);
-  if (failed) return 2;
+  if (failed) {
+    metrics->reset();
+    return 2;
+  }
   SyncServer* server = link ? link->server() : nullptr;
   if (server) (*metrics)->sampleAgents(server);
   blockStopSignals();
@@ -302,6 +320,7 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
   (*metrics)->stopSampling();
   link.reset();  // agents reconnect to the next leader
   controller.stop();
+  metrics->reset();  // no /readyz or /healthz may ask `controller` once it is gone
   return 0;
 }
 

@@ -62,6 +62,13 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                                 "can fix (no Lease namespace, RBAC); see the error log")
                             .Register(r)
                             .Add({});
+  m->stuck_ = &BuildGauge()
+                   .Name("flowlb_controller_watchdog_stuck")
+                   .Help(
+                       "1 while a part the watchdog follows (an informer, the reconcile loop, "
+                       "the API client's threads) has stopped moving; liveness fails")
+                   .Register(r)
+                   .Add({});
   m->status_writes_ = &BuildCounter()
                            .Name("flowlb_controller_status_writes_total")
                            .Help("Service status writes by result (ok, conflict, failed)")
@@ -251,6 +258,10 @@ void ControllerMetrics::leader(bool is_leader) {
 
 void ControllerMetrics::leaderElectionProblem(const std::string& problem) {
   leader_problem_->Set(problem.empty() ? 0 : 1);
+}
+
+void ControllerMetrics::stuck(bool stuck) {
+  stuck_->Set(stuck ? 1 : 0);
 }
 
 void ControllerMetrics::statusWrite(std::string_view result) {

@@ -37,6 +37,7 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   void reconciled(double seconds, const Reconciled& r, bool full) override;
   void leader(bool is_leader) override;
   void leaderElectionProblem(const std::string& problem) override;
+  void stuck(bool stuck) override;
   void statusWrite(std::string_view result) override;
   void eventPosted(std::string_view type, std::string_view reason) override;
   // One certificate bootstrap request's result (issued, denied, ...).
@@ -63,6 +64,7 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Histogram* reconcile_seconds_ = nullptr;
   prometheus::Gauge* leader_ = nullptr;
   prometheus::Gauge* leader_problem_ = nullptr;
+  prometheus::Gauge* stuck_ = nullptr;
   prometheus::Family<prometheus::Counter>* status_writes_ = nullptr;
   prometheus::Family<prometheus::Counter>* events_ = nullptr;
   prometheus::Family<prometheus::Gauge>* services_ = nullptr;

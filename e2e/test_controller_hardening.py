@@ -115,6 +115,32 @@ class HardeningTest(unittest.TestCase):
         self.assertTrue(writes)
         self.assertTrue(all(r["query"] == "" for r in writes), writes)
 
+    # Issue 17.10: the client's pool had 4 threads and each of the 4 watches
+    # blocked one while reading a long event. Four large events at once left
+    # every pool thread waiting for data only a pool thread could deliver: the
+    # controller hung silently, still serving metrics and gRPC.
+    def test_four_simultaneous_large_watch_events_do_not_hang_the_controller(self):
+        self.server.create("ippools", pool("public", ["192.0.2.0/28"]))
+        self.server.create("services", service("first"))
+        self.server.create("endpointslices", base.slice_("first"))
+        c = self.start()
+        wait_for("first served", lambda: ingress(self.svc("first")))
+        big = "x" * (64 * 1024)
+        objs = [("services", self.svc("first")),
+                ("endpointslices", self.server.get("endpointslices", "default", "first-x")),
+                ("nodes", self.server.get("nodes", None, "node-a")),
+                ("ippools", self.server.get("ippools", None, "public"))]
+        for round_ in range(3):
+            for kind, obj in objs:
+                obj["metadata"].setdefault("annotations", {})["example.com/big"] = big + str(round_)
+            # The four events arrive together on the four watches.
+            for kind, obj in objs:
+                obj = self.server.update(kind, obj)
+        self.server.create("services", service("after"))
+        wait_for("a new Service served after four large events", lambda: ingress(self.svc("after")),
+                 timeout=20)
+        self.assertIsNone(c.proc.poll())
+
     # Issue 13.5: "Warning: 299 ... unknown field ipMode" (Kubernetes before
     # 1.29) was ignored. Each distinct warning is logged once and counted.
     def test_api_warnings_are_logged_once_and_counted(self):

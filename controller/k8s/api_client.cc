@@ -69,7 +69,9 @@ double retryAfter(const http::http_response& r) {
 // cpprestsdk runs its I/O and task continuations on a shared pool of 40
 // threads by default; a handful serves this client's load with far fewer
 // context switches (measured: the 10k-Service sync took 5.2 CPU-seconds
-// instead of 11, and 5.8 s instead of 10.5).
+// instead of 11, and 5.8 s instead of 10.5). No thread of it ever blocks on
+// a watch (stream() waits on the informer's own thread), so the pool need
+// not grow with the number of watches.
 void sizeThreadPool() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -100,6 +102,10 @@ ApiClient::ApiClient(ClusterConfig cluster, ApiClientOptions options, ApiTelemet
 
 ApiClient::~ApiClient() {
   shutdown();
+}
+
+void ApiClient::probePool(std::function<void()> ran) {
+  pplx::create_task([ran = std::move(ran)] { ran(); });
 }
 
 void ApiClient::shutdown() {
@@ -224,17 +230,29 @@ ApiResponse ApiClient::stream(const std::string& path, std::chrono::seconds idle
       out.error = statusMessage(out.body);
       out.retry_after = retryAfter(resp);
     } else {
-      auto body = resp.body();
-      while (!token.is_canceled()) {
-        concurrency::streams::container_buffer<std::string> line;
-        const size_t n = body.read_line(line).get();
-        const std::string& text = line.collection();
-        if (n == 0 && text.empty()) {
-          if (body.is_eof()) break;
-          continue;
+      // Raw reads into our own buffer, split into lines here, waited for on
+      // this (the informer's) thread. Not istream::read_line: for a line
+      // longer than its buffer it waits for a flush from inside a pool
+      // continuation, and four long events at once left every pool thread
+      // waiting on work only a pool thread could do (issue 17.10).
+      auto buf = resp.body().streambuf();
+      std::string pending;
+      std::vector<char> chunk(64 * 1024);
+      bool go_on = true;
+      while (go_on && !token.is_canceled()) {
+        const size_t n = buf.getn(reinterpret_cast<uint8_t*>(chunk.data()), chunk.size()).get();
+        if (n == 0) break;  // end of the stream
+        pending.append(chunk.data(), n);
+        size_t start = 0;
+        for (size_t nl; go_on && (nl = pending.find('\n', start)) != std::string::npos;
+             start = nl + 1) {
+          std::string_view line(pending.data() + start, nl - start);
+          if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+          if (!line.empty()) go_on = on_line(line);
         }
-        if (!on_line(text)) break;
+        pending.erase(0, start);
       }
+      if (go_on && !token.is_canceled() && !pending.empty()) on_line(pending);
     }
   } catch (const std::exception& e) {
     if (out.ok() || out.code == 0) out.error = e.what();

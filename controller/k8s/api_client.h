@@ -98,6 +98,9 @@ class ApiClient final : public ApiWriter {
 
   // Cancels every stream in progress and makes later calls fail at once.
   void shutdown();
+  // Runs `ran` on the HTTP client's thread pool: if it never runs, the pool
+  // is starved and no request or watch can complete (the watchdog's probe).
+  void probePool(std::function<void()> ran);
   bool stopping() const override { return stopping_.load(); }
   const ClusterConfig& cluster() const { return cluster_; }
   ApiTelemetry* telemetry() const { return telemetry_; }

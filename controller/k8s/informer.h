@@ -28,6 +28,7 @@
 
 #include "common/backoff.h"
 #include "common/log_safe.h"
+#include "common/watchdog.h"
 #include "controller/k8s/api_client.h"
 #include "controller/k8s/decode.h"
 
@@ -43,6 +44,9 @@ struct InformerOptions {
   int watch_timeout_max_s = 600;
   std::chrono::milliseconds backoff_initial{200};
   std::chrono::milliseconds backoff_max{30000};
+  // Beaten on every step (a list, a watch opened or ended, a line read, a
+  // failed attempt): only a thread stuck inside one read stops it.
+  Watchdog* watchdog = nullptr;
 };
 
 template <typename T>
@@ -123,9 +127,14 @@ class Informer {
  private:
   enum class WatchEnd { kRenew, kRelist, kBackoff };
 
+  void beat() {
+    if (opt_.watchdog) opt_.watchdog->beat("informer/" + opt_.resource);
+  }
+
   void run() {
     bool listed = false;
     while (!isStopping()) {
+      beat();
       if (!listed) {
         listed = relist();
         if (!listed) {
@@ -160,6 +169,7 @@ class Informer {
     std::string cont, rv;
     int expired_restarts = 0;
     while (true) {
+      beat();
       std::string p = opt_.path + sep() + "limit=" + std::to_string(opt_.page_size);
       if (!cont.empty()) p += "&continue=" + web::uri::encode_data_string(cont);
       const ApiResponse r = api_->request("GET", p);
@@ -238,8 +248,10 @@ class Informer {
         api_->stream(p, std::chrono::seconds(timeout + 30), [&](std::string_view line) {
           if (isStopping()) return false;
           got_any = true;
+          beat();
           return apply(line, &end);
         });
+    beat();
     retry_after_ = std::chrono::milliseconds(static_cast<int64_t>(r.retry_after * 1000));
     if (isStopping()) return WatchEnd::kRenew;
     if (r.code == 410) {

@@ -46,6 +46,7 @@ void KubeController::start(ReconcileLoop::Published on_reconciled) {
   so.watch_timeout_max_s = opt_.watch_timeout_max_s;
   so.backoff_initial = opt_.backoff_initial;
   so.backoff_max = opt_.backoff_max;
+  so.watchdog = watchdog_.get();
   KubeSourceCallbacks cb;
   cb.service_changed = [this](const std::string& key) { loop_->serviceChanged(key); };
   cb.slices_changed = [this](const std::string& key) { loop_->slicesChanged(key); };
@@ -80,17 +81,43 @@ void KubeController::start(ReconcileLoop::Published on_reconciled) {
   lo.reconciler = opt_.reconciler;
   lo.debounce = opt_.debounce;
   lo.resync = opt_.resync;
+  lo.watchdog = watchdog_.get();
   loop_ = std::make_unique<ReconcileLoop>(lo, source_.get(), status_.get(), recorder_.get(),
                                           std::move(on_reconciled), telemetry_);
   loop_->start();
   source_->start();
   if (elector_) elector_->start();
   queue_.startWorkers(opt_.writers);
+  watchdog_->expect("api-client-pool", std::chrono::seconds(10));
+  prober_ = std::thread([this] {
+    bool was_ok = true;
+    std::unique_lock<std::mutex> lock(prober_mu_);
+    while (!prober_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
+      api_.probePool([wd = watchdog_] { wd->beat("api-client-pool"); });
+      const Watchdog::Verdict v = watchdog_->check();
+      if (v.ok != was_ok) {
+        if (v.ok) {
+          spdlog::info("event=watchdog_recovered");
+        } else {
+          spdlog::error("event=watchdog_stuck msg=\"{}\" action=\"liveness fails: restart\"",
+                        v.detail);
+        }
+        if (telemetry_) telemetry_->stuck(!v.ok);
+        was_ok = v.ok;
+      }
+    }
+  });
 }
 
 void KubeController::stop() {
   if (!started_) return;
   started_ = false;
+  {
+    std::lock_guard<std::mutex> lock(prober_mu_);
+    stopping_ = true;
+  }
+  prober_cv_.notify_all();
+  if (prober_.joinable()) prober_.join();
   loop_->stop();
   if (elector_) elector_->stop();  // releases the Lease (needs the client)
   status_->dropQueued();

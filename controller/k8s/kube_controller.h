@@ -8,11 +8,15 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 
+#include "common/watchdog.h"
 #include "controller/config/annotations.h"
 #include "controller/k8s/api_client.h"
 #include "controller/k8s/event_poster.h"
@@ -37,6 +41,8 @@ class ControllerTelemetry : public ApiTelemetry,
   virtual void leader(bool /*is_leader*/) {}
   // A problem with leader election only the operator can fix ("" solved).
   virtual void leaderElectionProblem(const std::string& /*problem*/) {}
+  // The watchdog found a part that stopped moving (or it moves again).
+  virtual void stuck(bool /*stuck*/) {}
 };
 
 struct KubeControllerOptions {
@@ -73,6 +79,9 @@ class KubeController {
   std::string problem() const;
   // The leader's gRPC address while another instance leads, or "".
   std::string leaderAddress() const;
+  // Liveness: every informer, the reconcile loop and the HTTP client's
+  // thread pool keep moving (a hung controller gets restarted).
+  Watchdog::Verdict health() const { return watchdog_->check(); }
 
  private:
   KubeControllerOptions opt_;
@@ -85,6 +94,13 @@ class KubeController {
   std::unique_ptr<EventRecorder> recorder_;
   std::unique_ptr<LeaderElector> elector_;
   std::unique_ptr<ReconcileLoop> loop_;
+  // Shared: a probe stuck in a starved pool may run after we are gone.
+  std::shared_ptr<Watchdog> watchdog_ = std::make_shared<Watchdog>();
+  // Probes the HTTP client's pool every second (it beats "api-client-pool").
+  std::thread prober_;
+  std::mutex prober_mu_;
+  std::condition_variable prober_cv_;
+  bool stopping_ = false;
   bool started_ = false;
 };
 

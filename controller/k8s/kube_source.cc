@@ -13,6 +13,13 @@ InformerOptions KubeSource::informerOptions(const std::string& resource,
   io.watch_timeout_max_s = opt_.watch_timeout_max_s;
   io.backoff_initial = opt_.backoff_initial;
   io.backoff_max = opt_.backoff_max;
+  io.watchdog = opt_.watchdog;
+  if (io.watchdog) {
+    // A watch may be silent for its whole timeout plus the read timeout
+    // (30 s) before the thread notices; more than that is a hang.
+    io.watchdog->expect("informer/" + resource,
+                        std::chrono::seconds(opt_.watch_timeout_max_s + 30 + 60));
+  }
   return io;
 }
 

@@ -18,6 +18,7 @@ struct KubeSourceOptions {
   int watch_timeout_max_s = 600;
   std::chrono::milliseconds backoff_initial{200};
   std::chrono::milliseconds backoff_max{30000};
+  Watchdog* watchdog = nullptr;  // each informer beats it
 };
 
 struct KubeSourceCallbacks {

@@ -71,7 +71,12 @@ void ReconcileLoop::stop() {
 }
 
 void ReconcileLoop::run() {
+  if (opt_.watchdog) {
+    // It wakes at least every resync; a pass longer than a minute is a hang.
+    opt_.watchdog->expect("reconcile-loop", opt_.resync + std::chrono::seconds(60));
+  }
   while (true) {
+    if (opt_.watchdog) opt_.watchdog->beat("reconcile-loop");
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (!cv_.wait_for(lock, opt_.resync, [this] { return pending_.any() || stopping_; })) {

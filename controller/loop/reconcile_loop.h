@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/watchdog.h"
 #include "controller/reconciler/reconciler.h"
 #include "controller/status/event_recorder.h"
 #include "controller/status/wanted.h"
@@ -68,6 +69,7 @@ struct ReconcileLoopOptions {
   ReconcilerConfig reconciler;
   std::chrono::milliseconds debounce{10};  // the one debounce: let a burst settle
   std::chrono::seconds resync{60};         // a full pass anyway (retries what failed)
+  Watchdog* watchdog = nullptr;            // beaten each turn ("reconcile-loop")
 };
 
 class ReconcileLoop {
