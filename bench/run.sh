@@ -2,7 +2,8 @@
 # Benchmarks that print figures, one per line: FIGURE <name> <value> <unit>.
 #   bench/run.sh core      Maglev, conntrack and forwarding-decision figures
 #   bench/run.sh datapath  AF_XDP datapath vs nftables DNAT vs kernel forwarding (root)
-#   bench/run.sh controller  10k Services against the Kubernetes API test server
+#   bench/run.sh controller  10k Services against the Kubernetes API test server, and
+#                            their fan-out to 200 simulated agents
 #   bench/run.sh apiserver   the Kubernetes API test server itself at that scale
 #   bench/run.sh e2e       the whole system in the cluster lab: failover, drain, propagation;
 #                          BGP with real routers: failover with BFD, ECMP moves; flows across
@@ -73,7 +74,7 @@ datapath() {  # needs root: builds a namespace lab
 }
 
 controller() {
-  ninja -C "$build" -j2 flowlb-controller bench_reconcile >/dev/null
+  ninja -C "$build" -j2 flowlb-controller bench_reconcile fanout_agents >/dev/null
   "$build/bench/bench_reconcile" --benchmark_filter=10000 --benchmark_format=json 2>/dev/null |
     python3 -c '
 import json, sys
@@ -83,6 +84,7 @@ for b in json.load(sys.stdin)["benchmarks"]:
             "BM_ReconcileEndpointChange/10000": "reconcile_endpoint_change_ms_10k"}[b["name"]]
     print("FIGURE %s %.1f ms" % (name, b["real_time"]))'
   python3 -m bench.controller_bench "$build"
+  python3 -m bench.fanout_bench "$build"
 }
 
 apiserver() {
