@@ -95,6 +95,15 @@ ServiceSettings parseServiceSettings(const std::map<std::string, std::string>& a
                          "' is not one of nat, dsr; using nat");
     }
   }
+  if (const std::string* v = get(kAnnotationProxyProtocol)) {
+    const std::string m = trim(*v);
+    if (m == "v2") {
+      s.proxy_protocol_v2 = true;
+    } else if (m != "none" && !m.empty()) {
+      s.errors.push_back(std::string(kAnnotationProxyProtocol) + ": '" + m +
+                         "' is not one of v2, none; sending no PROXY header");
+    }
+  }
   for (auto [key, field] : {std::pair{kAnnotationIdleTimeout, &s.idle_timeout_s},
                             std::pair{kAnnotationDrainTimeout, &s.drain_timeout_s}}) {
     const std::string* v = get(key);

@@ -19,6 +19,7 @@ inline constexpr const char* kAnnotationSharingKey = "flowlb.io/sharing-key";
 inline constexpr const char* kAnnotationForwardingMode = "flowlb.io/forwarding-mode";
 inline constexpr const char* kAnnotationIdleTimeout = "flowlb.io/idle-timeout";
 inline constexpr const char* kAnnotationDrainTimeout = "flowlb.io/drain-timeout";
+inline constexpr const char* kAnnotationProxyProtocol = "flowlb.io/proxy-protocol";
 // Written by the controller: the pool an address came from.
 inline constexpr const char* kAnnotationAllocatedFrom = "flowlb.io/ip-allocated-from-pool";
 // The conditions the controller keeps in a served Service's status.
@@ -43,6 +44,7 @@ struct ServiceSettings {
   ForwardingMode mode = ForwardingMode::kNat;
   uint32_t idle_timeout_s = 0;      // 0: the agent's default
   uint32_t drain_timeout_s = 300;   // 5 min
+  bool proxy_protocol_v2 = false;   // a PROXY v2 header in front of what backends receive
   std::vector<std::string> errors;  // one line per bad annotation
 };
 

@@ -14,8 +14,10 @@ TEST(AnnotationsTest, AllAnnotationsParsed) {
                                  {"flowlb.io/sharing-key", "web"},
                                  {"flowlb.io/forwarding-mode", "dsr"},
                                  {"flowlb.io/idle-timeout", "1h30m"},
-                                 {"flowlb.io/drain-timeout", "45s"}});
+                                 {"flowlb.io/drain-timeout", "45s"},
+                                 {"flowlb.io/proxy-protocol", "v2"}});
   EXPECT_TRUE(s.errors.empty());
+  EXPECT_TRUE(s.proxy_protocol_v2);
   EXPECT_EQ(s.pool, "public");
   ASSERT_EQ(s.ips.size(), 2u);
   EXPECT_EQ(s.ips[1].toString(), "2001:db8::10");
@@ -31,6 +33,7 @@ TEST(AnnotationsTest, DefaultsWithoutAnnotations) {
   EXPECT_EQ(s.mode, ForwardingMode::kNat);
   EXPECT_EQ(s.idle_timeout_s, 0u);
   EXPECT_EQ(s.drain_timeout_s, 300u);
+  EXPECT_FALSE(s.proxy_protocol_v2);
   EXPECT_TRUE(s.ips.empty());
 }
 
@@ -46,13 +49,16 @@ TEST(AnnotationsTest, BadValuesAreErrorsNamingTheAnnotationAndTheRestStillApplie
                                  {"flowlb.io/forwarding-mode", "tunnel"},
                                  {"flowlb.io/idle-timeout", "0s"},
                                  {"flowlb.io/drain-timeout", "ten minutes"},
+                                 {"flowlb.io/proxy-protocol", "v1"},
                                  {"flowlb.io/pool", "ok"}});
-  ASSERT_EQ(s.errors.size(), 5u);
+  ASSERT_EQ(s.errors.size(), 6u);
   EXPECT_THAT(s.errors[0], HasSubstr("'banana'"));
   EXPECT_THAT(s.errors[1], HasSubstr("one per family"));
   EXPECT_THAT(s.errors[2], HasSubstr("flowlb.io/forwarding-mode: 'tunnel'"));
-  EXPECT_THAT(s.errors[3], HasSubstr("flowlb.io/idle-timeout"));
-  EXPECT_THAT(s.errors[4], HasSubstr("flowlb.io/drain-timeout"));
+  EXPECT_THAT(s.errors[3], HasSubstr("flowlb.io/proxy-protocol: 'v1'"));
+  EXPECT_THAT(s.errors[4], HasSubstr("flowlb.io/idle-timeout"));
+  EXPECT_THAT(s.errors[5], HasSubstr("flowlb.io/drain-timeout"));
+  EXPECT_FALSE(s.proxy_protocol_v2);
   EXPECT_EQ(s.ips.size(), 1u);  // the good address is kept
   EXPECT_EQ(s.pool, "ok");
   EXPECT_EQ(s.mode, ForwardingMode::kNat);

@@ -2,6 +2,8 @@
 
 #include <google/protobuf/unknown_field_set.h>
 
+#include "common/maglev_sizing.h"
+
 namespace flowlb::controller {
 namespace {
 
@@ -40,8 +42,11 @@ std::string encodeVirtualService(const DesiredService& d, bool backend_keys) {
     if (d.affinity_timeout_s != 10800)
       vs.set_session_affinity_timeout_seconds(d.affinity_timeout_s);
   }
-  // maglev_table_size 0: the agents' size for the backend count, the same
-  // everywhere; hash_seed 0: cluster-wide.
+  // The Maglev table size for the backend count, said explicitly so that
+  // every node (and every agent version during an upgrade) builds the same
+  // table (common/maglev_sizing.h); hash_seed 0: cluster-wide.
+  vs.set_maglev_table_size(maglevSizeFor(d.backends.size()));
+  if (d.proxy_protocol_v2) vs.set_proxy_protocol(pb::PROXY_PROTOCOL_V2);
   for (const IpPrefix& p : d.source_ranges) {
     pb::IpPrefix* out = vs.add_source_ranges();
     setAddress(p.addr, out->mutable_address());

@@ -82,6 +82,30 @@ TEST(ProtoEncodeTest, CompactEncodingLeavesOutDefaultsAndKeysButLosesNothing) {
   EXPECT_EQ(p.backends.size(), 1u);
 }
 
+// The table size is said, not left to each agent (every node and every
+// agent version builds the same table), and the PROXY protocol annotation
+// reaches the agent.
+TEST(ProtoEncodeTest, MaglevSizeAndProxyProtocolReachTheAgent) {
+  auto d = std::make_shared<DesiredService>(*plain());
+  d->proxy_protocol_v2 = true;
+  for (int i = 2; i <= 3; ++i) {
+    d->backends.push_back(
+        {ip(("10.0.0." + std::to_string(i)).c_str()), 8080, BackendState::kActive, "n1", ""});
+  }
+  pb::DesiredState ds;
+  ds.set_generation(1);
+  ds.set_kind(pb::DESIRED_STATE_KIND_FULL);
+  ASSERT_TRUE(ds.add_services()->ParseFromString(encodeVirtualService(*d, false)));
+  ASSERT_TRUE(ds.add_services()->ParseFromString(encodeVirtualService(*plain(), false)));
+  EXPECT_EQ(ds.services(0).maglev_table_size(), 1021u);  // > 100 x 3 backends
+  EXPECT_EQ(ds.services(1).maglev_table_size(), 251u);
+  EXPECT_EQ(ds.services(1).proxy_protocol(), pb::PROXY_PROTOCOL_UNSPECIFIED);
+  const agent::ReceivedState st = agent::convertDesiredState(ds, "n1");
+  ASSERT_EQ(st.desired.services.size(), 2u);
+  EXPECT_EQ(st.desired.services[0].maglev_size, 1021u);
+  EXPECT_EQ(st.desired.services[0].proxy_protocol, agent::ProxyProtocol::kV2);
+}
+
 TEST(ProtoEncodeTest, SplicedServicesReadBackAsAMessageBuiltFieldByField) {
   const auto encode = [](const DesiredService& d, bool keys) {
     return encodeVirtualService(d, keys);

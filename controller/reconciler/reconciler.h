@@ -47,6 +47,7 @@ struct DesiredService {
   uint32_t idle_timeout_s = 0;
   uint32_t drain_timeout_s = 300;
   bool external_traffic_local = false;
+  bool proxy_protocol_v2 = false;  // flowlb.io/proxy-protocol: v2
   std::vector<IpPrefix> source_ranges;
   std::vector<DesiredBackend> backends;  // sorted by (address, port)
   // Nodes that may announce its VIP (ready; with externalTrafficPolicy:
@@ -60,7 +61,8 @@ struct DesiredService {
            client_ip_affinity == o.client_ip_affinity &&
            affinity_timeout_s == o.affinity_timeout_s && idle_timeout_s == o.idle_timeout_s &&
            drain_timeout_s == o.drain_timeout_s &&
-           external_traffic_local == o.external_traffic_local && source_ranges == o.source_ranges &&
+           external_traffic_local == o.external_traffic_local &&
+           proxy_protocol_v2 == o.proxy_protocol_v2 && source_ranges == o.source_ranges &&
            backends == o.backends;
   }
 };
