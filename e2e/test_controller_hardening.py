@@ -11,10 +11,21 @@ e2e/test_controller_k8s.py (the chart's RBAC held by the test server):
 import re
 import signal
 import unittest
+import urllib.error
+import urllib.request
 
 from e2e import test_controller_k8s as base
 from e2e.lib.wait import wait_until
 from e2e.test_controller_k8s import ingress, node, pool, service
+
+
+def readyz(c):
+    """(status code, body) of the controller's /readyz."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{c.metrics_port}/readyz", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def wait_for(what, predicate, timeout=15):
@@ -171,6 +182,10 @@ class HardeningTest(unittest.TestCase):
         self.assertEqual(c.metric("flowlb_controller_leader"), 0)
         self.assertEqual(c.metric("flowlb_controller_leader_election_problem"), 1)
         self.assertIn("leader=false", re.findall(r"event=desired_state .*", c.output())[-1])
+        # ... and readiness says what the operator must fix.
+        code, body = readyz(c)
+        self.assertEqual(code, 503, body)
+        self.assertRegex(body, r"\[-\]leader-election failed: .*flowlb-system")
         c.stop(signal.SIGTERM)
 
 
