@@ -84,6 +84,23 @@ render --set metrics.serviceMonitor.enabled=true,metrics.podMonitor.enabled=true
 for kind in ServiceMonitor PodMonitor PrometheusRule; do
   grep -q "^kind: $kind$" "$tmp/mon.yaml" && pass "renders a $kind when asked" || fail "no $kind"
 done
+# The PrometheusRule carries the plain rules file, the PodMonitor labels series with the node.
+python3 - "$tmp/mon.yaml" "$chart/alerts/flowlb-rules.yaml" <<'PY' && pass "PrometheusRule = alerts/flowlb-rules.yaml; PodMonitor adds node" || fail "PrometheusRule content or PodMonitor node label"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+rule = [d for d in docs if d["kind"] == "PrometheusRule"][0]
+assert rule["spec"] == yaml.safe_load(open(sys.argv[2])), "rules differ"
+pm = [d for d in docs if d["kind"] == "PodMonitor"][0]
+assert pm["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["targetLabel"] == "node"
+PY
+render --set metrics.grafanaDashboard.enabled=true >"$tmp/dash.yaml"
+python3 - "$tmp/dash.yaml" "$chart/dashboards/flowlb.json" <<'PY' && pass "grafanaDashboard: a ConfigMap labelled grafana_dashboard with the dashboard" || fail "dashboard ConfigMap"
+import json, sys, yaml
+cm = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")][0]
+assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+assert json.loads(cm["data"]["flowlb.json"]) == json.load(open(sys.argv[2]))
+PY
+! render | grep -q "grafana_dashboard\|kind: PrometheusRule" && pass "no dashboard ConfigMap or PrometheusRule by default" || fail "monitoring objects on by default"
 render --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef |
   grep -q "flowlb@sha256:0123" && pass "an image digest wins over the tag" || fail "image.digest"
 render --set-string agent.nodeSelector.x=true | grep -q 'x: "true"' && pass "--set-string nodeSelector renders a string" ||

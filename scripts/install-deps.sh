@@ -22,6 +22,8 @@ packages=(
   xdp-tools iproute2 ethtool iperf3 socat nginx-light curl wrk tcpdump
   python3 python3-scapy python3-yaml python3-jsonschema nftables procps util-linux iputils-ping
   unzip openssl
+  # a real Prometheus (and promtool) for the dashboard and alert checks
+  prometheus
   # the image: built without a daemon (buildah) from a local Debian base (mmdebstrap)
   buildah mmdebstrap uidmap
   # the BGP lab: real routers as the agent's peers (run in namespaces, never as services)
