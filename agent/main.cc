@@ -338,6 +338,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   logApplyReport(*first_apply, first_apply->errors);
   (*metrics)->configReload(true);
   (*metrics)->refusedServices(first_apply->errors);
+  (*metrics)->desiredState(initial.desired);
   health.attached();
   if (!link) health.applied(initial.desired.generation);
   std::unique_ptr<L2Announcer> announcer;
@@ -354,6 +355,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
     }
     announcer = std::move(*a);
     announcer->setVips(vipsOf(initial.desired));
+    (*metrics)->announcedVips(vipsOf(initial.desired));
   }
   BgpAnnouncement bgp(nodeName(f));
   if (auto st = bgp.update(initial.bgp, initial.desired, first_apply->errors); !st) {
@@ -394,7 +396,11 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
         }
         auto report = (*dp)->apply(next->desired, initial.snat);
         if (report) {
-          if (announcer) announcer->setVips(next->announce);
+          if (announcer) {
+            announcer->setVips(next->announce);
+            (*metrics)->announcedVips(next->announce);
+          }
+          (*metrics)->desiredState(next->desired);
           ack.errors.insert(ack.errors.end(), report->errors.begin(), report->errors.end());
           size_t backends = 0;
           for (const ServiceSpec& svc : next->desired.services) backends += svc.backends.size();
@@ -451,7 +457,11 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
         logApplyReport(*report, report->errors);
         (*metrics)->refusedServices(report->errors);
         health.applied(next->desired.generation);
-        if (announcer) announcer->setVips(vipsOf(next->desired));
+        (*metrics)->desiredState(next->desired);
+        if (announcer) {
+          announcer->setVips(vipsOf(next->desired));
+          (*metrics)->announcedVips(vipsOf(next->desired));
+        }
         if (auto st = bgp.update(next->bgp, next->desired, report->errors); !st) {
           spdlog::error("event=bgp_failed msg=\"{}\"", st.message());
         }

@@ -35,6 +35,12 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
       &family(BuildCounter(), "flowlb_agent_backend_bytes_total", "Bytes forwarded per backend", r);
   m->backend_new_flows_ = &family(BuildCounter(), "flowlb_agent_backend_new_flows_total",
                                   "Flows created per backend", r);
+  m->service_series_ = {
+      "service", m->service_packets_, m->service_bytes_, m->service_new_flows_, {}, {}, {}};
+  m->backend_series_ = {
+      "backend", m->backend_packets_, m->backend_bytes_, m->backend_new_flows_, {}, {}, {}};
+  m->announced_ = &family(BuildGauge(), "flowlb_agent_announced_vip_info",
+                          "VIPs this node answers ARP/NDP for (1 each)", r);
   m->drops_ = &family(BuildCounter(), "flowlb_agent_datapath_drops_total",
                       "Frames dropped by the forwarding decision, by reason", r);
   m->unhandled_ =
@@ -149,6 +155,58 @@ void AgentMetrics::setCounter(prometheus::Counter& c, double value) {
   if (delta > 0) c.Increment(delta);
 }
 
+std::string AgentMetrics::backendLabel(const IpAddr& addr, uint16_t port) {
+  return (addr.isV4() ? addr.toString() : "[" + addr.toString() + "]") + ":" + std::to_string(port);
+}
+
+void AgentMetrics::desiredState(const DesiredState& d) {
+  service_series_.present.clear();
+  backend_series_.present.clear();
+  for (const ServiceSpec& s : d.services) {
+    service_series_.present.insert(s.name);
+    for (const BackendSpec& b : s.backends)
+      backend_series_.present.insert(backendLabel(b.addr, b.port));
+  }
+}
+
+void AgentMetrics::announcedVips(const std::vector<IpAddr>& vips) {
+  for (prometheus::Gauge* g : announced_series_) announced_->Remove(g);
+  announced_series_.clear();
+  std::set<std::string> seen;
+  for (const IpAddr& v : vips) {
+    if (!seen.insert(v.toString()).second) continue;  // one VIP, several ports
+    prometheus::Gauge& g = announced_->Add({{"vip", v.toString()}});
+    g.Set(1);
+    announced_series_.push_back(&g);
+  }
+}
+
+void AgentMetrics::publish(TrafficSeries& ts,
+                           const std::map<std::string, WorkerReport::Traffic>& by_name) {
+  for (const auto& [name, t] : by_name) {
+    const prometheus::Labels labels{{ts.label, name}};
+    if (ts.present.count(name) == 0) {
+      auto shown = ts.shown.find(name);
+      if (shown != ts.shown.end() && shown->second == t.packets) {
+        // Gone from the desired state and no longer counting: drop its series.
+        ts.packets->Remove(&ts.packets->Add(labels));
+        ts.bytes->Remove(&ts.bytes->Add(labels));
+        ts.new_flows->Remove(&ts.new_flows->Add(labels));
+        ts.gone[name] = t.packets;
+        ts.shown.erase(shown);
+        continue;
+      }
+      auto gone = ts.gone.find(name);
+      if (gone != ts.gone.end() && gone->second == t.packets) continue;
+    }
+    ts.gone.erase(name);
+    ts.shown[name] = t.packets;
+    setCounter(ts.packets->Add(labels), static_cast<double>(t.packets));
+    setCounter(ts.bytes->Add(labels), static_cast<double>(t.bytes));
+    setCounter(ts.new_flows->Add(labels), static_cast<double>(t.new_flows));
+  }
+}
+
 void AgentMetrics::update(const AnnouncerStats& st) {
   setCounter(l2_->Add({{"kind", "arp_reply"}}), static_cast<double>(st.arp_replies));
   setCounter(l2_->Add({{"kind", "na_reply"}}), static_cast<double>(st.na_replies));
@@ -250,17 +308,8 @@ void AgentMetrics::update(const DatapathStatus& st) {
     frames_->Add({{"worker", worker}, {"state", "in_tx"}}).Set(static_cast<double>(r.frames_in_tx));
     frames_->Add({{"worker", worker}, {"state", "total"}}).Set(static_cast<double>(r.frames_total));
   }
-  using Family = prometheus::Family<prometheus::Counter>;
-  const auto traffic = [](const std::map<std::string, WorkerReport::Traffic>& by, const char* label,
-                          Family* packets, Family* bytes, Family* new_flows) {
-    for (const auto& [name, t] : by) {
-      setCounter(packets->Add({{label, name}}), static_cast<double>(t.packets));
-      setCounter(bytes->Add({{label, name}}), static_cast<double>(t.bytes));
-      setCounter(new_flows->Add({{label, name}}), static_cast<double>(t.new_flows));
-    }
-  };
-  traffic(services, "service", service_packets_, service_bytes_, service_new_flows_);
-  traffic(backends, "backend", backend_packets_, backend_bytes_, backend_new_flows_);
+  publish(service_series_, services);
+  publish(backend_series_, backends);
   for (size_t i = 1; i < drops.size(); ++i) {
     setCounter(drops_->Add({{"reason", dropReasonName(static_cast<DropReason>(i))}}),
                static_cast<double>(drops[i]));

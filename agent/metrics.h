@@ -8,6 +8,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -28,6 +29,13 @@ class AgentMetrics {
                                                      const HealthChecks* health);
 
   void update(const DatapathStatus& st);
+  // The services and backends of the desired state in force: per-service and
+  // per-backend series of names no longer in it are removed once they stop
+  // counting (a draining flow may still add to them), so a rolling update
+  // does not leave series behind for good.
+  void desiredState(const DesiredState& d);
+  // The VIPs this node answers ARP/NDP for (one series each, 1).
+  void announcedVips(const std::vector<IpAddr>& vips);
   void update(const AnnouncerStats& st);
   // BGP sessions and BFD, one series per peer (removed with the peer).
   void update(const bgp::SpeakerStatus& st);
@@ -44,6 +52,19 @@ class AgentMetrics {
  private:
   AgentMetrics() = default;
   static void setCounter(prometheus::Counter& c, double value);
+  // The backend label: "10.0.0.1:8080", "[fd00::1]:8080" (as the workers name them).
+  static std::string backendLabel(const IpAddr& addr, uint16_t port);
+  struct TrafficSeries {
+    const char* label;
+    prometheus::Family<prometheus::Counter>* packets;
+    prometheus::Family<prometheus::Counter>* bytes;
+    prometheus::Family<prometheus::Counter>* new_flows;
+    std::set<std::string> present;          // names in the desired state in force
+    std::map<std::string, uint64_t> shown;  // names with series: packets last published
+    std::map<std::string, uint64_t> gone;   // names whose series were removed: packets then
+  };
+  static void publish(TrafficSeries& ts,
+                      const std::map<std::string, WorkerReport::Traffic>& by_name);
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<HttpServer> server_;
@@ -53,6 +74,10 @@ class AgentMetrics {
   prometheus::Family<prometheus::Counter>* backend_packets_ = nullptr;
   prometheus::Family<prometheus::Counter>* backend_bytes_ = nullptr;
   prometheus::Family<prometheus::Counter>* backend_new_flows_ = nullptr;
+  TrafficSeries service_series_{};
+  TrafficSeries backend_series_{};
+  prometheus::Family<prometheus::Gauge>* announced_ = nullptr;
+  std::vector<prometheus::Gauge*> announced_series_;
   prometheus::Family<prometheus::Counter>* drops_ = nullptr;
   prometheus::Family<prometheus::Counter>* unhandled_ = nullptr;
   prometheus::Family<prometheus::Counter>* xdp_packets_ = nullptr;
