@@ -179,9 +179,18 @@ void ControllerMetrics::reconciled(double seconds, const Reconciled& r, bool ful
   std::lock_guard<std::mutex> lock(mu_);
   services_->Add({{"state", "satisfied"}}).Set(static_cast<double>(ok));
   services_->Add({{"state", "unsatisfied"}}).Set(static_cast<double>(r.services.size() - ok));
+  // A deleted pool's series go with it (else an alert on a full pool would outlive the pool).
+  for (const std::string& name : pool_names_) {
+    if (r.pools.count(name) != 0) continue;
+    for (const char* state : {"used", "free"}) {
+      pool_addresses_->Remove(&pool_addresses_->Add({{"pool", name}, {"state", state}}));
+    }
+  }
+  pool_names_.clear();
   for (const auto& [name, u] : r.pools) {
     pool_addresses_->Add({{"pool", name}, {"state", "used"}}).Set(static_cast<double>(u.used));
     pool_addresses_->Add({{"pool", name}, {"state", "free"}}).Set(static_cast<double>(u.free));
+    pool_names_.push_back(name);
   }
 }
 

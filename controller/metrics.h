@@ -80,6 +80,7 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Family<prometheus::Gauge>* agent_generation_ = nullptr;
   prometheus::Family<prometheus::Gauge>* agent_lag_ = nullptr;
   prometheus::Family<prometheus::Counter>* certificates_ = nullptr;
+  std::vector<std::string> pool_names_;   // pools reported last time, to drop deleted ones
   std::vector<std::string> agent_nodes_;  // labels set last time, to drop departed agents
   std::mutex sample_mu_;
   std::condition_variable sample_cv_;
