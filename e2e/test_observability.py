@@ -14,25 +14,31 @@ Checked: the metric names the binaries export are the ones docs/metrics.md
 lists; every dashboard query, with its variables set as Grafana would from
 their own queries, returns data; the alerts are quiet in the healthy lab and
 fire in a scenario made for each (agent killed, pool exhausted, drops, no
-leader); series of a removed backend go away; the announcing node exports the
+leader); the API panel, which the lab's directory-reading controller cannot
+feed, against the controller on the Kubernetes API test server; series of a removed backend go away; the announcing node exports the
 VIP it announces. Every query and its result are printed as FIGURE lines.
 """
 import json
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import unittest
 import urllib.parse
 import urllib.request
 
+from e2e.k8s import chart_rbac
+from e2e.k8s.apiserver import ApiServer
 from e2e.lib import observability as obs
 from e2e.lib import prom
 from e2e.lib.cluster_lab import (AGENT_METRICS, CONTROLLER_METRICS, NODES, Cluster,
                                  service_yaml)
-from e2e.lib.proc import free_port, lab_prefix
+from e2e.lib.proc import Processes, free_port, lab_prefix
 from e2e.lib.wait import wait_until
+from e2e.test_controller_k8s import Controller, node, pool, service, slice_
 
 FIGURES = []
 WEB = service_yaml("web", ["b1", "b2", "b3"], drain_timeout="2s")
@@ -46,55 +52,40 @@ spec: {addresses: ["10.10.1.121/32"], autoAssign: false}
 """
 
 
+def tearDownModule():
+    for f in FIGURES:
+        print(f, file=sys.stderr)
+
+
 def default_state(a):
     return a.services == 1 and a.backends == 3
 
 
-class Prometheus:
-    """A Prometheus on the host scraping the lab through socat bridges."""
+def bridge(cluster, name, ns, port):
+    """A host port forwarding to 127.0.0.1:port inside the lab's namespace ns
+    (socat, one nsenter'd socat per connection)."""
+    script = os.path.join(cluster.tmp, f"bridge-{name}.sh")
+    with open(script, "w") as f:
+        f.write(f"#!/bin/sh\nexec nsenter --net=/run/netns/{cluster.p}-{ns} "
+                f"socat STDIO TCP:127.0.0.1:{port}\n")
+    os.chmod(script, 0o755)
+    host = free_port()
+    cluster.procs.start(f"bridge-{name}", [
+        "socat", f"TCP-LISTEN:{host},bind=127.0.0.1,reuseaddr,fork", f"EXEC:{script}"])
+    return f"127.0.0.1:{host}"
 
-    def __init__(self, cluster):
-        self.c = cluster
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.dir = os.path.join(cluster.tmp, "prometheus")
-        os.makedirs(os.path.join(self.dir, "data"))
 
-    def bridge(self, name, ns, port):
-        """A host port forwarding to 127.0.0.1:port inside namespace ns."""
-        script = os.path.join(self.dir, f"bridge-{name}.sh")
-        with open(script, "w") as f:
-            f.write(f"#!/bin/sh\nexec nsenter --net=/run/netns/{self.c.p}-{ns} "
-                    f"socat STDIO TCP:127.0.0.1:{port}\n")
-        os.chmod(script, 0o755)
-        host = free_port()
-        self.c.procs.start(f"bridge-{name}", [
-            "socat", f"TCP-LISTEN:{host},bind=127.0.0.1,reuseaddr,fork", f"EXEC:{script}"])
-        return f"127.0.0.1:{host}"
+def lab_prometheus(cluster):
+    """Prometheus scraping the lab's controller and agents as the chart's
+    ServiceMonitor and PodMonitor would (agents: job flowlb-agent, label node)."""
+    return Prometheus(cluster.procs, cluster.tmp, {
+        "flowlb-controller": [(bridge(cluster, "ctl", "ctl", CONTROLLER_METRICS), {})],
+        "flowlb-agent": [(bridge(cluster, n, n, AGENT_METRICS), {"node": n}) for n in NODES],
+    }).start()
 
-    def start(self):
-        ctl = self.bridge("ctl", "ctl", CONTROLLER_METRICS)
-        agents = {n: self.bridge(n, n, AGENT_METRICS) for n in NODES}
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
-                       "scrape_timeout": "900ms"},
-            "rule_files": [obs.RULES],
-            "scrape_configs": [
-                {"job_name": "flowlb-controller", "static_configs": [{"targets": [ctl]}]},
-                {"job_name": "flowlb-agent", "static_configs": [
-                    {"targets": [addr], "labels": {"node": n}} for n, addr in agents.items()]},
-            ]}
-        path = os.path.join(self.dir, "prometheus.yml")
-        with open(path, "w") as f:
-            json.dump(config, f)  # JSON is YAML
-        self.c.procs.start("prometheus", [
-            "prometheus", f"--config.file={path}", f"--storage.tsdb.path={self.dir}/data",
-            f"--web.listen-address=127.0.0.1:{self.port}"])
-        wait_until(self.ready, 30, "Prometheus ready", ignore=(OSError,),
-                   context=lambda: self.c.log("prometheus")[-2000:])
-        wait_until(lambda: self.query("sum(up)") and self.query("sum(up)")[0][1] == 3, 30,
-                   "Prometheus scraping the controller and both agents",
-                   context=lambda: self.c.log("prometheus")[-2000:])
+
+class PrometheusApi:
+    """Prometheus' HTTP API."""
 
     def ready(self):
         with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
@@ -124,6 +115,42 @@ class Prometheus:
                 if a["labels"].get("alertname") == name]
 
 
+class Prometheus(PrometheusApi):
+    """A Prometheus on the host (a free port) loading the shipped rules;
+    `targets` is {job: [(host:port, {label: value})]}."""
+
+    def __init__(self, procs, tmp, targets):
+        self.procs = procs
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = os.path.join(tmp, "prometheus")
+        self.targets = targets
+        os.makedirs(os.path.join(self.dir, "data"))
+
+    def start(self):
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
+                       "scrape_timeout": "900ms"},
+            "rule_files": [obs.RULES],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [
+                    {"targets": [addr], "labels": labels} for addr, labels in targets]}
+                for job, targets in self.targets.items()]}
+        path = os.path.join(self.dir, "prometheus.yml")
+        with open(path, "w") as f:
+            json.dump(config, f)  # JSON is YAML
+        self.procs.start("prometheus", [
+            "prometheus", f"--config.file={path}", f"--storage.tsdb.path={self.dir}/data",
+            f"--web.listen-address=127.0.0.1:{self.port}"])
+        wait_until(self.ready, 30, "Prometheus ready", ignore=(OSError,),
+                   context=lambda: self.procs.log("prometheus")[-2000:])
+        n = sum(len(t) for t in self.targets.values())
+        wait_until(lambda: self.query("sum(up)") == [({}, float(n))], 30,
+                   f"Prometheus scraping all {n} targets",
+                   context=lambda: self.procs.log("prometheus")[-2000:])
+        return self
+
+
 def variable_values(p, dash):
     """The values Grafana would offer for each query variable, in order (later
     variables' queries use earlier ones, set to All)."""
@@ -149,8 +176,7 @@ class ObservabilityTest(unittest.TestCase):
         if os.geteuid() != 0:
             raise unittest.SkipTest("needs root (network namespaces, XDP)")
         for tool in ("prometheus", "socat"):
-            if not any(os.access(os.path.join(d, tool), os.X_OK)
-                       for d in os.environ.get("PATH", "").split(":")):
+            if not shutil.which(tool):
                 raise unittest.SkipTest(f"{tool} missing (scripts/install-deps.sh)")
         cls.c = Cluster(prefix=lab_prefix("flob"))
         try:
@@ -159,8 +185,7 @@ class ObservabilityTest(unittest.TestCase):
             cls.vip = cls.c.vip_of("demo/web")
             for n in NODES:
                 cls.c.wait_applied(n, default_state)
-            cls.p = Prometheus(cls.c)
-            cls.p.start()
+            cls.p = lab_prometheus(cls.c)
             # The alert expressions in the healthy lab, before any scenario (their
             # windows reach 10 minutes back): under traffic, over a few scrapes.
             cls.c.spread(cls.vip, 60)
@@ -175,8 +200,6 @@ class ObservabilityTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.c.down()
-        for f in FIGURES:
-            print(f, file=sys.stderr)
 
     def setUp(self):
         """The lab as setUpClass left it: every process running, web on b1-b3."""
@@ -349,6 +372,69 @@ class ObservabilityTest(unittest.TestCase):
                                        vip=self.vip), 1)
         self.assertEqual(prom.select(self.c.metrics(other, AGENT_METRICS),
                                      "flowlb_agent_announced_vip_info", vip=self.vip), [])
+
+
+class KubernetesSourceTest(unittest.TestCase):
+    """The dashboard queries the cluster lab cannot feed (its controller reads a
+    directory: no API request, no watch): flowlb-controller against the Kubernetes API test server
+    (e2e/k8s/apiserver.py, the chart's RBAC), which fails some requests and
+    drops the watches, scraped by Prometheus. No root needed."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not shutil.which("prometheus"):
+            raise unittest.SkipTest("prometheus missing (scripts/install-deps.sh)")
+        cls.tmp = tempfile.mkdtemp(prefix="flowlb-obs-k8s-")
+        cls.procs = Processes(cls.tmp)
+        cls.server = ApiServer(bookmark_interval=0.5, tokens=("tok-a",)).start()
+        cls.ctl = None
+        try:
+            chart_rbac.load(cls.server)
+            token = cls.server.issue_token(chart_rbac.NAMESPACE, chart_rbac.CONTROLLER_SA)
+            for n in ("node-a", "node-b"):
+                cls.server.create("nodes", node(n))
+            cls.server.create("ippools", pool("public", ["192.0.2.0/26"]))
+            cls.server.create("services", service("web"))
+            cls.server.create("endpointslices", slice_("web"))
+            cls.ctl = Controller(cls.server, cls.tmp, token=token)
+            cls.p = Prometheus(cls.procs, cls.tmp, {"flowlb-controller": [
+                (f"127.0.0.1:{cls.ctl.metrics_port}", {})]}).start()
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.procs.stop_all()
+        if cls.ctl:
+            cls.ctl.stop(signal.SIGKILL)
+        cls.server.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_controller_panels_return_data(self):
+        # API errors and restarted watches, as a troubled cluster gives them.
+        self.server.fail_next(3, 500, path_contains="/api/v1/services")
+        self.server.drop_watches()
+        self.server.create("services", service("after"))
+        dash = obs.dashboard()
+        checked = 0
+        for title, expr in obs.panel_queries(dash):
+            if not obs.metric_names(expr) <= NO_DATA_IN_LAB:
+                continue  # fed in the cluster lab (ObservabilityTest)
+            checked += 1
+            q = obs.substitute(expr, {"node": ".*", "namespace": ".*", "service": ".*"})
+            result = wait_until(lambda q=q: self.p.query(q), 30, f"data for {q}",
+                                context=lambda: self.ctl.output()[-2000:])
+            shown = ", ".join(f"{json.dumps(m, sort_keys=True)}={v:.4g}" for m, v in result[:6])
+            FIGURES.append(f"FIGURE k8s-source panel {title!r}: {q} -> {len(result)} series: "
+                           f"{shown}{' (+more)' if len(result) > 6 else ''}")
+        self.assertEqual(checked, 2)
+        errors = wait_until(lambda: self.p.query(
+            # The series is born at the first 500, so rate() may not see that one yet.
+            'sum by (code) (flowlb_controller_api_requests_total{code="500"}) >= 1'),
+            30, "the 500s counted")
+        self.assertTrue(errors)
+        self.assertTrue(self.p.query("max(flowlb_controller_leader) == 1"))
 
 
 # Non-blocking connects: one SYN each, never answered (the socket is closed at once).
