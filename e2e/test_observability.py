@@ -14,9 +14,11 @@ Checked: the metric names the binaries export are the ones docs/metrics.md
 lists; every dashboard query, with its variables set as Grafana would from
 their own queries, returns data; the alerts are quiet in the healthy lab and
 fire in a scenario made for each (agent killed, pool exhausted, drops, no
-leader); the API panel, which the lab's directory-reading controller cannot
-feed, against the controller on the Kubernetes API test server; series of a removed backend go away; the announcing node exports the
-VIP it announces. Every query and its result are printed as FIGURE lines.
+leader); series of a removed backend and of a deleted pool go away; the
+announcing node exports the VIP it announces. The API panel, which the lab's
+directory-reading controller cannot feed, is checked against the controller on
+the Kubernetes API test server (KubernetesSourceTest, no root). Every query
+and its result are printed as FIGURE lines.
 """
 import json
 import os
@@ -25,7 +27,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 import unittest
 import urllib.parse
 import urllib.request
