@@ -13,8 +13,8 @@ expression holds, its `for:` has not run out; the lab cannot wait minutes).
 Checked: the metric names the binaries export are the ones docs/metrics.md
 lists; every dashboard query, with its variables set as Grafana would from
 their own queries, returns data; the alerts are quiet in the healthy lab and
-fire in a scenario made for each (agent killed, pool exhausted, drops, no
-leader); series of a removed backend and of a deleted pool go away; the
+fire in a scenario made for each (agent killed, pool exhausted, a Service
+unsatisfied, a Service refused, drops, no leader); series of a removed backend and of a deleted pool go away; the
 announcing node exports the VIP it announces. The API panel, which the lab's
 directory-reading controller cannot feed, is checked against the controller on
 the Kubernetes API test server (KubernetesSourceTest, no root). Every query
@@ -324,6 +324,14 @@ class ObservabilityTest(unittest.TestCase):
         got = self.p.query(self.expr_of("FlowlbPoolNearlyExhausted"))
         self.assertEqual([m.get("pool") for m, _ in got], ["tiny"], got)
         FIGURES.append(f"FIGURE alert FlowlbPoolNearlyExhausted with pool tiny full: {state}")
+        # One Service more asking for the full pool is unsatisfied.
+        self.wait_quiet("FlowlbServicesUnsatisfied")
+        more = service_yaml("pinned2", ["b4"]).replace(
+            '"annotations": {', '"annotations": {"flowlb.io/pool": "tiny", ', 1)
+        self.c.write("tiny.yaml", TINY_POOL + "---\n" + svc + "---\n" + more)
+        state = self.wait_alert("FlowlbServicesUnsatisfied")
+        FIGURES.append(f"FIGURE alert FlowlbServicesUnsatisfied with a second Service on pool "
+                       f"tiny: {state}")
         # The pool deleted, its series go (and the alert with them).
         self.c.change("tiny.yaml", None, default_state)
         wait_until(lambda: not prom.select(self.c.metrics("ctl", CONTROLLER_METRICS),
@@ -343,6 +351,21 @@ class ObservabilityTest(unittest.TestCase):
                                 "flowlb_agent_datapath_drops_total[1m])) > 0")
         got = self.p.query(self.expr_of("FlowlbDropsRising"))
         FIGURES.append(f"FIGURE alert FlowlbDropsRising after 600 SYNs to {vip}: {state} {got}")
+
+    def test_alert_services_refused(self):
+        """DSR cannot rewrite ports: a DSR Service whose endpoints listen on
+        another port is refused by the agents, alone."""
+        self.wait_quiet("FlowlbServicesRefused")
+        svc = service_yaml("broken", ["b4"], mode="dsr")
+        at = svc.rindex('"port": 80')
+        svc = svc[:at] + '"port": 8080' + svc[at + len('"port": 80'):]  # the EndpointSlice's
+        self.c.change("drop.yaml", svc, lambda a: a.refused == 1)
+        for n in NODES:
+            self.assertEqual(self.c.metric(n, AGENT_METRICS, "flowlb_agent_service_refused",
+                                           service="demo/broken/http/ipv4"), 1)
+            state = self.wait_alert("FlowlbServicesRefused", node=n)
+        FIGURES.append(f"FIGURE alert FlowlbServicesRefused with a DSR Service on another "
+                       f"port: {state}")
 
     def test_alert_no_leader(self):
         self.wait_quiet("FlowlbNoLeader")
