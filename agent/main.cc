@@ -380,6 +380,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   auto last_metrics = std::chrono::steady_clock::now() - std::chrono::seconds(1);
   auto last_update = std::chrono::steady_clock::now();
   auto last_health = last_update;
+  auto last_update_wall = std::chrono::system_clock::now();  // for the metric: a timestamp
   bool healthy = true;
   while (!g_stop.load()) {
     health.beat();
@@ -421,6 +422,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
         (*metrics)->configReload(report.isOk());
         (*metrics)->refusedServices(ack.errors);
         last_update = now;
+        last_update_wall = std::chrono::system_clock::now();
       }
       // A node whose announce interface lost its link cannot serve its VIPs:
       // say so, and the controller moves them to another node.
@@ -437,8 +439,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
         }
       }
       if (now - last_metrics >= std::chrono::seconds(1)) {
-        (*metrics)->controllerLink(link->connected(), link->resets(),
-                                   std::chrono::duration<double>(now - last_update).count());
+        (*metrics)->controllerLink(link->connected(), link->resets(), last_update_wall);
       }
     }
     bool reload = false;

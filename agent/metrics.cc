@@ -133,11 +133,14 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
                          .Help("Sync streams to the controller that ended")
                          .Register(r)
                          .Add({});
-  m->link_since_update_ = &BuildGauge()
-                               .Name("flowlb_agent_seconds_since_last_update")
-                               .Help("Seconds since the last desired state from the controller")
-                               .Register(r)
-                               .Add({});
+  m->link_last_update_ =
+      &BuildGauge()
+           .Name("flowlb_agent_controller_last_update_timestamp_seconds")
+           .Help(
+               "When the last desired state from the controller arrived (Unix time; the agent's "
+               "start before the first)")
+           .Register(r)
+           .Add({});
   m->interface_ = &family(BuildGauge(), "flowlb_agent_interface_info",
                           "Interfaces in use (1), by role (xdp, announce) and how they were "
                           "chosen (flag, detected)",
@@ -256,10 +259,11 @@ void AgentMetrics::update(const bgp::SpeakerStatus& st) {
   setCounter(*bfd_discarded_, static_cast<double>(st.bfd_discarded));
 }
 
-void AgentMetrics::controllerLink(bool connected, uint64_t resets, double since_update_s) {
+void AgentMetrics::controllerLink(bool connected, uint64_t resets,
+                                  std::chrono::system_clock::time_point last_update) {
   link_connected_->Set(connected ? 1 : 0);
   setCounter(*link_resets_, static_cast<double>(resets));
-  link_since_update_->Set(since_update_s);
+  link_last_update_->Set(std::chrono::duration<double>(last_update.time_since_epoch()).count());
 }
 
 void AgentMetrics::interfaces(const std::vector<std::pair<std::string, std::string>>& name_and_role,

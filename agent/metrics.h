@@ -8,6 +8,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <set>
@@ -43,8 +44,9 @@ class AgentMetrics {
   // The services the last apply refused (one series each, removed when the
   // service is applied again or leaves the state).
   void refusedServices(const std::vector<ServiceError>& refused);
-  // The controller link: connected, streams ended, seconds since the last desired state.
-  void controllerLink(bool connected, uint64_t resets, double since_update_s);
+  // The controller link: connected, streams ended, when the last desired state arrived.
+  void controllerLink(bool connected, uint64_t resets,
+                      std::chrono::system_clock::time_point last_update);
   // The interfaces in use and how they were chosen (flag or detected).
   void interfaces(const std::vector<std::pair<std::string, std::string>>& name_and_role,
                   const std::string& source);
@@ -113,7 +115,7 @@ class AgentMetrics {
   std::set<std::string> bgp_peers_;  // peers with series, to remove those that leave
   prometheus::Gauge* link_connected_ = nullptr;
   prometheus::Counter* link_resets_ = nullptr;
-  prometheus::Gauge* link_since_update_ = nullptr;
+  prometheus::Gauge* link_last_update_ = nullptr;
   prometheus::Family<prometheus::Gauge>* interface_ = nullptr;
 };
 
