@@ -68,7 +68,7 @@ test_all() {
 
   echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer =="
   mkdir -p "$root/build-asan"
-  TARGETS="agent_core_test common_test controller_test sync_link_test identity_test" configure_build "$root/build-asan" \
+  TARGETS="agent_core_test agent_metrics_test common_test controller_test sync_link_test identity_test" configure_build "$root/build-asan" \
     -DCMAKE_BUILD_TYPE=Debug -DFLOWLB_SANITIZE=ON -DFLOWLB_BENCH=OFF -DFLOWLB_WERROR=ON
   ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions="$root/scripts/lsan.supp" \
     UBSAN_OPTIONS=print_stacktrace=1 \

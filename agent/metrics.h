@@ -29,6 +29,9 @@ class AgentMetrics {
   static Result<std::unique_ptr<AgentMetrics>> serve(const std::string& address,
                                                      const HealthChecks* health);
 
+  // The port /metrics is served on (the one chosen for a port 0 address).
+  int port() const { return server_->port(); }
+
   void update(const DatapathStatus& st);
   // The services and backends of the desired state in force: per-service and
   // per-backend series of names no longer in it are removed once they stop
