@@ -26,7 +26,9 @@ import re
 import shutil
 import signal
 import sys
+import subprocess
 import tempfile
+import time
 import unittest
 import urllib.parse
 import urllib.request
@@ -37,7 +39,7 @@ from e2e.lib import observability as obs
 from e2e.lib import prom
 from e2e.lib.cluster_lab import (AGENT_METRICS, CONTROLLER_METRICS, NODES, Cluster,
                                  service_yaml)
-from e2e.lib.proc import Processes, free_port, lab_prefix
+from e2e.lib.proc import Processes, free_port, lab_prefix, run
 from e2e.lib.wait import wait_until
 from e2e.test_controller_k8s import Controller, node, pool, service, slice_
 
@@ -56,6 +58,15 @@ spec: {addresses: ["10.10.1.121/32"], autoAssign: false}
 def tearDownModule():
     for f in FIGURES:
         print(f, file=sys.stderr)
+
+
+def picture(url, out, seconds):
+    """docs/dashboard.png: e2e.lab.dashboard_picture with a Python that has matplotlib."""
+    for py in (sys.executable, "/usr/bin/python3"):
+        if subprocess.run([py, "-c", "import matplotlib"], capture_output=True).returncode == 0:
+            run([py, "-m", "e2e.lab.dashboard_picture", url, out, str(int(seconds))], timeout=120)
+            return
+    raise unittest.SkipTest("no matplotlib (python3-matplotlib) for the picture")
 
 
 def default_state(a):
@@ -179,6 +190,7 @@ class ObservabilityTest(unittest.TestCase):
         for tool in ("prometheus", "socat"):
             if not shutil.which(tool):
                 raise unittest.SkipTest(f"{tool} missing (scripts/install-deps.sh)")
+        cls.started = time.time()
         cls.c = Cluster(prefix=lab_prefix("flob"))
         try:
             cls.c.up()
@@ -200,7 +212,12 @@ class ObservabilityTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.c.down()
+        try:
+            out = os.environ.get("FLOWLB_DASHBOARD_PNG")  # the README's picture
+            if out:
+                picture(cls.p.url, out, time.time() - cls.started)
+        finally:
+            cls.c.down()
 
     def setUp(self):
         """The lab as setUpClass left it: every process running, web on b1-b3."""
