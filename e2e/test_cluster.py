@@ -247,6 +247,13 @@ class KubernetesSourceTest(unittest.TestCase):
             docs = service_yaml("web", ["b1", "b2", "b3"]).split("\n---\n")
             objs.append({"resource": "services", "object": json.loads(docs[0])})
             objs.append({"resource": "endpointslices", "object": json.loads(docs[1])})
+            # A Service every agent refuses (issue 11.4): DSR cannot rewrite
+            # ports, and its endpoints listen on 8080 behind port 80.
+            broken = service_yaml("broken", ["b1"], mode="dsr").split("\n---\n")
+            broken_slice = json.loads(broken[1])
+            broken_slice["ports"][0]["port"] = 8080
+            objs.append({"resource": "services", "object": json.loads(broken[0])})
+            objs.append({"resource": "endpointslices", "object": broken_slice})
             load = os.path.join(c.tmp, "objects.json")
             with open(load, "w") as f:
                 json.dump(objs, f)
@@ -279,9 +286,41 @@ class KubernetesSourceTest(unittest.TestCase):
             self.assertIsNotNone(vip)
             self.assertTrue(vip.startswith("10.10.1.11"), vip)
             for n in NODES:
-                c.wait_applied(n, lambda a: a.services == 1 and a.backends == 3, since=marks[n])
+                c.wait_applied(n, lambda a: a.services == 2 and a.refused == 1 and a.backends == 4,
+                               since=marks[n])
             counts = c.spread(vip, 60)
             self.assertEqual(set(counts), {"b1", "b2", "b3"}, counts)
+
+            # What `kubectl describe svc broken` shows: a condition saying no
+            # node programmed it and why, and a Warning Event with the reason.
+            def api(path):
+                out = c.ns("ctl", "curl", "-s", "-H", "Authorization: Bearer t0k",
+                           "http://127.0.0.1:6443" + path, check=False)
+                try:
+                    return json.loads(out)
+                except ValueError:
+                    return {}
+
+            def programmed():
+                conds = api("/api/v1/namespaces/demo/services/broken").get("status", {}).get(
+                    "conditions") or []
+                return next((x for x in conds if x.get("type") == "flowlb.io/Programmed"), None)
+            cond = wait_until(programmed, 20, "broken's flowlb.io/Programmed condition",
+                              context=lambda: c.log("controller")[-2000:])
+            self.assertEqual(cond["status"], "False", cond)
+            self.assertIn("8080", cond.get("message", ""), cond)
+
+            def refusal():
+                return [e for e in api("/api/v1/namespaces/demo/events").get("items", [])
+                        if e.get("involvedObject", {}).get("name") == "broken"
+                        and e.get("type") == "Warning" and e.get("reason", "").startswith("AgentRefused")]
+            events = wait_until(refusal, 20, "a Warning Event on broken naming the refusal",
+                                context=lambda: c.log("controller")[-2000:])
+            self.assertIn("8080", events[0].get("message", ""), events)
+            web = api("/api/v1/namespaces/demo/services/web").get("status", {})
+            web_cond = next((x for x in web.get("conditions") or []
+                             if x.get("type") == "flowlb.io/Programmed"), {})
+            self.assertEqual(web_cond.get("status"), "True", web)
         except Exception:
             for n in ("apiserver", "controller", "lb1", "lb2"):
                 print(f"--- {n} (tail) ---\n{c.log(n)[-2000:]}", file=sys.stderr)
