@@ -137,7 +137,11 @@ class BgpScenarios:
         before = {i: self.flows(i, "lab/dsr") for i in (1, 2)}
         dsr = self.start_downloads(DSR_VIP, 10, "dsr")
         nat = self.start_downloads(NAT_VIP, 6, "nat")
-        spread = {i: self.flows(i, "lab/dsr") - before[i] for i in (1, 2)}
+        # The agents' counters are refreshed about once a second: wait until
+        # they have counted every download before reading where each went.
+        spread = wait_until(lambda: (lambda s: s if sum(s.values()) >= len(dsr) else None)(
+            {i: self.flows(i, "lab/dsr") - before[i] for i in (1, 2)}), 10,
+            "both LB nodes' counters to include every DSR download")
         self.assertTrue(all(v > 0 for v in spread.values()), f"DSR flows per node: {spread}")
         # The router's next-hop set changes under the flows: lb2 withdrawn,
         # lb3 added (which rehashes some of lb1's flows too).
