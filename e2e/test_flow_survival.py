@@ -175,10 +175,12 @@ class FlowSurvivalTest(unittest.TestCase):
                           "gen", "c0", self.lab.lb_mac(), "10.10.1.2", NAT, "80", "4", "0", "syn"),
                     timeout=60)
         sent = int(flood.split()[1])
-        new_after = self.lab.metric("flowlb_agent_service_new_flows_total", service="survive/http")
-        evicted = self.lab.metric("flowlb_agent_conntrack_evictions_total", reason="unanswered")
         self.assertGreater(sent, 100_000, flood)
-        self.assertGreater(new_after - new_before, 65536, "the flood filled conntrack")
+        # The agent refreshes its counters about once a second: wait for the
+        # flood to show rather than read them the moment it ends.
+        self.lab.wait_metric("flowlb_agent_service_new_flows_total", lambda v: v - new_before > 65536,
+                             timeout=10, what="the flood filled conntrack", service="survive/http")
+        evicted = self.lab.metric("flowlb_agent_conntrack_evictions_total", reason="unanswered")
         self.assertGreater(evicted, 0)
         self.assertEqual(self.lab.metric("flowlb_agent_conntrack_evictions_total", reason="oldest"), 0)
         self.assert_complete(names, size=1048576)
