@@ -20,6 +20,7 @@ import unittest
 from e2e.lib.cluster_lab import (AGENT_METRICS, DSR_VIP, NODES, Cluster, failover_gap_ms,
                                  samples, service_yaml)
 from e2e.lib.content import md5, pattern
+from e2e.lib.outcome import test_failed
 from e2e.lib.proc import lab_prefix, module
 from e2e.lib.paths import controller_binary
 from e2e.lib.wait import wait_until
@@ -84,7 +85,7 @@ class ClusterTest(unittest.TestCase):
         for name in self.c.procs.names():
             if name.startswith("client-"):
                 self.c.kill(name)
-        if not getattr(self._outcome, "success", True):
+        if test_failed(self):
             for n in ("controller", "lb1", "lb2"):
                 print(f"--- {n} (tail) ---\n{self.c.log(n)[-3000:]}", file=sys.stderr)
 

@@ -29,6 +29,7 @@ import urllib.request
 from e2e.k8s import chart_rbac
 from e2e.k8s.apiserver import ApiServer
 from e2e.lib import prom
+from e2e.lib.outcome import test_failed
 from e2e.lib.paths import build_dir, controller_binary
 from e2e.lib.proc import free_port
 from e2e.lib.wait import wait_until
@@ -83,10 +84,13 @@ def node(name, ready=True):
 
 
 class Controller:
-    """One flowlb-controller process, stopped by pid."""
+    """One flowlb-controller process, stopped by pid.
+
+    Watches last the product's default (300 s): a test then fails if an event
+    is handed over only when its watch ends, which short test watches hid."""
 
     def __init__(self, server, tmp, token="tok-a", identity="ctl-a", extra=(), ca_pem=None,
-                 client_cert=None, plaintext=True, grpc="127.0.0.1:0"):
+                 client_cert=None, plaintext=True, grpc="127.0.0.1:0", watch_timeout=300):
         self.metrics_port = free_port()
         self.identity = identity
         cfg = os.path.join(tmp, f"kubeconfig-{identity}")
@@ -111,12 +115,13 @@ class Controller:
              "--grpc-address", grpc,
              "--lease-namespace", "flowlb-system", "--lease-duration", "3s",
              "--lease-renew-deadline", "2s", "--lease-retry-period", "1s",
-             "--watch-timeout-seconds", "5", "--kube-api-qps", "500", "--kube-api-burst", "500",
+             "--watch-timeout-seconds", str(watch_timeout), "--kube-api-qps", "500", "--kube-api-burst", "500",
              *extra],
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path) as f:
             return f.read()
 
@@ -197,9 +202,13 @@ class ControllerTest(unittest.TestCase):
                                 getattr(self, "RBAC_RECORD", "controller_k8s"))
         forbidden = [r for r in self.server.request_log() if r["code"] == 403]
         self.server.stop()
-        if not getattr(self._outcome, "success", True):
+        if test_failed(self):
             for c in self.controllers:
                 print(f"--- {c.identity} log (tail) ---\n" + c.output()[-4000:], file=sys.stderr)
+            print("--- API requests (last 40) ---", file=sys.stderr)
+            for r in self.server.request_log()[-40:]:
+                print(f"{r['t']:.3f} {r['method']} {r['path']}?{r.get('query', '')} {r.get('code')}",
+                      file=sys.stderr)
         shutil.rmtree(self.tmp, ignore_errors=True)
         # The chart's RBAC must allow every call the controller makes.
         if not getattr(self, "expect_forbidden", False):

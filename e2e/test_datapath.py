@@ -20,6 +20,7 @@ import unittest
 from e2e.lib.content import expected_md5, md5_file
 from e2e.lib.datapath_lab import (BACKENDS, DSR_VIP, L2_VIP, L2_VIP6, NAT_VIP, NAT_VIP6,
                                   DatapathLab)
+from e2e.lib.outcome import test_failed
 from e2e.lib.proc import CommandFailed, in_ns, run
 from e2e.lib.wait import wait_until
 
@@ -47,7 +48,7 @@ class DatapathTest(unittest.TestCase):
 
     def tearDown(self):
         self.lab.stop_clients()
-        if not getattr(self._outcome, "success", True):
+        if test_failed(self):
             print(f"--- agent log (tail) ---\n{self.lab.log()[-3000:]}")
 
     def out(self, name):

@@ -20,6 +20,7 @@ import unittest
 from e2e.k8s import chart_rbac
 from e2e.lib import prom
 from e2e.lib.cluster_lab import BACKENDS, CONTROLLER_METRICS, LAB_SH, Cluster, service_yaml
+from e2e.lib.outcome import test_failed
 from e2e.lib.paths import agent_binary, build_dir, controller_binary
 from e2e.lib.proc import CommandFailed, lab_prefix, module, run
 from e2e.lib.wait import wait_until
@@ -89,7 +90,7 @@ class IdentityTest(unittest.TestCase):
         self.c.wait_connected(2, timeout=15)
 
     def tearDown(self):
-        if not getattr(self._outcome, "success", True):
+        if test_failed(self):
             self.dump()
         self.c.kill("impostor")
 

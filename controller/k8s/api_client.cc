@@ -235,14 +235,27 @@ ApiResponse ApiClient::stream(const std::string& path, std::chrono::seconds idle
       // longer than its buffer it waits for a flush from inside a pool
       // continuation, and four long events at once left every pool thread
       // waiting on work only a pool thread could do (issue 17.10).
+      //
+      // One byte is waited for, then whatever else has arrived is taken
+      // without waiting. A getn() of the whole buffer would not return until
+      // it could be filled (cpprestsdk completes a read early only after a
+      // sync(), and its HTTP client never syncs a response body), so a quiet
+      // watch handed over its events only when the server ended it:
+      // timeoutSeconds, five to ten minutes in a cluster, later.
       auto buf = resp.body().streambuf();
+      using Traits = decltype(buf)::traits;
       std::string pending;
-      std::vector<char> chunk(64 * 1024);
+      std::vector<uint8_t> chunk(64 * 1024);
       bool go_on = true;
       while (go_on && !token.is_canceled()) {
-        const size_t n = buf.getn(reinterpret_cast<uint8_t*>(chunk.data()), chunk.size()).get();
-        if (n == 0) break;  // end of the stream
-        pending.append(chunk.data(), n);
+        const auto first = buf.bumpc().get();
+        if (first == Traits::eof()) break;  // end of the stream
+        chunk[0] = static_cast<uint8_t>(first);
+        size_t n = 1;
+        // At most what is buffered already: a read that completes at once.
+        const size_t more = std::min(buf.in_avail(), chunk.size() - 1);
+        if (more > 0) n += buf.getn(chunk.data() + 1, more).get();
+        pending.append(reinterpret_cast<const char*>(chunk.data()), n);
         size_t start = 0;
         for (size_t nl; go_on && (nl = pending.find('\n', start)) != std::string::npos;
              start = nl + 1) {

@@ -1,7 +1,19 @@
 #include "controller/k8s/api_client.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/unique_fd.h"
 #include "controller/k8s/informer.h"
 
 namespace flowlb::controller::k8s {
@@ -76,6 +88,70 @@ TEST(ApiClientTest, UnreachableServerIsAnAnswerNotACrash) {
   EXPECT_TRUE(r.retryable());
   api.shutdown();
   EXPECT_EQ(api.request("GET", "/").error, "client is shutting down");
+}
+
+// A watch stream that stays open must hand each event over as it arrives,
+// not when the server ends the stream: a one-line read that waited to fill
+// its 64 KiB buffer delivered a cluster's Service changes up to ten minutes
+// late (timeoutSeconds), and every test with a five-second watch hid it.
+TEST(ApiClientTest, AStreamDeliversEachLineWhileItStaysOpen) {
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM, 0));
+  ASSERT_TRUE(listener.valid());
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener.get(), 1), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> lines;
+  std::vector<size_t> seen_while_open;  // lines the client had when the server wrote the next
+  std::thread server([&] {
+    UniqueFd conn(::accept(listener.get(), nullptr, nullptr));
+    if (!conn.valid()) return;
+    std::string head;
+    char c;
+    while (head.find("\r\n\r\n") == std::string::npos && ::read(conn.get(), &c, 1) == 1) head += c;
+    auto send = [&](const std::string& s) {
+      return ::write(conn.get(), s.data(), s.size()) == static_cast<ssize_t>(s.size());
+    };
+    auto chunk = [&](const std::string& line) {
+      char size[16];
+      std::snprintf(size, sizeof size, "%zx\r\n", line.size() + 1);
+      return send(size + line + "\n\r\n");
+    };
+    send(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 3; ++i) {
+      chunk(R"({"type":"ADDED","n":)" + std::to_string(i) + "}");
+      // Hold the stream open until the client has the line (or 5 s pass).
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait_for(lock, std::chrono::seconds(5), [&] { return lines.size() > size_t(i); });
+      seen_while_open.push_back(lines.size());
+    }
+    send("0\r\n\r\n");
+  });
+
+  ClusterConfig cfg;
+  cfg.server = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  ApiClient api(cfg, ApiClientOptions{}, nullptr);
+  const ApiResponse r =
+      api.stream("/api/v1/services?watch=true", std::chrono::seconds(30), [&](std::string_view l) {
+        std::lock_guard<std::mutex> lock(mu);
+        lines.emplace_back(l);
+        cv.notify_all();
+        return true;
+      });
+  server.join();
+  api.shutdown();
+  EXPECT_EQ(r.code, 200) << r.error;
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[2], R"({"type":"ADDED","n":2})");
+  EXPECT_EQ(seen_while_open, (std::vector<size_t>{1, 2, 3}));
 }
 
 }  // namespace
