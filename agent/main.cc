@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -38,6 +39,7 @@
 #include "agent/source/file_watch.h"
 #include "common/cli.h"
 #include "common/file.h"
+#include "common/waker.h"
 
 namespace {
 
@@ -199,6 +201,11 @@ int dryRun(const Snapshot& snap, const Flags& flags) {
 
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
+// Wakes the main loop, which otherwise sleeps until its own events (netlink,
+// the file, a drain deadline) or the next once-a-second chore: rung by the
+// controller link when a desired state arrives and by the signal handler.
+std::optional<Waker> g_waker;
+std::atomic<int> g_wake_fd{-1};
 
 void onSignal(int sig) {
   if (sig == SIGHUP) {
@@ -206,6 +213,21 @@ void onSignal(int sig) {
   } else {
     g_stop.store(true);
   }
+  if (const int fd = g_wake_fd.load(); fd >= 0) {
+    const uint64_t one = 1;
+    (void)!write(fd, &one, sizeof one);  // async-signal-safe
+  }
+}
+
+bool startWaker() {
+  auto w = Waker::create();
+  if (!w) {
+    spdlog::error("event=start reason=main_loop msg=\"{}\"", w.error());
+    return false;
+  }
+  g_waker.emplace(std::move(*w));
+  g_wake_fd.store(g_waker->fd());
+  return true;
 }
 
 std::string defaultBpfObject() {
@@ -216,14 +238,6 @@ std::string defaultBpfObject() {
     if (std::filesystem::exists(beside)) return beside.string();
   }
   return "/usr/lib/flowlb/flowlb_xdp_steer.o";
-}
-
-// Carrier and admin state, as the kernel reports them.
-bool interfaceUp(const std::string& ifc) {
-  std::ifstream in("/sys/class/net/" + ifc + "/operstate");
-  std::string state;
-  in >> state;
-  return state == "up" || state == "unknown";
 }
 
 // Refused services are logged one line each; warnings too.
@@ -379,12 +393,21 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   }
   auto last_metrics = std::chrono::steady_clock::now() - std::chrono::seconds(1);
   auto last_update = std::chrono::steady_clock::now();
-  auto last_health = last_update;
   auto last_update_wall = std::chrono::system_clock::now();  // for the metric: a timestamp
   bool healthy = true;
   while (!g_stop.load()) {
     health.beat();
-    (*dp)->poll(link ? 5 : 100);
+    // Sleep until something happens: a desired state or a signal (the
+    // waker), a change to the file, a kernel link/route/neighbour event, a
+    // next-hop miss or a drain deadline (inside poll), or the next
+    // once-a-second metrics refresh; while the file settles, its period.
+    const auto before = std::chrono::steady_clock::now();
+    auto sleep = std::chrono::duration_cast<std::chrono::milliseconds>(
+        last_metrics + std::chrono::seconds(1) - before);
+    if (watch && watch->pending()) sleep = std::min(sleep, std::chrono::milliseconds(20));
+    const auto sleep_ms = static_cast<int>(std::clamp<int64_t>(sleep.count(), 0, 1000));
+    (*dp)->poll(sleep_ms, {g_waker->fd(), watch ? watch->fd() : -1});
+    g_waker->drain();
     const auto now = std::chrono::steady_clock::now();
     if (link) {
       // Desired state from the controller, applied as a file would be.
@@ -425,12 +448,12 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
         last_update_wall = std::chrono::system_clock::now();
       }
       // A node whose announce interface lost its link cannot serve its VIPs:
-      // say so, and the controller moves them to another node.
-      if (now - last_health >= std::chrono::milliseconds(50)) {
-        last_health = now;
+      // say so, and the controller moves them to another node. The kernel's
+      // link event wakes the loop; the state comes from the netlink cache.
+      {
         std::string down;
         for (const std::string& ifc : initial.announce_interfaces) {
-          if (!interfaceUp(ifc)) down += (down.empty() ? "" : ",") + ifc;
+          if (!(*dp)->interfaceUp(ifc)) down += (down.empty() ? "" : ",") + ifc;
         }
         if (down.empty() != healthy) {
           healthy = down.empty();
@@ -553,6 +576,8 @@ int runWithController(Flags f) {
   o.tls_cert = f.tls_cert;
   o.tls_key = f.tls_key;
   o.node_name = nodeName(f);
+  if (!startWaker()) return 1;
+  o.on_state = [] { g_waker->wake(); };
   std::unique_ptr<CertificateBootstrap> bootstrap;  // outlives the link that uses it
   if (!f.bootstrap_token_file.empty()) {
     CertificateBootstrapOptions bo;
@@ -729,6 +754,7 @@ int main(int argc, char** argv) {
   }
   if (!f.check) {
     if (!resolveInterfaces(f, &*cfg, false)) return 2;
+    if (!startWaker()) return 1;
     return runDatapath(f, *cfg, nullptr);
   }
   ApplyReport report;

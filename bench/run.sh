@@ -63,8 +63,10 @@ PY
   if [ "$(id -u)" -eq 0 ]; then
     ninja -C "$build" -j2 flowlb-agent >/dev/null
     (cd "$root" && python3 -m bench.agent_memory "$build")
+    # What an idle agent's main loop costs (it sleeps until something happens).
+    (cd "$root" && python3 -m bench.agent_idle "$build")
   else
-    echo "# agent_rss_mb_*: skipped (needs root)"
+    echo "# agent_rss_mb_*, agent_idle_*: skipped (needs root)"
   fi
 }
 

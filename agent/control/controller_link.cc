@@ -218,6 +218,7 @@ struct ControllerLink::Impl {
           refuse(m.desired_state(), pb::ACK_RESULT_REJECTED, o.error, active);
         } else {
           cv.notify_all();
+          if (opt.on_state) opt.on_state();
         }
       }
     }

@@ -47,6 +47,9 @@ struct ControllerLinkOptions {
   std::chrono::milliseconds keepalive_timeout{100};
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{5000};
+  // Called from the link's thread when take() has a new state: the agent's
+  // main loop sleeps until then (or until its own events) instead of polling.
+  std::function<void()> on_state;
 };
 
 // What the agent answers for one desired state.

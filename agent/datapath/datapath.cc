@@ -4,6 +4,7 @@
 #include <net/if.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -248,8 +249,14 @@ void Datapath::saveRegistry() {
   }
 }
 
-void Datapath::poll(int timeout_ms) {
-  next_hops_->poll(timeout_ms);
+void Datapath::poll(int timeout_ms, const std::vector<int>& also) {
+  const uint64_t now = nowMs();
+  const uint64_t deadline = builder_.nextDeadlineMs();
+  if (deadline != UINT64_MAX) {
+    timeout_ms = static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(std::max(timeout_ms, 0)),
+                                                     deadline > now ? deadline - now : 0));
+  }
+  next_hops_->poll(timeout_ms, also);
   if (nowMs() >= builder_.nextDeadlineMs()) {  // a drain deadline, a previous table's end
     if (auto r = apply(desired_, snat_); !r) {
       spdlog::error("event=rebuild_failed msg=\"{}\"", r.error());
@@ -261,6 +268,10 @@ void Datapath::poll(int timeout_ms) {
     malloc_trim(0);
     trim_pending_ = false;
   }
+}
+
+bool Datapath::interfaceUp(const std::string& name) const {
+  return next_hops_->linkUp(name);
 }
 
 DatapathStatus Datapath::status() const {

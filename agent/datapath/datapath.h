@@ -87,9 +87,13 @@ class Datapath {
   // refused the VIP map update, and then the kernel maps and the workers'
   // state are exactly as before.
   Result<ApplyReport> apply(const DesiredState& desired, const SnatConfig& snat);
-  // Control-thread housekeeping: netlink events, resolution probes, RCU
-  // reclamation. Returns after at most `timeout_ms`.
-  void poll(int timeout_ms);
+  // Control-thread housekeeping: netlink events, resolution probes, drain
+  // deadlines, RCU reclamation. Sleeps until one of those is due, one of
+  // `also` (the caller's descriptors: -1 are skipped) is readable, or
+  // `timeout_ms` passed.
+  void poll(int timeout_ms, const std::vector<int>& also = {});
+  // An interface's link state from the kernel's link cache (control thread).
+  bool interfaceUp(const std::string& name) const;
   DatapathStatus status() const;
 
  private:

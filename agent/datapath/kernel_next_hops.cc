@@ -4,11 +4,14 @@
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+// After net/if.h: linux/libc-compat.h then leaves out what glibc defined.
+#include <linux/if.h>
 #include <netlink/cache.h>
 #include <netlink/netlink.h>
 #include <netlink/route/link.h>
 #include <netlink/route/neighbour.h>
 #include <netlink/route/route.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -65,6 +68,9 @@ Result<std::unique_ptr<KernelNextHops>> KernelNextHops::create(size_t readers,
                                                                std::vector<int> attached) {
   std::unique_ptr<KernelNextHops> k(new KernelNextHops(readers, std::move(attached)));
   k->missed_.reserve(kMaxMisses);
+  auto waker = Waker::create();
+  if (!waker) return waker.status();
+  k->miss_waker_.emplace(std::move(*waker));
   k->sock_ = nl_socket_alloc();
   if (k->sock_ == nullptr) return Status::error("cannot allocate a netlink socket");
   int rc = nl_cache_mngr_alloc(k->sock_, NETLINK_ROUTE, NL_AUTO_PROVIDE, &k->mngr_);
@@ -174,7 +180,10 @@ void KernelNextHops::rebuild() {
 void KernelNextHops::noteMiss(int ifindex, const IpAddr& addr) const {
   misses_.fetch_add(1, std::memory_order_relaxed);
   std::unique_lock<std::mutex> lock(miss_mu_, std::try_to_lock);
-  if (lock.owns_lock() && missed_.size() < kMaxMisses) missed_.emplace_back(ifindex, addr);
+  if (!lock.owns_lock() || missed_.size() >= kMaxMisses) return;
+  const bool first = missed_.empty();
+  missed_.emplace_back(ifindex, addr);
+  if (first) miss_waker_->wake();  // one write per probe round, not per packet
 }
 
 const NextHop* KernelNextHops::lookup(const IpAddr& dst) const {
@@ -242,11 +251,34 @@ void KernelNextHops::probeMisses() {
   }
 }
 
-void KernelNextHops::poll(int timeout_ms) {
-  nl_cache_mngr_poll(mngr_, timeout_ms);
+void KernelNextHops::poll(int timeout_ms, const std::vector<int>& also) {
+  std::vector<pollfd> fds;
+  fds.reserve(2 + also.size());
+  fds.push_back({nl_cache_mngr_get_fd(mngr_), POLLIN, 0});
+  const bool misses_wake = nowMs() >= miss_quiet_until_ms_;
+  if (misses_wake) fds.push_back({miss_waker_->fd(), POLLIN, 0});
+  for (int fd : also) {
+    if (fd >= 0) fds.push_back({fd, POLLIN, 0});
+  }
+  if (::poll(fds.data(), fds.size(), std::max(timeout_ms, 0)) > 0) {
+    if (fds[0].revents != 0) nl_cache_mngr_data_ready(mngr_);
+    if (misses_wake && fds[1].revents != 0) {
+      miss_waker_->drain();
+      miss_quiet_until_ms_ = nowMs() + kMissQuietMs;
+    }
+  }
   probeMisses();
   if (dirty_.load()) rebuild();
   views_.reclaim();
+}
+
+bool KernelNextHops::linkUp(const std::string& name) const {
+  struct rtnl_link* link = rtnl_link_get_by_name(links_, name.c_str());
+  if (link == nullptr) return false;
+  const uint8_t oper = rtnl_link_get_operstate(link);
+  const bool admin_up = (rtnl_link_get_flags(link) & IFF_UP) != 0;
+  rtnl_link_put(link);
+  return admin_up && (oper == IF_OPER_UP || oper == IF_OPER_UNKNOWN);
 }
 
 }  // namespace flowlb::agent

@@ -10,12 +10,15 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "agent/lb/next_hop.h"
 #include "agent/lb/rcu.h"
 #include "common/status.h"
+#include "common/waker.h"
 
 struct nl_sock;
 struct nl_cache_mngr;
@@ -67,9 +70,15 @@ class KernelNextHops final : public NextHopTable {
   void quiescent(size_t reader) { views_.quiescent(reader); }
   void offline(size_t reader) { views_.offline(reader); }
 
-  // Control side: waits up to `timeout_ms` for kernel events, rebuilds the
-  // view when something changed, and sends resolution probes for misses.
-  void poll(int timeout_ms);
+  // Control side: waits up to `timeout_ms` for kernel events, a worker's
+  // miss or one of `also` (other descriptors the caller sleeps on; -1 are
+  // skipped), then rebuilds the view when something changed and sends
+  // resolution probes for misses. Misses wake it at most every kMissQuietMs.
+  void poll(int timeout_ms, const std::vector<int>& also = {});
+  // Whether the interface is up as the kernel's link cache has it (operstate
+  // up, or unknown for devices that report none); false if there is no such
+  // interface. Control thread only; as fresh as the last poll().
+  bool linkUp(const std::string& name) const;
   uint64_t misses() const { return misses_.load(std::memory_order_relaxed); }
   uint64_t probes() const { return probes_; }
 
@@ -91,6 +100,12 @@ class KernelNextHops final : public NextHopTable {
   // Misses noted by workers: try_lock (a worker never waits for it) into a
   // queue whose capacity is reserved off the packet path (never allocates).
   static constexpr size_t kMaxMisses = 256;
+  static constexpr uint64_t kMissQuietMs = 10;
+  // Rung by a worker whose miss found the queue empty; not waited on for
+  // kMissQuietMs after each round, so a flood to an unresolvable neighbour
+  // costs at most 100 probe rounds a second.
+  std::optional<Waker> miss_waker_;
+  uint64_t miss_quiet_until_ms_ = 0;
   mutable std::mutex miss_mu_;
   mutable std::vector<std::pair<int, IpAddr>> missed_;
   mutable std::atomic<uint64_t> misses_{0};
