@@ -30,6 +30,7 @@
 #include "agent/datapath/datapath.h"
 #include "agent/health.h"
 #include "agent/lb/forwarder.h"
+#include "agent/lb/maglev.h"
 #include "agent/lb/snapshot.h"
 #include "agent/metrics.h"
 #include "agent/node/interface_discovery.h"
@@ -370,6 +371,21 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
     announcer = std::move(*a);
     announcer->setVips(vipsOf(initial.desired));
     (*metrics)->announcedVips(vipsOf(initial.desired));
+  }
+  if (link) {  // the Hello says what this node can do, now that it is known
+    const DatapathStatus st = (*dp)->status();
+    AgentCapabilities caps;
+    caps.l2_announcement = announcer != nullptr;
+    caps.af_xdp_zero_copy = st.zero_copy;
+    caps.af_xdp_copy = !st.zero_copy;
+    for (const auto& a : st.attached) {
+      caps.xdp_native = caps.xdp_native || a.mode == "native";
+      caps.xdp_generic = caps.xdp_generic || a.mode == "generic";
+    }
+    caps.xdp_dispatcher = st.dispatcher;
+    caps.max_maglev_table_size = kMaxMaglevSize;
+    caps.conntrack_capacity = uint64_t{f.conntrack_entries} * st.workers.size();
+    link->setCapabilities(caps);
   }
   BgpAnnouncement bgp(nodeName(f));
   if (auto st = bgp.update(initial.bgp, initial.desired, first_apply->errors); !st) {

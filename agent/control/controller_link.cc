@@ -11,6 +11,7 @@
 
 #include "common/backoff.h"
 #include "common/file.h"
+#include "common/version.h"
 #include "flowlb/v1/sync.grpc.pb.h"
 
 namespace flowlb::agent {
@@ -88,6 +89,7 @@ struct ControllerLink::Impl {
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
+  std::optional<AgentCapabilities> capabilities;
   std::optional<ReceivedState> latest;
   std::unique_ptr<DesiredView> view;  // guarded by mu
   std::mutex write_mu;                // one writer at a time on the stream
@@ -159,6 +161,13 @@ struct ControllerLink::Impl {
 
   // One stream, from hello to its end. True if it delivered a state.
   bool once() {
+    AgentCapabilities c;  // said in the Hello: the datapath must be up first
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [this] { return capabilities.has_value() || stopping; });
+      if (stopping) return false;
+      c = *capabilities;
+    }
     grpc::ClientContext context;
     auto s = stub->Sync(&context);
     {
@@ -173,17 +182,22 @@ struct ControllerLink::Impl {
     pb::AgentMessage hello;
     pb::Hello* h = hello.mutable_hello();
     h->set_node_name(opt.node_name);
-    h->set_agent_version("0.1.0");
+    h->set_agent_version(buildVersion());
     h->set_last_applied_generation(last_applied.load());
-    h->add_capabilities(pb::CAPABILITY_L2_ANNOUNCEMENT);
-    h->add_capabilities(pb::CAPABILITY_INCREMENTAL_UPDATES);
-    h->add_capabilities(pb::CAPABILITY_IMPLICIT_BACKEND_KEYS);
+    if (c.l2_announcement) h->add_capabilities(pb::CAPABILITY_L2_ANNOUNCEMENT);
+    h->add_capabilities(pb::CAPABILITY_INCREMENTAL_UPDATES);    // DesiredView
+    h->add_capabilities(pb::CAPABILITY_IMPLICIT_BACKEND_KEYS);  // convert.cc
     pb::DatapathCapabilities* caps = h->mutable_datapath();
-    caps->set_af_xdp_copy(true);
-    caps->set_ipv6(true);
-    caps->set_nat(true);
-    caps->set_dsr(true);
-    caps->set_max_maglev_table_size(kMaxMaglevSize);
+    caps->set_af_xdp_zero_copy(c.af_xdp_zero_copy);
+    caps->set_af_xdp_copy(c.af_xdp_copy);
+    caps->set_xdp_native(c.xdp_native);
+    caps->set_xdp_generic(c.xdp_generic);
+    caps->set_xdp_dispatcher(c.xdp_dispatcher);
+    caps->set_ipv6(c.ipv6);
+    caps->set_nat(c.nat);
+    caps->set_dsr(c.dsr);
+    caps->set_max_maglev_table_size(c.max_maglev_table_size);
+    caps->set_conntrack_capacity(c.conntrack_capacity);
     bool got_state = false;
     bool ok;
     {
@@ -280,6 +294,14 @@ void ControllerLink::setHealthy(bool healthy, const std::string& why) {
   impl_->healthy = healthy;
   impl_->unhealthy_reason = why;
   if (impl_->stream) impl_->stream->Write(impl_->healthReport());
+}
+
+void ControllerLink::setCapabilities(const AgentCapabilities& caps) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->capabilities = caps;
+  }
+  impl_->cv.notify_all();
 }
 
 std::optional<ReceivedState> ControllerLink::take() {

@@ -52,6 +52,23 @@ struct ControllerLinkOptions {
   std::function<void()> on_state;
 };
 
+// What this agent can do, said in every Hello. Known once the datapath is
+// up (how its sockets bound, how XDP attached): the link says Hello only
+// after setCapabilities().
+struct AgentCapabilities {
+  bool l2_announcement = false;  // an announcer runs (announce interfaces)
+  bool af_xdp_zero_copy = false;
+  bool af_xdp_copy = false;
+  bool xdp_native = false;
+  bool xdp_generic = false;
+  bool xdp_dispatcher = false;
+  bool ipv6 = true;
+  bool nat = true;
+  bool dsr = true;
+  uint32_t max_maglev_table_size = 0;
+  uint64_t conntrack_capacity = 0;  // across all workers
+};
+
 // What the agent answers for one desired state.
 struct AckReport {
   uint64_t generation = 0;
@@ -73,6 +90,9 @@ class ControllerLink {
   // Waits up to `timeout` for a new state.
   bool wait(std::chrono::milliseconds timeout);
   void ack(const AckReport& report);
+  // Streams wait for this before their Hello (the first call releases them);
+  // a later call is said on the next stream.
+  void setCapabilities(const AgentCapabilities& caps);
   // Whether this node can serve its VIPs (its announce interfaces are up).
   // Sent now and after every reconnect; the controller announces VIPs only
   // from healthy agents.

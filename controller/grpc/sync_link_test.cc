@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "agent/control/controller_link.h"
+#include "common/version.h"
 #include "controller/grpc/sync_server.h"
 #include "flowlb/v1/sync.grpc.pb.h"
 
@@ -73,13 +74,26 @@ std::unique_ptr<SyncServer> startServer(SyncServerOptions so = plaintextOptions(
   return s ? std::move(*s) : nullptr;
 }
 
+// What an agent whose datapath is up says it can do.
+agent::AgentCapabilities capabilities() {
+  agent::AgentCapabilities c;
+  c.l2_announcement = true;
+  c.af_xdp_copy = true;
+  c.xdp_native = true;
+  c.max_maglev_table_size = 1u << 24;
+  c.conntrack_capacity = 1u << 20;
+  return c;
+}
+
 std::unique_ptr<agent::ControllerLink> connect(int port, const std::string& node,
-                                               agent::ControllerLinkOptions o = {}) {
+                                               agent::ControllerLinkOptions o = {},
+                                               bool datapath_up = true) {
   if (o.address.empty()) o.address = "127.0.0.1:" + std::to_string(port);
   if (o.tls_ca.empty()) o.plaintext = true;
   o.node_name = node;
   auto link = agent::ControllerLink::start(o, 0);
   EXPECT_TRUE(link) << link.error();
+  if (link && datapath_up) (*link)->setCapabilities(capabilities());
   return link ? std::move(*link) : nullptr;
 }
 
@@ -156,6 +170,28 @@ TEST(SyncLinkTest, DesiredStateReachesTheAgentAndTheAckComesBack) {
   EXPECT_GT(st2->desired.generation, st->desired.generation);
   EXPECT_EQ(st2->desired.services[0].backends.size(), 1u);
   EXPECT_EQ(server->counters().states_incremental, 1u);
+}
+
+// Issue 18: the Hello's capabilities were constants written before the
+// datapath existed. The link now says Hello once the datapath has said what
+// it did, and the controller keeps what it said (version, L2, conntrack).
+TEST(SyncLinkTest, TheHelloWaitsForTheDatapathAndSaysWhatItCanDo) {
+  auto server = startServer();
+  server->publish(state());
+  auto link = connect(server->port(), "n1", {}, /*datapath_up=*/false);
+  const auto greeted = [](const std::vector<AgentStatus>& agents) { return !agents.empty(); };
+  EXPECT_FALSE(server->waitFor(greeted, 300ms)) << "a Hello before the datapath was up";
+  agent::AgentCapabilities c = capabilities();
+  c.l2_announcement = false;  // no announce interface on this node
+  c.conntrack_capacity = 4096;
+  link->setCapabilities(c);
+  ASSERT_TRUE(server->waitFor(greeted, 5000ms));
+  const AgentStatus a = server->agents().at(0);
+  EXPECT_EQ(a.agent_version, buildVersion());
+  EXPECT_FALSE(a.l2_announcement);
+  EXPECT_EQ(a.conntrack_capacity, 4096u);
+  EXPECT_TRUE(a.incremental);
+  EXPECT_TRUE(next(*link)) << "no desired state after the Hello";
 }
 
 // Issue 13.1: every change sent the full state to every agent.

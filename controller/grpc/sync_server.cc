@@ -200,9 +200,19 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
 
   AgentStatus status() const {
     std::lock_guard<std::mutex> lock(mu_);
-    return {node_,      peer_,       sent_gen_,
-            acked_gen_, last_error_, std::chrono::duration<double>(Clock::now() - since_).count(),
-            bytes_,     incremental_};
+    AgentStatus st;
+    st.node = node_;
+    st.peer = peer_;
+    st.sent_generation = sent_gen_;
+    st.acked_generation = acked_gen_;
+    st.last_error = last_error_;
+    st.connected_seconds = std::chrono::duration<double>(Clock::now() - since_).count();
+    st.bytes_sent = bytes_;
+    st.incremental = incremental_;
+    st.agent_version = version_;
+    st.l2_announcement = l2_;
+    st.conntrack_capacity = conntrack_capacity_;
+    return st;
   }
   bool helloDue(Clock::time_point now) const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -247,6 +257,8 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
   bool incremental_ = false;
   bool implicit_keys_ = false;
   bool l2_ = false;
+  std::string version_;
+  uint64_t conntrack_capacity_ = 0;
   bool healthy_ = true;
   std::shared_ptr<const View> agent_view_;     // what it acknowledged (nullptr: needs FULL)
   std::shared_ptr<const View> sent_view_;      // what the state in flight brings it to
@@ -347,10 +359,23 @@ void Session::onHello(const pb::Hello& h) {
     incremental_ = has(h, pb::CAPABILITY_INCREMENTAL_UPDATES);
     implicit_keys_ = has(h, pb::CAPABILITY_IMPLICIT_BACKEND_KEYS);
     l2_ = has(h, pb::CAPABILITY_L2_ANNOUNCEMENT);
+    version_ = h.agent_version().substr(0, 64);
+    conntrack_capacity_ = h.datapath().conntrack_capacity();
     live = l2_ && healthy_;
   }
-  spdlog::info("event=agent_connected node={} peer={} last_applied={} incremental={}", node_,
-               logSafe(peer_, 64), h.last_applied_generation(), incremental_);
+  const pb::DatapathCapabilities& dc = h.datapath();
+  spdlog::info(
+      "event=agent_connected node={} peer={} version=\"{}\" last_applied={} incremental={} l2={} "
+      "af_xdp={} xdp={} conntrack={}",
+      node_, logSafe(peer_, 64), logSafe(version_, 64), h.last_applied_generation(), incremental_,
+      l2_,
+      dc.af_xdp_zero_copy() ? "zerocopy"
+      : dc.af_xdp_copy()    ? "copy"
+                            : "none",
+      dc.xdp_native()    ? "native"
+      : dc.xdp_generic() ? "generic"
+                         : "none",
+      conntrack_capacity_);
   srv_->helloAccepted(self_, h.last_applied_generation(), live);
   kick();
 }
@@ -767,8 +792,10 @@ bool SyncServer::waitUntil(const std::function<bool()>& done,
                            std::chrono::milliseconds timeout) const {
   const auto deadline = Clock::now() + timeout;
   while (!done()) {
+    // done() takes the lock itself: it must not be held here (a wait that
+    // timed out deadlocked on it).
+    if (Clock::now() >= deadline) return false;
     std::unique_lock<std::mutex> lock(impl_->mu);
-    if (Clock::now() >= deadline) return done();
     // Woken by every connect, disconnect, refusal and acknowledgement; the
     // short bound only covers a notification between the check and the wait.
     impl_->changed.wait_for(lock, std::chrono::milliseconds(20));

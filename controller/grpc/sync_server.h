@@ -71,6 +71,10 @@ struct AgentStatus {
   double connected_seconds = 0;
   uint64_t bytes_sent = 0;
   bool incremental = false;  // the agent takes INCREMENTAL states
+  // From its Hello: what the agent runs and can do.
+  std::string agent_version;
+  bool l2_announcement = false;
+  uint64_t conntrack_capacity = 0;
 };
 
 struct SyncCounters {

@@ -128,6 +128,9 @@ class IdentityTest : public ::testing::Test {
     o.node_name = node;
     auto l = agent::ControllerLink::start(o, 0);
     EXPECT_TRUE(l) << l.error();
+    agent::AgentCapabilities caps;  // the datapath is up: the link may say Hello
+    caps.l2_announcement = true;
+    (*l)->setCapabilities(caps);
     return std::move(*l);
   }
 
