@@ -128,10 +128,23 @@ users: [{{name: u, user: {{token: bench}}}}]
         full = int(full)
         print(f"# {AGENTS} agents connected and in sync {time.monotonic() - t1:.1f}s after "
               f"starting; one FULL state is {full} bytes", flush=True)
-        # Let the connect burst and the status writes settle.
-        time.sleep(2)
+        # Let the connect burst and the API writes settle: once agents
+        # acknowledge, every Service gets its Programmed and Announced
+        # conditions (10,000 PATCHes) and Events drain (10,000 POSTs), and
+        # changes measured meanwhile wait behind them. Settled: no write for 2 s.
+        t2, writes, quiet_since = time.monotonic(), -1, time.monotonic()
+        while time.monotonic() - quiet_since < 2:
+            n = sum(1 for r in server.request_log() if r["method"] != "GET")
+            if n != writes:
+                writes, quiet_since = n, time.monotonic()
+            if time.monotonic() - t2 > 300:
+                raise SystemExit(f"status writes still going after 300s ({writes})")
+            time.sleep(0.2)
+        print(f"# API writes settled {time.monotonic() - t2:.1f}s after the agents synced "
+              f"({writes} writes since start)", flush=True)
 
         cpu0 = cpu_seconds(ctl.pid)
+        log0 = len(server.request_log())
         lat, sizes = [], []
         for k in range(CHANGES):
             i = k * 97 % N
@@ -146,6 +159,16 @@ users: [{{name: u, user: {{token: bench}}}}]
             lat.append((float(line[1]) - start) * 1000)
             sizes.append(int(line[2]))
         cpu = cpu_seconds(ctl.pid) - cpu0
+        # The controller's API writes while endpoints changed (none is needed:
+        # an endpoint change alters no Service status), by kind of path.
+        writes = {}
+        for r in server.request_log()[log0:]:
+            if r["method"] != "GET":
+                kind = r["method"] + " " + "/".join(
+                    p if not p.startswith("svc-") else "*" for p in r["path"].split("/"))
+                writes[kind] = writes.get(kind, 0) + 1
+        for kind, n in sorted(writes.items(), key=lambda kv: -kv[1])[:5]:
+            print(f"# API writes during the changes: {n} {kind}", flush=True)
         lat.sort()
         p50 = lat[len(lat) // 2]
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
@@ -161,6 +184,8 @@ users: [{{name: u, user: {{token: bench}}}}]
         print(f"FIGURE rollout_vs_full_states {rollout_bytes / (AGENTS * full):.2f} ratio")
         print(f"FIGURE rollout_full_states {full_states} states")
         print(f"FIGURE controller_cpu_s_per_1000_changes {cpu / CHANGES * 1000:.2f} s")
+        print(f"FIGURE fanout_api_writes_per_endpoint_change "
+              f"{sum(writes.values()) / CHANGES:.1f} requests")
     finally:
         if agents:
             try:

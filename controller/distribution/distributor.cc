@@ -119,36 +119,44 @@ std::optional<std::chrono::steady_clock::time_point> Distributor::settleDeadline
 
 void Distributor::resettle() {
   settle_until_ = clock_->now() + opt_.settle;
+  announcers_stale_ = true;
 }
 
 bool Distributor::setDesired(const Reconciled& r) {
   std::vector<std::shared_ptr<const Entry>> services;
   services.reserve(r.desired.size());
   std::vector<std::string> changed;
-  std::unordered_map<std::string, std::shared_ptr<const Entry>> next;
-  next.reserve(r.desired.size());
+  ++pass_;
+  size_t listed = 0;
   for (const auto& d : r.desired) {
-    auto it = by_key_.find(d->key);
-    std::shared_ptr<const Entry> e;
-    if (it != by_key_.end() &&
-        (it->second->shared() == d || it->second->service().sameForAgents(*d))) {
-      e = it->second;  // unchanged: the same encoding, the same pointer
-    } else {
-      e = std::make_shared<const Entry>(d, encode_);
+    auto [it, fresh] = by_key_.try_emplace(d->key);
+    Slot& slot = it->second;
+    if (fresh || !(slot.entry->shared() == d || slot.entry->service().sameForAgents(*d))) {
+      slot.entry = std::make_shared<const Entry>(d, encode_);
       changed.push_back(d->key);
     }
-    next[d->key] = e;
-    services.push_back(std::move(e));
+    if (slot.seen != pass_) ++listed;
+    slot.seen = pass_;
+    services.push_back(slot.entry);
   }
-  for (const auto& [key, e] : by_key_) {
-    if (!next.count(key)) changed.push_back(key);
+  if (listed != by_key_.size()) {  // some are gone
+    for (auto it = by_key_.begin(); it != by_key_.end();) {
+      if (it->second.seen == pass_) {
+        ++it;
+      } else {
+        changed.push_back(it->first);
+        it = by_key_.erase(it);
+      }
+    }
   }
-  by_key_ = std::move(next);
   if (!std::is_sorted(services.begin(), services.end(), lessKey)) {
     std::sort(services.begin(), services.end(), lessKey);
   }
   std::sort(changed.begin(), changed.end());
-  vips_ = r.vips;
+  if (!(vips_ == r.vips)) {
+    vips_ = r.vips;
+    announcers_stale_ = true;
+  }
   std::shared_ptr<const std::vector<std::string>> nodes = view_->nodes;
   if (*nodes != r.nodes) nodes = std::make_shared<const std::vector<std::string>>(r.nodes);
   return publish(std::move(services), std::move(changed), std::move(nodes), false);
@@ -162,6 +170,7 @@ bool Distributor::setLive(const std::string& node, bool live) {
   } else {
     live_.erase(node);
   }
+  announcers_stale_ = true;
   return publish(view_->services, {}, view_->nodes, false);
 }
 
@@ -184,12 +193,21 @@ bool Distributor::generationAbove(uint64_t g) {
 bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
                           std::vector<std::string> changed_keys,
                           std::shared_ptr<const std::vector<std::string>> nodes, bool force) {
-  AnnouncerMap next = assignAnnouncers(vips_, live_, announcers_, settling());
+  // Settling, or the end of settling, can move announcers by itself.
+  const bool now_settling = settling();
+  const bool decide = announcers_stale_ || now_settling || decided_settling_;
   std::vector<AnnouncerEntry> entries;
-  entries.reserve(next.size());
-  for (const auto& [vip, node] : next) entries.push_back({vip, node});
   std::vector<IpAddr> changed_vips;
-  {
+  if (!decide) {
+    if (!force && changed_keys.empty() && nodes == view_->nodes) return false;
+    entries = view_->announcers;  // the same answer
+  } else {
+    AnnouncerMap next = assignAnnouncers(vips_, live_, announcers_, now_settling);
+    announcers_stale_ = false;
+    decided_settling_ = now_settling;
+    entries.reserve(next.size());
+    for (const auto& [vip, node] : next) entries.push_back({vip, node});
+    announcers_ = std::move(next);
     auto a = view_->announcers.begin(), ae = view_->announcers.end();
     auto b = entries.begin(), be = entries.end();
     while (a != ae || b != be) {
@@ -205,7 +223,6 @@ bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
     }
   }
   const bool nodes_changed = nodes != view_->nodes;
-  announcers_ = std::move(next);
   if (!force && changed_keys.empty() && changed_vips.empty() && !nodes_changed) return false;
   auto v = std::make_shared<View>();
   v->generation = view_->generation + 1;

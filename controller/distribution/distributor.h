@@ -137,10 +137,22 @@ class Distributor {
   Clock* clock_;
   std::chrono::steady_clock::time_point settle_until_;
   std::shared_ptr<const View> view_;
-  std::unordered_map<std::string, std::shared_ptr<const Entry>> by_key_;
+  // Updated in place: a reconcile that changed one Service costs a lookup
+  // per Service, not a new map of them all (issue 13: the controller's CPU
+  // per endpoint change grew with the number of Services).
+  struct Slot {
+    std::shared_ptr<const Entry> entry;
+    uint64_t seen = 0;  // the last setDesired() that listed it
+  };
+  std::unordered_map<std::string, Slot> by_key_;
+  uint64_t pass_ = 0;
   std::vector<VipCandidates> vips_;
   std::set<std::string> live_;
   AnnouncerMap announcers_;
+  // Announcers are decided again only when what they depend on changed
+  // (candidates, live agents, settling); otherwise the last answer stands.
+  bool announcers_stale_ = true;
+  bool decided_settling_ = true;
 };
 
 }  // namespace flowlb::controller
