@@ -4,8 +4,9 @@ style) and plain kernel forwarding, measured in one run with the same
 generator and sink. Prints FIGURE lines. Needs root.
 
 Placement (2 vCPUs): the live-frames generator runs on CPU 0, so the
-kernel cases forward in its softirq on CPU 0; flowlb's worker busy-polls
-CPU 1. The sink (XDP drop counter on the switch port facing the LB) runs
+kernel cases (and the XDP-only NAT baseline) forward in its softirq on
+CPU 0; flowlb's worker, and the minimal AF_XDP forwarder that measures the
+limit of AF_XDP on this machine, busy-poll CPU 1. The sink (XDP drop counter on the switch port facing the LB) runs
 in the softirq of whichever CPU transmits into it.
 
 Usage (from the repository root, as root): python3 -m bench.datapath_bench BUILD_DIR
@@ -23,7 +24,9 @@ from e2e.lib.proc import lab_prefix, module
 
 BUILD = os.path.abspath(sys.argv[1])
 TRAFFIC = os.path.join(BUILD, "bench", "xdp_traffic")
-AGENT = os.path.join(BUILD, "agent", "flowlb-agent")
+BASELINE = os.path.join(BUILD, "bench", "baseline_forward")
+# FLOWLB_BENCH_AGENT: another agent binary (an earlier build, to compare in one session).
+AGENT = os.environ.get("FLOWLB_BENCH_AGENT") or os.path.join(BUILD, "agent", "flowlb-agent")
 P = lab_prefix("flbbench")
 VIP = "10.10.100.10"
 POD_VIP = "10.10.100.11"  # NAT to a pod on the LB node: the kernel exception path
@@ -55,7 +58,35 @@ def rate(dst, dport, flows, sink_ns="sw", sink_if="sw-l1"):
         results.append(statistics.median(steady) if steady else 0.0)
         if os.environ.get("FLOWLB_BENCH_DEBUG"):
             print(dst, flows, rates, file=sys.stderr)
+    SPREAD.append(results)
     return statistics.median(results)
+
+
+SPREAD = []  # the per-run rates behind each rate(), in call order
+
+
+def spread():
+    """'min-max of N runs' of the last rate()."""
+    r = SPREAD[-1]
+    return f"runs {min(r) / 1e6:.3f}-{max(r) / 1e6:.3f}"
+
+
+def baseline(*args):
+    """Starts bench/baseline_forward in the LB namespace; stop() returns what it printed."""
+    p = subprocess.Popen(["ip", "netns", "exec", f"{P}-lb", BASELINE, *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    if p.poll() is not None:
+        raise RuntimeError(f"baseline_forward {args[0]}: {p.communicate()[1].strip()}")
+    return p
+
+
+def stop(p):
+    p.terminate()
+    out, err = p.communicate(timeout=10)
+    if p.returncode != 0:
+        raise RuntimeError(f"baseline_forward: {err.strip()}")
+    return out
 
 
 def rtt(count=2000):
@@ -123,6 +154,20 @@ def main():
         nft(False)
         passer.terminate()
         passer.wait()
+        # The limits, same generator and sink: NAT to one fixed backend in
+        # XDP alone (the in-kernel ceiling, CPU 0), then in a minimal AF_XDP
+        # forwarder on the agent's own sockets and loop (CPU 1).
+        b1_mac = ns("b1", "cat", "/sys/class/net/eth0/address").strip()
+        xdp = baseline("xdp", "l0", "l1", VIP, "10.10.2.1", "10.10.2.11", b1_mac, "3600")
+        xdp_few = rate(VIP, 53, 16)
+        xdp_spread = spread()
+        stop(xdp)
+        mini = baseline("afxdp", "l0", "l1", "10.10.2.1", "10.10.2.11", b1_mac, "3600", "1")
+        mini_few = rate(VIP, 53, 16)
+        mini_few_spread = spread()
+        mini_new = rate(VIP, 53, 0)
+        mini_new_spread = spread()
+        stop(mini)
         cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         # New flow per packet: UDP flows idle out after 1 s in both flowlb
         # and nftables (nf_conntrack_udp_timeout), and the SNAT range is
@@ -155,9 +200,13 @@ services:
                                   "--conntrack-entries", "1048576"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(2)
+        if agent.poll() is not None:
+            raise RuntimeError(f"{AGENT} exited with {agent.returncode} (run it by hand to see why)")
         ns("client", "ping", "-c", "1", "-W", "1", "10.10.1.1")
         fl_few = rate(VIP, 53, 16)
+        fl_few_spread = spread()
         fl_new = rate(VIP, 53, 0)
+        fl_new_spread = spread()
         fl_p50, fl_p99, _ = rtt()
         # The same NAT to the pod behind vethpod1: every packet goes through
         # the agent's TUN device and the kernel (masquerade, routing).
@@ -167,8 +216,15 @@ services:
             ("kernel_forward_mpps", kernel / 1e6, "Mpps", "cpu0"),
             ("nftables_dnat_mpps", nft_few / 1e6, "Mpps", "cpu0"),
             ("nftables_dnat_newflow_mpps", nft_new / 1e6, "Mpps", "cpu0"),
-            ("datapath_nat_mpps", fl_few / 1e6, "Mpps", "worker cpu1"),
-            ("datapath_nat_newflow_mpps", fl_new / 1e6, "Mpps", "worker cpu1"),
+            ("xdp_nat_forward_mpps", xdp_few / 1e6, "Mpps", "cpu0, " + xdp_spread),
+            ("minimal_afxdp_forward_mpps", mini_few / 1e6, "Mpps", "cpu1, " + mini_few_spread),
+            ("minimal_afxdp_forward_newflow_mpps", mini_new / 1e6, "Mpps",
+             "cpu1, " + mini_new_spread),
+            ("minimal_afxdp_vs_xdp_ratio", mini_few / xdp_few if xdp_few else 0, "ratio", ""),
+            ("datapath_nat_mpps", fl_few / 1e6, "Mpps", "worker cpu1, " + fl_few_spread),
+            ("datapath_nat_newflow_mpps", fl_new / 1e6, "Mpps", "worker cpu1, " + fl_new_spread),
+            ("datapath_vs_minimal_ratio", fl_few / mini_few if mini_few else 0, "ratio", ""),
+            ("datapath_vs_minimal_newflow_ratio", fl_new / mini_new if mini_new else 0, "ratio", ""),
             ("datapath_vs_nftables_ratio", fl_few / nft_few if nft_few else 0, "ratio", ""),
             ("datapath_vs_nftables_newflow_ratio", fl_new / nft_new if nft_new else 0, "ratio", ""),
             ("datapath_rtt_p50_us", fl_p50, "us", "client+server cpu0, worker cpu1"),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks that print figures, one per line: FIGURE <name> <value> <unit>.
 #   bench/run.sh core      Maglev, conntrack and forwarding-decision figures
-#   bench/run.sh datapath  AF_XDP datapath vs nftables DNAT vs kernel forwarding (root)
+#   bench/run.sh datapath  AF_XDP datapath vs nftables DNAT vs kernel forwarding, against the
+#                          limits of the machine: a minimal AF_XDP forwarder and NAT in XDP (root)
 #   bench/run.sh controller  10k Services against the Kubernetes API test server, and
 #                            their fan-out to 200 simulated agents
 #   bench/run.sh apiserver   the Kubernetes API test server itself at that scale
@@ -71,7 +72,7 @@ PY
 }
 
 datapath() {  # needs root: builds a namespace lab
-  ninja -C "$build" -j2 flowlb-agent xdp_traffic >/dev/null
+  ninja -C "$build" -j2 flowlb-agent xdp_traffic baseline_forward >/dev/null
   python3 -m bench.datapath_bench "$build"
 }
 
