@@ -53,6 +53,10 @@ figures = [
     ("forward_established_128k_flows_one_by_one_ns", med["BM_ForwardEstablished/131072/0"]["ns_per_packet"] * 1e9, "ns"),
     ("forward_new_flow_ns", med["BM_ForwardNewFlow/16384"]["ns_per_packet"] * 1e9, "ns"),
     ("forward_new_flow_1m_table_ns", med["BM_ForwardNewFlow/1048576"]["ns_per_packet"] * 1e9, "ns"),
+    ("next_hop_lookup_scan_ns_4_routes", med["BM_NextHopLookup/4/0"]["ns_per_lookup"] * 1e9, "ns"),
+    ("next_hop_lookup_precomputed_ns_4_routes", med["BM_NextHopLookup/4/1"]["ns_per_lookup"] * 1e9, "ns"),
+    ("next_hop_lookup_scan_ns_500_routes", med["BM_NextHopLookup/500/0"]["ns_per_lookup"] * 1e9, "ns"),
+    ("next_hop_lookup_precomputed_ns_500_routes", med["BM_NextHopLookup/500/1"]["ns_per_lookup"] * 1e9, "ns"),
     ("agent_update_one_of_1000_services_ms", ms("BM_SnapshotUpdateOne/1000"), "ms"),
 ]
 for name, value, unit in figures:

@@ -230,6 +230,13 @@ Result<ApplyReport> Datapath::apply(const DesiredState& desired, const SnatConfi
   saveRegistry();
   steering_keys_ = keys.size();
   snapshots_->publish(outcome->snapshot);
+  // The backends' next hops are computed with each view of the routes, not
+  // per packet (a packet to another address still scans the routes).
+  std::vector<IpAddr> dsts;
+  for (const BackendRuntime& b : outcome->snapshot->backends) {
+    if (b.addr != IpAddr{}) dsts.push_back(b.addr);  // removed ones too: flows keep them
+  }
+  next_hops_->setDestinations(std::move(dsts));
   trim_pending_ = true;
   if (&desired != &desired_) desired_ = desired;
   if (&snat != &snat_) snat_ = snat;

@@ -20,14 +20,9 @@
 #include <chrono>
 #include <cstring>
 
-#include "common/hash.h"
 #include "common/unique_fd.h"
 
 namespace flowlb::agent {
-
-size_t IpAddrHash::operator()(const IpAddr& a) const {
-  return hashBytes(a.bytes.data(), 16, 0);
-}
 
 void KernelNextHops::onCacheChange(struct nl_cache*, struct ::nl_object*, int, void* self) {
   static_cast<KernelNextHops*>(self)->dirty_.store(true);
@@ -56,13 +51,6 @@ uint64_t nowMs() {
 }
 
 }  // namespace
-
-const NextHopView::Route* NextHopView::route(const IpAddr& dst) const {
-  for (const Route& r : routes) {
-    if (r.prefix.contains(dst)) return &r;
-  }
-  return nullptr;
-}
 
 Result<std::unique_ptr<KernelNextHops>> KernelNextHops::create(size_t readers,
                                                                std::vector<int> attached) {
@@ -173,6 +161,10 @@ void KernelNextHops::rebuild() {
     const int lb = b.prefix.length + (b.prefix.addr.isV4() ? 96 : 0);
     return la != lb ? la > lb : a.priority < b.priority;
   });
+  {
+    std::lock_guard<std::mutex> lock(dest_mu_);
+    view->precompute(destinations_);
+  }
   views_.publish(std::move(view));
   views_.reclaim();
 }
@@ -189,27 +181,18 @@ void KernelNextHops::noteMiss(int ifindex, const IpAddr& addr) const {
 const NextHop* KernelNextHops::lookup(const IpAddr& dst) const {
   const NextHopView* v = views_.acquire();
   if (v == nullptr) return nullptr;
-  if (v->local.find(dst) != v->local.end()) return &v->kernel_hop;
-  const NextHopView::Route* r = v->route(dst);
-  if (r == nullptr) return nullptr;
-  if (std::find(v->attached.begin(), v->attached.end(), r->ifindex) == v->attached.end()) {
-    return &v->kernel_hop;  // a pod's veth, an overlay, any device we do not own
-  }
-  if (r->gateway) {
-    if (!r->via.resolved) noteMiss(r->ifindex, r->gateway_addr);
-    return &r->via;
-  }
-  auto per_if = v->neighbors.find(r->ifindex);
-  if (per_if != v->neighbors.end()) {
-    auto it = per_if->second.find(dst);
-    if (it != per_if->second.end()) {
-      if (!it->second.resolved) noteMiss(r->ifindex, dst);
-      return &it->second;
-    }
-  }
-  noteMiss(r->ifindex, dst);
-  auto u = v->unresolved.find(r->ifindex);
-  return u != v->unresolved.end() ? &u->second : nullptr;
+  const NextHopView::Answer a = v->find(dst);
+  if (a.miss) noteMiss(a.miss_ifindex, a.miss_addr);
+  return a.hop;
+}
+
+void KernelNextHops::setDestinations(std::vector<IpAddr> dsts) {
+  std::sort(dsts.begin(), dsts.end());
+  dsts.erase(std::unique(dsts.begin(), dsts.end()), dsts.end());
+  std::lock_guard<std::mutex> lock(dest_mu_);
+  if (dsts == destinations_) return;
+  destinations_ = std::move(dsts);
+  dirty_.store(true);
 }
 
 void KernelNextHops::probeMisses() {
@@ -252,6 +235,7 @@ void KernelNextHops::probeMisses() {
 }
 
 void KernelNextHops::poll(int timeout_ms, const std::vector<int>& also) {
+  if (dirty_.load()) rebuild();  // new destinations: before sleeping, not after
   std::vector<pollfd> fds;
   fds.reserve(2 + also.size());
   fds.push_back({nl_cache_mngr_get_fd(mngr_), POLLIN, 0});

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "agent/lb/next_hop.h"
+#include "agent/lb/next_hop_view.h"
 #include "agent/lb/rcu.h"
 #include "common/status.h"
 #include "common/waker.h"
@@ -26,36 +27,6 @@ struct nl_cache;
 struct nl_object;
 
 namespace flowlb::agent {
-
-struct IpAddrHash {
-  size_t operator()(const IpAddr& a) const;
-};
-
-// One immutable view of routes and neighbours.
-class NextHopView {
- public:
-  struct Route {
-    IpPrefix prefix;
-    uint32_t priority = 0;
-    int ifindex = 0;
-    bool gateway = false;
-    IpAddr gateway_addr;
-    NextHop via;  // for gateway routes: the gateway's neighbour
-  };
-  std::vector<Route> routes;  // longest prefix first, then lowest metric
-  // Addresses of this host (table local): only the kernel delivers to them.
-  std::unordered_map<IpAddr, bool, IpAddrHash> local;
-  // Interfaces the datapath transmits on; anything else is behind the kernel.
-  std::vector<int> attached;
-  NextHop kernel_hop;  // the answer for a destination behind the kernel
-  std::unordered_map<int, std::array<uint8_t, 6>> link_macs;
-  // Per interface: neighbour address -> next hop (on link).
-  std::unordered_map<int, std::unordered_map<IpAddr, NextHop, IpAddrHash>> neighbors;
-  // Per interface: the answer for an on-link destination not yet resolved.
-  std::unordered_map<int, NextHop> unresolved;
-
-  const Route* route(const IpAddr& dst) const;
-};
 
 class KernelNextHops final : public NextHopTable {
  public:
@@ -79,6 +50,9 @@ class KernelNextHops final : public NextHopTable {
   // up, or unknown for devices that report none); false if there is no such
   // interface. Control thread only; as fresh as the last poll().
   bool linkUp(const std::string& name) const;
+  // Control side: the destinations whose answers every view precomputes
+  // (the backends); the view is rebuilt at the start of the next poll().
+  void setDestinations(std::vector<IpAddr> dsts);
   uint64_t misses() const { return misses_.load(std::memory_order_relaxed); }
   uint64_t probes() const { return probes_; }
 
@@ -97,6 +71,8 @@ class KernelNextHops final : public NextHopTable {
   struct nl_cache* routes_ = nullptr;
   struct nl_cache* neighs_ = nullptr;
   std::atomic<bool> dirty_{true};
+  std::mutex dest_mu_;  // guards destinations_
+  std::vector<IpAddr> destinations_;
   // Misses noted by workers: try_lock (a worker never waits for it) into a
   // queue whose capacity is reserved off the packet path (never allocates).
   static constexpr size_t kMaxMisses = 256;
