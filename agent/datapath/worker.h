@@ -99,6 +99,11 @@ class Worker {
   uint64_t from_kernel_ = 0;
   uint64_t rx_batches_ = 0;
   bool unflushed_ = false;  // counts since the last flush
+  // Reading the exception path's reply device is a system call: after a
+  // read that found nothing, the next few passes skip it (backoff, doubled
+  // up to kMaxKernelSkip; reset by a reply, or by poll() reporting one).
+  uint32_t kernel_skip_ = 0;
+  uint32_t kernel_backoff_ = 0;
 
   mutable std::mutex report_mu_;  // guards report_
   WorkerReport report_;
