@@ -45,6 +45,7 @@ struct IpPool {
   // `ranges`, reported on the IPPool (condition flowlb.io/Valid) and in the
   // reason of a Service that gets nothing from it.
   std::vector<std::string> invalid;
+  std::map<std::string, std::string> labels;  // BGPAdvertisement ipPoolSelector
   bool operator==(const IpPool&) const = default;
 };
 

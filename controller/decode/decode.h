@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "controller/bgp/bgp_config.h"
 #include "controller/decode/doc.h"
 #include "controller/reconciler/objects.h"
 
@@ -50,6 +51,16 @@ Decoded<ServiceObject> decodeService(const Doc& obj);
 Decoded<EndpointSliceObject> decodeEndpointSlice(const Doc& obj);
 Decoded<NodeEntry> decodeNode(const Doc& obj);
 Decoded<PoolObject> decodePool(const Doc& obj);
+// BGPPeer and BGPAdvertisement (flowlb.io/v1alpha1, cluster-scoped).
+Decoded<BgpPeerSpec> decodeBgpPeer(const Doc& obj);
+Decoded<BgpAdvertisementSpec> decodeBgpAdvertisement(const Doc& obj);
+
+// "65000:100" (16-bit halves), a 32-bit number, or an RFC 1997/7999 name
+// (no-export, no-advertise, no-export-subconfed, no-peer, blackhole,
+// graceful-shutdown); "65000:1:2" (32-bit parts) for a large community.
+// False when the text is neither.
+bool parseCommunity(const std::string& text, uint32_t* out);
+bool parseLargeCommunity(const std::string& text, LargeCommunityValue* out);
 
 // "Kind ns/name" of an object, from whatever of its metadata is readable.
 std::string describeObject(const Doc& obj, const char* kind);

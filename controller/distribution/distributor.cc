@@ -35,6 +35,7 @@ NodeUpdate nodeUpdate(const std::shared_ptr<const View>& base,
   if (!base) {
     u.full = true;
     if (!runs_now) return u;  // not a ready node: nothing to run
+    u.bgp = current->bgp.get();
     for (const auto& e : current->services) u.upserts.push_back(e.get());
     u.announcements = current->announcers;
     return u;
@@ -58,6 +59,16 @@ NodeUpdate nodeUpdate(const std::shared_ptr<const View>& base,
       v = v->previous.lock();
     }
     whole = !v || v != base;
+  }
+  {
+    std::shared_ptr<const View> v = current;
+    int hops = 0;
+    while (!whole && v && v->generation > base->generation && hops++ < kMaxChain) {
+      u.bgp_changed = u.bgp_changed || v->bgp_changed;
+      v = v->previous.lock();
+    }
+    if (whole) u.bgp_changed = base->bgp != current->bgp || ran != runs_now;
+    if (u.bgp_changed && runs_now) u.bgp = current->bgp.get();
   }
   auto find = [](const View& view, const std::string& key) -> const Entry* {
     auto it = std::lower_bound(
@@ -85,10 +96,15 @@ NodeUpdate nodeUpdate(const std::shared_ptr<const View>& base,
       u.removed.push_back(key);
     }
   }
+  if (u.bgp_changed && runs_now) {
+    // A VIP's BGP advertisements may have changed: every announcement
+    // again (BGP changes are rare; announcements are small).
+    for (const auto& a : current->announcers) vips.insert(a.vip);
+  }
   for (const IpAddr& vip : vips) {
     const AnnouncerEntry* before = ran ? announcer(*base, vip) : nullptr;
     const AnnouncerEntry* now = runs_now ? announcer(*current, vip) : nullptr;
-    if (now && !(before && *before == *now)) {
+    if (now && (u.bgp_changed || !(before && *before == *now))) {
       u.announcements.push_back(*now);
     } else if (!now && before) {
       u.removed_vips.push_back(vip);
@@ -157,6 +173,7 @@ bool Distributor::setDesired(const Reconciled& r) {
     vips_ = r.vips;
     announcers_stale_ = true;
   }
+  bgp_ = r.bgp;
   std::shared_ptr<const std::vector<std::string>> nodes = view_->nodes;
   if (*nodes != r.nodes) nodes = std::make_shared<const std::vector<std::string>>(r.nodes);
   return publish(std::move(services), std::move(changed), std::move(nodes), false);
@@ -186,6 +203,7 @@ bool Distributor::generationAbove(uint64_t g) {
   v->changed_keys.clear();
   v->changed_vips.clear();
   v->nodes_changed = false;
+  v->bgp_changed = false;
   view_ = std::move(v);
   return true;
 }
@@ -196,10 +214,11 @@ bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
   // Settling, or the end of settling, can move announcers by itself.
   const bool now_settling = settling();
   const bool decide = announcers_stale_ || now_settling || decided_settling_;
+  const bool bgp_changed = bgp_ != view_->bgp && !(bgp_ && view_->bgp && *bgp_ == *view_->bgp);
   std::vector<AnnouncerEntry> entries;
   std::vector<IpAddr> changed_vips;
   if (!decide) {
-    if (!force && changed_keys.empty() && nodes == view_->nodes) return false;
+    if (!force && changed_keys.empty() && nodes == view_->nodes && !bgp_changed) return false;
     entries = view_->announcers;  // the same answer
   } else {
     AnnouncerMap next = assignAnnouncers(vips_, live_, announcers_, now_settling);
@@ -223,7 +242,9 @@ bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
     }
   }
   const bool nodes_changed = nodes != view_->nodes;
-  if (!force && changed_keys.empty() && changed_vips.empty() && !nodes_changed) return false;
+  if (!force && changed_keys.empty() && changed_vips.empty() && !nodes_changed && !bgp_changed) {
+    return false;
+  }
   auto v = std::make_shared<View>();
   v->generation = view_->generation + 1;
   v->services = std::move(services);
@@ -233,6 +254,8 @@ bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
   v->changed_keys = std::move(changed_keys);
   v->changed_vips = std::move(changed_vips);
   v->nodes_changed = nodes_changed;
+  v->bgp = bgp_changed ? bgp_ : view_->bgp;
+  v->bgp_changed = bgp_changed;
   view_ = std::move(v);
   return true;
 }

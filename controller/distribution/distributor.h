@@ -72,6 +72,10 @@ struct View {
   std::vector<std::string> changed_keys;  // sorted
   std::vector<IpAddr> changed_vips;       // sorted
   bool nodes_changed = false;
+  // BGP peers and advertisements (null: none configured), and whether they
+  // changed since `previous`.
+  std::shared_ptr<const BgpDesired> bgp;
+  bool bgp_changed = false;
   bool runs(const std::string& node) const;
 };
 
@@ -84,10 +88,16 @@ struct NodeUpdate {
   std::vector<std::string> removed;           // service keys
   std::vector<AnnouncerEntry> announcements;  // FULL: every VIP
   std::vector<IpAddr> removed_vips;
+  // The BGP configuration to send (agents with CAPABILITY_BGP): always
+  // with FULL, with INCREMENTAL when it changed for this node (then every
+  // announcement is sent again too). `bgp` null: none (a node that runs
+  // nothing has no controller-configured BGP sessions).
+  bool bgp_changed = false;
+  const BgpDesired* bgp = nullptr;
   std::shared_ptr<const View> view;  // keeps the entries alive
   bool empty() const {
     return !full && upserts.empty() && removed.empty() && announcements.empty() &&
-           removed_vips.empty();
+           removed_vips.empty() && !bgp_changed;
   }
 };
 
@@ -153,6 +163,7 @@ class Distributor {
   // (candidates, live agents, settling); otherwise the last answer stands.
   bool announcers_stale_ = true;
   bool decided_settling_ = true;
+  std::shared_ptr<const BgpDesired> bgp_;  // the newest reconcile's
 };
 
 }  // namespace flowlb::controller

@@ -83,15 +83,64 @@ pb::ControllerMessage desiredStateMessage(const NodeUpdate& u, const std::string
                             o.backend_keys ? e->encodedWithBackendKeys() : e->encoded());
   }
   for (const std::string& k : u.removed) ds->add_removed_service_keys(k);
+  // BGP only to agents that take it; to the others every VIP stays L2.
+  const BgpDesired* bgp = o.bgp && u.view ? u.view->bgp.get() : nullptr;
+  if (o.bgp && (u.full ? u.bgp != nullptr : u.bgp_changed)) {
+    encodeBgpConfig(u.bgp ? u.bgp->peersOf(node) : nullptr, ds->mutable_bgp());
+  }
   for (const AnnouncerEntry& a : u.announcements) {
     pb::Announcement* out = ds->add_announcements();
     setAddress(a.vip, out->mutable_vip());
+    if (const std::vector<BgpRouteSpec>* routes = bgp ? bgp->routesOf(a.vip) : nullptr) {
+      out->set_mode(pb::ANNOUNCEMENT_MODE_BGP);  // every eligible node, no ARP/NDP
+      encodeBgpAnnouncement(*routes, out->mutable_bgp());
+      continue;
+    }
     out->set_mode(pb::ANNOUNCEMENT_MODE_L2);
     out->set_announcer(!a.node.empty() && a.node == node);
     out->set_announcer_node(a.node);
   }
   for (const IpAddr& vip : u.removed_vips) setAddress(vip, ds->add_removed_announcement_vips());
   return msg;
+}
+
+void encodeBgpConfig(const std::vector<BgpPeerSpec>* peers, pb::BgpConfig* out) {
+  out->Clear();
+  if (!peers) return;
+  for (const BgpPeerSpec& p : *peers) {
+    pb::BgpPeer* pp = out->add_peers();
+    pp->set_name(p.name);
+    setAddress(p.address, pp->mutable_address());
+    if (p.port != 179) pp->set_port(p.port);
+    pp->set_peer_asn(p.peer_asn);
+    pp->set_local_asn(p.local_asn);
+    if (p.source) setAddress(*p.source, pp->mutable_source_address());
+    if (p.hold_time_s) pp->set_hold_time_seconds(*p.hold_time_s);
+    if (p.bfd) {
+      pp->mutable_bfd()->set_min_tx_ms(p.bfd->min_tx_ms);
+      pp->mutable_bfd()->set_min_rx_ms(p.bfd->min_rx_ms);
+      pp->mutable_bfd()->set_detect_multiplier(p.bfd->multiplier);
+    }
+    pp->set_graceful_restart_seconds(p.graceful_restart_s);
+  }
+}
+
+void encodeBgpAnnouncement(const std::vector<BgpRouteSpec>& routes, pb::BgpAnnouncement* out) {
+  for (const BgpRouteSpec& r : routes) {
+    pb::BgpRouteAdvertisement* a = out->add_advertisements();
+    a->set_name(r.name);
+    for (const std::string& p : r.peers) a->add_peers(p);
+    a->set_aggregation_length_v4(r.aggregation_v4 == 32 ? 0 : r.aggregation_v4);
+    a->set_aggregation_length_v6(r.aggregation_v6 == 128 ? 0 : r.aggregation_v6);
+    for (uint32_t c : r.communities) a->add_communities(c);
+    for (const LargeCommunityValue& c : r.large_communities) {
+      pb::LargeCommunity* l = a->add_large_communities();
+      l->set_global_admin(c.global_admin);
+      l->set_local_data_1(c.local_data_1);
+      l->set_local_data_2(c.local_data_2);
+    }
+    if (r.local_pref) a->set_local_pref(*r.local_pref);
+  }
 }
 
 }  // namespace flowlb::controller

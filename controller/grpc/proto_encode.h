@@ -19,7 +19,14 @@ std::string encodeVirtualService(const DesiredService& d, bool backend_keys);
 
 struct MessageOptions {
   bool backend_keys = false;  // the agent needs Backend.key
+  bool bgp = false;           // the agent listed CAPABILITY_BGP
 };
+
+// One node's BGP peers as the wire's BgpConfig (none: empty).
+void encodeBgpConfig(const std::vector<BgpPeerSpec>* peers, flowlb::v1::BgpConfig* out);
+// A VIP's advertisements as the wire's BgpAnnouncement.
+void encodeBgpAnnouncement(const std::vector<BgpRouteSpec>& routes,
+                           flowlb::v1::BgpAnnouncement* out);
 
 // The DesiredState for `node`: FULL or INCREMENTAL as `u` says.
 flowlb::v1::ControllerMessage desiredStateMessage(const NodeUpdate& u, const std::string& node,

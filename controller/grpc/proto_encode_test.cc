@@ -150,5 +150,77 @@ TEST(ProtoEncodeTest, SplicedServicesReadBackAsAMessageBuiltFieldByField) {
   }
 }
 
+TEST(ProtoEncodeTest, BgpGoesOnlyToAgentsThatTakeItAndTheirVipsStopArping) {
+  auto view = std::make_shared<View>();
+  view->generation = 5;
+  auto bgp = std::make_shared<BgpDesired>();
+  bgp->configured = true;
+  BgpPeerSpec tor;
+  tor.name = "tor";
+  tor.address = ip("10.0.0.1");
+  tor.peer_asn = 65000;
+  tor.local_asn = 65001;
+  tor.hold_time_s = 9;
+  tor.bfd = BfdSpec{100, 100, 3};
+  bgp->peers_by_node["n1"] = {tor};
+  BgpRouteSpec route;
+  route.name = "ext";
+  route.peers = {"tor"};
+  route.aggregation_v4 = 24;
+  route.communities = {65000u << 16 | 7};
+  route.large_communities = {{1, 2, 3}};
+  route.local_pref = 150;
+  bgp->vips[ip("192.0.2.1")] = {route};
+  view->bgp = bgp;
+  NodeUpdate u;
+  u.full = true;
+  u.generation = 5;
+  u.view = view;
+  u.bgp = bgp.get();
+  u.announcements = {{ip("192.0.2.1"), "n1"}, {ip("192.0.2.2"), "n1"}};
+
+  pb::DesiredState ds = desiredStateMessage(u, "n1", MessageOptions{false, true}).desired_state();
+  ASSERT_TRUE(ds.has_bgp());
+  ASSERT_EQ(ds.bgp().peers_size(), 1);
+  const pb::BgpPeer& p = ds.bgp().peers(0);
+  EXPECT_EQ(p.name(), "tor");
+  EXPECT_EQ(p.peer_asn(), 65000u);
+  EXPECT_EQ(p.local_asn(), 65001u);
+  EXPECT_EQ(p.port(), 0u) << "179 is the default";
+  EXPECT_EQ(p.hold_time_seconds(), 9u);
+  EXPECT_EQ(p.bfd().min_tx_ms(), 100u);
+  ASSERT_EQ(ds.announcements_size(), 2);
+  const pb::Announcement& a = ds.announcements(0);
+  EXPECT_EQ(a.mode(), pb::ANNOUNCEMENT_MODE_BGP);
+  EXPECT_FALSE(a.announcer()) << "a BGP VIP is answered by no one on L2";
+  ASSERT_EQ(a.bgp().advertisements_size(), 1);
+  const pb::BgpRouteAdvertisement& r = a.bgp().advertisements(0);
+  EXPECT_EQ(r.name(), "ext");
+  EXPECT_EQ(r.aggregation_length_v4(), 24u);
+  EXPECT_EQ(r.aggregation_length_v6(), 0u) << "host route";
+  EXPECT_EQ(r.communities(0), 65000u << 16 | 7);
+  EXPECT_EQ(r.large_communities(0).local_data_2(), 3u);
+  EXPECT_EQ(r.local_pref(), 150u);
+  EXPECT_EQ(ds.announcements(1).mode(), pb::ANNOUNCEMENT_MODE_L2) << "its pool is not selected";
+  EXPECT_TRUE(ds.announcements(1).announcer());
+
+  // A node no BGPPeer selects: an empty BgpConfig (its sessions close).
+  ds = desiredStateMessage(u, "n2", MessageOptions{false, true}).desired_state();
+  ASSERT_TRUE(ds.has_bgp());
+  EXPECT_EQ(ds.bgp().peers_size(), 0);
+
+  // An agent without CAPABILITY_BGP: nothing of BGP, L2 as before.
+  ds = desiredStateMessage(u, "n1", MessageOptions{false, false}).desired_state();
+  EXPECT_FALSE(ds.has_bgp());
+  EXPECT_EQ(ds.announcements(0).mode(), pb::ANNOUNCEMENT_MODE_L2);
+  EXPECT_TRUE(ds.announcements(0).announcer());
+
+  // INCREMENTAL without a BGP change: BgpConfig unset (unchanged).
+  u.full = false;
+  u.bgp_changed = false;
+  ds = desiredStateMessage(u, "n1", MessageOptions{false, true}).desired_state();
+  EXPECT_FALSE(ds.has_bgp());
+}
+
 }  // namespace
 }  // namespace flowlb::controller

@@ -256,6 +256,7 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
   std::string node_;
   bool incremental_ = false;
   bool implicit_keys_ = false;
+  bool bgp_ = false;  // CAPABILITY_BGP: BgpConfig and mode BGP announcements
   bool l2_ = false;
   std::string version_;
   uint64_t conntrack_capacity_ = 0;
@@ -287,7 +288,7 @@ void Session::kick() {
     NodeUpdate u = nodeUpdate(agent_view_, view, node_);
     if (u.empty()) return;  // nothing this node runs changed
     if (!u.full && !incremental_) u = nodeUpdate(nullptr, view, node_);
-    out_ = desiredStateMessage(u, node_, MessageOptions{!implicit_keys_});
+    out_ = desiredStateMessage(u, node_, MessageOptions{!implicit_keys_, bgp_});
     const uint64_t size = out_.ByteSizeLong();
     bytes_ += size;
     srv_->bytes_sent += size;
@@ -358,6 +359,7 @@ void Session::onHello(const pb::Hello& h) {
     node_ = h.node_name();
     incremental_ = has(h, pb::CAPABILITY_INCREMENTAL_UPDATES);
     implicit_keys_ = has(h, pb::CAPABILITY_IMPLICIT_BACKEND_KEYS);
+    bgp_ = has(h, pb::CAPABILITY_BGP);
     l2_ = has(h, pb::CAPABILITY_L2_ANNOUNCEMENT);
     version_ = h.agent_version().substr(0, 64);
     conntrack_capacity_ = h.datapath().conntrack_capacity();

@@ -42,6 +42,15 @@ Result<PoolObject> decodePool(const web::json::value& obj) {
   return fromJson<PoolObject>(obj, "IPPool", &controller::decodePool);
 }
 
+Result<BgpPeerSpec> decodeBgpPeer(const web::json::value& obj) {
+  return fromJson<BgpPeerSpec>(obj, "BGPPeer", &controller::decodeBgpPeer);
+}
+
+Result<BgpAdvertisementSpec> decodeBgpAdvertisement(const web::json::value& obj) {
+  return fromJson<BgpAdvertisementSpec>(obj, "BGPAdvertisement",
+                                        &controller::decodeBgpAdvertisement);
+}
+
 uint64_t resourceVersionNumber(const std::string& rv) {
   uint64_t n = 0;
   for (const char c : rv) {

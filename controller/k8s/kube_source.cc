@@ -59,6 +59,13 @@ KubeSource::KubeSource(ApiClient* api, KubeSourceOptions options, KubeSourceCall
   pools_ = std::make_unique<Informer<PoolObject>>(
       api, informerOptions("ippools", "/apis/flowlb.io/v1alpha1/ippools"), decodePool,
       [](const PoolObject& p) { return p.pool.name; }, nullptr, everything);
+  bgp_peers_ = std::make_unique<Informer<BgpPeerSpec>>(
+      api, informerOptions("bgppeers", "/apis/flowlb.io/v1alpha1/bgppeers"), decodeBgpPeer,
+      [](const BgpPeerSpec& p) { return p.name; }, nullptr, everything);
+  bgp_ads_ = std::make_unique<Informer<BgpAdvertisementSpec>>(
+      api, informerOptions("bgpadvertisements", "/apis/flowlb.io/v1alpha1/bgpadvertisements"),
+      decodeBgpAdvertisement, [](const BgpAdvertisementSpec& a) { return a.route.name; }, nullptr,
+      everything);
 }
 
 KubeSource::~KubeSource() {
@@ -70,6 +77,8 @@ void KubeSource::start() {
   slices_->start();
   nodes_->start();
   pools_->start();
+  bgp_peers_->start();
+  bgp_ads_->start();
 }
 
 void KubeSource::stop() {
@@ -77,10 +86,13 @@ void KubeSource::stop() {
   slices_->stop();
   nodes_->stop();
   pools_->stop();
+  bgp_peers_->stop();
+  bgp_ads_->stop();
 }
 
 bool KubeSource::synced() const {
-  return services_->synced() && slices_->synced() && nodes_->synced() && pools_->synced();
+  return services_->synced() && slices_->synced() && nodes_->synced() && pools_->synced() &&
+         bgp_peers_->synced() && bgp_ads_->synced();
 }
 
 std::vector<ServiceObject> KubeSource::services() const {
@@ -111,13 +123,22 @@ std::vector<IpPool> KubeSource::pools() const {
   return out;
 }
 
+std::vector<BgpPeerSpec> KubeSource::bgpPeers() const {
+  return bgp_peers_->list();
+}
+
+std::vector<BgpAdvertisementSpec> KubeSource::bgpAdvertisements() const {
+  return bgp_ads_->list();
+}
+
 std::optional<PoolObject> KubeSource::pool(const std::string& name) const {
   return pools_->get(name);
 }
 
 uint64_t KubeSource::version() const {
   return std::max({services_->lastEventVersion(), slices_->lastEventVersion(),
-                   nodes_->lastEventVersion(), pools_->lastEventVersion()});
+                   nodes_->lastEventVersion(), pools_->lastEventVersion(),
+                   bgp_peers_->lastEventVersion(), bgp_ads_->lastEventVersion()});
 }
 
 }  // namespace flowlb::controller::k8s

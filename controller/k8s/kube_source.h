@@ -1,5 +1,5 @@
-// The Kubernetes API as the reconcile loop's object source: four informers
-// (Services, EndpointSlices, Nodes, IPPools) whose changes become the
+// The Kubernetes API as the reconcile loop's object source: six informers
+// (Services, EndpointSlices, Nodes, IPPools, BGPPeers, BGPAdvertisements) whose changes become the
 // loop's change notifications.
 #pragma once
 
@@ -43,6 +43,8 @@ class KubeSource final : public ObjectSource {
   std::vector<NodeObject> nodes() const override;
   std::vector<IpPool> pools() const override;
   uint64_t version() const override;
+  std::vector<BgpPeerSpec> bgpPeers() const override;
+  std::vector<BgpAdvertisementSpec> bgpAdvertisements() const override;
   std::optional<PoolObject> pool(const std::string& name) const;
 
  private:
@@ -53,6 +55,8 @@ class KubeSource final : public ObjectSource {
   std::unique_ptr<Informer<EndpointSliceObject>> slices_;
   std::unique_ptr<Informer<NodeEntry>> nodes_;
   std::unique_ptr<Informer<PoolObject>> pools_;
+  std::unique_ptr<Informer<BgpPeerSpec>> bgp_peers_;
+  std::unique_ptr<Informer<BgpAdvertisementSpec>> bgp_ads_;
 };
 
 }  // namespace flowlb::controller::k8s

@@ -108,6 +108,29 @@ bool ReconcileLoop::runOnce() {
   return true;
 }
 
+namespace {
+
+// The BGP plan of a full reconcile's result; null when no BGP object exists.
+std::shared_ptr<const BgpDesired> bgpPlan(const ObjectSource& source,
+                                          const std::vector<IpPool>& pools,
+                                          const std::vector<NodeObject>& nodes,
+                                          const Reconciled& r) {
+  std::vector<BgpPeerSpec> peers = source.bgpPeers();
+  std::vector<BgpAdvertisementSpec> ads = source.bgpAdvertisements();
+  if (peers.empty() && ads.empty()) return nullptr;
+  std::vector<BgpPool> bp;
+  for (const IpPool& p : pools) bp.push_back({p.name, p.labels});
+  std::vector<BgpNode> bn;
+  for (const NodeObject& n : nodes) bn.push_back({n.name, n.labels});
+  std::vector<BgpVip> vips;
+  for (const ServiceOutcome& o : r.services) {
+    for (const IpAddr& ip : o.ips) vips.push_back({ip, o.pool});
+  }
+  return std::make_shared<const BgpDesired>(planBgp(peers, ads, bp, bn, vips));
+}
+
+}  // namespace
+
 void ReconcileLoop::pass(Pending p) {
   const auto t0 = clock_->now();
   const uint64_t version = source_->version();
@@ -133,7 +156,10 @@ void ReconcileLoop::pass(Pending p) {
   if (full) {
     std::vector<ServiceObject> services = source_->services();
     for (ServiceObject& s : services) status_->overlay(&s);
-    reconciler_.full(source_->pools(), services, source_->slices(), source_->nodes());
+    const std::vector<IpPool> pools = source_->pools();
+    const std::vector<NodeObject> nodes = source_->nodes();
+    const Reconciled& done = reconciler_.full(pools, services, source_->slices(), nodes);
+    reconciler_.setBgp(bgpPlan(*source_, pools, nodes, done));
     uids_.clear();
     for (const ServiceObject& s : services) {
       if (reconciler_.serves(s.meta.key())) uids_[s.meta.key()] = s.meta.uid;

@@ -37,6 +37,9 @@ class ObjectSource {
   virtual std::vector<EndpointSliceObject> slicesOf(const std::string& service_key) const = 0;
   virtual std::vector<NodeObject> nodes() const = 0;
   virtual std::vector<IpPool> pools() const = 0;
+  // BGPPeer and BGPAdvertisement objects; a source without them has none.
+  virtual std::vector<BgpPeerSpec> bgpPeers() const { return {}; }
+  virtual std::vector<BgpAdvertisementSpec> bgpAdvertisements() const { return {}; }
   // The newest resourceVersion included, for tracing (0: none).
   virtual uint64_t version() const { return 0; }
 };

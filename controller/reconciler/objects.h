@@ -100,6 +100,7 @@ struct NodeObject {
   std::string name;
   // Ready, and not labelled node.kubernetes.io/exclude-from-external-load-balancers.
   bool ready = true;
+  std::map<std::string, std::string> labels;  // BGPPeer nodeSelector
   bool operator==(const NodeObject&) const = default;
 };
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "controller/allocator/allocator.h"
+#include "controller/bgp/bgp_config.h"
 #include "controller/config/annotations.h"
 #include "controller/distribution/announcer_policy.h"
 #include "controller/reconciler/objects.h"
@@ -102,6 +103,9 @@ struct Reconciled {
   // service on it), sorted by VIP.
   std::vector<VipCandidates> vips;
   std::map<std::string, PoolUsage> pools;
+  // BGP peers per node and advertisements per VIP (controller/bgp/); null:
+  // no BGP configured. Set by the reconcile loop after a full reconcile.
+  std::shared_ptr<const BgpDesired> bgp;
 };
 
 bool servedByUs(const ServiceObject& s, const ReconcilerConfig& config);
@@ -157,6 +161,8 @@ class IncrementalReconciler {
   ReconcilePlan plan(const std::vector<ServiceChange>& services,
                      const std::vector<std::string>& slice_owners, bool others) const;
   const Reconciled& result() const { return out_; }
+  // The BGP plan made from this result (kept until the next full()).
+  void setBgp(std::shared_ptr<const BgpDesired> bgp) { out_.bgp = std::move(bgp); }
   bool serves(const std::string& service_key) const;
   const ServiceOutcome* outcomeOf(const std::string& service_key) const;
   // As of the last full(): the Service and its allocated addresses.

@@ -15,7 +15,8 @@ it serves until Ctrl-C:
 
     apiserver.py --port 6443 --token T [--tls-cert C --tls-key K] [--load FILE.json]
 
-Only the resources flowlb uses exist: services, endpointslices, nodes, ippools
+Only the resources flowlb uses exist: services, endpointslices, nodes, ippools,
+bgppeers, bgpadvertisements
 (flowlb.io/v1alpha1), leases, events, pods, secrets, configmaps, and RBAC's
 roles, clusterroles and their bindings; plus TokenReview.
 
@@ -86,6 +87,8 @@ RESOURCES = {r.plural: r for r in (
     Resource("endpointslices", "EndpointSlice", "discovery.k8s.io/v1", True, False),
     Resource("nodes", "Node", "v1", False, True),
     Resource("ippools", "IPPool", "flowlb.io/v1alpha1", False, True),
+    Resource("bgppeers", "BGPPeer", "flowlb.io/v1alpha1", False, False),
+    Resource("bgpadvertisements", "BGPAdvertisement", "flowlb.io/v1alpha1", False, False),
     Resource("leases", "Lease", "coordination.k8s.io/v1", True, False),
     Resource("events", "Event", "v1", True, False),
     Resource("pods", "Pod", "v1", True, True),
