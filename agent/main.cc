@@ -451,6 +451,14 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
               next->announce.size());
           logApplyReport(*report, ack.errors);
           health.applied(next->desired.generation);
+          // BGP from the controller (none: the speaker stops). Sessions
+          // whose settings did not change stay up (Speaker::configure).
+          const bgp::BgpSettings settings = next->bgp ? *next->bgp : bgp::BgpSettings{};
+          if (auto st = bgp::validate(settings); !st) {
+            spdlog::error("event=bgp_config_rejected reason=invalid msg=\"{}\"", st.message());
+          } else if (auto up = bgp.update(settings, next->desired, ack.errors); !up) {
+            spdlog::error("event=bgp_failed msg=\"{}\"", up.message());
+          }
         } else {
           spdlog::error("event=desired_state_rejected generation={} msg=\"{}\" previous=kept",
                         next->desired.generation, report.error());

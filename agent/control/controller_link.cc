@@ -187,6 +187,7 @@ struct ControllerLink::Impl {
     if (c.l2_announcement) h->add_capabilities(pb::CAPABILITY_L2_ANNOUNCEMENT);
     h->add_capabilities(pb::CAPABILITY_INCREMENTAL_UPDATES);    // DesiredView
     h->add_capabilities(pb::CAPABILITY_IMPLICIT_BACKEND_KEYS);  // convert.cc
+    h->add_capabilities(pb::CAPABILITY_BGP);                    // convert_bgp.cc
     pb::DatapathCapabilities* caps = h->mutable_datapath();
     caps->set_af_xdp_zero_copy(c.af_xdp_zero_copy);
     caps->set_af_xdp_copy(c.af_xdp_copy);

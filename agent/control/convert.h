@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/announce/bgp/config.h"
 #include "agent/lb/service.h"
 #include "common/status.h"
 #include "flowlb/v1/sync.pb.h"
@@ -19,6 +20,10 @@ struct ReceivedState {
   std::vector<IpAddr> announce;             // VIPs this node answers ARP/NDP for
   std::vector<ServiceError> problems;       // services skipped as malformed (reported in the ack)
   std::vector<std::string> other_problems;  // parts that name no service (announcements)
+  // BGP from the controller (agents with CAPABILITY_BGP): set when the
+  // controller configures BGP for this node. An agent with a controller
+  // reads no file, so this is its only BGP source.
+  std::optional<bgp::BgpSettings> bgp;
 };
 
 Result<IpAddr> pbAddress(const flowlb::v1::IpAddress& a);

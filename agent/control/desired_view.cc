@@ -1,5 +1,7 @@
 #include "agent/control/desired_view.h"
 
+#include "agent/control/convert_bgp.h"
+
 namespace flowlb::agent {
 
 namespace pb = flowlb::v1;
@@ -43,7 +45,16 @@ DesiredView::Outcome DesiredView::receive(const pb::DesiredState& in) {
       next.other_problems.push_back("announcement: " + vip.error());
       continue;
     }
-    next.announcements[*vip] = a.announcer();
+    Snapshot::Announced& entry = next.announcements[*vip];
+    entry.announcer = a.mode() != pb::ANNOUNCEMENT_MODE_BGP && a.announcer();
+    entry.bgp.reset();
+    if (a.mode() == pb::ANNOUNCEMENT_MODE_BGP) entry.bgp = a.bgp();
+  }
+  // FULL: unset means none; INCREMENTAL: unset means unchanged.
+  if (in.has_bgp()) {
+    next.bgp = in.bgp();
+  } else if (in.kind() == pb::DESIRED_STATE_KIND_FULL) {
+    next.bgp.reset();
   }
   out.state = complete(in.generation(), next);
   pending_generation_ = in.generation();
@@ -67,10 +78,13 @@ ReceivedState DesiredView::complete(uint64_t generation, const Snapshot& s) cons
     r.problems.insert(r.problems.end(), c->problems.begin(), c->problems.end());
     if (c->spec) r.desired.services.push_back(*c->spec);
   }
-  for (const auto& [vip, mine] : s.announcements) {
-    if (mine) r.announce.push_back(vip);
+  std::vector<std::pair<IpAddr, pb::BgpAnnouncement>> bgp_vips;
+  for (const auto& [vip, a] : s.announcements) {
+    if (a.announcer) r.announce.push_back(vip);
+    if (a.bgp) bgp_vips.emplace_back(vip, *a.bgp);
   }
   r.other_problems = s.other_problems;
+  if (s.bgp) r.bgp = convertBgp(*s.bgp, bgp_vips, &r.other_problems);
   return r;
 }
 

@@ -36,7 +36,12 @@ class DesiredView {
  private:
   struct Snapshot {
     std::map<std::string, std::shared_ptr<const ConvertedService>> services;
-    std::map<IpAddr, bool> announcements;  // VIP -> this node announces it
+    struct Announced {
+      bool announcer = false;                          // L2: this node answers ARP/NDP for it
+      std::optional<flowlb::v1::BgpAnnouncement> bgp;  // mode BGP
+    };
+    std::map<IpAddr, Announced> announcements;
+    std::optional<flowlb::v1::BgpConfig> bgp;  // none: the controller configures no BGP
     std::vector<std::string> other_problems;
   };
   ReceivedState complete(uint64_t generation, const Snapshot& s) const;

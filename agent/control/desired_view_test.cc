@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include "agent/announce/bgp/routes.h"
+#include "agent/control/convert_bgp.h"
+
 namespace flowlb::agent {
 namespace {
 
@@ -102,6 +105,108 @@ TEST(DesiredViewTest, AFreshAgentNeedsAFullStateAndLocalKeepsItsOwnEndpoints) {
   ASSERT_EQ(o.kind, DesiredView::Kind::kState);
   ASSERT_EQ(o.state.desired.services[0].backends.size(), 1u);  // n2's own
   EXPECT_TRUE(o.state.desired.services[0].keep_client_address);
+}
+
+TEST(DesiredViewTest, BgpFromTheControllerBecomesTheSpeakersSettingsAndStaysAcrossIncrementals) {
+  DesiredView v("n1", 0);
+  pb::DesiredState full;
+  full.set_generation(1);
+  full.set_kind(pb::DESIRED_STATE_KIND_FULL);
+  service(&full, "a", 1, 1);
+  service(&full, "b", 2, 1);
+  pb::BgpPeer* p = full.mutable_bgp()->add_peers();
+  p->set_name("tor");
+  p->mutable_address()->set_addr(std::string("\x0a\x00\x00\x01", 4));
+  p->set_peer_asn(65000);
+  p->set_local_asn(65001);
+  p->set_hold_time_seconds(9);
+  p->mutable_bfd()->set_min_tx_ms(100);
+  pb::BgpPeer* bad = full.mutable_bgp()->add_peers();
+  bad->set_name("broken");  // no address
+  bad->set_peer_asn(1);
+  bad->set_local_asn(1);
+  pb::Announcement* a = full.add_announcements();
+  a->mutable_vip()->set_addr(std::string("\xc0\x00\x02\x01", 4));
+  a->set_mode(pb::ANNOUNCEMENT_MODE_BGP);
+  a->set_announcer(true);  // ignored in mode BGP: no ARP
+  pb::BgpRouteAdvertisement* r = a->mutable_bgp()->add_advertisements();
+  r->set_name("ext");
+  r->add_peers("tor");
+  r->add_peers("elsewhere");  // a peer of other nodes
+  r->set_aggregation_length_v4(24);
+  r->add_communities(65000u << 16 | 7);
+  r->set_local_pref(150);
+  pb::BgpRouteAdvertisement* other = a->mutable_bgp()->add_advertisements();
+  other->set_name("only-elsewhere");
+  other->add_peers("elsewhere");
+  announce(&full, 2, true);  // L2
+
+  auto out = v.receive(full);
+  ASSERT_EQ(out.kind, DesiredView::Kind::kState);
+  ASSERT_TRUE(out.state.bgp);
+  const bgp::BgpSettings& b = *out.state.bgp;
+  ASSERT_EQ(b.peers.size(), 1u) << "the malformed peer is skipped";
+  EXPECT_EQ(b.peers[0].name, "tor");
+  EXPECT_EQ(b.peers[0].port, 179);
+  EXPECT_EQ(b.peers[0].hold_time_s, 9);
+  ASSERT_EQ(b.bfd_profiles.count(b.peers[0].bfd_profile), 1u);
+  EXPECT_EQ(b.bfd_profiles.at(b.peers[0].bfd_profile).timers.desired_min_tx,
+            std::chrono::milliseconds(100));
+  ASSERT_EQ(out.state.other_problems.size(), 1u);
+  EXPECT_NE(out.state.other_problems[0].find("broken"), std::string::npos);
+  EXPECT_TRUE(bgp::validate(b)) << "what the speaker is given is valid";
+  ASSERT_EQ(b.advertisements.size(), 1u) << "one with no peer of this node goes nowhere";
+  EXPECT_EQ(b.advertisements[0].peers, std::vector<std::string>{"tor"});
+  EXPECT_EQ(b.advertisements[0].aggregation_length_v4, 24);
+  EXPECT_EQ(b.advertisements[0].attributes.local_pref, 150u);
+  EXPECT_EQ(out.state.announce.size(), 1u) << "only the L2 VIP is answered on ARP";
+
+  // The routes: the BGP VIP, aggregated, to tor; the L2 VIP to no one.
+  const IpAddr vip1 = *IpAddr::parse("192.0.2.1"), vip2 = *IpAddr::parse("192.0.2.2");
+  auto routes = bgp::routesPerPeer(b, {vip1, vip2});
+  ASSERT_EQ(routes["tor"].size(), 1u);
+  EXPECT_EQ(routes["tor"].begin()->first, *IpPrefix::parse("192.0.2.0/24"));
+  v.applied(1);
+
+  // INCREMENTAL without bgp: unchanged.
+  pb::DesiredState inc;
+  inc.set_generation(2);
+  inc.set_kind(pb::DESIRED_STATE_KIND_INCREMENTAL);
+  inc.set_base_generation(1);
+  service(&inc, "b", 2, 2);
+  out = v.receive(inc);
+  ASSERT_TRUE(out.state.bgp);
+  EXPECT_EQ(out.state.bgp->peers.size(), 1u);
+  v.applied(2);
+
+  // INCREMENTAL with an empty BgpConfig: no peers, the speaker stops.
+  inc.set_generation(3);
+  inc.set_base_generation(2);
+  inc.mutable_bgp();
+  out = v.receive(inc);
+  ASSERT_TRUE(out.state.bgp);
+  EXPECT_FALSE(out.state.bgp->enabled());
+  v.applied(3);
+
+  // FULL without bgp: none.
+  full.set_generation(4);
+  full.clear_bgp();
+  out = v.receive(full);
+  EXPECT_FALSE(out.state.bgp);
+}
+
+TEST(DesiredViewTest, ControllerPeersWithoutAdvertisementsAnnounceNothing) {
+  pb::BgpConfig c;
+  pb::BgpPeer* p = c.add_peers();
+  p->set_name("tor");
+  p->mutable_address()->set_addr(std::string("\x0a\x00\x00\x01", 4));
+  p->set_peer_asn(65000);
+  p->set_local_asn(65001);
+  std::vector<std::string> problems;
+  const bgp::BgpSettings b = convertBgp(c, {}, &problems);
+  EXPECT_TRUE(problems.empty());
+  auto routes = bgp::routesPerPeer(b, {*IpAddr::parse("192.0.2.1")});
+  EXPECT_TRUE(routes["tor"].empty()) << "only pools a BGPAdvertisement selects go to BGP";
 }
 
 }  // namespace

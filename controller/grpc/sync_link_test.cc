@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "agent/announce/bgp/routes.h"
 #include "agent/control/controller_link.h"
 #include "common/version.h"
 #include "controller/grpc/sync_server.h"
@@ -195,6 +196,46 @@ TEST(SyncLinkTest, TheHelloWaitsForTheDatapathAndSaysWhatItCanDo) {
 }
 
 // Issue 13.1: every change sent the full state to every agent.
+TEST(SyncLinkTest, EachAgentGetsItsOwnBgpPeersAndBgpVipsAreNotArped) {
+  auto server = startServer();
+  auto link1 = connect(server->port(), "n1");
+  auto link2 = connect(server->port(), "n2");
+  controller::BgpPeerSpec tor_a;
+  tor_a.name = "tor-a";
+  tor_a.address = ip("10.0.0.1");
+  tor_a.peer_asn = 65000;
+  tor_a.local_asn = 65001;
+  tor_a.node_selector = {{"rack", "a"}};
+  controller::BgpPeerSpec tor_b = tor_a;
+  tor_b.name = "tor-b";
+  tor_b.address = ip("10.0.1.1");
+  tor_b.node_selector = {{"rack", "b"}};
+  controller::BgpAdvertisementSpec ad;
+  ad.route.name = "public";
+  ad.pools = {"public"};
+  Reconciled r = state();
+  r.bgp = std::make_shared<const controller::BgpDesired>(controller::planBgp(
+      {tor_a, tor_b}, {ad}, {{"public", {}}}, {{"n1", {{"rack", "a"}}}, {"n2", {{"rack", "b"}}}},
+      {{ip("192.0.2.10"), "public"}}));
+  server->publish(r);
+  for (auto [link, node, peer] :
+       {std::tuple{link1.get(), "n1", "tor-a"}, std::tuple{link2.get(), "n2", "tor-b"}}) {
+    // Each state is acknowledged, as the agent does, until the one with peers.
+    std::optional<agent::ReceivedState> st;
+    for (int i = 0; i < 4 && !(st && st->bgp && !st->bgp->peers.empty()); ++i) {
+      st = next(*link);
+      ASSERT_TRUE(st) << node << " got no state";
+      applyAndWait(*server, *link, node, *st);
+    }
+    ASSERT_TRUE(st->bgp) << node << " got no BGP configuration";
+    ASSERT_EQ(st->bgp->peers.size(), 1u) << node;
+    EXPECT_EQ(st->bgp->peers[0].name, peer);
+    EXPECT_FALSE(announces(*st)) << "a BGP VIP is answered on L2 by no one";
+    auto routes = agent::bgp::routesPerPeer(*st->bgp, {ip("192.0.2.10")});
+    EXPECT_EQ(routes[peer].size(), 1u) << node << " announces the VIP to " << peer;
+  }
+}
+
 TEST(SyncLinkTest, AnEndpointChangeIsAnIncrementalUpdateAFractionOfTheFullState) {
   auto server = startServer();
   server->publish(state(200, 10));

@@ -38,8 +38,12 @@ struct Advertisement {
 struct BgpSettings {
   std::vector<PeerSettings> peers;  // names unique
   std::map<std::string, BfdProfile> bfd_profiles;
-  // Empty: every VIP this node serves, as a host route, to every peer.
+  // Empty: every VIP this node serves, as a host route, to every peer
+  // (unless only_advertised).
   std::vector<Advertisement> advertisements;
+  // Only VIPs an advertisement matches are announced, even when there is
+  // none (the controller's settings: only pools a BGPAdvertisement selects).
+  bool only_advertised = false;
   bool enabled() const { return !peers.empty(); }
   friend bool operator==(const BgpSettings&, const BgpSettings&) = default;
 };

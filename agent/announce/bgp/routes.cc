@@ -43,7 +43,7 @@ std::map<std::string, RouteSet> routesPerPeer(const BgpSettings& settings,
   std::map<std::string, RouteSet> out;
   for (const PeerSettings& p : settings.peers) out[p.name];
   for (const IpAddr& vip : vips) {
-    if (settings.advertisements.empty()) {
+    if (settings.advertisements.empty() && !settings.only_advertised) {
       for (auto& [peer, routes] : out) routes[aggregate(vip, vip.isV4() ? 32 : 128)];
       continue;
     }
