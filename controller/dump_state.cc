@@ -32,6 +32,14 @@ void dumpState(const Reconciled& r, const AnnouncerMap& announcers, std::FILE* o
   std::fprintf(out, "nodes:\n");
   for (const std::string& node : r.nodes) {
     std::fprintf(out, "  %s:\n", node.c_str());
+    // What a BGP-capable agent on this node is sent about BGP.
+    if (const std::vector<BgpPeerSpec>* peers = r.bgp ? r.bgp->peersOf(node) : nullptr) {
+      for (const BgpPeerSpec& p : *peers) {
+        std::fprintf(out, "    bgp peer %s %s port=%u asn=%u my_asn=%u bfd=%s\n", p.name.c_str(),
+                     p.address.toString().c_str(), p.port, p.peer_asn, p.local_asn,
+                     p.bfd ? "on" : "off");
+      }
+    }
     for (const auto& ds : r.desired) {
       const DesiredService& d = *ds;
       auto a = announcers.find(d.vip);
@@ -39,6 +47,12 @@ void dumpState(const Reconciled& r, const AnnouncerMap& announcers, std::FILE* o
       std::fprintf(out, "    %s %s/%s mode=%s announcer=%s%s\n", d.key.c_str(),
                    endpointText(d.vip, d.port).c_str(), d.proto == 17 ? "udp" : "tcp",
                    modeName(d.mode), who.c_str(), who == node ? " (this node announces)" : "");
+      if (const std::vector<BgpRouteSpec>* routes = r.bgp ? r.bgp->routesOf(d.vip) : nullptr) {
+        std::string names;
+        for (const BgpRouteSpec& x : *routes) names += (names.empty() ? "" : ",") + x.name;
+        std::fprintf(out, "      bgp advertisements=%s (to BGP-capable agents: no L2 announcer)\n",
+                     names.c_str());
+      }
       for (const DesiredBackend& b : d.backends) {
         // externalTrafficPolicy: Local: each node forwards to its own endpoints only.
         if (d.external_traffic_local && b.node != node) continue;

@@ -26,6 +26,8 @@ for kind in CustomResourceDefinition Deployment DaemonSet ClusterRole ClusterRol
   grep -q "^kind: $kind$" "$tmp/all.yaml" && pass "renders a $kind" || fail "no $kind rendered"
 done
 grep -q "name: ippools.flowlb.io" "$tmp/all.yaml" && pass "IPPool CRD is a template (upgraded with the release)" || fail "IPPool CRD"
+grep -q "name: bgppeers.flowlb.io" "$tmp/all.yaml" && grep -q "name: bgpadvertisements.flowlb.io" "$tmp/all.yaml" &&
+  pass "BGPPeer and BGPAdvertisement CRDs are templates" || fail "BGP CRDs"
 grep -q "helm.sh/resource-policy: keep" "$tmp/all.yaml" && pass "the CRD is kept on uninstall" || fail "CRD not kept"
 render --set crds.enabled=false | grep -q "kind: CustomResourceDefinition" && fail "crds.enabled=false still renders the CRD" ||
   pass "crds.enabled=false leaves the CRD to you"
@@ -145,6 +147,23 @@ cp -r "$chart" "$tmp/parent/charts/flowlb"
   grep -q -- "--default-class" "$tmp/sub.yaml" && pass "works as a subchart (global accepted)" || { fail "as a subchart"; cat "$tmp/sub.err"; }
 render --set global.foo=bar >/dev/null && pass "accepts global" || fail "global refused"
 
+# The BGP CRDs refuse what the controller would refuse anyway, before it is stored.
+cat >"$tmp/bad-bgp.yaml" <<'YAML'
+apiVersion: flowlb.io/v1alpha1
+kind: BGPPeer
+metadata: {name: bad}
+spec: {peerAddress: not-an-ip, peerASN: 0, myASN: 64512}
+---
+apiVersion: flowlb.io/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: bad}
+spec: {communities: [not-a-community], aggregationLength: 33}
+YAML
+if $check crd "$tmp/all.yaml" "$tmp/bad-bgp.yaml" >"$tmp/crd-bgp"; then fail "the BGP CRDs accepted a bad peer and advertisement"
+else grep -q "spec.peerAddress" "$tmp/crd-bgp" && grep -q "spec.peerASN" "$tmp/crd-bgp" &&
+  grep -q "spec.communities.0" "$tmp/crd-bgp" && grep -q "spec.aggregationLength" "$tmp/crd-bgp" &&
+  pass "the BGP CRDs refuse a bad address, AS, community and length" || { fail "BGP CRD errors unclear"; cat "$tmp/crd-bgp"; }; fi
+
 # The IPPool CRD: the samples pass, what a real API server accepted before is refused.
 cat >"$tmp/bad-pool.yaml" <<'YAML'
 apiVersion: flowlb.io/v1alpha1
@@ -152,7 +171,7 @@ kind: IPPool
 metadata: {name: bad}
 spec: {addresses: [not-an-ip, 10.0.0.0/33]}
 YAML
-$check crd "$tmp/all.yaml" "$src/manifests/samples/ippool.yaml" >"$tmp/crd" && pass "the samples validate against the CRD" ||
+$check crd "$tmp/all.yaml" "$src/manifests/samples/ippool.yaml" "$src/manifests/samples/bgp.yaml" >"$tmp/crd" && pass "the samples validate against the CRDs" ||
   { fail "samples vs CRD"; cat "$tmp/crd"; }
 if $check crd "$tmp/all.yaml" "$tmp/bad-pool.yaml" >"$tmp/crd"; then fail "the CRD accepted not-an-ip and 10.0.0.0/33"
 else grep -q "spec.addresses.0" "$tmp/crd" && grep -q "spec.addresses.1" "$tmp/crd" &&

@@ -436,6 +436,58 @@ class ControllerTest(unittest.TestCase):
                    "new desired state")
         self.assertIn("backend 10.1.0.1:8080 DRAINING node=node-a", c.output())
 
+    def test_bgp_peers_and_advertisements_reach_the_nodes_they_select(self):
+        """BGPPeer and BGPAdvertisement objects, read through the API and the
+        chart's RBAC, become each node's peers (by nodeSelector) and the
+        advertisements of the VIPs whose pool is selected (--dump-state shows
+        what a BGP-capable agent is sent; controller/grpc/sync_link_test.cc
+        shows an agent receiving it). A bad object is refused with its
+        reason, and the others keep working."""
+        self.server.create("ippools", pool("public", ["192.0.2.0/29"]))
+        self.server.create("ippools", pool("l2only", ["198.51.100.0/29"]))
+        for n, rack in (("node-a", "a"), ("node-b", "b")):  # the fixture's nodes, labelled
+            obj = self.server.get("nodes", None, n) or node(n)
+            obj["metadata"]["labels"] = {"rack": rack}
+            (self.server.update if "resourceVersion" in obj["metadata"] else self.server.create)(
+                "nodes", obj)
+        self.server.create("services", service("web", lb_ip="192.0.2.1"))
+        self.server.create("services", service("lan", lb_ip="198.51.100.1"))
+        self.server.create("bgppeers", {
+            "apiVersion": "flowlb.io/v1alpha1", "kind": "BGPPeer", "metadata": {"name": "tor-a"},
+            "spec": {"peerAddress": "10.0.0.1", "peerASN": 65000, "myASN": 65001,
+                     "bfdProfile": {"transmitIntervalMs": 100, "receiveIntervalMs": 100},
+                     "nodeSelector": {"matchLabels": {"rack": "a"}}}})
+        self.server.create("bgppeers", {
+            "apiVersion": "flowlb.io/v1alpha1", "kind": "BGPPeer", "metadata": {"name": "broken"},
+            "spec": {"peerAddress": "10.0.0.2", "peerASN": 0, "myASN": 65001}})
+        self.server.create("bgpadvertisements", {
+            "apiVersion": "flowlb.io/v1alpha1", "kind": "BGPAdvertisement",
+            "metadata": {"name": "external"},
+            "spec": {"ipPools": ["public"], "communities": ["65000:100"], "localPref": 200}})
+        c = self.start(extra=("--dump-state",))
+        out = wait_until(lambda: "bgp peer" in c.output() and c.output(), 15, "BGP in the dump")
+        dump = out[out.rfind("services:"):]
+        node_a = dump[dump.index("  node-a:"):dump.index("  node-b:")]
+        node_b = dump[dump.index("  node-b:"):]
+        self.assertIn("bgp peer tor-a 10.0.0.1 port=179 asn=65000 my_asn=65001 bfd=on", node_a)
+        self.assertNotIn("bgp peer", node_b, "node-b is not in rack a")
+        self.assertRegex(node_a, r"192\.0\.2\.1:80/tcp.*\n\s+bgp advertisements=external")
+        self.assertNotRegex(node_a, r"198\.51\.100\.1:80/tcp.*\n\s+bgp advertisements",
+                            "a pool no BGPAdvertisement selects stays L2")
+        self.assertRegex(c.output(), r"event=object_rejected resource=bgppeers "
+                                     r"msg=\"BGPPeer broken: spec\.peerASN must be in 1\.\.4294967295\"")
+        # A change: the peer now selects rack b, and node-b gets it.
+        peer = self.server.get("bgppeers", None, "tor-a")
+        peer["spec"]["nodeSelector"] = {"matchLabels": {"rack": "b"}}
+        self.server.update("bgppeers", peer)
+
+        def moved():
+            o = c.output()
+            d = o[o.rfind("services:"):]
+            return "bgp peer tor-a" in d[d.index("  node-b:"):] and d
+        d = wait_until(moved, 15, "the peer on node-b")
+        self.assertNotIn("bgp peer", d[d.index("  node-a:"):d.index("  node-b:")])
+
     # -- faults --------------------------------------------------------------
 
     def test_watch_faults_recover_and_caches_converge(self):

@@ -125,13 +125,16 @@ def chart(path):
 
 
 def crd(crd_path, objs):
-    spec = next(d for d in docs(crd_path) if d["kind"] == "CustomResourceDefinition")
-    version = spec["spec"]["versions"][0]
-    schema = strip_k8s(version["schema"]["openAPIV3Schema"])
-    validator = jsonschema.Draft7Validator(schema)
+    """Every object of a kind one of the CRDs defines, against that CRD's schema."""
+    validators = {}
+    for spec in (d for d in docs(crd_path) if d["kind"] == "CustomResourceDefinition"):
+        version = spec["spec"]["versions"][0]
+        validators[spec["spec"]["names"]["kind"]] = jsonschema.Draft7Validator(
+            strip_k8s(version["schema"]["openAPIV3Schema"]))
     for path in objs:
         for o in docs(path):
-            if o.get("kind") != spec["spec"]["names"]["kind"]:
+            validator = validators.get(o.get("kind"))
+            if validator is None:
                 continue
             errs = sorted(validator.iter_errors(o), key=lambda e: list(e.path))
             what = f"{path}: {o['kind']} {o['metadata']['name']}"
