@@ -51,6 +51,14 @@ const char* const kJson[] = {
         "spec": {"addresses": ["192.0.2.0/28", "2001:db8::10-2001:db8::1f"], "autoAssign": false,
                  "avoidBuggyIPs": true, "serviceSelector": {"matchLabels": {"tier": "edge"}},
                  "namespaces": ["shop"]}})",
+    R"({"apiVersion": "flowlb.io/v1alpha1", "kind": "BGPPeer", "metadata": {"name": "tor"},
+        "spec": {"peerAddress": "fd00::1", "peerASN": 4200000001, "myASN": 64512,
+                 "holdTimeSeconds": 9, "bfdProfile": {"receiveIntervalMs": 100},
+                 "nodeSelector": {"matchLabels": {"rack": "a"}}}})",
+    R"({"apiVersion": "flowlb.io/v1alpha1", "kind": "BGPAdvertisement",
+        "metadata": {"name": "web"},
+        "spec": {"ipPools": ["public"], "communities": ["65000:100", "no-export"],
+                 "largeCommunities": ["1:2:3"], "localPref": 200, "aggregationLength": 24}})",
 };
 
 // The same objects as a person writes them in a directory.
@@ -126,6 +134,27 @@ spec:
   avoidBuggyIPs: true
   serviceSelector: {matchLabels: {tier: edge}}
   namespaces: [shop]
+---
+apiVersion: flowlb.io/v1alpha1
+kind: BGPPeer
+metadata: {name: tor}
+spec:
+  peerAddress: fd00::1
+  peerASN: 4200000001
+  myASN: 64512
+  holdTimeSeconds: 9
+  bfdProfile: {receiveIntervalMs: 100}
+  nodeSelector: {matchLabels: {rack: a}}
+---
+apiVersion: flowlb.io/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: web}
+spec:
+  ipPools: [public]
+  communities: [65000:100, no-export]
+  largeCommunities: [1:2:3]
+  localPref: 200
+  aggregationLength: 24
 )";
 
 struct Decoded4 {
@@ -133,6 +162,8 @@ struct Decoded4 {
   std::vector<EndpointSliceObject> slices;
   std::vector<NodeEntry> nodes;
   std::vector<PoolObject> pools;
+  std::vector<BgpPeerSpec> bgp_peers;
+  std::vector<BgpAdvertisementSpec> bgp_advertisements;
 };
 
 Decoded4 decodeAll(const std::vector<Doc>& docs) {
@@ -155,6 +186,14 @@ Decoded4 decodeAll(const std::vector<Doc>& docs) {
       auto p = decodePool(d);
       EXPECT_TRUE(p.ok) << p.problem.what;
       out.pools.push_back(p.value);
+    } else if (kind == "BGPPeer") {
+      auto p = decodeBgpPeer(d);
+      EXPECT_TRUE(p.ok) << p.problem.what;
+      out.bgp_peers.push_back(p.value);
+    } else if (kind == "BGPAdvertisement") {
+      auto a = decodeBgpAdvertisement(d);
+      EXPECT_TRUE(a.ok) << a.problem.what;
+      out.bgp_advertisements.push_back(a.value);
     }
   }
   return out;
@@ -176,6 +215,11 @@ TEST(SourcesEqualTest, ApiJsonAndDirectoryYamlGiveIdenticalObjects) {
   EXPECT_EQ(api.slices, dir.slices);
   EXPECT_EQ(api.nodes, dir.nodes);
   EXPECT_EQ(api.pools, dir.pools);
+  ASSERT_EQ(api.bgp_peers.size(), 1u);
+  EXPECT_EQ(api.bgp_peers, dir.bgp_peers);
+  ASSERT_EQ(api.bgp_advertisements.size(), 1u);
+  EXPECT_EQ(api.bgp_advertisements, dir.bgp_advertisements)
+      << "an unquoted 65000:100 is a community in YAML too, not a number";
 
   // The two places the sources used to disagree.
   EXPECT_FALSE(dir.nodes[0].node.ready) << "exclude-from-external-load-balancers";

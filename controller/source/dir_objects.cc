@@ -77,6 +77,16 @@ std::vector<IpPool> DirObjects::pools() const {
   return source_.snapshot().pools;
 }
 
+std::vector<BgpPeerSpec> DirObjects::bgpPeers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return source_.snapshot().bgp_peers;
+}
+
+std::vector<BgpAdvertisementSpec> DirObjects::bgpAdvertisements() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return source_.snapshot().bgp_advertisements;
+}
+
 void StatusFileSink::overlay(ServiceObject* s) const {
   std::lock_guard<std::mutex> lock(mu_);
   file_.overlay(s);

@@ -33,6 +33,8 @@ class DirObjects final : public ObjectSource {
   std::vector<EndpointSliceObject> slicesOf(const std::string& service_key) const override;
   std::vector<NodeObject> nodes() const override;
   std::vector<IpPool> pools() const override;
+  std::vector<BgpPeerSpec> bgpPeers() const override;
+  std::vector<BgpAdvertisementSpec> bgpAdvertisements() const override;
 
  private:
   mutable std::mutex mu_;

@@ -49,6 +49,12 @@ std::string nodeKey(const NodeObject& n) {
 std::string poolKey(const IpPool& p) {
   return p.name;
 }
+std::string bgpPeerKey(const BgpPeerSpec& p) {
+  return p.name;
+}
+std::string bgpAdvertisementKey(const BgpAdvertisementSpec& a) {
+  return a.route.name;
+}
 
 // Adds one decoded document to `out`; when it does not decode, its last
 // good version from `before` (if any) stands in, and the problem is noted.
@@ -101,6 +107,11 @@ void addDocument(const Doc& doc, const std::string& file, const SourceSnapshot* 
   } else if (kind == "Node") {
     take(decodeNode(doc), out->nodes, prev.nodes, nodeKey,
          [](NodeEntry&& n) { return std::move(n.node); });
+  } else if (kind == "BGPPeer") {
+    take(decodeBgpPeer(doc), out->bgp_peers, prev.bgp_peers, bgpPeerKey, same);
+  } else if (kind == "BGPAdvertisement") {
+    take(decodeBgpAdvertisement(doc), out->bgp_advertisements, prev.bgp_advertisements,
+         bgpAdvertisementKey, same);
   }  // other kinds belong to someone else
 }
 
@@ -198,6 +209,12 @@ Status DirSource::refresh() {
     for (const auto& e : f.objects.slices) add(name, "EndpointSlice", sliceKey(e), m.slices, e);
     for (const auto& n : f.objects.nodes) add(name, "Node", nodeKey(n), m.nodes, n);
     for (const auto& p : f.objects.pools) add(name, "IPPool", poolKey(p), m.pools, p);
+    for (const auto& p : f.objects.bgp_peers) {
+      add(name, "BGPPeer", bgpPeerKey(p), m.bgp_peers, p);
+    }
+    for (const auto& a : f.objects.bgp_advertisements) {
+      add(name, "BGPAdvertisement", bgpAdvertisementKey(a), m.bgp_advertisements, a);
+    }
     m.problems.insert(m.problems.end(), f.objects.problems.begin(), f.objects.problems.end());
   }
   merged_ = std::move(m);
@@ -217,7 +234,9 @@ SourceChanges diffSnapshots(const SourceSnapshot& before, const SourceSnapshot& 
     }
   }
   out.slices.assign(owners.begin(), owners.end());
-  out.others = !(before.nodes == after.nodes) || !(before.pools == after.pools);
+  out.others = !(before.nodes == after.nodes) || !(before.pools == after.pools) ||
+               !(before.bgp_peers == after.bgp_peers) ||
+               !(before.bgp_advertisements == after.bgp_advertisements);
   return out;
 }
 

@@ -26,6 +26,8 @@ struct SourceSnapshot {
   std::vector<EndpointSliceObject> slices;
   std::vector<NodeObject> nodes;
   std::vector<IpPool> pools;
+  std::vector<BgpPeerSpec> bgp_peers;
+  std::vector<BgpAdvertisementSpec> bgp_advertisements;
   // "file:line: Kind/name: what is wrong", one per problem still present.
   std::vector<std::string> problems;
   bool operator==(const SourceSnapshot&) const = default;
@@ -35,7 +37,7 @@ struct SourceSnapshot {
 struct SourceChanges {
   std::vector<std::string> services;  // keys of Services added, changed or removed
   std::vector<std::string> slices;    // owning Service keys of EndpointSlices that changed
-  bool others = false;                // Nodes or IPPools changed: a full reconcile
+  bool others = false;  // Nodes, IPPools, BGPPeers or BGPAdvertisements changed: a full reconcile
   bool empty() const { return services.empty() && slices.empty() && !others; }
 };
 SourceChanges diffSnapshots(const SourceSnapshot& before, const SourceSnapshot& after);

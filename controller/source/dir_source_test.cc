@@ -91,6 +91,34 @@ TEST(DirSourceTest, ReadsTheKindsItKnowsAndIgnoresOthers) {
   EXPECT_FALSE(s.nodes[0].ready);
 }
 
+TEST(DirSourceTest, BgpObjectsAreReadAndABadOneIsReportedWithItsLine) {
+  SourceSnapshot s;
+  parseDocuments(R"(kind: BGPPeer
+metadata: {name: tor}
+spec: {peerAddress: 10.0.0.1, peerASN: 65000, myASN: 65001}
+---
+kind: BGPPeer
+metadata: {name: bad}
+spec:
+  peerAddress: 10.0.0.2
+  peerASN: 65000
+  myASN: 0
+---
+kind: BGPAdvertisement
+metadata: {name: all}
+)",
+                 "bgp.yaml", &s);
+  ASSERT_EQ(s.bgp_peers.size(), 1u);
+  EXPECT_EQ(s.bgp_peers[0].name, "tor");
+  ASSERT_EQ(s.bgp_advertisements.size(), 1u);
+  ASSERT_EQ(s.problems.size(), 1u);
+  EXPECT_EQ(s.problems[0], "bgp.yaml:10: BGPPeer/bad: spec.myASN must be in 1..4294967295");
+  // A change to them asks for a full reconcile.
+  SourceSnapshot t = s;
+  t.bgp_peers.clear();
+  EXPECT_TRUE(diffSnapshots(s, t).others);
+}
+
 TEST(DirSourceTest, BrokenDocumentsAreReportedAndSkippedTheRestIsUsed) {
   SourceSnapshot s;
   parseDocuments(R"(kind: Service
