@@ -85,6 +85,16 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                             .Name("flowlb_controller_pool_addresses")
                             .Help("Addresses of each IPPool by state (used, free)")
                             .Register(r);
+  m->bgp_vips_ = &BuildGauge()
+                      .Name("flowlb_controller_bgp_vips")
+                      .Help("VIPs whose IPPool a BGPAdvertisement selects (announced over BGP)")
+                      .Register(r)
+                      .Add({});
+  m->bgp_peered_nodes_ = &BuildGauge()
+                              .Name("flowlb_controller_bgp_peered_nodes")
+                              .Help("Nodes that at least one BGPPeer's nodeSelector selects")
+                              .Register(r)
+                              .Add({});
   m->agents_connected_ = &BuildGauge()
                               .Name("flowlb_controller_agents_connected")
                               .Help("Agents with an open Sync stream")
@@ -192,6 +202,8 @@ void ControllerMetrics::reconciled(double seconds, const Reconciled& r, bool ful
     pool_addresses_->Add({{"pool", name}, {"state", "free"}}).Set(static_cast<double>(u.free));
     pool_names_.push_back(name);
   }
+  bgp_vips_->Set(r.bgp ? static_cast<double>(r.bgp->vips.size()) : 0);
+  bgp_peered_nodes_->Set(r.bgp ? static_cast<double>(r.bgp->peers_by_node.size()) : 0);
 }
 
 ControllerMetrics::~ControllerMetrics() {

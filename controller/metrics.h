@@ -69,6 +69,8 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Family<prometheus::Counter>* events_ = nullptr;
   prometheus::Family<prometheus::Gauge>* services_ = nullptr;
   prometheus::Family<prometheus::Gauge>* pool_addresses_ = nullptr;
+  prometheus::Gauge* bgp_vips_ = nullptr;
+  prometheus::Gauge* bgp_peered_nodes_ = nullptr;
   prometheus::Gauge* agents_connected_ = nullptr;
   prometheus::Gauge* generation_ = nullptr;
   prometheus::Counter* stream_resets_ = nullptr;

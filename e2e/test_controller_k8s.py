@@ -476,6 +476,9 @@ class ControllerTest(unittest.TestCase):
                             "a pool no BGPAdvertisement selects stays L2")
         self.assertRegex(c.output(), r"event=object_rejected resource=bgppeers "
                                      r"msg=\"BGPPeer broken: spec\.peerASN must be in 1\.\.4294967295\"")
+        wait_until(lambda: c.metric("flowlb_controller_bgp_vips") == 1
+                   and c.metric("flowlb_controller_bgp_peered_nodes") == 1, 15,
+                   "BGP gauges: one BGP VIP, one peered node", ignore=IGNORE)
         # A change: the peer now selects rack b, and node-b gets it.
         peer = self.server.get("bgppeers", None, "tor-a")
         peer["spec"]["nodeSelector"] = {"matchLabels": {"rack": "b"}}
