@@ -21,6 +21,7 @@ Result<bgp::PeerSettings> convertPeer(const pb::BgpPeer& in) {
   if (in.port() > 65535) return Status::error("BGP peer '" + p.name + "': port out of range");
   p.port = in.port() == 0 ? 179 : static_cast<uint16_t>(in.port());
   p.peer_asn = in.peer_asn();
+  p.password = in.password();
   p.local_asn = in.local_asn();
   if (in.has_source_address()) {
     auto src = pbAddress(in.source_address());
