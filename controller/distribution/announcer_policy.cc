@@ -21,7 +21,7 @@ std::string rendezvous(const IpAddr& vip, const std::vector<std::string>& candid
 
 AnnouncerMap assignAnnouncers(const std::vector<VipCandidates>& vips,
                               const std::set<std::string>& live, const AnnouncerMap& previous,
-                              bool settling) {
+                              bool settling, const std::set<std::string>& lost) {
   AnnouncerMap out;
   std::vector<std::string> live_candidates;
   for (const VipCandidates& v : vips) {
@@ -29,7 +29,7 @@ AnnouncerMap assignAnnouncers(const std::vector<VipCandidates>& vips,
     const std::vector<std::string>& c = v.candidates ? *v.candidates : kNone;
     auto prev = previous.find(v.vip);
     if (prev != previous.end() && std::binary_search(c.begin(), c.end(), prev->second) &&
-        (settling || live.count(prev->second))) {
+        (live.count(prev->second) || (settling && !lost.count(prev->second)))) {
       out[v.vip] = prev->second;  // 1. sticky
       continue;
     }

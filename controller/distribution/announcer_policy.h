@@ -11,7 +11,8 @@
 //      settling (just started or just became leader, agents still
 //      reconnecting) the previous announcer is kept even if its agent is not
 //      back yet, so a restart does not herd every VIP onto the first agent
-//      that reconnects.
+//      that reconnects; but not if its agent came back during the settling
+//      and went again (`lost`): that is a failure, and its VIPs move at once.
 //   2. Otherwise rendezvous hashing over the live candidates: VIPs spread
 //      over nodes, and a node's loss moves only its own VIPs.
 //   3. No live candidate: rendezvous over all candidates, a nominal
@@ -49,6 +50,6 @@ std::string rendezvous(const IpAddr& vip, const std::vector<std::string>& candid
 
 AnnouncerMap assignAnnouncers(const std::vector<VipCandidates>& vips,
                               const std::set<std::string>& live, const AnnouncerMap& previous,
-                              bool settling);
+                              bool settling, const std::set<std::string>& lost = {});
 
 }  // namespace flowlb::controller

@@ -58,6 +58,24 @@ TEST(AnnouncerPolicyTest, StickyThenRendezvousOverLiveThenNominal) {
   }
 }
 
+// A test killed an agent 0.5 s after the controller started: its VIP stayed
+// on the dead node until the 3 s settling ended (1.55 s without service).
+// Settling waits for agents that are not back yet, not for one that came
+// back and went again.
+TEST(AnnouncerPolicyTest, SettlingDoesNotWaitForAnAgentThatCameBackAndWentAgain) {
+  const IpAddr vip = ip("192.0.2.10");
+  const std::string rv_all = rendezvous(vip, kAll);
+  std::vector<std::string> rest = kAll;
+  rest.erase(std::find(rest.begin(), rest.end(), rv_all));
+  const std::set<std::string> live(rest.begin(), rest.end());
+  const AnnouncerMap prev = {{vip, rv_all}};
+  const auto pick = [&](const std::set<std::string>& lost) {
+    return assignAnnouncers({VipCandidates::of(vip, kAll)}, live, prev, true, lost).at(vip);
+  };
+  EXPECT_EQ(pick({}), rv_all) << "not back yet: waited for";
+  EXPECT_EQ(pick({rv_all}), rendezvous(vip, rest)) << "back and gone again: moves at once";
+}
+
 TEST(AnnouncerPolicyTest, VipsSpreadAndALossMovesOnlyItsOwn) {
   std::vector<VipCandidates> vips;
   for (int i = 1; i <= 60; ++i) {

@@ -1,6 +1,7 @@
 #include "controller/distribution/distributor.h"
 
 #include <algorithm>
+#include <iterator>
 
 namespace flowlb::controller {
 namespace {
@@ -135,6 +136,7 @@ std::optional<std::chrono::steady_clock::time_point> Distributor::settleDeadline
 
 void Distributor::resettle() {
   settle_until_ = clock_->now() + opt_.settle;
+  seen_ = live_;
   announcers_stale_ = true;
 }
 
@@ -184,6 +186,7 @@ bool Distributor::setLive(const std::string& node, bool live) {
   if (was == live) return false;
   if (live) {
     live_.insert(node);
+    seen_.insert(node);
   } else {
     live_.erase(node);
   }
@@ -221,7 +224,12 @@ bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
     if (!force && changed_keys.empty() && nodes == view_->nodes && !bgp_changed) return false;
     entries = view_->announcers;  // the same answer
   } else {
-    AnnouncerMap next = assignAnnouncers(vips_, live_, announcers_, now_settling);
+    std::set<std::string> lost;
+    if (now_settling) {
+      std::set_difference(seen_.begin(), seen_.end(), live_.begin(), live_.end(),
+                          std::inserter(lost, lost.end()));
+    }
+    AnnouncerMap next = assignAnnouncers(vips_, live_, announcers_, now_settling, lost);
     announcers_stale_ = false;
     decided_settling_ = now_settling;
     entries.reserve(next.size());

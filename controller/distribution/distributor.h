@@ -158,6 +158,9 @@ class Distributor {
   uint64_t pass_ = 0;
   std::vector<VipCandidates> vips_;
   std::set<std::string> live_;
+  // Agents live at some point since settling began: one that is not live
+  // any more was lost, and settling does not wait for it.
+  std::set<std::string> seen_;
   AnnouncerMap announcers_;
   // Announcers are decided again only when what they depend on changed
   // (candidates, live agents, settling); otherwise the last answer stands.
