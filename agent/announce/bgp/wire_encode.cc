@@ -39,10 +39,15 @@ void attribute(Writer& w, uint8_t flags, uint8_t type, const Writer& value) {
   w.bytes.insert(w.bytes.end(), value.bytes.begin(), value.bytes.end());
 }
 
-void prefix(Writer& w, const IpPrefix& p) {
-  w.u8(p.length);
-  const uint8_t* a = p.addr.isV4() ? p.addr.v4() : p.addr.bytes.data();
-  for (size_t i = 0; i < (p.length + 7u) / 8u; ++i) w.u8(a[i]);
+// One prefix of an NLRI field of family `v6` or not. The family comes from
+// the field, not from the address: an IPv6 prefix may start with ::ffff:
+// (IpAddr's IPv4 form), and reading its bytes as IPv4 ran past the address
+// (bgp_fuzz found it). A length beyond the family's is cut to it.
+void prefix(Writer& w, const IpPrefix& p, bool v6) {
+  const uint8_t len = std::min<uint8_t>(p.length, v6 ? 128 : 32);
+  w.u8(len);
+  const uint8_t* a = v6 ? p.addr.bytes.data() : p.addr.v4();
+  for (size_t i = 0; i < (len + 7u) / 8u; ++i) w.u8(a[i]);
 }
 
 void address(Writer& w, const IpAddr& a) {
@@ -134,13 +139,15 @@ std::vector<uint8_t> encodeNotification(const Notification& n) {
 
 std::vector<uint8_t> encodeUpdate(const UpdateMessage& u, bool four_octet_as) {
   Writer withdrawn;
-  for (const IpPrefix& p : u.withdrawn) prefix(withdrawn, p);
+  for (const IpPrefix& p : u.withdrawn) prefix(withdrawn, p, false);
   Writer attrs;
   if (u.mp_unreach) {
     Writer v;
     v.u16(u.mp_unreach->family.afi);
     v.u8(u.mp_unreach->family.safi);
-    for (const IpPrefix& p : u.mp_unreach->withdrawn) prefix(v, p);
+    for (const IpPrefix& p : u.mp_unreach->withdrawn) {
+      prefix(v, p, u.mp_unreach->family.afi == kIpv6Unicast.afi);
+    }
     attribute(attrs, kFlagOptional, kAttrMpUnreach, v);
   }
   if (u.has_attributes) {
@@ -178,7 +185,9 @@ std::vector<uint8_t> encodeUpdate(const UpdateMessage& u, bool four_octet_as) {
       address(v, u.mp_reach->next_hop);
       if (!v4 && u.mp_reach->link_local_hop) address(v, *u.mp_reach->link_local_hop);
       v.u8(0);  // reserved
-      for (const IpPrefix& p : u.mp_reach->nlri) prefix(v, p);
+      for (const IpPrefix& p : u.mp_reach->nlri) {
+        prefix(v, p, u.mp_reach->family.afi == kIpv6Unicast.afi);
+      }
       attribute(attrs, kFlagOptional, kAttrMpReach, v);
     }
     const bool needs_as4 = !four_octet_as && std::any_of(a.as_path.begin(), a.as_path.end(),
@@ -200,7 +209,7 @@ std::vector<uint8_t> encodeUpdate(const UpdateMessage& u, bool four_octet_as) {
   w.bytes.insert(w.bytes.end(), withdrawn.bytes.begin(), withdrawn.bytes.end());
   w.u16(static_cast<uint16_t>(attrs.bytes.size()));
   w.bytes.insert(w.bytes.end(), attrs.bytes.begin(), attrs.bytes.end());
-  for (const IpPrefix& p : u.nlri) prefix(w, p);
+  for (const IpPrefix& p : u.nlri) prefix(w, p, false);
   return finish(MessageType::kUpdate, std::move(w));
 }
 

@@ -170,6 +170,25 @@ TEST(BgpWireTest, Ipv6TravelsInMpReachAndMpUnreach) {
   EXPECT_FALSE(r.endOfRib());
 }
 
+// bgp_fuzz: an IPv6 prefix under ::ffff:0:0/96 (IpAddr's IPv4 form) was
+// encoded as IPv4, reading up to 16 bytes from the last 4 of the address.
+TEST(BgpWireTest, AnIpv6PrefixThatLooksLikeIpv4TravelsWhole) {
+  UpdateMessage u;
+  u.has_attributes = true;
+  u.attributes.as_path = {64512};
+  // IpPrefix::parse takes these for IPv4 prefixes too long: built by hand.
+  const auto v6 = [](const char* a, uint8_t len) { return IpPrefix{ip(a), len}; };
+  u.mp_reach = MpReach{kIpv6Unicast,
+                       ip("2001:db8::1"),
+                       std::nullopt,
+                       {v6("::ffff:10.0.0.0", 104), v6("::ffff:0.0.0.0", 96)}};
+  u.mp_unreach = MpUnreach{kIpv6Unicast, {v6("::ffff:192.0.2.1", 128)}};
+  const auto d = decodeMessage(encodeUpdate(u, true), {});
+  ASSERT_TRUE(d.ok()) << d.error.reason;
+  EXPECT_EQ(d.value->update.mp_reach->nlri, u.mp_reach->nlri);
+  EXPECT_EQ(d.value->update.mp_unreach->withdrawn, u.mp_unreach->withdrawn);
+}
+
 TEST(BgpWireTest, TwoOctetPeersGetAsTransAndAs4Path) {
   UpdateMessage u;
   u.has_attributes = true;
