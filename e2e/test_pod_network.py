@@ -11,11 +11,13 @@ leaves no rules, routes or tables behind. Needs root.
 import json
 import os
 import signal
+import sys
 import time
 import unittest
 
 from e2e.lib import content
 from e2e.lib.datapath_lab import BACKENDS, BACKENDS6, DatapathLab
+from e2e.lib.outcome import test_failed
 from e2e.lib.paths import LAB
 from e2e.lib.proc import lab_prefix, run
 from e2e.lib.wait import wait_until
@@ -92,6 +94,16 @@ class PodNetworkTest(unittest.TestCase):
 
     def tearDown(self):
         self.lab.stop_clients()
+        if test_failed(self):  # for the intermittent connect timeout (issue 11's note)
+            print(f"--- agent log (tail) ---\n{self.lab.log()[-3000:]}", file=sys.stderr)
+            try:
+                drops = [line for line in self.lab.metrics_text().splitlines()
+                         if "drop" in line and not line.startswith("#") and not line.endswith(" 0")]
+                print("--- agent drop counters ---\n" + "\n".join(drops), file=sys.stderr)
+                print("--- LB node neighbours ---\n" + self.lab.ns("lb", "ip", "neigh", check=False),
+                      file=sys.stderr)
+            except Exception as e:  # the dump is best effort
+                print(f"(metrics unavailable: {e})", file=sys.stderr)
 
     def downloads_until_every_kind(self, vip, size=1048576, attempts=24):
         """Parallel downloads through the VIP until each kind of backend served
