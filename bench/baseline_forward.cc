@@ -28,8 +28,11 @@
 #include <vector>
 
 #include "agent/datapath/xsk.h"
+#include "bench/bpf_counter.h"
 
 namespace {
+
+using flowlb::bench::readCounter;
 
 using flowlb::agent::BindMode;
 using flowlb::agent::FramePool;
@@ -294,16 +297,6 @@ int afxdp(char** a) {
   for (int ifindex : attached) bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr);
   bpf_object__close(obj);
   return rc;
-}
-
-uint64_t readCounter(struct bpf_object* obj) {
-  const int fd = bpf_object__find_map_fd_by_name(obj, "counter");
-  std::vector<uint64_t> per_cpu(static_cast<size_t>(libbpf_num_possible_cpus()));
-  uint32_t zero = 0;
-  if (bpf_map_lookup_elem(fd, &zero, per_cpu.data()) != 0) return 0;
-  uint64_t sum = 0;
-  for (uint64_t v : per_cpu) sum += v;
-  return sum;
 }
 
 int xdp(char** a) {

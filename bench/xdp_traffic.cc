@@ -25,7 +25,11 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bpf_counter.h"
+
 namespace {
+
+using flowlb::bench::readCounter;
 
 volatile sig_atomic_t g_stop = 0;
 void onSignal(int) {
@@ -65,16 +69,6 @@ struct bpf_object* open(uint32_t flows, const uint8_t* tmpl = nullptr) {
   }
   if (bpf_object__load(obj) != 0) return nullptr;
   return obj;
-}
-
-uint64_t readCounter(struct bpf_object* obj) {
-  const int fd = bpf_object__find_map_fd_by_name(obj, "counter");
-  std::vector<uint64_t> per_cpu(static_cast<size_t>(libbpf_num_possible_cpus()));
-  uint32_t zero = 0;
-  if (bpf_map_lookup_elem(fd, &zero, per_cpu.data()) != 0) return 0;
-  uint64_t sum = 0;
-  for (uint64_t v : per_cpu) sum += v;
-  return sum;
 }
 
 int gen(char** a, bool syn) {
