@@ -185,6 +185,17 @@ class PodNetworkTest(unittest.TestCase):
             seen.add(self.lab.client("get", f"http://{MIXED}/client"))
         self.assertNotIn("10.10.1.2", seen, "Cluster must source-NAT")
 
+    def test_a_client_port_that_just_closed_via_one_vip_opens_via_another(self):
+        # MIXED and LOCAL share pod1:80, and Local keeps the client's address:
+        # a client whose kernel reuses a port for LOCAL right after a closed
+        # MIXED connection to pod1 must connect, not wait out the old flow.
+        for port in range(41000, 41060):
+            if self.lab.client("via", str(port), f"http://{MIXED}/id") == "pod1":
+                break
+        else:
+            self.fail("no client port in 41000-41059 reached pod1 through MIXED")
+        self.assertEqual(self.lab.client("via", str(port), f"http://{LOCAL}/id"), "pod1")
+
     def test_a_syn_to_a_vip_port_no_service_uses_gets_the_kernels_rst(self):
         out = self.lab.client("connect", MIXED, "8081")
         self.assertEqual(out, "refused")  # a RST, not silence (a timeout)

@@ -205,6 +205,9 @@ class ConnTrack {
   size_t sweep(uint32_t now_ms, size_t buckets);
 
   bool isDead(const FlowEntry& e, uint32_t now_ms) const;
+  // The entry whose age and state decide when a slot dies: a NAT reply
+  // lives as long as its forward peer.
+  const FlowEntry& owner(const FlowEntry& e) const;
   size_t size() const { return size_; }
   size_t capacity() const { return bucket_count_ * kWays; }
   size_t bytesPerEntry() const { return sizeof(FlowEntry) + sizeof(uint32_t); }
@@ -218,10 +221,6 @@ class ConnTrack {
   }
   FlowEntry* findIn(size_t bucket, const FlowKey& k, uint32_t sig, uint32_t now_ms);
   void freeSlot(uint32_t index);
-  // The entry whose age and state decide when a slot dies: a NAT reply
-  // lives as long as its forward peer.
-  const FlowEntry& owner(const FlowEntry& e) const;
-
   ConnTrack() = default;
   static size_t bucketsFor(size_t capacity);
   // Checks every occupied slot of an adopted table; frees what is not

@@ -336,9 +336,15 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
           makeFlowKey(FlowTuple{b->addr, t.src, b->port, t.sport, t.proto}, FlowKind::kKernelReply);
       reply_hash = conntrack_.hash(reply_key);
       // The client's address:port already talks to this backend:port through
-      // another VIP: the backend could not tell the two apart.
-      if (conntrack_.find(reply_key, reply_hash, now_ms) != nullptr) {
-        return drop(DropReason::kKernelTupleInUse, si);
+      // another VIP: the backend could not tell the two apart. A flow there
+      // that is closing gives way to a new connection, as the backend's own
+      // TCP (TIME_WAIT) and the kernel's conntrack do; a live one keeps it.
+      if (FlowEntry* other = conntrack_.find(reply_key, reply_hash, now_ms)) {
+        if (!opens || conntrack_.owner(*other).state != FlowState::kClosing) {
+          return drop(DropReason::kKernelTupleInUse, si);
+        }
+        conntrack_.erase(other);  // and its forward entry
+        ++stats_.kernel_tuple_reused;
       }
     } else if (nat && !allocateSnatPort(snap, *b, t, now_ms, &nat_port, &reply_key, &reply_hash)) {
       return drop(DropReason::kSnatPortsExhausted, si);

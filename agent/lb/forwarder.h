@@ -75,8 +75,9 @@ struct ForwarderStats {
   uint64_t prev_table_hits = 0;        // mid-flow packets placed by the previous table
   uint64_t rerouted_backend_gone = 0;  // tracked flow whose backend left the set
   uint64_t icmp_errors_forwarded = 0;
-  uint64_t nat_reply_unknown = 0;  // passed to the kernel
-  uint64_t from_kernel = 0;        // replies that came back out of the kernel, translated
+  uint64_t nat_reply_unknown = 0;    // passed to the kernel
+  uint64_t from_kernel = 0;          // replies that came back out of the kernel, translated
+  uint64_t kernel_tuple_reused = 0;  // a closing flow via another VIP gave way to a new one
 };
 
 class Forwarder {

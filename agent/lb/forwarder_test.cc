@@ -515,6 +515,47 @@ TEST_F(KernelPathTest, ExternalTrafficPolicyLocalKeepsTheClientAddress) {
   }
 }
 
+// Two VIPs share a backend reached through the kernel, and the client keeps
+// its address (Local): one client address:port can be one flow at the
+// backend only. A live flow keeps it; one that is closing gives way to the
+// client's next connection, which its kernel may give the same port.
+TEST_F(KernelPathTest, AClosingFlowViaAnotherVipGivesItsTupleToANewConnection) {
+  state_.services[0].backends = {backend("10.1.0.1", 8080)};
+  state_.services[0].keep_client_address = true;
+  ServiceSpec other = service("web-b", "192.0.2.11", 80, kProtoTCP, ForwardingMode::kNat,
+                              {backend("10.1.0.1", 8080)});
+  other.keep_client_address = true;
+  state_.services.push_back(other);
+  rebuild();
+
+  auto syn_a = tcp("203.0.113.5", 40003, "192.0.2.10", 80, kTcpSyn);
+  ASSERT_EQ(run(syn_a).kind, ActionKind::kPass);
+  auto syn_b = tcp("203.0.113.5", 40003, "192.0.2.11", 80, kTcpSyn);
+  Action b = run(syn_b);
+  EXPECT_EQ(b.kind, ActionKind::kDrop);
+  EXPECT_EQ(b.reason, DropReason::kKernelTupleInUse);
+
+  now_ms_ += 50;
+  auto fin = tcp("203.0.113.5", 40003, "192.0.2.10", 80, kTcpFin | kTcpAck);
+  ASSERT_EQ(run(fin).kind, ActionKind::kPass);
+  syn_b = tcp("203.0.113.5", 40003, "192.0.2.11", 80, kTcpSyn);
+  b = run(syn_b);
+  ASSERT_EQ(b.kind, ActionKind::kPass);
+  EXPECT_TRUE(b.new_flow);
+  EXPECT_EQ(fwd_.stats().kernel_tuple_reused, 1u);
+
+  // The backend's answer now belongs to the new flow: it leaves from its VIP.
+  FrameSpec reply;
+  reply.tuple = FlowTuple{ip("10.1.0.1"), ip("203.0.113.5"), 8080, 40003, kProtoTCP};
+  reply.tcp_flags = kTcpSyn | kTcpAck;
+  auto r = buildFrame(reply);
+  ASSERT_EQ(fromKernel(r).kind, ActionKind::kTransmit);
+  EXPECT_EQ(sent(r).src, ip("192.0.2.11"));
+  // A late packet of the old flow cannot take the tuple back.
+  auto again = tcp("203.0.113.5", 40003, "192.0.2.10", 80, kTcpAck);
+  EXPECT_EQ(run(again).reason, DropReason::kKernelTupleInUse);
+}
+
 TEST_F(KernelPathTest, WhatComesBackOutOfTheKernelWithoutAFlowIsDroppedNeverLooped) {
   FrameSpec stray;
   stray.tuple = FlowTuple{ip("10.1.0.1"), ip("203.0.113.5"), 8080, 40009, kProtoTCP};

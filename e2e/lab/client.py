@@ -3,6 +3,7 @@
 
   spread URL N         N sequential connections; prints {"b1": n, ...}
   get URL              one request; prints the body
+  via PORT URL         one request from local port PORT; prints the body, or timeout
   connect HOST PORT    one TCP connection attempt; prints connected, refused or timeout
   keepalive URL N MS   N requests on one HTTP/1.1 connection, MS milliseconds apart;
                        prints each answer as it comes; fails if one fails
@@ -34,6 +35,21 @@ def spread(url, n):
 def get(url):
     with urllib.request.urlopen(url, timeout=5) as r:
         print(r.read().decode())
+
+
+def via(port, url):
+    import http.client
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=3,
+                                      source_address=("", int(port)))
+    try:
+        conn.request("GET", u.path, headers={"Connection": "close"})
+        print(conn.getresponse().read().decode())
+    except (socket.timeout, TimeoutError):
+        print("timeout")
+    finally:
+        conn.close()
 
 
 def connect(host, port):
@@ -140,6 +156,8 @@ def main(argv):
         spread(argv[2], int(argv[3]))
     elif cmd == "get":
         get(argv[2])
+    elif cmd == "via":
+        via(argv[2], argv[3])
     elif cmd == "connect":
         connect(argv[2], argv[3])
     elif cmd == "keepalive":
