@@ -196,6 +196,30 @@ class PodNetworkTest(unittest.TestCase):
             self.fail("no client port in 41000-41059 reached pod1 through MIXED")
         self.assertEqual(self.lab.client("via", str(port), f"http://{LOCAL}/id"), "pod1")
 
+    def syn_retransmissions(self):
+        out = self.lab.ns("client", "nstat", "-asz", "TcpExtTCPSynRetrans")
+        return sum(int(line.split()[1]) for line in out.splitlines()
+                   if line.startswith("TcpExtTCPSynRetrans"))
+
+    def test_first_contact_with_unknown_neighbours_costs_no_retransmission(self):
+        # Every neighbour the LB node knew is forgotten (a backend never
+        # contacted, or entries expired): the first frames towards each one
+        # must not be dropped while it is resolved; a dropped SYN costs the
+        # client one second or more (issue 11's intermittent timeout).
+        routed = self.lab.metric("flowlb_agent_kernel_path_packets_total",
+                                 direction="to_kernel", reason="routed")
+        for vip in (MIXED, f"[{MIXED6}]"):
+            self.lab.ns("lb", "ip", "neigh", "flush", "all")
+            before = self.syn_retransmissions()
+            seen = json.loads(self.lab.client("spread", f"http://{vip}/id", "30"))
+            self.assertEqual(self.syn_retransmissions() - before, 0, f"{vip}: {seen}")
+            self.assertIn("b1", seen, vip)  # a native backend, whose neighbour was flushed
+        self.lab.wait_metric("flowlb_agent_kernel_path_packets_total", lambda v: v > routed,
+                             what="the first frames went to the kernel while it resolved",
+                             direction="to_kernel", reason="routed")
+        self.assertEqual(self.lab.metric("flowlb_agent_datapath_drops_total",
+                                         reason="neighbor_unresolved"), 0)
+
     def test_a_syn_to_a_vip_port_no_service_uses_gets_the_kernels_rst(self):
         out = self.lab.client("connect", MIXED, "8081")
         self.assertEqual(out, "refused")  # a RST, not silence (a timeout)

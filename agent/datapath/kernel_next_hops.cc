@@ -239,8 +239,13 @@ void KernelNextHops::poll(int timeout_ms, const std::vector<int>& also) {
   std::vector<pollfd> fds;
   fds.reserve(2 + also.size());
   fds.push_back({nl_cache_mngr_get_fd(mngr_), POLLIN, 0});
-  const bool misses_wake = nowMs() >= miss_quiet_until_ms_;
-  if (misses_wake) fds.push_back({miss_waker_->fd(), POLLIN, 0});
+  const uint64_t now = nowMs();
+  const bool misses_wake = now >= miss_quiet_until_ms_;
+  if (misses_wake) {
+    fds.push_back({miss_waker_->fd(), POLLIN, 0});
+  } else {  // misses noted in the quiet window are probed when it ends, not a timeout later
+    timeout_ms = std::min<int>(timeout_ms, static_cast<int>(miss_quiet_until_ms_ - now));
+  }
   for (int fd : also) {
     if (fd >= 0) fds.push_back({fd, POLLIN, 0});
   }

@@ -91,6 +91,18 @@ Action Forwarder::transmit(uint8_t* frame, const IpAddr& toward, Path path, Acti
   if (path == Path::kOnLink && !hop->on_link) {
     return drop(DropReason::kDsrBackendNotOnLink, a.service);
   }
+  if (!hop->resolved && path != Path::kOnLink && config_.kernel_path) {
+    // The frame is complete but its neighbour is not known yet (first
+    // contact, or the entry expired): the kernel routes it out of the same
+    // interface and holds it while it resolves the address, where dropping
+    // it would cost the client a retransmission (a SYN: one second or more).
+    // The lookup has noted the miss; the next packets go direct.
+    a.kind = ActionKind::kPass;
+    a.handoff = KernelHandoff::kRouted;
+    ++stats_.passed;
+    ++stats_.routed_unresolved;
+    return a;
+  }
   if (!hop->resolved) {
     Action d = drop(DropReason::kNeighborUnresolved, a.service);
     d.backend = a.backend;

@@ -77,6 +77,7 @@ struct ForwarderStats {
   uint64_t icmp_errors_forwarded = 0;
   uint64_t nat_reply_unknown = 0;    // passed to the kernel
   uint64_t from_kernel = 0;          // replies that came back out of the kernel, translated
+  uint64_t routed_unresolved = 0;    // complete, neighbour unknown: the kernel resolved and sent it
   uint64_t kernel_tuple_reused = 0;  // a closing flow via another VIP gave way to a new one
 };
 

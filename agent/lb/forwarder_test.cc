@@ -374,13 +374,56 @@ TEST_F(ForwarderTest, NoActiveBackendIsADropWithReason) {
   EXPECT_EQ(a.reason, DropReason::kNoBackend);
 }
 
-TEST_F(ForwarderTest, UnresolvedNeighbourIsReportedWithTheBackend) {
+// A neighbour not resolved yet (first contact, or its entry expired): the
+// finished frame goes to the kernel, which holds it while it resolves the
+// address, instead of costing the client a SYN retransmission.
+TEST_F(ForwarderTest, AFrameForAnUnresolvedNeighbourIsRoutedByTheKernel) {
   NextHop pending;
   pending.resolved = false;
+  pending.on_link = true;
   pending.ifindex = 7;
   for (const char* b : {"10.1.0.1", "10.1.0.2", "10.1.0.3"}) hops_.set(ip(b), pending);
   auto syn = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpSyn);
   const Action a = run(syn);
+  ASSERT_EQ(a.kind, ActionKind::kPass);
+  EXPECT_EQ(a.handoff, KernelHandoff::kRouted);
+  EXPECT_NE(a.backend, 0u);
+  const FlowTuple t = sent(syn);  // fully translated, checksums verified
+  EXPECT_EQ(t.src, ip("10.0.0.1"));
+  EXPECT_EQ(snap_->backend(a.backend)->addr, t.dst);
+  EXPECT_EQ(t.dport, 8080);
+  EXPECT_EQ(fwd_.stats().routed_unresolved, 1u);
+
+  // The flow is tracked as any other: once resolved, its packets go direct.
+  NextHop hop;
+  hop.ifindex = 7;
+  hop.resolved = true;
+  hop.on_link = true;
+  for (const char* b : {"10.1.0.1", "10.1.0.2", "10.1.0.3"}) hops_.set(ip(b), hop);
+  auto ack = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpAck);
+  const Action next = run(ack);
+  EXPECT_EQ(next.kind, ActionKind::kTransmit);
+  EXPECT_EQ(next.backend, a.backend);
+  EXPECT_EQ(sent(ack).sport, t.sport);
+}
+
+// Where the kernel cannot help, the drop names the reason and the backend:
+// DSR (the kernel would deliver the VIP to itself) and the kernel path off.
+TEST_F(ForwarderTest, UnresolvedNeighbourWithoutTheKernelPathIsDroppedWithTheBackend) {
+  NextHop pending;
+  pending.resolved = false;
+  pending.on_link = true;
+  pending.ifindex = 7;
+  for (const char* b : {"10.1.0.1", "10.1.0.2", "10.1.0.3"}) hops_.set(ip(b), pending);
+  auto dsr = tcp("203.0.113.5", 40001, "192.0.2.20", 80, kTcpSyn);
+  Action a = run(dsr);
+  EXPECT_EQ(a.kind, ActionKind::kDrop);
+  EXPECT_EQ(a.reason, DropReason::kNeighborUnresolved);
+  EXPECT_NE(a.backend, 0u);
+
+  Forwarder off(ForwarderConfig{.conntrack_entries = 4096, .kernel_path = false}, hops_);
+  auto syn = tcp("203.0.113.5", 40001, "192.0.2.10", 80, kTcpSyn);
+  a = off.process(syn.data(), syn.size(), *snap_, now_ms_);
   EXPECT_EQ(a.kind, ActionKind::kDrop);
   EXPECT_EQ(a.reason, DropReason::kNeighborUnresolved);
   EXPECT_NE(a.backend, 0u);
