@@ -15,7 +15,25 @@
 namespace flowlb::agent {
 
 enum class ForwardingMode : uint8_t { kNat, kDsr };
-enum class BackendState : uint8_t { kActive, kDraining };
+// kUnhealthy: failed its health check (the controller's verdict for the
+// cluster, or this agent's in standalone mode): no new flows, pinned flows
+// go on without deadline; if no backend of a service takes new flows and
+// some are unhealthy, those take them (fail open).
+enum class BackendState : uint8_t { kActive, kDraining, kUnhealthy };
+
+// Active health checking of a service's backends (the contract's
+// HealthCheck; kNone: off).
+enum class HealthCheckKind : uint8_t { kNone, kTcp, kHttp, kHttps, kUdpDns };
+struct HealthCheckSpec {
+  HealthCheckKind kind = HealthCheckKind::kNone;
+  std::string path = "/";  // HTTP and HTTPS
+  uint32_t interval_ms = 5000;
+  uint32_t timeout_ms = 2000;
+  uint32_t unhealthy_threshold = 3;
+  uint32_t healthy_threshold = 2;
+  bool operator==(const HealthCheckSpec&) const = default;
+};
+const char* healthCheckKindName(HealthCheckKind k);
 // PROXY protocol (HAProxy) header in front of what the backend receives, so a
 // backend behind NAT learns the client's address (flowlb.io/proxy-protocol).
 enum class ProxyProtocol : uint8_t { kNone, kV2 };
@@ -27,6 +45,7 @@ struct BackendSpec {
   BackendState state = BackendState::kActive;
   std::string node;
   std::string zone;
+  bool probe = false;  // this agent probes it (the service has a health check)
 
   // Maglev key: the same on every node for the same backend.
   std::string key() const { return addr.toString() + "|" + std::to_string(port); }
@@ -49,6 +68,7 @@ struct ServiceSpec {
   ProxyProtocol proxy_protocol = ProxyProtocol::kNone;  // NAT only
   uint32_t maglev_size = 0;                             // 0: flowlb::maglevSizeFor(backends.size())
   uint64_t hash_seed = 0;                               // cluster-wide
+  HealthCheckSpec health;
   std::vector<BackendSpec> backends;
 };
 

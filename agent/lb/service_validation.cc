@@ -57,6 +57,17 @@ const char* applyErrorCodeName(ApplyErrorCode c) {
   return "unknown";
 }
 
+const char* healthCheckKindName(HealthCheckKind k) {
+  switch (k) {
+    case HealthCheckKind::kNone: return "none";
+    case HealthCheckKind::kTcp: return "tcp";
+    case HealthCheckKind::kHttp: return "http";
+    case HealthCheckKind::kHttps: return "https";
+    case HealthCheckKind::kUdpDns: return "udp-dns";
+  }
+  return "unknown";
+}
+
 std::optional<ServiceError> validateService(const ServiceSpec& s, const SnatConfig& snat,
                                             std::vector<std::string>* warnings) {
   if (s.proto != kProtoTCP && s.proto != kProtoUDP) {
@@ -94,6 +105,22 @@ std::optional<ServiceError> validateService(const ServiceSpec& s, const SnatConf
       return invalid(s, std::string("every source range is ") + (s.vip.isV4() ? "IPv6" : "IPv4") +
                             ", so no client could reach this " + (s.vip.isV4() ? "IPv4" : "IPv6") +
                             " VIP");
+    }
+  }
+  if (const HealthCheckSpec& h = s.health; h.kind != HealthCheckKind::kNone) {
+    if (h.interval_ms < 100) return invalid(s, "health check interval must be at least 100 ms");
+    if (h.timeout_ms < 10 || h.timeout_ms >= h.interval_ms) {
+      return invalid(s, "health check timeout must be at least 10 ms and below the interval (" +
+                            std::to_string(h.interval_ms) + " ms)");
+    }
+    if (h.unhealthy_threshold < 1 || h.unhealthy_threshold > 100 || h.healthy_threshold < 1 ||
+        h.healthy_threshold > 100) {
+      return invalid(s, "health check thresholds must be between 1 and 100");
+    }
+    if ((h.kind == HealthCheckKind::kHttp || h.kind == HealthCheckKind::kHttps) &&
+        (h.path.empty() || h.path[0] != '/' ||
+         h.path.find_first_of(" \r\n") != std::string::npos)) {
+      return invalid(s, "health check path must start with '/' and hold no space or line break");
     }
   }
   std::set<std::string> keys;

@@ -243,6 +243,7 @@ Result<SnapshotBuilder::Outcome> SnapshotBuilder::prepare(const DesiredState& de
   out.referenced.assign(registry_.size(), false);
   std::vector<std::optional<ServiceRuntime>> built(candidates.size());
   std::vector<std::vector<const BackendSpec*>> built_specs(candidates.size());  // table order
+  std::vector<bool> built_fail_open(candidates.size(), false);
   for (size_t oi : order) {
     const ServiceSpec& s = *candidates[oi].spec;
     const auto k = std::make_tuple(s.vip, s.port, s.proto);
@@ -275,6 +276,22 @@ Result<SnapshotBuilder::Outcome> SnapshotBuilder::prepare(const DesiredState& de
     in.size = s.maglev_size != 0 ? s.maglev_size : maglevSizeFor(s.backends.size());
     in.seed = s.hash_seed;
     std::map<std::string, const BackendSpec*> members;
+    // Fail open: when no backend would take new flows and some are only
+    // unhealthy, those take them (every node decides the same from the same
+    // state, so the tables stay equal).
+    bool fail_open = false;
+    {
+      bool serving = false, unhealthy = false;
+      for (const BackendSpec& b : s.backends) {
+        serving = serving || (b.state == BackendState::kActive && b.weight > 0);
+        unhealthy = unhealthy || (b.state == BackendState::kUnhealthy && b.weight > 0);
+      }
+      fail_open = !serving && unhealthy;
+      built_fail_open[oi] = fail_open;
+      if (fail_open) {
+        out.warnings.push_back(where(s) + ": every backend is unhealthy; failing open to them");
+      }
+    }
     for (const BackendSpec& b : s.backends) {
       if (b.state == BackendState::kDraining && s.drain_timeout_s > 0) {
         const std::string dk = s.name + "|" + b.key();
@@ -293,7 +310,9 @@ Result<SnapshotBuilder::Outcome> SnapshotBuilder::prepare(const DesiredState& de
         out.next_deadline_ms = std::min(out.next_deadline_ms, deadline);
       }
       members[b.key()] = &b;
-      in.members.push_back({b.key(), b.state == BackendState::kDraining ? 0 : b.weight});
+      const bool takes_new =
+          b.state == BackendState::kActive || (b.state == BackendState::kUnhealthy && fail_open);
+      in.members.push_back({b.key(), takes_new ? b.weight : 0});
     }
     std::sort(in.members.begin(), in.members.end(),
               [](const MaglevBackend& a, const MaglevBackend& b) { return a.key < b.key; });
@@ -360,12 +379,15 @@ Result<SnapshotBuilder::Outcome> SnapshotBuilder::prepare(const DesiredState& de
       if (index >= backends.size()) backends.resize(index + 1);
       if (index < out.referenced.size()) out.referenced[index] = true;
       BackendRuntime& br = backends[index];
-      // A backend shared by services is ACTIVE if any of them has it active.
+      // A backend shared by services is ACTIVE if any of them has it active
+      // (an unhealthy one is, for a service that fails open to it).
       const bool was_present = br.present;
+      const BackendState state = spec->state == BackendState::kUnhealthy && built_fail_open[ci]
+                                     ? BackendState::kActive
+                                     : spec->state;
       br = BackendRuntime{
           id, spec->addr, spec->port,
-          was_present && br.state == BackendState::kActive ? BackendState::kActive : spec->state,
-          true};
+          was_present && br.state == BackendState::kActive ? BackendState::kActive : state, true};
     }
     next->services.push_back(std::move(*rt));
   }

@@ -18,7 +18,9 @@ using test_specs::backend;
 using test_specs::ip;
 using test_specs::snat;
 
+using ::testing::Contains;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 ServiceSpec service(const char* name, const char* vip, uint16_t port,
                     std::vector<BackendSpec> backends, uint8_t proto = kProtoTCP) {
@@ -380,6 +382,68 @@ TEST(SnapshotBuilderTest, PreviousTablesAreDroppedWhenTheirGraceEnds) {
 
 namespace flowlb::agent {
 namespace {
+
+// Slots of the table per backend key.
+std::map<std::string, size_t> slots(const ServiceRuntime& rt) {
+  std::map<std::string, size_t> out;
+  const std::vector<uint32_t> counts = rt.table->slotCounts();
+  for (size_t i = 0; i < counts.size(); ++i) out[rt.table->backends()[i].key] = counts[i];
+  return out;
+}
+
+TEST(SnapshotHealthTest, AnUnhealthyBackendTakesNoNewFlowsButKeepsItsPinnedOnes) {
+  SnapshotBuilder b;
+  DesiredState d = state({service(
+      "web", "192.0.2.10", 80, {backend("10.1.0.1"), backend("10.1.0.2"), backend("10.1.0.3")})});
+  d.services[0].backends[1].state = BackendState::kUnhealthy;
+  auto built = b.build(d, snat());
+  ASSERT_TRUE(built.isOk());
+  for (const std::string& w : built->warnings) EXPECT_THAT(w, Not(HasSubstr("failing open")));
+  const ServiceRuntime& rt = built->snapshot->services[0];
+  const auto s = slots(rt);
+  EXPECT_EQ(s.at(kB), 0u);
+  EXPECT_GT(s.at(kA), 0u);
+  EXPECT_GT(s.at(kC), 0u);
+  // Still a target for the flows pinned to it, without a drain deadline.
+  const uint32_t id = ids(*built->snapshot).at(kB);
+  ASSERT_NE(built->snapshot->backend(id), nullptr);
+  EXPECT_EQ(built->snapshot->backend(id)->state, BackendState::kUnhealthy);
+  EXPECT_EQ(b.nextDeadlineMs(), UINT64_MAX);
+}
+
+TEST(SnapshotHealthTest, WhenEveryBackendIsUnhealthyTheServiceFailsOpenToThem) {
+  SnapshotBuilder b;
+  DesiredState d = state({service(
+      "web", "192.0.2.10", 80, {backend("10.1.0.1"), backend("10.1.0.2"), backend("10.1.0.3")})});
+  for (BackendSpec& be : d.services[0].backends) be.state = BackendState::kUnhealthy;
+  d.services[0].backends[2].state = BackendState::kDraining;  // draining stays out
+  auto built = b.build(d, snat());
+  ASSERT_TRUE(built.isOk());
+  const ServiceRuntime& rt = built->snapshot->services[0];
+  const auto s = slots(rt);
+  EXPECT_GT(s.at(kA), 0u);
+  EXPECT_GT(s.at(kB), 0u);
+  EXPECT_EQ(s.at(kC), 0u);
+  EXPECT_THAT(built->warnings, Contains(HasSubstr("every backend is unhealthy; failing open")));
+  // For affinity and pinned flows the datapath treats them as active.
+  EXPECT_EQ(built->snapshot->backend(ids(*built->snapshot).at(kA))->state, BackendState::kActive);
+}
+
+TEST(SnapshotHealthTest, ABadHealthCheckRefusesItsServiceAlone) {
+  SnapshotBuilder b;
+  DesiredState d = state({service("web", "192.0.2.10", 80, {backend("10.1.0.1")}),
+                          service("api", "192.0.2.11", 80, {backend("10.1.0.1")})});
+  d.services[0].health.kind = HealthCheckKind::kHttp;
+  d.services[0].health.path = "health";
+  d.services[1].health.kind = HealthCheckKind::kTcp;
+  d.services[1].health.timeout_ms = 6000;  // not below the 5 s interval
+  auto built = b.build(d, snat());
+  ASSERT_TRUE(built.isOk());
+  ASSERT_EQ(built->errors.size(), 2u);
+  EXPECT_THAT(built->errors[0].message + built->errors[1].message,
+              HasSubstr("must start with '/'"));
+  EXPECT_THAT(built->errors[0].message + built->errors[1].message, HasSubstr("below the interval"));
+}
 
 TEST(SnapshotDrainTest, ADrainingBackendIsRemovedWhenItsDrainTimeoutPasses) {
   // (Previous tables kept far longer than the drain, so only drains set deadlines.)
