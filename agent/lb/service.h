@@ -45,7 +45,6 @@ struct BackendSpec {
   BackendState state = BackendState::kActive;
   std::string node;
   std::string zone;
-  bool probe = false;  // this agent probes it (the service has a health check)
 
   // Maglev key: the same on every node for the same backend.
   std::string key() const { return addr.toString() + "|" + std::to_string(port); }
@@ -89,9 +88,18 @@ struct ServiceError {
   std::string message;  // what went wrong, in words a user can act on
 };
 
+// Who probes backends of services with a health check
+// (common/health_probers.h); no nodes: this agent probes them all.
+struct HealthProbers {
+  std::vector<std::string> nodes;
+  uint32_t per_backend = 0;  // 0: kDefaultProbersPerBackend
+  bool operator==(const HealthProbers&) const = default;
+};
+
 struct DesiredState {
   uint64_t generation = 0;
   std::vector<ServiceSpec> services;
+  HealthProbers health_probers;
 };
 
 // This node's source NAT: replies come back to these addresses and ports.
