@@ -50,8 +50,9 @@ _APPLIED = re.compile(r"event=desired_state_applied ([^\n]*)")
 _FIELD = re.compile(r"(\w+)=(\d+)")
 
 
-def service_yaml(name, backends, mode="nat", ip=None, draining=(), drain_timeout="60s"):
-    ann = {"flowlb.io/drain-timeout": drain_timeout}
+def service_yaml(name, backends, mode="nat", ip=None, draining=(), drain_timeout="60s",
+                 annotations=None):
+    ann = {"flowlb.io/drain-timeout": drain_timeout, **(annotations or {})}
     if mode == "dsr":
         ann["flowlb.io/forwarding-mode"] = "dsr"
     if ip:
@@ -132,8 +133,8 @@ class Cluster:
 
     def up(self):
         run([LAB_SH, "up", self.p], timeout=120)
-        for name, addr in BACKENDS.items():
-            self.spawn(name, name, module("e2e.lab.backend_server", name, "80", f"{addr},{DSR_VIP}"))
+        for name in BACKENDS:
+            self.start_backend(name)
         if self.manifests:
             for name in sorted(os.listdir(self.manifests)):
                 with open(os.path.join(self.manifests, name)) as f:
@@ -153,6 +154,12 @@ class Cluster:
         self.procs.stop_all()
         run([LAB_SH, "down", self.p], timeout=60, check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def start_backend(self, name):
+        """The HTTP server of backend NAME (b1..b4), in its namespace, under its name."""
+        addr = BACKENDS[name]
+        return self.spawn(name, name, module("e2e.lab.backend_server", name, "80",
+                                             f"{addr},{DSR_VIP}"))
 
     def spawn(self, name, ns, cmd):
         return self.procs.start(name, in_ns(f"{self.p}-{ns}", *cmd))
