@@ -273,6 +273,7 @@ void Worker::run(const std::atomic<bool>& stop) {
         (sleeping_next && unflushed_)) {
       flush(current);
       last_flush = now;
+      forwarder_.conntrack().sweepPaced(now);  // busy or not, dead flows go
     }
     snapshots_.quiescent(config_.index);
     next_hops_.quiescent(config_.index);

@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -191,6 +192,24 @@ size_t ConnTrack::sweep(uint32_t now_ms, size_t buckets) {
   }
   stats_.swept += freed;
   return freed;
+}
+
+size_t ConnTrack::sweepPaced(uint32_t now_ms) {
+  if (!paced_started_) {
+    paced_started_ = true;
+    paced_at_ms_ = now_ms;
+    return 0;
+  }
+  const uint32_t since = now_ms - paced_at_ms_;
+  const uint64_t elapsed = std::min(since, kSweepPeriodMs);
+  const uint64_t buckets = uint64_t{bucket_count_} * elapsed / kSweepPeriodMs;
+  if (buckets == 0) return 0;  // too soon: the time is kept for the next call
+  // Only the time these buckets are worth is used up; the rest carries over.
+  paced_at_ms_ =
+      since > kSweepPeriodMs
+          ? now_ms
+          : paced_at_ms_ + static_cast<uint32_t>(buckets * kSweepPeriodMs / bucket_count_);
+  return sweep(now_ms, static_cast<size_t>(buckets));
 }
 
 }  // namespace flowlb::agent

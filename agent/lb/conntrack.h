@@ -203,6 +203,12 @@ class ConnTrack {
   // previous call stopped; returns how many it freed. Call it off the
   // per-packet path (e.g. once per idle poll).
   size_t sweep(uint32_t now_ms, size_t buckets);
+  // The same, paced by the clock: sweeps as many buckets as the time since
+  // the previous call is worth, so the whole table is covered every
+  // kSweepPeriodMs however busy the caller is (a worker that never idles
+  // still frees dead flows, and the entries gauge stays true).
+  static constexpr uint32_t kSweepPeriodMs = 10'000;
+  size_t sweepPaced(uint32_t now_ms);
 
   bool isDead(const FlowEntry& e, uint32_t now_ms) const;
   // The entry whose age and state decide when a slot dies: a NAT reply
@@ -236,6 +242,8 @@ class ConnTrack {
   FlowEntry* entries_ = nullptr;
   size_t size_ = 0;
   size_t sweep_cursor_ = 0;
+  uint32_t paced_at_ms_ = 0;
+  bool paced_started_ = false;
   ConntrackStats stats_;
 };
 

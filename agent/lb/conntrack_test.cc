@@ -123,6 +123,28 @@ TEST(ConntrackTest, SweepFreesDeadEntriesAndKeepsLiveOnes) {
   EXPECT_EQ(ct.sweep(1000, buckets), 0u);
 }
 
+// A worker that never idles sweeps on its flush tick: the clock, not idle
+// time, paces it, and one period covers the whole table.
+TEST(ConntrackTest, APacedSweepCoversTheTableEachPeriodHoweverOftenItIsCalled) {
+  ConnTrack ct(4096, kSeed);
+  for (uint32_t i = 0; i < 300; ++i) {
+    add(ct, key(i), 0, FlowState::kEstablished, i % 3 == 0 ? 1000 : 1'000'000);
+  }
+  EXPECT_EQ(ct.sweepPaced(2000), 0u);  // the first call starts the clock
+  size_t freed = 0;
+  uint32_t now = 2000;
+  for (; now <= 2000 + ConnTrack::kSweepPeriodMs; now += 250) freed += ct.sweepPaced(now);
+  EXPECT_EQ(freed, 100u);
+  EXPECT_EQ(ct.size(), 200u);
+  // Calls closer together than one bucket's worth of time sweep nothing yet,
+  // but the time adds up.
+  for (uint32_t i = 0; i < 100; ++i) add(ct, key(1000 + i), now, FlowState::kUdp, 10);
+  freed = 0;
+  for (uint32_t t = 0; t <= ConnTrack::kSweepPeriodMs; ++t) freed += ct.sweepPaced(now + 20 + t);
+  EXPECT_EQ(freed, 100u);
+  EXPECT_EQ(ct.stats().expired_on_lookup, 0u);
+}
+
 TEST(ConntrackTest, CapacityIsFixed) {
   ConnTrack ct(1000, kSeed);
   const size_t cap = ct.capacity();
