@@ -54,6 +54,7 @@ Result<std::unique_ptr<AgentLink>> AgentLink::start(
   o.keepalive_timeout = std::chrono::milliseconds(f.keepalive_timeout_ms);
   o.max_streams = f.max_streams;
   o.max_streams_per_source = f.max_streams_per_source;
+  o.health_probers_per_backend = f.health_probers_per_backend;
   o.leader_address = std::move(leader_address);
   if (f.plaintext) {
     spdlog::warn(

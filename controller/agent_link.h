@@ -42,7 +42,8 @@ struct AgentLinkFlags {
   int keepalive_ms = 200;
   int keepalive_timeout_ms = 100;
   int max_streams = 4096;
-  int max_streams_per_source = 8;  // one agent per node; room for reconnects
+  int max_streams_per_source = 8;           // one agent per node; room for reconnects
+  uint32_t health_probers_per_backend = 3;  // --health-probers-per-backend
 };
 
 // Whether the flags ask for an agents' link at all (TLS or --plaintext).

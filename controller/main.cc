@@ -427,6 +427,10 @@ int main(int argc, char** argv) {
                  "Sync streams served at once from one source address (one agent per node; "
                  "room for reconnects)")
       ->check(CLI::Range(1, 1000000));
+  app.add_option("--health-probers-per-backend", f.link.health_probers_per_backend,
+                 "Agents that probe each backend of a Service with flowlb.io/health-check; a "
+                 "backend is down when a majority of them say so")
+      ->check(CLI::Range(1, 15));
   app.add_option("--advertise-address", f.advertise_address,
                  "HOST:PORT agents reach this instance's gRPC server at; the leader publishes it "
                  "on its Lease and followers send agents there (default: $POD_IP and the "

@@ -152,6 +152,23 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                               "Agent certificate requests (bootstrap) by result: issued, "
                               "unauthenticated, denied, invalid, unavailable, throttled")
                           .Register(r);
+  m->backends_unhealthy_ = &BuildGauge()
+                                .Name("flowlb_controller_backends_unhealthy")
+                                .Help(
+                                    "Backends the cluster's health verdict holds down, per "
+                                    "service with a health check")
+                                .Register(r);
+  m->health_transitions_ = &BuildCounter()
+                                .Name("flowlb_controller_health_transitions_total")
+                                .Help("Backend health verdicts that changed, by to (down, up)")
+                                .Register(r);
+  m->maglev_mismatches_ = &BuildGauge()
+                               .Name("flowlb_controller_maglev_fingerprint_mismatches")
+                               .Help(
+                                   "Services whose agents built different Maglev tables from "
+                                   "the same state")
+                               .Register(r)
+                               .Add({});
   HttpServerOptions o;
   o.address = address;
   auto server = serveEndpoints(o, m->registry_, health);
@@ -254,6 +271,19 @@ void ControllerMetrics::updateAgents(const std::vector<AgentStatus>& agents, uin
   for (const auto& [code, n] : counters.apply_errors)
     catchUp(apply_errors_->Add({{"code", code}}), n);
   not_programmed_->Set(static_cast<double>(counters.services_not_programmed));
+  catchUp(health_transitions_->Add({{"to", "down"}}), counters.health_down);
+  catchUp(health_transitions_->Add({{"to", "up"}}), counters.health_up);
+  maglev_mismatches_->Set(static_cast<double>(counters.maglev_mismatches));
+  for (const std::string& k : health_services_) {
+    if (!counters.backends_unhealthy.count(k)) {
+      backends_unhealthy_->Remove(&backends_unhealthy_->Add({{"service", k}}));
+    }
+  }
+  health_services_.clear();
+  for (const auto& [k, n] : counters.backends_unhealthy) {
+    backends_unhealthy_->Add({{"service", k}}).Set(static_cast<double>(n));
+    health_services_.push_back(k);
+  }
   for (const std::string& n : agent_nodes_) {
     agent_generation_->Remove(&agent_generation_->Add({{"node", n}}));
     agent_lag_->Remove(&agent_lag_->Add({{"node", n}}));

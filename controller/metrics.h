@@ -82,8 +82,12 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Family<prometheus::Gauge>* agent_generation_ = nullptr;
   prometheus::Family<prometheus::Gauge>* agent_lag_ = nullptr;
   prometheus::Family<prometheus::Counter>* certificates_ = nullptr;
-  std::vector<std::string> pool_names_;   // pools reported last time, to drop deleted ones
-  std::vector<std::string> agent_nodes_;  // labels set last time, to drop departed agents
+  prometheus::Family<prometheus::Gauge>* backends_unhealthy_ = nullptr;
+  prometheus::Family<prometheus::Counter>* health_transitions_ = nullptr;
+  prometheus::Gauge* maglev_mismatches_ = nullptr;
+  std::vector<std::string> health_services_;  // labels set last time
+  std::vector<std::string> pool_names_;       // pools reported last time, to drop deleted ones
+  std::vector<std::string> agent_nodes_;      // labels set last time, to drop departed agents
   std::mutex sample_mu_;
   std::condition_variable sample_cv_;
   bool stopping_ = false;

@@ -78,5 +78,94 @@ TEST(AnnotationsTest, Durations) {
   EXPECT_FALSE(parseDuration("999h", &v));  // beyond 24 days
 }
 
+TEST(AnnotationsTest, HealthCheckIsOffByDefault) {
+  EXPECT_EQ(parseServiceSettings({}).health.kind, HealthCheckKind::kNone);
+  // Settings without a kind change nothing.
+  auto s = parseServiceSettings({{"flowlb.io/health-check-interval", "1s"}});
+  EXPECT_TRUE(s.errors.empty());
+  EXPECT_EQ(s.health.kind, HealthCheckKind::kNone);
+}
+
+TEST(AnnotationsTest, HealthCheckKindsAndSettings) {
+  auto s = parseServiceSettings({{"flowlb.io/health-check", "http:/healthz"},
+                                 {"flowlb.io/health-check-interval", "500ms"},
+                                 {"flowlb.io/health-check-timeout", "200ms"},
+                                 {"flowlb.io/health-check-unhealthy-threshold", "2"},
+                                 {"flowlb.io/health-check-healthy-threshold", "5"}});
+  EXPECT_TRUE(s.errors.empty()) << s.errors.front();
+  EXPECT_EQ(s.health.kind, HealthCheckKind::kHttp);
+  EXPECT_EQ(s.health.path, "/healthz");
+  EXPECT_EQ(s.health.interval_ms, 500u);
+  EXPECT_EQ(s.health.timeout_ms, 200u);
+  EXPECT_EQ(s.health.unhealthy_threshold, 2u);
+  EXPECT_EQ(s.health.healthy_threshold, 5u);
+
+  EXPECT_EQ(parseServiceSettings({{"flowlb.io/health-check", "tcp"}}).health,
+            (HealthCheckSettings{HealthCheckKind::kTcp, "", 5000, 2000, 3, 2}));
+  EXPECT_EQ(parseServiceSettings({{"flowlb.io/health-check", "udp-dns"}}).health.kind,
+            HealthCheckKind::kUdpDns);
+  auto https = parseServiceSettings({{"flowlb.io/health-check", "https:/ready?full=1"},
+                                     {"flowlb.io/health-check-interval", "1m"},
+                                     {"flowlb.io/health-check-timeout", "1s500ms"}});
+  EXPECT_TRUE(https.errors.empty());
+  EXPECT_EQ(https.health.kind, HealthCheckKind::kHttps);
+  EXPECT_EQ(https.health.path, "/ready?full=1");
+  EXPECT_EQ(https.health.interval_ms, 60000u);
+  EXPECT_EQ(https.health.timeout_ms, 1500u);
+  // Without a timeout, a short interval gets half of it.
+  auto quick = parseServiceSettings(
+      {{"flowlb.io/health-check", "tcp"}, {"flowlb.io/health-check-interval", "1s"}});
+  EXPECT_TRUE(quick.errors.empty());
+  EXPECT_EQ(quick.health.timeout_ms, 500u);
+  EXPECT_EQ(parseServiceSettings({{"flowlb.io/health-check", "none"}}).health.kind,
+            HealthCheckKind::kNone);
+}
+
+TEST(AnnotationsTest, InvalidHealthCheckIsAnErrorAndTurnsTheCheckOff) {
+  const std::vector<std::map<std::string, std::string>> bad = {
+      {{"flowlb.io/health-check", "icmp"}},
+      {{"flowlb.io/health-check", "http:healthz"}},
+      {{"flowlb.io/health-check", "http:/a b"}},
+      {{"flowlb.io/health-check", "https:"}},
+      {{"flowlb.io/health-check", "tcp"}, {"flowlb.io/health-check-interval", "50ms"}},
+      {{"flowlb.io/health-check", "tcp"}, {"flowlb.io/health-check-interval", "fast"}},
+      {{"flowlb.io/health-check", "tcp"}, {"flowlb.io/health-check-timeout", "5ms"}},
+      {{"flowlb.io/health-check", "tcp"}, {"flowlb.io/health-check-timeout", "5s"}},
+      {{"flowlb.io/health-check", "tcp"},
+       {"flowlb.io/health-check-interval", "1s"},
+       {"flowlb.io/health-check-timeout", "1s"}},
+      {{"flowlb.io/health-check", "tcp"}, {"flowlb.io/health-check-unhealthy-threshold", "0"}},
+      {{"flowlb.io/health-check", "tcp"}, {"flowlb.io/health-check-healthy-threshold", "101"}},
+      {{"flowlb.io/health-check", "tcp"}, {"flowlb.io/health-check-healthy-threshold", "-1"}},
+  };
+  for (const auto& a : bad) {
+    auto s = parseServiceSettings(a);
+    ASSERT_EQ(s.errors.size(), 1u) << a.rbegin()->second;
+    EXPECT_THAT(s.errors[0], HasSubstr("health checking is off"));
+    EXPECT_EQ(s.health.kind, HealthCheckKind::kNone) << a.rbegin()->second;
+  }
+  // The error names the annotation at fault.
+  auto s = parseServiceSettings(
+      {{"flowlb.io/health-check", "tcp"}, {"flowlb.io/health-check-timeout", "2h"}});
+  ASSERT_EQ(s.errors.size(), 1u);
+  EXPECT_THAT(s.errors[0], HasSubstr("flowlb.io/health-check-timeout: '2h'"));
+}
+
+TEST(AnnotationsTest, MillisecondDurations) {
+  uint64_t ms = 0;
+  EXPECT_TRUE(parseDurationMs("500ms", &ms));
+  EXPECT_EQ(ms, 500u);
+  EXPECT_TRUE(parseDurationMs("2", &ms));
+  EXPECT_EQ(ms, 2000u);
+  EXPECT_TRUE(parseDurationMs("1m30s", &ms));
+  EXPECT_EQ(ms, 90000u);
+  EXPECT_FALSE(parseDurationMs("1s500", &ms));
+  EXPECT_FALSE(parseDurationMs("5us", &ms));
+  EXPECT_FALSE(parseDurationMs("", &ms));
+  // The seconds parser is unchanged: no milliseconds there.
+  uint32_t s = 0;
+  EXPECT_FALSE(parseDuration("500ms", &s));
+}
+
 }  // namespace
 }  // namespace flowlb::controller

@@ -37,6 +37,7 @@ NodeUpdate nodeUpdate(const std::shared_ptr<const View>& base,
     u.full = true;
     if (!runs_now) return u;  // not a ready node: nothing to run
     u.bgp = current->bgp.get();
+    u.probers = current->probers.get();
     for (const auto& e : current->services) u.upserts.push_back(e.get());
     u.announcements = current->announcers;
     return u;
@@ -70,6 +71,16 @@ NodeUpdate nodeUpdate(const std::shared_ptr<const View>& base,
     }
     if (whole) u.bgp_changed = base->bgp != current->bgp || ran != runs_now;
     if (u.bgp_changed && runs_now) u.bgp = current->bgp.get();
+  }
+  {
+    std::shared_ptr<const View> v = current;
+    int hops = 0;
+    while (!whole && v && v->generation > base->generation && hops++ < kMaxChain) {
+      u.probers_changed = u.probers_changed || v->probers_changed;
+      v = v->previous.lock();
+    }
+    if (whole) u.probers_changed = base->probers != current->probers || ran != runs_now;
+    if (u.probers_changed) u.probers = current->probers.get();
   }
   auto find = [](const View& view, const std::string& key) -> const Entry* {
     auto it = std::lower_bound(
@@ -122,6 +133,7 @@ Distributor::Distributor(Entry::Encoder encode, DistributionOptions options, Clo
   auto v = std::make_shared<View>();
   v->generation = 1;
   v->nodes = std::make_shared<const std::vector<std::string>>();
+  v->probers = probers_;
   view_ = std::move(v);
 }
 
@@ -207,8 +219,15 @@ bool Distributor::generationAbove(uint64_t g) {
   v->changed_vips.clear();
   v->nodes_changed = false;
   v->bgp_changed = false;
+  v->probers_changed = false;
   view_ = std::move(v);
   return true;
+}
+
+bool Distributor::setProbers(std::vector<std::string> nodes) {
+  if (*probers_ == nodes) return false;
+  probers_ = std::make_shared<const std::vector<std::string>>(std::move(nodes));
+  return publish(view_->services, {}, view_->nodes, false);
 }
 
 bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
@@ -218,10 +237,14 @@ bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
   const bool now_settling = settling();
   const bool decide = announcers_stale_ || now_settling || decided_settling_;
   const bool bgp_changed = bgp_ != view_->bgp && !(bgp_ && view_->bgp && *bgp_ == *view_->bgp);
+  const bool probers_changed = probers_ != view_->probers;
   std::vector<AnnouncerEntry> entries;
   std::vector<IpAddr> changed_vips;
   if (!decide) {
-    if (!force && changed_keys.empty() && nodes == view_->nodes && !bgp_changed) return false;
+    if (!force && changed_keys.empty() && nodes == view_->nodes && !bgp_changed &&
+        !probers_changed) {
+      return false;
+    }
     entries = view_->announcers;  // the same answer
   } else {
     std::set<std::string> lost;
@@ -250,7 +273,8 @@ bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
     }
   }
   const bool nodes_changed = nodes != view_->nodes;
-  if (!force && changed_keys.empty() && changed_vips.empty() && !nodes_changed && !bgp_changed) {
+  if (!force && changed_keys.empty() && changed_vips.empty() && !nodes_changed && !bgp_changed &&
+      !probers_changed) {
     return false;
   }
   auto v = std::make_shared<View>();
@@ -264,6 +288,8 @@ bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
   v->nodes_changed = nodes_changed;
   v->bgp = bgp_changed ? bgp_ : view_->bgp;
   v->bgp_changed = bgp_changed;
+  v->probers = probers_;
+  v->probers_changed = probers_changed;
   view_ = std::move(v);
   return true;
 }

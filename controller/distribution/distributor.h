@@ -76,6 +76,11 @@ struct View {
   // changed since `previous`.
   std::shared_ptr<const BgpDesired> bgp;
   bool bgp_changed = false;
+  // Who probes backends (DesiredState.health_probers): the agents with
+  // CAPABILITY_HEALTH_CHECKS that run this view, sorted; and whether the
+  // list changed since `previous`.
+  std::shared_ptr<const std::vector<std::string>> probers;
+  bool probers_changed = false;
   bool runs(const std::string& node) const;
 };
 
@@ -94,10 +99,14 @@ struct NodeUpdate {
   // nothing has no controller-configured BGP sessions).
   bool bgp_changed = false;
   const BgpDesired* bgp = nullptr;
+  // The prober list to send (agents with CAPABILITY_HEALTH_CHECKS): with
+  // FULL, and with INCREMENTAL when it changed.
+  bool probers_changed = false;
+  const std::vector<std::string>* probers = nullptr;
   std::shared_ptr<const View> view;  // keeps the entries alive
   bool empty() const {
     return !full && upserts.empty() && removed.empty() && announcements.empty() &&
-           removed_vips.empty() && !bgp_changed;
+           removed_vips.empty() && !bgp_changed && !probers_changed;
   }
 };
 
@@ -129,6 +138,8 @@ class Distributor {
   // Makes the current generation greater than `g` (an agent's last applied
   // generation, from before a controller restart): same content, new view.
   bool generationAbove(uint64_t g);
+  // The health probers (sorted). True when they changed (a new view).
+  bool setProbers(std::vector<std::string> nodes);
 
   std::shared_ptr<const View> view() const { return view_; }
   const AnnouncerMap& announcers() const { return announcers_; }
@@ -167,6 +178,8 @@ class Distributor {
   bool announcers_stale_ = true;
   bool decided_settling_ = true;
   std::shared_ptr<const BgpDesired> bgp_;  // the newest reconcile's
+  std::shared_ptr<const std::vector<std::string>> probers_ =
+      std::make_shared<const std::vector<std::string>>();
 };
 
 }  // namespace flowlb::controller

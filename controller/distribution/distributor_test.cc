@@ -188,5 +188,31 @@ TEST_F(DistributorTest, AFreedBaseOrAGenerationFromBeforeARestartStillGivesTheRi
   EXPECT_EQ(gone.removed_vips.size(), 10u);
 }
 
+TEST_F(DistributorTest, HealthProbersMakeANewViewAndReachIncrementalUpdatesWhenTheyChange) {
+  Distributor d = make();
+  ASSERT_TRUE(d.setDesired(state({svc(1)})));
+  const auto base = d.view();
+  EXPECT_TRUE(d.setProbers({"a", "b"}));
+  EXPECT_FALSE(d.setProbers({"a", "b"})) << "the same list makes no view";
+  const auto v = d.view();
+  EXPECT_GT(v->generation, base->generation);
+  NodeUpdate u = nodeUpdate(base, v, "a");
+  EXPECT_FALSE(u.full);
+  EXPECT_FALSE(u.empty());
+  EXPECT_TRUE(u.probers_changed);
+  ASSERT_NE(u.probers, nullptr);
+  EXPECT_EQ(*u.probers, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(u.upserts.empty());
+  // FULL: always the list.
+  u = nodeUpdate(nullptr, v, "c");
+  ASSERT_NE(u.probers, nullptr);
+  EXPECT_EQ(u.probers->size(), 2u);
+  // A later change of something else: the list is not sent again.
+  ASSERT_TRUE(d.setDesired(state({svc(1), svc(2)})));
+  u = nodeUpdate(v, d.view(), "a");
+  EXPECT_FALSE(u.probers_changed);
+  EXPECT_EQ(u.upserts.size(), 1u);
+}
+
 }  // namespace
 }  // namespace flowlb::controller

@@ -3,6 +3,7 @@
 #include <google/protobuf/unknown_field_set.h>
 
 #include "common/maglev_sizing.h"
+#include "controller/health/verdict.h"
 
 namespace flowlb::controller {
 namespace {
@@ -17,9 +18,21 @@ void setAddress(const IpAddr& a, pb::IpAddress* out) {
   }
 }
 
-std::string backendKey(const DesiredBackend& b) {
-  return (b.addr.isV4() ? b.addr.toString() : "[" + b.addr.toString() + "]") + ":" +
-         std::to_string(b.port);
+// Every field said explicitly (the agents' defaults are the same, but
+// the controller's are what the user was shown).
+void encodeHealthCheck(const HealthCheckSettings& h, pb::HealthCheck* out) {
+  switch (h.kind) {
+    case HealthCheckKind::kNone: return;
+    case HealthCheckKind::kTcp: out->set_kind(pb::HEALTH_CHECK_KIND_TCP); break;
+    case HealthCheckKind::kHttp: out->set_kind(pb::HEALTH_CHECK_KIND_HTTP); break;
+    case HealthCheckKind::kHttps: out->set_kind(pb::HEALTH_CHECK_KIND_HTTPS); break;
+    case HealthCheckKind::kUdpDns: out->set_kind(pb::HEALTH_CHECK_KIND_UDP_DNS); break;
+  }
+  out->set_path(h.path);
+  out->set_interval_ms(h.interval_ms);
+  out->set_timeout_ms(h.timeout_ms);
+  out->set_unhealthy_threshold(h.unhealthy_threshold);
+  out->set_healthy_threshold(h.healthy_threshold);
 }
 
 // DesiredState.services, whose entries are spliced in as bytes.
@@ -47,6 +60,8 @@ std::string encodeVirtualService(const DesiredService& d, bool backend_keys) {
   // table (common/maglev_sizing.h); hash_seed 0: cluster-wide.
   vs.set_maglev_table_size(maglevSizeFor(d.backends.size()));
   if (d.proxy_protocol_v2) vs.set_proxy_protocol(pb::PROXY_PROTOCOL_V2);
+  if (d.health.kind != HealthCheckKind::kNone)
+    encodeHealthCheck(d.health, vs.mutable_health_check());
   for (const IpPrefix& p : d.source_ranges) {
     pb::IpPrefix* out = vs.add_source_ranges();
     setAddress(p.addr, out->mutable_address());
@@ -56,11 +71,12 @@ std::string encodeVirtualService(const DesiredService& d, bool backend_keys) {
   if (d.drain_timeout_s != 300) vs.set_drain_timeout_seconds(d.drain_timeout_s);
   for (const DesiredBackend& b : d.backends) {
     pb::Backend* pbb = vs.add_backends();
-    if (backend_keys) pbb->set_key(backendKey(b));
+    if (backend_keys) pbb->set_key(backendKeyOf(b));
     setAddress(b.addr, pbb->mutable_address());
     pbb->set_port(b.port);
     pbb->set_weight(1);
     if (b.state == BackendState::kDraining) pbb->set_state(pb::BACKEND_STATE_DRAINING);
+    if (b.state == BackendState::kUnhealthy) pbb->set_state(pb::BACKEND_STATE_UNHEALTHY);
     if (d.external_traffic_local) pbb->set_node_name(b.node);
     pbb->set_zone(b.zone);
   }
@@ -101,6 +117,12 @@ pb::ControllerMessage desiredStateMessage(const NodeUpdate& u, const std::string
     out->set_announcer_node(a.node);
   }
   for (const IpAddr& vip : u.removed_vips) setAddress(vip, ds->add_removed_announcement_vips());
+  // Who probes, only to agents that probe: with FULL, and when it changed.
+  if (o.health && u.probers && (u.full || u.probers_changed)) {
+    pb::HealthProbers* hp = ds->mutable_health_probers();
+    for (const std::string& n : *u.probers) hp->add_nodes(n);
+    if (o.probers_per_backend != 0) hp->set_probers_per_backend(o.probers_per_backend);
+  }
   return msg;
 }
 

@@ -18,8 +18,10 @@ namespace flowlb::controller {
 std::string encodeVirtualService(const DesiredService& d, bool backend_keys);
 
 struct MessageOptions {
-  bool backend_keys = false;  // the agent needs Backend.key
-  bool bgp = false;           // the agent listed CAPABILITY_BGP
+  bool backend_keys = false;         // the agent needs Backend.key
+  bool bgp = false;                  // the agent listed CAPABILITY_BGP
+  bool health = false;               // the agent listed CAPABILITY_HEALTH_CHECKS
+  uint32_t probers_per_backend = 0;  // HealthProbers.probers_per_backend (0: 3)
 };
 
 // One node's BGP peers as the wire's BgpConfig (none: empty).

@@ -222,5 +222,67 @@ TEST(ProtoEncodeTest, BgpGoesOnlyToAgentsThatTakeItAndTheirVipsStopArping) {
   EXPECT_FALSE(ds.has_bgp());
 }
 
+// The health check and the cluster's verdict reach the agent as said.
+TEST(ProtoEncodeTest, HealthCheckAndUnhealthyBackendsReachTheAgent) {
+  auto d = std::make_shared<DesiredService>(*plain());
+  d->health = {HealthCheckKind::kHttp, "/healthz", 1000, 300, 2, 4};
+  d->backends.push_back({ip("10.0.0.2"), 8080, BackendState::kUnhealthy, "n1", ""});
+  pb::VirtualService vs;
+  ASSERT_TRUE(vs.ParseFromString(encodeVirtualService(*d, false)));
+  ASSERT_TRUE(vs.has_health_check());
+  EXPECT_EQ(vs.health_check().kind(), pb::HEALTH_CHECK_KIND_HTTP);
+  EXPECT_EQ(vs.health_check().path(), "/healthz");
+  EXPECT_EQ(vs.health_check().interval_ms(), 1000u);
+  EXPECT_EQ(vs.health_check().timeout_ms(), 300u);
+  EXPECT_EQ(vs.health_check().unhealthy_threshold(), 2u);
+  EXPECT_EQ(vs.health_check().healthy_threshold(), 4u);
+  EXPECT_EQ(vs.backends(0).state(), pb::BACKEND_STATE_UNSPECIFIED);  // ACTIVE
+  EXPECT_EQ(vs.backends(1).state(), pb::BACKEND_STATE_UNHEALTHY);
+  ASSERT_TRUE(vs.ParseFromString(encodeVirtualService(*plain(), false)));
+  EXPECT_FALSE(vs.has_health_check()) << "off: left out";
+
+  for (auto [kind, want] : {std::pair{HealthCheckKind::kTcp, pb::HEALTH_CHECK_KIND_TCP},
+                            std::pair{HealthCheckKind::kHttps, pb::HEALTH_CHECK_KIND_HTTPS},
+                            std::pair{HealthCheckKind::kUdpDns, pb::HEALTH_CHECK_KIND_UDP_DNS}}) {
+    d->health.kind = kind;
+    ASSERT_TRUE(vs.ParseFromString(encodeVirtualService(*d, false)));
+    EXPECT_EQ(vs.health_check().kind(), want);
+  }
+}
+
+TEST(ProtoEncodeTest, HealthProbersGoOnlyToAgentsThatProbeAndOnlyWhenTheyChanged) {
+  auto view = std::make_shared<View>();
+  view->generation = 7;
+  view->probers =
+      std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"n1", "n2", "n3"});
+  NodeUpdate u;
+  u.full = true;
+  u.generation = 7;
+  u.view = view;
+  u.probers = view->probers.get();
+  MessageOptions health;
+  health.health = true;
+  pb::DesiredState ds = desiredStateMessage(u, "n1", health).desired_state();
+  ASSERT_TRUE(ds.has_health_probers());
+  EXPECT_EQ(std::vector<std::string>(ds.health_probers().nodes().begin(),
+                                     ds.health_probers().nodes().end()),
+            (std::vector<std::string>{"n1", "n2", "n3"}));
+  EXPECT_EQ(ds.health_probers().probers_per_backend(), 0u) << "the default, 3";
+  health.probers_per_backend = 2;
+  EXPECT_EQ(
+      desiredStateMessage(u, "n1", health).desired_state().health_probers().probers_per_backend(),
+      2u);
+  // An agent without CAPABILITY_HEALTH_CHECKS: none.
+  EXPECT_FALSE(desiredStateMessage(u, "n1", MessageOptions{}).desired_state().has_health_probers());
+  // INCREMENTAL: only when the list changed.
+  u.full = false;
+  u.probers = nullptr;
+  u.probers_changed = false;
+  EXPECT_FALSE(desiredStateMessage(u, "n1", health).desired_state().has_health_probers());
+  u.probers_changed = true;
+  u.probers = view->probers.get();
+  EXPECT_TRUE(desiredStateMessage(u, "n1", health).desired_state().has_health_probers());
+}
+
 }  // namespace
 }  // namespace flowlb::controller

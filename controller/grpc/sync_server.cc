@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "common/file.h"
@@ -16,6 +17,7 @@
 #include "controller/distribution/feedback.h"
 #include "controller/grpc/hello.h"
 #include "controller/grpc/proto_encode.h"
+#include "controller/grpc/sync_health.h"
 #include "controller/identity/peer_identity.h"
 #include "flowlb/v1/sync.grpc.pb.h"
 
@@ -51,6 +53,8 @@ struct SyncServer::Impl final : public pb::FlowlbControl::CallbackService,
   mutable std::condition_variable changed;  // connects, disconnects, acks
   bool stopping = false;
   std::unique_ptr<Distributor> distributor;
+  std::unique_ptr<SyncHealth> health;  // the verdicts; publish() goes through it
+  std::set<std::string> prober_nodes;  // connected agents with CAPABILITY_HEALTH_CHECKS
   std::vector<std::shared_ptr<Session>> sessions;
   std::map<std::string, std::shared_ptr<Session>> by_node;
   std::map<std::string, int> per_source;
@@ -91,8 +95,16 @@ struct SyncServer::Impl final : public pb::FlowlbControl::CallbackService,
   void kickAll();
   grpc::ServerBidiReactor<pb::AgentMessage, pb::ControllerMessage>* Sync(
       grpc::CallbackServerContext* ctx) override;
-  void helloAccepted(const std::shared_ptr<Session>& s, uint64_t last_applied, bool live);
+  void helloAccepted(const std::shared_ptr<Session>& s, uint64_t last_applied, bool live,
+                     bool probes);
   void liveChanged(const std::string& node, const Session* s, bool live);
+  void healthReport(const std::string& node, const Session* s, ProberHealth h);
+  // The probers: connected agents with CAPABILITY_HEALTH_CHECKS that run
+  // the view. Caller holds mu; true when the view changed.
+  bool updateProbers();
+  // Verdicts decided again when reports, probers or services changed.
+  // Caller holds mu; true when the view changed.
+  bool decideHealth();
   void ended(const std::shared_ptr<Session>& s);
   void housekeep();
   void refreshFeedback(std::unique_lock<std::mutex>& lock);
@@ -211,6 +223,7 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
     st.incremental = incremental_;
     st.agent_version = version_;
     st.l2_announcement = l2_;
+    st.health_checks = probes_;
     st.conntrack_capacity = conntrack_capacity_;
     return st;
   }
@@ -258,6 +271,9 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
   bool implicit_keys_ = false;
   bool bgp_ = false;  // CAPABILITY_BGP: BgpConfig and mode BGP announcements
   bool l2_ = false;
+  bool probes_ = false;                        // CAPABILITY_HEALTH_CHECKS
+  bool prints_cap_ = false;                    // CAPABILITY_MAGLEV_FINGERPRINTS
+  std::map<std::string, MaglevPrint> prints_;  // the last fingerprint of each service
   std::string version_;
   uint64_t conntrack_capacity_ = 0;
   bool healthy_ = true;
@@ -277,6 +293,11 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
     r.node = node_;
     return r;
   }
+  // Its fingerprints with the view it acknowledged.
+  std::pair<std::shared_ptr<const View>, std::map<std::string, MaglevPrint>> prints() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {agent_view_, prints_};
+  }
 };
 
 void Session::kick() {
@@ -288,7 +309,9 @@ void Session::kick() {
     NodeUpdate u = nodeUpdate(agent_view_, view, node_);
     if (u.empty()) return;  // nothing this node runs changed
     if (!u.full && !incremental_) u = nodeUpdate(nullptr, view, node_);
-    out_ = desiredStateMessage(u, node_, MessageOptions{!implicit_keys_, bgp_});
+    out_ = desiredStateMessage(
+        u, node_,
+        MessageOptions{!implicit_keys_, bgp_, probes_, srv_->opt.health_probers_per_backend});
     const uint64_t size = out_.ByteSizeLong();
     bytes_ += size;
     srv_->bytes_sent += size;
@@ -361,6 +384,8 @@ void Session::onHello(const pb::Hello& h) {
     implicit_keys_ = has(h, pb::CAPABILITY_IMPLICIT_BACKEND_KEYS);
     bgp_ = has(h, pb::CAPABILITY_BGP);
     l2_ = has(h, pb::CAPABILITY_L2_ANNOUNCEMENT);
+    probes_ = has(h, pb::CAPABILITY_HEALTH_CHECKS);
+    prints_cap_ = has(h, pb::CAPABILITY_MAGLEV_FINGERPRINTS);
     version_ = h.agent_version().substr(0, 64);
     conntrack_capacity_ = h.datapath().conntrack_capacity();
     live = l2_ && healthy_;
@@ -378,7 +403,8 @@ void Session::onHello(const pb::Hello& h) {
       : dc.xdp_generic() ? "generic"
                          : "none",
       conntrack_capacity_);
-  srv_->helloAccepted(self_, h.last_applied_generation(), live);
+  srv_->helloAccepted(self_, h.last_applied_generation(), live,
+                      has(h, pb::CAPABILITY_HEALTH_CHECKS));
   kick();
 }
 
@@ -405,7 +431,15 @@ void Session::onAck(const pb::Ack& a) {
           std::lock_guard<std::mutex> srv_lock(srv_->mu);
           ++srv_->counters.apply_errors[code];
         }
-        changed = !report_.acked || report_.rejected || errors != report_.errors;
+        if (prints_cap_) {
+          // A FULL state rebuilt every table; an INCREMENTAL one those it lists.
+          std::map<std::string, MaglevPrint> prints = maglevPrintsOf(a);
+          if (!sent_full_) prints.merge(prints_);  // the new ones win
+          for (const auto& [key, e] : errors) prints.erase(key);
+          changed = changed || prints != prints_ || sent_full_;
+          prints_ = std::move(prints);
+        }
+        changed = changed || !report_.acked || report_.rejected || errors != report_.errors;
         report_.acked = true;
         report_.rejected = false;
         report_.errors = std::move(errors);
@@ -441,6 +475,13 @@ void Session::onAck(const pb::Ack& a) {
 }
 
 void Session::onReport(const pb::Report& r) {
+  bool probes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    probes = probes_;
+  }
+  // Sent in full in every Report by a prober.
+  if (probes) srv_->healthReport(node_, this, proberHealthOf(r));
   const bool healthy = r.datapath().state() == pb::DATAPATH_STATE_HEALTHY ||
                        r.datapath().state() == pb::DATAPATH_STATE_UNSPECIFIED;
   bool live;
@@ -528,7 +569,7 @@ void SyncServer::Impl::kickAll() {
 }
 
 void SyncServer::Impl::helloAccepted(const std::shared_ptr<Session>& s, uint64_t last_applied,
-                                     bool live) {
+                                     bool live, bool probes) {
   std::shared_ptr<Session> replaced;
   bool new_view;
   const std::string node = s->node();
@@ -539,9 +580,15 @@ void SyncServer::Impl::helloAccepted(const std::shared_ptr<Session>& s, uint64_t
     // the new stream wins.
     if (it != by_node.end() && it->second != s) replaced = it->second;
     by_node[node] = s;
+    if (probes) {
+      prober_nodes.insert(node);
+    } else {
+      prober_nodes.erase(node);
+    }
     feedback_dirty = true;
     distributor->generationAbove(last_applied);
     distributor->setLive(node, live);
+    updateProbers();
     new_view = takeView();
   }
   changed.notify_all();
@@ -561,6 +608,32 @@ void SyncServer::Impl::liveChanged(const std::string& node, const Session* s, bo
   if (new_view) kickAll();
 }
 
+void SyncServer::Impl::healthReport(const std::string& node, const Session* s, ProberHealth h) {
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = by_node.find(node);
+  if (it == by_node.end() || it->second.get() != s) return;
+  health->report(node, std::move(h));  // decided by the housekeeper (at most every 50 ms)
+}
+
+bool SyncServer::Impl::updateProbers() {
+  std::vector<std::string> probers;
+  const std::shared_ptr<const View> v = distributor->view();
+  for (const std::string& node : prober_nodes) {  // sorted
+    if (v->runs(node)) probers.push_back(node);
+  }
+  health->setProbers(probers);
+  return distributor->setProbers(std::move(probers));
+}
+
+bool SyncServer::Impl::decideHealth() {
+  // The facts on Services may change with any decision (a backend left,
+  // a port fails open), not only with a verdict.
+  if (health->dirty()) feedback_dirty = true;
+  if (!health->decide()) return false;
+  distributor->setDesired(health->desired());
+  return true;
+}
+
 void SyncServer::Impl::ended(const std::shared_ptr<Session>& s) {
   bool new_view = false;
   const std::string node = s->node();
@@ -574,6 +647,9 @@ void SyncServer::Impl::ended(const std::shared_ptr<Session>& s) {
       by_node.erase(it);
       feedback_dirty = true;
       distributor->setLive(node, false);  // its VIPs move to the remaining agents now
+      health->forget(node);
+      prober_nodes.erase(node);
+      updateProbers();
       new_view = takeView();
     }
     if (!stopping && greeted) ++counters.stream_resets;
@@ -605,6 +681,7 @@ void SyncServer::Impl::housekeep() {
       new_view = takeView();
     }
     if (was_settling != settling) feedback_dirty = true;  // announcers are known now
+    if (decideHealth()) new_view = takeView() || new_view;
     was_settling = settling;
     refreshFeedback(lock);
     lock.unlock();
@@ -643,6 +720,19 @@ void SyncServer::Impl::refreshFeedback(std::unique_lock<std::mutex>& lock) {
   reports.reserve(agents.size());
   for (const auto& s : agents) reports.push_back(s->report());
   std::map<std::string, ServiceFeedback> now_fb = serviceFeedback(*v, live, known, reports);
+  std::vector<std::pair<std::string,
+                        std::pair<std::shared_ptr<const View>, std::map<std::string, MaglevPrint>>>>
+      prints;
+  for (const auto& s : agents) prints.emplace_back(s->node(), s->prints());
+  std::vector<AgentPrints> compared;
+  for (const auto& [node, p] : prints) compared.push_back({node, p.first, &p.second});
+  lock.lock();
+  health->comparePrints(compared);
+  for (HealthFact& f : health->facts()) {
+    auto it = now_fb.find(f.service);
+    if (it != now_fb.end()) it->second.health.push_back(std::move(f.event));
+  }
+  lock.unlock();
   uint64_t failing = 0;
   std::map<std::string, ServiceFeedback> changed_fb;
   for (auto& [key, f] : now_fb) {
@@ -670,6 +760,7 @@ Result<std::unique_ptr<SyncServer>> SyncServer::start(SyncServerOptions options,
   impl.opt = std::move(options);
   impl.is_leader = std::move(is_leader);
   impl.distributor = std::make_unique<Distributor>(encodeVirtualService, impl.opt.distribution);
+  impl.health = std::make_unique<SyncHealth>(impl.opt.health_probers_per_backend);
   impl.view = impl.distributor->view();
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (impl.opt.plaintext) {
@@ -741,7 +832,9 @@ void SyncServer::publish(const Reconciled& r) {
   bool new_view;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
-    impl_->distributor->setDesired(r);
+    impl_->health->setReconciled(r);
+    impl_->distributor->setDesired(impl_->health->desired());
+    impl_->updateProbers();  // the nodes that run it may have changed
     new_view = impl_->takeView();
   }
   if (new_view) impl_->kickAll();
@@ -773,6 +866,12 @@ SyncCounters SyncServer::counters() const {
   c.bytes_sent = impl_->bytes_sent;
   c.states_full = impl_->states_full;
   c.states_incremental = impl_->states_incremental;
+  c.backends_unhealthy = impl_->health->unhealthyPerService();
+  c.health_down = impl_->health->transitionsDown();
+  c.health_up = impl_->health->transitionsUp();
+  c.maglev_mismatches = impl_->health->mismatches();
+  c.health_reports = impl_->health->reportsReceived();
+  c.health_reports_decided = impl_->health->reportsDecided();
   return c;
 }
 

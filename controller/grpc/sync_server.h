@@ -58,6 +58,9 @@ struct SyncServerOptions {
   int max_streams = 4096;
   int max_streams_per_source = 8;  // one agent per node; room for reconnects
   DistributionOptions distribution;
+  // How many agents probe each backend of a Service with a health check
+  // (DesiredState.health_probers; common/health_probers.h).
+  uint32_t health_probers_per_backend = 3;
   // The leader's gRPC address for NotLeader ("" unknown), asked each time.
   std::function<std::string()> leader_address;
 };
@@ -72,6 +75,7 @@ struct AgentStatus {
   uint64_t bytes_sent = 0;
   bool incremental = false;  // the agent takes INCREMENTAL states
   // From its Hello: what the agent runs and can do.
+  bool health_checks = false;  // CAPABILITY_HEALTH_CHECKS: a prober
   std::string agent_version;
   bool l2_announcement = false;
   uint64_t conntrack_capacity = 0;
@@ -88,6 +92,13 @@ struct SyncCounters {
   uint64_t bytes_sent = 0;                       // serialized DesiredState messages
   std::map<std::string, uint64_t> apply_errors;  // services agents could not apply, by code
   uint64_t services_not_programmed = 0;          // Services some agent could not apply
+  // Health checks (controller/health/): backends down per Service
+  // ("ns/name"; Services with none are left out), verdicts that changed.
+  std::map<std::string, uint64_t> backends_unhealthy;
+  uint64_t health_down = 0, health_up = 0;
+  uint64_t maglev_mismatches = 0;  // VirtualServices whose agents built different tables
+  // Reports from probers received, and how many the last verdict had seen.
+  uint64_t health_reports = 0, health_reports_decided = 0;
 };
 
 // What the agents said about Services (their announcers, what they could

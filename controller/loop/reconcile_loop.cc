@@ -234,6 +234,7 @@ void ReconcileLoop::observeEvents(const std::vector<std::string>* only) {
     }
     events_->observe(o.key, u, "announce", announceEvents(f));
     events_->observe(o.key, u, "agents", agentEvents(f));
+    events_->observe(o.key, u, "health", f.health);
   };
   if (!only) {
     std::set<std::string> live;

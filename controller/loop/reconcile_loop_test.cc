@@ -169,5 +169,43 @@ TEST_F(ReconcileLoopTest, FeedbackChangesConditionsWithoutAReconcile) {
   EXPECT_EQ(w.conditions[1].message, "192.0.2.0 announced by node n1");
 }
 
+// The health verdict's facts (controller/health/) become Events on the
+// Service once each: down, back, down again (counted up).
+TEST_F(ReconcileLoopTest, HealthFactsBecomeEventsOnce) {
+  source.services_ = {web()};
+  source.slices_ = {slice("10.0.0.1")};
+  loop.runOnce();
+  const size_t before = event_sink.posts.size();
+  const ServiceEvent down{true, "BackendUnhealthy",
+                          "backend 10.0.0.1:8080 failed its health check on 2 of 3 probing "
+                          "nodes (n1: connect: Connection refused)"};
+  const ServiceEvent back{false, "BackendHealthy",
+                          "backend 10.0.0.1:8080 passed its health check again on 3 of 3 "
+                          "probing nodes"};
+  ServiceFeedback f;
+  f.health = {down};
+  loop.feedback({{"d/web", f}});
+  loop.runOnce();
+  ASSERT_EQ(event_sink.posts.size(), before + 1);
+  EXPECT_EQ(event_sink.posts.back().reason, "BackendUnhealthy");
+  EXPECT_TRUE(event_sink.posts.back().warning);
+  // The same fact again (another feedback change): no new Event.
+  f.announcers_known = true;
+  loop.feedback({{"d/web", f}});
+  loop.runOnce();
+  EXPECT_EQ(event_sink.posts.size(), before + 1);
+  f.health = {back};
+  loop.feedback({{"d/web", f}});
+  loop.runOnce();
+  ASSERT_EQ(event_sink.posts.size(), before + 2);
+  EXPECT_EQ(event_sink.posts.back().reason, "BackendHealthy");
+  EXPECT_FALSE(event_sink.posts.back().warning);
+  f.health = {down};
+  loop.feedback({{"d/web", f}});
+  loop.runOnce();
+  ASSERT_EQ(event_sink.posts.size(), before + 3);
+  EXPECT_EQ(event_sink.posts.back().count, 2) << "the same fact again is counted up";
+}
+
 }  // namespace
 }  // namespace flowlb::controller

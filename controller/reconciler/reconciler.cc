@@ -132,6 +132,7 @@ std::vector<DesiredService> buildDesired(
       d.drain_timeout_s = st.drain_timeout_s;
       d.external_traffic_local = s.spec.external_traffic_local;
       d.proxy_protocol_v2 = st.proxy_protocol_v2;
+      d.health = st.health;
       d.source_ranges = s.spec.source_ranges;
       std::set<std::pair<IpAddr, uint16_t>> seen;
       for (const EndpointSliceObject* slice : slices) {

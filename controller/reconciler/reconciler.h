@@ -23,7 +23,10 @@ struct ReconcilerConfig {
   bool default_class = false;  // also serve Services without a class
 };
 
-enum class BackendState : uint8_t { kActive, kDraining };
+// kUnhealthy: the cluster's health verdict (controller/health/), set on
+// the desired state after the reconcile; the reconciler makes only the
+// other two.
+enum class BackendState : uint8_t { kActive, kDraining, kUnhealthy };
 
 struct DesiredBackend {
   IpAddr addr;
@@ -49,6 +52,7 @@ struct DesiredService {
   uint32_t drain_timeout_s = 300;
   bool external_traffic_local = false;
   bool proxy_protocol_v2 = false;  // flowlb.io/proxy-protocol: v2
+  HealthCheckSettings health;      // flowlb.io/health-check; kind kNone: off
   std::vector<IpPrefix> source_ranges;
   std::vector<DesiredBackend> backends;  // sorted by (address, port)
   // Nodes that may announce its VIP (ready; with externalTrafficPolicy:
@@ -63,8 +67,8 @@ struct DesiredService {
            affinity_timeout_s == o.affinity_timeout_s && idle_timeout_s == o.idle_timeout_s &&
            drain_timeout_s == o.drain_timeout_s &&
            external_traffic_local == o.external_traffic_local &&
-           proxy_protocol_v2 == o.proxy_protocol_v2 && source_ranges == o.source_ranges &&
-           backends == o.backends;
+           proxy_protocol_v2 == o.proxy_protocol_v2 && health == o.health &&
+           source_ranges == o.source_ranges && backends == o.backends;
   }
 };
 
@@ -72,6 +76,7 @@ struct ServiceEvent {
   bool warning = true;
   std::string reason;
   std::string message;
+  bool operator==(const ServiceEvent&) const = default;
 };
 
 struct ServiceOutcome {

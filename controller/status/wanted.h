@@ -32,6 +32,10 @@ struct ServiceFeedback {
   bool programmed_known = false;     // some agent acknowledged a state with it
   int nodes = 0;                     // agents that run it
   std::vector<ApplyFailure> failed;  // nodes that could not apply it, by node
+  // What the health checks and the Maglev fingerprint comparison show on
+  // it while they hold (controller/health/): backends down or back, a
+  // port failing open, nodes that built different tables.
+  std::vector<ServiceEvent> health;
   bool operator==(const ServiceFeedback&) const = default;
 };
 

@@ -1,0 +1,143 @@
+#include "controller/grpc/sync_health.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/log_safe.h"
+
+namespace flowlb::controller {
+namespace {
+
+namespace pb = flowlb::v1;
+
+// A hostile or broken agent cannot make the controller hold more.
+constexpr int kMaxEntries = 200'000;
+constexpr size_t kMaxText = 512;
+
+}  // namespace
+
+ProberHealth proberHealthOf(const pb::Report& r) {
+  ProberHealth out;
+  const int n = std::min(r.backend_health_size(), kMaxEntries);
+  for (int i = 0; i < n; ++i) {
+    const pb::BackendHealth& h = r.backend_health(i);
+    ProbeReport p;
+    p.status = h.status() == pb::HEALTH_STATUS_HEALTHY     ? ProbeStatus::kHealthy
+               : h.status() == pb::HEALTH_STATUS_UNHEALTHY ? ProbeStatus::kUnhealthy
+                                                           : ProbeStatus::kUnknown;
+    p.detail = logSafe(h.detail(), kMaxText);
+    out[{h.service_key().substr(0, kMaxText), h.backend_key().substr(0, kMaxText)}] = std::move(p);
+  }
+  return out;
+}
+
+std::map<std::string, MaglevPrint> maglevPrintsOf(const pb::Ack& a) {
+  std::map<std::string, MaglevPrint> out;
+  const int n = std::min(a.maglev_fingerprints_size(), kMaxEntries);
+  for (int i = 0; i < n; ++i) {
+    const pb::MaglevFingerprint& f = a.maglev_fingerprints(i);
+    out[f.service_key().substr(0, kMaxText)] = {f.fingerprint(), f.table_size(), f.backend_count()};
+  }
+  return out;
+}
+
+void SyncHealth::setReconciled(const Reconciled& r) {
+  base_.desired = r.desired;
+  base_.nodes = r.nodes;
+  base_.vips = r.vips;
+  base_.bgp = r.bgp;
+  dirty_ = true;  // backends may have left
+}
+
+Reconciled SyncHealth::desired() const {
+  Reconciled out;
+  out.desired = verdicts_.apply(base_.desired);
+  out.nodes = base_.nodes;
+  out.vips = base_.vips;
+  out.bgp = base_.bgp;
+  return out;
+}
+
+void SyncHealth::setProbers(const std::vector<std::string>& nodes) {
+  if (nodes == probers_) return;
+  probers_ = nodes;
+  dirty_ = true;
+}
+
+bool SyncHealth::report(const std::string& node, ProberHealth h) {
+  ++reports_received_;
+  auto it = reports_.find(node);
+  if (it != reports_.end() && it->second == h) return false;
+  reports_[node] = std::move(h);
+  dirty_ = true;
+  return true;
+}
+
+void SyncHealth::forget(const std::string& node) {
+  if (reports_.erase(node)) dirty_ = true;
+}
+
+bool SyncHealth::decide() {
+  reports_decided_ = reports_received_;
+  if (!dirty_) return false;
+  dirty_ = false;
+  const std::vector<HealthTransition> changes = verdicts_.update(base_.desired, probers_, reports_);
+  for (const HealthTransition& t : changes) {
+    ++(t.down ? down_total_ : up_total_);
+    if (t.down) {
+      spdlog::warn(
+          "event=backend_unhealthy reason=health_check service={} backend={} failing={} "
+          "probers={} first=\"{}\"",
+          t.service_key, t.backend_key, t.failing, t.probers, logSafe(t.first_failing, 256));
+    } else {
+      spdlog::info("event=backend_healthy service={} backend={} probers={}", t.service_key,
+                   t.backend_key, t.probers);
+    }
+  }
+  if (verdicts_.failingOpen() != failing_open_) {
+    for (const std::string& key : verdicts_.failingOpen()) {
+      if (!failing_open_.count(key)) {
+        spdlog::warn("event=service_failing_open reason=all_backends_unhealthy service={}", key);
+      }
+    }
+    failing_open_ = verdicts_.failingOpen();
+  }
+  return !changes.empty();
+}
+
+bool SyncHealth::comparePrints(const std::vector<AgentPrints>& agents) {
+  std::map<std::string, std::vector<FingerprintSample>> samples;
+  std::set<std::string> local;
+  for (const AgentPrints& a : agents) {
+    if (!a.view || !a.prints) continue;
+    for (const auto& [key, print] : *a.prints) {
+      auto it = std::lower_bound(
+          a.view->services.begin(), a.view->services.end(), key,
+          [](const std::shared_ptr<const Entry>& e, const std::string& k) { return e->key() < k; });
+      if (it == a.view->services.end() || (*it)->key() != key) continue;  // not in what it runs
+      if ((*it)->service().external_traffic_local) local.insert(key);
+      samples[key].push_back({a.node, it->get(), print});
+    }
+  }
+  std::vector<FingerprintMismatch> now = compareFingerprints(samples, local);
+  if (now == mismatches_) return false;
+  for (const FingerprintMismatch& m : now) {
+    if (std::find_if(mismatches_.begin(), mismatches_.end(), [&](const FingerprintMismatch& o) {
+          return o.service_key == m.service_key;
+        }) == mismatches_.end()) {
+      spdlog::warn("event=maglev_mismatch service={} msg=\"{}\"", m.service_key,
+                   logSafe(mismatchFact(m).event.message, 1024));
+    }
+  }
+  mismatches_ = std::move(now);
+  return true;
+}
+
+std::vector<HealthFact> SyncHealth::facts() const {
+  std::vector<HealthFact> out = verdicts_.facts();
+  for (const FingerprintMismatch& m : mismatches_) out.push_back(mismatchFact(m));
+  return out;
+}
+
+}  // namespace flowlb::controller

@@ -1,0 +1,76 @@
+// The health-check and Maglev-fingerprint side of the Sync server: it keeps
+// each prober's last Report.backend_health, decides the cluster's verdict
+// (controller/health/verdict.h) and gives the distribution the reconcile's
+// desired state with the down backends UNHEALTHY; and it compares the
+// Maglev fingerprints agents ack (controller/health/fingerprints.h). Not
+// thread-safe: the server calls it under its lock.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "controller/distribution/distributor.h"
+#include "controller/health/fingerprints.h"
+#include "controller/health/verdict.h"
+#include "flowlb/v1/sync.pb.h"
+
+namespace flowlb::controller {
+
+// Report.backend_health as the verdict reads it (bounded).
+ProberHealth proberHealthOf(const flowlb::v1::Report& r);
+// Ack.maglev_fingerprints, by VirtualService key (bounded).
+std::map<std::string, MaglevPrint> maglevPrintsOf(const flowlb::v1::Ack& a);
+
+// One agent's fingerprints with the view it acknowledged them in.
+struct AgentPrints {
+  std::string node;
+  std::shared_ptr<const View> view;
+  const std::map<std::string, MaglevPrint>* prints = nullptr;
+};
+
+class SyncHealth {
+ public:
+  explicit SyncHealth(uint32_t per_backend) : verdicts_(per_backend) {}
+
+  // A reconcile's result, kept; what the distribution gets is desired().
+  void setReconciled(const Reconciled& r);
+  // The reconcile's result with the verdicts applied.
+  Reconciled desired() const;
+  // The probers (sorted), a prober's last report, a node gone.
+  void setProbers(const std::vector<std::string>& nodes);
+  // False when it is the same as its last.
+  bool report(const std::string& node, ProberHealth h);
+  void forget(const std::string& node);
+  bool dirty() const { return dirty_; }
+  // Decides again (when dirty); true when a verdict changed (publish
+  // desired() again). Logs each change.
+  bool decide();
+
+  // Compares the agents' fingerprints; true when the mismatches changed.
+  bool comparePrints(const std::vector<AgentPrints>& agents);
+
+  // The facts to show on Services (health verdicts, fingerprint mismatches).
+  std::vector<HealthFact> facts() const;
+  std::map<std::string, uint64_t> unhealthyPerService() const { return verdicts_.downPerService(); }
+  uint64_t transitionsDown() const { return down_total_; }
+  uint64_t transitionsUp() const { return up_total_; }
+  uint64_t mismatches() const { return mismatches_.size(); }
+  // Reports received, and how many of them the last decision had seen.
+  uint64_t reportsReceived() const { return reports_received_; }
+  uint64_t reportsDecided() const { return reports_decided_; }
+
+ private:
+  HealthVerdicts verdicts_;
+  Reconciled base_;  // desired, nodes, vips, bgp: what the distribution reads
+  std::vector<std::string> probers_;
+  std::map<std::string, ProberHealth> reports_;
+  std::set<std::string> failing_open_;
+  std::vector<FingerprintMismatch> mismatches_;
+  bool dirty_ = false;
+  uint64_t down_total_ = 0, up_total_ = 0;
+  uint64_t reports_received_ = 0, reports_decided_ = 0;
+};
+
+}  // namespace flowlb::controller
