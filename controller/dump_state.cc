@@ -57,7 +57,10 @@ void dumpState(const Reconciled& r, const AnnouncerMap& announcers, std::FILE* o
         // externalTrafficPolicy: Local: each node forwards to its own endpoints only.
         if (d.external_traffic_local && b.node != node) continue;
         std::fprintf(out, "      backend %s %s node=%s\n", endpointText(b.addr, b.port).c_str(),
-                     b.state == BackendState::kActive ? "ACTIVE" : "DRAINING", b.node.c_str());
+                     b.state == BackendState::kActive     ? "ACTIVE"
+                     : b.state == BackendState::kDraining ? "DRAINING"
+                                                          : "UNHEALTHY",
+                     b.node.c_str());
       }
     }
   }

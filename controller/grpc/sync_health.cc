@@ -47,7 +47,15 @@ void SyncHealth::setReconciled(const Reconciled& r) {
   base_.nodes = r.nodes;
   base_.vips = r.vips;
   base_.bgp = r.bgp;
-  dirty_ = true;  // backends may have left
+  // Backends may have left or checks changed: only Services with a check
+  // (or verdicts held) need a decision, not every endpoint change.
+  if (verdicts_.downPerService().empty()) {
+    dirty_ = dirty_ || std::any_of(r.desired.begin(), r.desired.end(), [](const auto& d) {
+               return d->health.kind != HealthCheckKind::kNone;
+             });
+  } else {
+    dirty_ = true;
+  }
 }
 
 Reconciled SyncHealth::desired() const {

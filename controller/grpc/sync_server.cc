@@ -271,9 +271,12 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
   bool implicit_keys_ = false;
   bool bgp_ = false;  // CAPABILITY_BGP: BgpConfig and mode BGP announcements
   bool l2_ = false;
-  bool probes_ = false;                        // CAPABILITY_HEALTH_CHECKS
-  bool prints_cap_ = false;                    // CAPABILITY_MAGLEV_FINGERPRINTS
-  std::map<std::string, MaglevPrint> prints_;  // the last fingerprint of each service
+  bool probes_ = false;      // CAPABILITY_HEALTH_CHECKS
+  bool prints_cap_ = false;  // CAPABILITY_MAGLEV_FINGERPRINTS
+  // The last fingerprint of each service; replaced, never changed in place
+  // (the feedback thread reads it without copying).
+  std::shared_ptr<const std::map<std::string, MaglevPrint>> prints_ =
+      std::make_shared<const std::map<std::string, MaglevPrint>>();
   std::string version_;
   uint64_t conntrack_capacity_ = 0;
   bool healthy_ = true;
@@ -294,7 +297,8 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
     return r;
   }
   // Its fingerprints with the view it acknowledged.
-  std::pair<std::shared_ptr<const View>, std::map<std::string, MaglevPrint>> prints() const {
+  std::pair<std::shared_ptr<const View>, std::shared_ptr<const std::map<std::string, MaglevPrint>>>
+  prints() const {
     std::lock_guard<std::mutex> lock(mu_);
     return {agent_view_, prints_};
   }
@@ -434,10 +438,12 @@ void Session::onAck(const pb::Ack& a) {
         if (prints_cap_) {
           // A FULL state rebuilt every table; an INCREMENTAL one those it lists.
           std::map<std::string, MaglevPrint> prints = maglevPrintsOf(a);
-          if (!sent_full_) prints.merge(prints_);  // the new ones win
+          if (!sent_full_) prints.insert(prints_->begin(), prints_->end());  // new ones win
           for (const auto& [key, e] : errors) prints.erase(key);
-          changed = changed || prints != prints_ || sent_full_;
-          prints_ = std::move(prints);
+          if (prints != *prints_) {
+            changed = true;
+            prints_ = std::make_shared<const std::map<std::string, MaglevPrint>>(std::move(prints));
+          }
         }
         changed = changed || !report_.acked || report_.rejected || errors != report_.errors;
         report_.acked = true;
@@ -626,10 +632,17 @@ bool SyncServer::Impl::updateProbers() {
 }
 
 bool SyncServer::Impl::decideHealth() {
-  // The facts on Services may change with any decision (a backend left,
-  // a port fails open), not only with a verdict.
-  if (health->dirty()) feedback_dirty = true;
-  if (!health->decide()) return false;
+  if (!health->dirty()) {
+    health->decide();  // counts the reports as seen
+    return false;
+  }
+  // The facts on Services may change with any decision (a backend left, a
+  // port fails open), not only with a verdict; feedback is recomputed only
+  // when they did (not on every endpoint change).
+  const std::vector<HealthFact> before = health->facts();
+  const bool decided = health->decide();
+  if (health->facts() != before) feedback_dirty = true;
+  if (!decided) return false;
   distributor->setDesired(health->desired());
   return true;
 }
@@ -720,12 +733,11 @@ void SyncServer::Impl::refreshFeedback(std::unique_lock<std::mutex>& lock) {
   reports.reserve(agents.size());
   for (const auto& s : agents) reports.push_back(s->report());
   std::map<std::string, ServiceFeedback> now_fb = serviceFeedback(*v, live, known, reports);
-  std::vector<std::pair<std::string,
-                        std::pair<std::shared_ptr<const View>, std::map<std::string, MaglevPrint>>>>
-      prints;
+  using Prints = std::shared_ptr<const std::map<std::string, MaglevPrint>>;
+  std::vector<std::pair<std::string, std::pair<std::shared_ptr<const View>, Prints>>> prints;
   for (const auto& s : agents) prints.emplace_back(s->node(), s->prints());
   std::vector<AgentPrints> compared;
-  for (const auto& [node, p] : prints) compared.push_back({node, p.first, &p.second});
+  for (const auto& [node, p] : prints) compared.push_back({node, p.first, p.second.get()});
   lock.lock();
   health->comparePrints(compared);
   for (HealthFact& f : health->facts()) {

@@ -136,6 +136,33 @@ TEST(ReconcilerTest, UserProblemsBecomeWarningsAndTheRestIsServed) {
   EXPECT_EQ(r.pools["default"].free, 15u);
 }
 
+// flowlb.io/health-check reaches every node's VirtualService; a bad value
+// is a Warning and leaves the check off, the Service served.
+TEST(ReconcilerTest, HealthCheckAnnotationReachesTheDesiredStateOrWarns) {
+  auto checked = lb("checked");
+  checked.meta.annotations = {{"flowlb.io/health-check", "http:/healthz"},
+                              {"flowlb.io/health-check-interval", "1s"}};
+  auto bad = lb("bad");
+  bad.meta.annotations = {{"flowlb.io/health-check", "http:/healthz"},
+                          {"flowlb.io/health-check-timeout", "1ms"}};
+  auto r = reconcile({}, {pool()}, {bad, checked}, {}, kNodes);
+  ASSERT_EQ(r.desired.size(), 2u);
+  const DesiredService& b = *r.desired[0];  // default/bad/...
+  const DesiredService& c = *r.desired[1];
+  EXPECT_EQ(c.health.kind, HealthCheckKind::kHttp);
+  EXPECT_EQ(c.health.path, "/healthz");
+  EXPECT_EQ(c.health.interval_ms, 1000u);
+  EXPECT_EQ(b.health.kind, HealthCheckKind::kNone);
+  ASSERT_EQ(r.services.size(), 2u);
+  EXPECT_TRUE(r.services[0].satisfied) << "served without its health check";
+  EXPECT_EQ(r.services[0].events[0].reason, "InvalidAnnotation");
+  EXPECT_THAT(r.services[0].events[0].message, HasSubstr("flowlb.io/health-check-timeout"));
+  // The check is part of what agents receive: a change of it alone is one.
+  DesiredService other = c;
+  other.health.timeout_ms = 200;
+  EXPECT_FALSE(other.sameForAgents(c));
+}
+
 TEST(ReconcilerTest, DualStackServiceGetsAServicePerFamily) {
   auto web = lb("web");
   web.spec.ip_families = {Family::kV4, Family::kV6};
