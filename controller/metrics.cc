@@ -162,6 +162,13 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                                 .Name("flowlb_controller_health_transitions_total")
                                 .Help("Backend health verdicts that changed, by to (down, up)")
                                 .Register(r);
+  m->health_reports_ = &BuildGauge()
+                            .Name("flowlb_controller_health_reports")
+                            .Help(
+                                "What the probing agents last reported, one per prober and "
+                                "backend, as the last verdict saw it, by status (unknown, "
+                                "healthy, unhealthy)")
+                            .Register(r);
   m->maglev_mismatches_ = &BuildGauge()
                                .Name("flowlb_controller_maglev_fingerprint_mismatches")
                                .Help(
@@ -273,6 +280,11 @@ void ControllerMetrics::updateAgents(const std::vector<AgentStatus>& agents, uin
   not_programmed_->Set(static_cast<double>(counters.services_not_programmed));
   catchUp(health_transitions_->Add({{"to", "down"}}), counters.health_down);
   catchUp(health_transitions_->Add({{"to", "up"}}), counters.health_up);
+  const char* statuses[] = {"unknown", "healthy", "unhealthy"};
+  for (size_t i = 0; i < 3; ++i) {
+    health_reports_->Add({{"status", statuses[i]}})
+        .Set(static_cast<double>(counters.health_statuses[i]));
+  }
   maglev_mismatches_->Set(static_cast<double>(counters.maglev_mismatches));
   for (const std::string& k : health_services_) {
     if (!counters.backends_unhealthy.count(k)) {

@@ -91,6 +91,10 @@ bool SyncHealth::decide() {
   if (!dirty_) return false;
   dirty_ = false;
   const std::vector<HealthTransition> changes = verdicts_.update(base_.desired, probers_, reports_);
+  decided_statuses_ = {};
+  for (const auto& [node, health] : reports_) {
+    for (const auto& [id, r] : health) ++decided_statuses_[static_cast<size_t>(r.status)];
+  }
   for (const HealthTransition& t : changes) {
     ++(t.down ? down_total_ : up_total_);
     if (t.down) {

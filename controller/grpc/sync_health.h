@@ -6,6 +6,7 @@
 // thread-safe: the server calls it under its lock.
 #pragma once
 
+#include <array>
 #include <map>
 #include <set>
 #include <string>
@@ -60,6 +61,9 @@ class SyncHealth {
   // Reports received, and how many of them the last decision had seen.
   uint64_t reportsReceived() const { return reports_received_; }
   uint64_t reportsDecided() const { return reports_decided_; }
+  // What the probers' reports the last decision saw say, one per (prober,
+  // backend): unknown, healthy, unhealthy.
+  std::array<uint64_t, 3> decidedStatuses() const { return decided_statuses_; }
 
  private:
   HealthVerdicts verdicts_;
@@ -71,6 +75,7 @@ class SyncHealth {
   bool dirty_ = false;
   uint64_t down_total_ = 0, up_total_ = 0;
   uint64_t reports_received_ = 0, reports_decided_ = 0;
+  std::array<uint64_t, 3> decided_statuses_{};
 };
 
 }  // namespace flowlb::controller

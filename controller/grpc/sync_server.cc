@@ -881,6 +881,7 @@ SyncCounters SyncServer::counters() const {
   c.backends_unhealthy = impl_->health->unhealthyPerService();
   c.health_down = impl_->health->transitionsDown();
   c.health_up = impl_->health->transitionsUp();
+  c.health_statuses = impl_->health->decidedStatuses();
   c.maglev_mismatches = impl_->health->mismatches();
   c.health_reports = impl_->health->reportsReceived();
   c.health_reports_decided = impl_->health->reportsDecided();

@@ -20,6 +20,7 @@
 //   there directly (no reconnect storm through the Service).
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -96,7 +97,8 @@ struct SyncCounters {
   // ("ns/name"; Services with none are left out), verdicts that changed.
   std::map<std::string, uint64_t> backends_unhealthy;
   uint64_t health_down = 0, health_up = 0;
-  uint64_t maglev_mismatches = 0;  // VirtualServices whose agents built different tables
+  std::array<uint64_t, 3> health_statuses{};  // decided reports: unknown, healthy, unhealthy
+  uint64_t maglev_mismatches = 0;             // VirtualServices whose agents built different tables
   // Reports from probers received, and how many the last verdict had seen.
   uint64_t health_reports = 0, health_reports_decided = 0;
 };
