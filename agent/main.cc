@@ -29,6 +29,7 @@
 #include "agent/control/controller_link.h"
 #include "agent/datapath/datapath.h"
 #include "agent/health.h"
+#include "agent/health/prober.h"
 #include "agent/lb/forwarder.h"
 #include "agent/lb/maglev.h"
 #include "agent/lb/snapshot.h"
@@ -68,6 +69,8 @@ struct Flags {
   uint32_t max_vip_entries = 65536;
   uint32_t table_memory_mb = 256;
   uint32_t previous_table_grace_s = 120;
+  uint32_t health_max_targets = 20000;
+  uint32_t health_max_in_flight = 256;
   std::string state_dir;
   std::string controller_address;
   bool plaintext = false;
@@ -207,6 +210,8 @@ std::atomic<bool> g_reload{false};
 // controller link when a desired state arrives and by the signal handler.
 std::optional<Waker> g_waker;
 std::atomic<int> g_wake_fd{-1};
+// Set by the health prober's thread when a backend's status changed.
+std::atomic<bool> g_health_changed{false};
 
 void onSignal(int sig) {
   if (sig == SIGHUP) {
@@ -239,6 +244,21 @@ std::string defaultBpfObject() {
     if (std::filesystem::exists(beside)) return beside.string();
   }
   return "/usr/lib/flowlb/flowlb_xdp_steer.o";
+}
+
+// Whether two states would build the same tables: the same services with the
+// same backends in the same states (what a health verdict changes).
+bool desiredEqual(const DesiredState& a, const DesiredState& b) {
+  if (a.services.size() != b.services.size()) return false;
+  for (size_t i = 0; i < a.services.size(); ++i) {
+    const auto& x = a.services[i].backends;
+    const auto& y = b.services[i].backends;
+    if (a.services[i].name != b.services[i].name || x.size() != y.size()) return false;
+    for (size_t j = 0; j < x.size(); ++j) {
+      if (x[j].state != y[j].state || x[j].key() != y[j].key()) return false;
+    }
+  }
+  return true;
 }
 
 // Refused services are logged one line each; warnings too.
@@ -350,12 +370,36 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
     spdlog::error("event=config_rejected reason=invalid msg=\"{}\"", first_apply.error());
     return 1;
   }
+  // Services of the file refused for a bad health check (the rest applied).
+  first_apply->errors.insert(first_apply->errors.end(), initial.refused.begin(),
+                             initial.refused.end());
   logApplyReport(*first_apply, first_apply->errors);
   (*metrics)->configReload(true);
   (*metrics)->refusedServices(first_apply->errors);
   (*metrics)->desiredState(initial.desired);
   health.attached();
   if (!link) health.applied(initial.desired.generation);
+  // Health checks: the prober probes the backends of the applied state this
+  // node is assigned. Standalone, its verdicts are applied over the file's
+  // state (health::withVerdicts); with a controller they are only reported.
+  health::ProberOptions po;
+  po.node = nodeName(f);
+  po.max_targets = f.health_max_targets;
+  po.max_in_flight = f.health_max_in_flight;
+  po.port_ceiling = dc.snat_port_min;  // a probe's replies are never taken for SNAT flows
+  po.on_change = [] {
+    g_health_changed.store(true);
+    g_waker->wake();
+  };
+  auto prober = health::Prober::start(po);
+  if (!prober) {
+    spdlog::error("event=start reason=health_checks msg=\"{}\"", prober.error());
+    return 1;
+  }
+  (*prober)->setTargets(initial.desired);
+  DesiredState file_desired = initial.desired;  // standalone: the file's state, no verdicts
+  std::vector<ServiceError> file_refused = initial.refused;
+  DesiredState applied_desired = initial.desired;  // standalone: with the verdicts applied
   std::unique_ptr<L2Announcer> announcer;
   const auto vipsOf = [](const DesiredState& d) {
     std::vector<IpAddr> vips;
@@ -451,6 +495,12 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
               next->announce.size());
           logApplyReport(*report, ack.errors);
           health.applied(next->desired.generation);
+          for (const TableFingerprint& t : report->tables) {
+            if (t.built || next->full) {
+              ack.fingerprints.push_back({t.service, t.fingerprint, t.size, t.backends_with_slots});
+            }
+          }
+          (*prober)->setTargets(next->desired);
           // BGP from the controller (none: the speaker stops). Sessions
           // whose settings did not change stay up (Speaker::configure).
           const bgp::BgpSettings settings = next->bgp ? *next->bgp : bgp::BgpSettings{};
@@ -496,15 +546,37 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
     }
     if (reload) {
       auto next = loadAgentConfig(f.config);
+      // The file's state with this agent's verdicts of backends still probed
+      // (a changed check starts over: its targets are UNKNOWN again).
+      DesiredState with_verdicts;
+      if (next) {
+        with_verdicts = health::withVerdicts(next->desired, (*prober)->verdicts());
+        for (ServiceSpec& svc : with_verdicts.services) {
+          const auto old =
+              std::find_if(file_desired.services.begin(), file_desired.services.end(),
+                           [&svc](const ServiceSpec& o) { return o.name == svc.name; });
+          if (old == file_desired.services.end() || !(old->health == svc.health)) {
+            const auto fresh =
+                std::find_if(next->desired.services.begin(), next->desired.services.end(),
+                             [&svc](const ServiceSpec& o) { return o.name == svc.name; });
+            svc.backends = fresh->backends;
+          }
+        }
+      }
       Result<ApplyReport> report =
-          next ? (*dp)->apply(next->desired, next->snat) : Result<ApplyReport>(next.status());
+          next ? (*dp)->apply(with_verdicts, next->snat) : Result<ApplyReport>(next.status());
       if (report) {
+        report->errors.insert(report->errors.end(), next->refused.begin(), next->refused.end());
         spdlog::info("event=config_applied generation={} services={} refused={}",
                      next->desired.generation, next->desired.services.size(),
                      report->errors.size());
         logApplyReport(*report, report->errors);
         (*metrics)->refusedServices(report->errors);
         health.applied(next->desired.generation);
+        file_desired = next->desired;
+        file_refused = next->refused;
+        applied_desired = with_verdicts;
+        (*prober)->setTargets(next->desired);
         (*metrics)->desiredState(next->desired);
         if (announcer) {
           announcer->setVips(vipsOf(next->desired));
@@ -522,14 +594,58 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
       }
       (*metrics)->configReload(report.isOk());
     }
+    if (g_health_changed.exchange(false)) {
+      const auto statuses = (*prober)->statuses();
+      if (link) {
+        std::vector<BackendHealthReport> out;
+        out.reserve(statuses.size());
+        for (const health::TargetStatus& t : statuses) {
+          out.push_back({t.key.service, t.key.backend,
+                         t.status == health::HealthStatus::kHealthy
+                             ? BackendHealthReport::Status::kHealthy
+                         : t.status == health::HealthStatus::kUnhealthy
+                             ? BackendHealthReport::Status::kUnhealthy
+                             : BackendHealthReport::Status::kUnknown,
+                         t.detail});
+        }
+        link->setBackendHealth(std::move(out));
+      } else {
+        // Standalone: this agent's verdict is the verdict. The file's state
+        // is applied again (same generation) with unhealthy backends marked.
+        DesiredState next = health::withVerdicts(file_desired, (*prober)->verdicts());
+        if (!desiredEqual(next, applied_desired)) {
+          auto report = (*dp)->apply(next, initial.snat);
+          if (report) {
+            report->errors.insert(report->errors.end(), file_refused.begin(), file_refused.end());
+            size_t unhealthy = 0;
+            for (const ServiceSpec& svc : next.services) {
+              for (const BackendSpec& b : svc.backends) {
+                unhealthy += b.state == BackendState::kUnhealthy ? 1 : 0;
+              }
+            }
+            spdlog::info("event=health_verdicts_applied generation={} unhealthy={}",
+                         next.generation, unhealthy);
+            logApplyReport(*report, report->errors);
+            (*metrics)->refusedServices(report->errors);
+            applied_desired = std::move(next);
+          } else {
+            spdlog::error("event=health_verdicts_rejected msg=\"{}\" previous=kept",
+                          report.error());
+          }
+        }
+      }
+      (*metrics)->healthChecks(statuses, (*prober)->counters());
+    }
     if (now - last_metrics >= std::chrono::seconds(1)) {
       last_metrics = now;
+      (*metrics)->healthChecks((*prober)->statuses(), (*prober)->counters());
       (*metrics)->update((*dp)->status());
       if (announcer) (*metrics)->update(announcer->stats());
       if (bgp.speaker()) (*metrics)->update(bgp.speaker()->status());
     }
   }
   spdlog::info("event=stopping");
+  prober->reset();
   link.reset();
   announcer.reset();
   bgp.stop();   // before the datapath: a withdrawal moves traffic away first
@@ -700,6 +816,13 @@ int main(int argc, char** argv) {
                  "Seconds a service's previous Maglev table is kept after it changes, to place "
                  "mid-flow packets that lost their state")
       ->check(CLI::Range(0u, 86400u));
+  app.add_option("--health-max-targets", f.health_max_targets,
+                 "Most backends this agent probes (health checks); more are refused with a log "
+                 "line (event=health_targets_refused) and flowlb_agent_health_targets_refused")
+      ->check(CLI::Range(1u, 1u << 22));
+  app.add_option("--health-max-in-flight", f.health_max_in_flight,
+                 "Most health probes open at once; the others wait their turn")
+      ->check(CLI::Range(1u, 65536u));
   auto* ctl = app.add_option("--controller-address", f.controller_address,
                              "flowlb-controller gRPC address host:port: take the desired state "
                              "from the controller (instead of --config)")
@@ -783,6 +906,7 @@ int main(int argc, char** argv) {
   }
   ApplyReport report;
   report.warnings = built->warnings;
+  built->errors.insert(built->errors.end(), cfg->refused.begin(), cfg->refused.end());
   logApplyReport(report, built->errors);
   printSnapshot(*built->snapshot);
   for (const ServiceError& e : built->errors) {

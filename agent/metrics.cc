@@ -123,6 +123,24 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
                            .Help("BFD packets discarded (TTL not 255, malformed, no session)")
                            .Register(r)
                            .Add({});
+  m->health_probes_ = &family(BuildCounter(), "flowlb_agent_health_probes_total",
+                              "Health probes this agent ran, by result (pass, fail)", r);
+  m->health_pass_ = &m->health_probes_->Add({{"result", "pass"}});
+  m->health_fail_ = &m->health_probes_->Add({{"result", "fail"}});
+  m->backend_health_ = &family(BuildGauge(), "flowlb_agent_backend_health",
+                               "This agent's verdict on each backend it probes: 1 healthy, 0 "
+                               "unhealthy, -1 unknown (not probed enough yet)",
+                               r);
+  m->health_targets_ = &BuildGauge()
+                            .Name("flowlb_agent_health_targets")
+                            .Help("Backends this agent probes")
+                            .Register(r)
+                            .Add({});
+  m->health_refused_ = &BuildGauge()
+                            .Name("flowlb_agent_health_targets_refused")
+                            .Help("Backends to probe beyond --health-max-targets, not probed")
+                            .Register(r)
+                            .Add({});
   m->link_connected_ = &BuildGauge()
                             .Name("flowlb_agent_controller_connected")
                             .Help("1 while the Sync stream to the controller is up")
@@ -264,6 +282,30 @@ void AgentMetrics::controllerLink(bool connected, uint64_t resets,
   link_connected_->Set(connected ? 1 : 0);
   setCounter(*link_resets_, static_cast<double>(resets));
   link_last_update_->Set(std::chrono::duration<double>(last_update.time_since_epoch()).count());
+}
+
+void AgentMetrics::healthChecks(const std::vector<health::TargetStatus>& statuses,
+                                const health::ProberCounters& c) {
+  setCounter(*health_pass_, static_cast<double>(c.passed));
+  setCounter(*health_fail_, static_cast<double>(c.failed));
+  health_targets_->Set(static_cast<double>(c.targets));
+  health_refused_->Set(static_cast<double>(c.refused));
+  std::map<health::TargetKey, prometheus::Gauge*> next;
+  for (const health::TargetStatus& t : statuses) {
+    auto it = backend_health_series_.find(t.key);
+    prometheus::Gauge* g =
+        it != backend_health_series_.end()
+            ? it->second
+            : &backend_health_->Add({{"service", t.key.service}, {"backend", t.key.backend}});
+    g->Set(t.status == health::HealthStatus::kHealthy     ? 1
+           : t.status == health::HealthStatus::kUnhealthy ? 0
+                                                          : -1);
+    next.emplace(t.key, g);
+  }
+  for (const auto& [key, g] : backend_health_series_) {
+    if (!next.count(key)) backend_health_->Remove(g);  // the target went
+  }
+  backend_health_series_ = std::move(next);
 }
 
 void AgentMetrics::interfaces(const std::vector<std::pair<std::string, std::string>>& name_and_role,

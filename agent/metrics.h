@@ -17,6 +17,7 @@
 #include "agent/announce/bgp/speaker.h"
 #include "agent/announce/l2_announcer.h"
 #include "agent/datapath/datapath.h"
+#include "agent/health/prober.h"
 #include "common/health.h"
 #include "common/http_server.h"
 #include "common/status.h"
@@ -50,6 +51,10 @@ class AgentMetrics {
   // The controller link: connected, streams ended, when the last desired state arrived.
   void controllerLink(bool connected, uint64_t resets,
                       std::chrono::system_clock::time_point last_update);
+  // Health checks: probe counts, targets, and one series per probed
+  // backend (removed when the target goes).
+  void healthChecks(const std::vector<health::TargetStatus>& statuses,
+                    const health::ProberCounters& counters);
   // The interfaces in use and how they were chosen (flag or detected).
   void interfaces(const std::vector<std::pair<std::string, std::string>>& name_and_role,
                   const std::string& source);
@@ -116,6 +121,13 @@ class AgentMetrics {
   prometheus::Family<prometheus::Counter>* bfd_downs_ = nullptr;
   prometheus::Counter* bfd_discarded_ = nullptr;
   std::set<std::string> bgp_peers_;  // peers with series, to remove those that leave
+  prometheus::Family<prometheus::Counter>* health_probes_ = nullptr;
+  prometheus::Counter* health_pass_ = nullptr;
+  prometheus::Counter* health_fail_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* backend_health_ = nullptr;
+  std::map<health::TargetKey, prometheus::Gauge*> backend_health_series_;
+  prometheus::Gauge* health_targets_ = nullptr;
+  prometheus::Gauge* health_refused_ = nullptr;
   prometheus::Gauge* link_connected_ = nullptr;
   prometheus::Counter* link_resets_ = nullptr;
   prometheus::Gauge* link_last_update_ = nullptr;

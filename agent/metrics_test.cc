@@ -119,5 +119,26 @@ TEST_F(AgentMetricsTest, AnnouncedVipsAreOneSeriesEach) {
   EXPECT_FALSE(has("flowlb_agent_announced_vip_info{"));
 }
 
+TEST_F(AgentMetricsTest, BackendHealthSeriesFollowTheTargets) {
+  health::ProberCounters c;
+  c.passed = 5;
+  c.failed = 2;
+  c.targets = 2;
+  m_->healthChecks({{{"web", "10.0.0.1:8080"}, health::HealthStatus::kHealthy, ""},
+                    {{"web", "[fd00::3]:8080"}, health::HealthStatus::kUnknown, ""}},
+                   c);
+  EXPECT_TRUE(has("flowlb_agent_backend_health{backend=\"10.0.0.1:8080\",service=\"web\"} 1"));
+  EXPECT_TRUE(has("flowlb_agent_backend_health{backend=\"[fd00::3]:8080\",service=\"web\"} -1"));
+  EXPECT_TRUE(has("flowlb_agent_health_probes_total{result=\"pass\"} 5"));
+  EXPECT_TRUE(has("flowlb_agent_health_probes_total{result=\"fail\"} 2"));
+  EXPECT_TRUE(has("flowlb_agent_health_targets 2"));
+  c.targets = 1;
+  m_->healthChecks(
+      {{{"web", "10.0.0.1:8080"}, health::HealthStatus::kUnhealthy, "http status 503"}}, c);
+  EXPECT_TRUE(has("flowlb_agent_backend_health{backend=\"10.0.0.1:8080\",service=\"web\"} 0"));
+  EXPECT_FALSE(has("[fd00::3]:8080\",service=\"web\"}")) << "the target went: so does its series";
+  EXPECT_TRUE(has("flowlb_agent_health_targets 1"));
+}
+
 }  // namespace
 }  // namespace flowlb::agent

@@ -70,7 +70,8 @@ struct ControllerLink::Impl {
   }
   std::atomic<uint64_t> last_applied{0};
   std::atomic<bool> healthy{true};
-  std::string unhealthy_reason;  // guarded by write_mu
+  std::string unhealthy_reason;                     // guarded by write_mu
+  std::vector<BackendHealthReport> backend_health;  // guarded by write_mu
 
   pb::AgentMessage healthReport() {
     pb::AgentMessage m;
@@ -83,6 +84,16 @@ struct ControllerLink::Impl {
     pb::DatapathHealth* h = r->mutable_datapath();
     h->set_state(healthy.load() ? pb::DATAPATH_STATE_HEALTHY : pb::DATAPATH_STATE_DOWN);
     if (!healthy.load()) h->add_degraded_reasons(unhealthy_reason);
+    for (const BackendHealthReport& b : backend_health) {
+      pb::BackendHealth* bh = r->add_backend_health();
+      bh->set_service_key(b.service_key);
+      bh->set_backend_key(b.backend_key);
+      bh->set_status(b.status == BackendHealthReport::Status::kHealthy ? pb::HEALTH_STATUS_HEALTHY
+                     : b.status == BackendHealthReport::Status::kUnhealthy
+                         ? pb::HEALTH_STATUS_UNHEALTHY
+                         : pb::HEALTH_STATUS_UNKNOWN);
+      bh->set_detail(b.detail);
+    }
     return m;
   }
 
@@ -188,6 +199,8 @@ struct ControllerLink::Impl {
     h->add_capabilities(pb::CAPABILITY_INCREMENTAL_UPDATES);    // DesiredView
     h->add_capabilities(pb::CAPABILITY_IMPLICIT_BACKEND_KEYS);  // convert.cc
     h->add_capabilities(pb::CAPABILITY_BGP);                    // convert_bgp.cc
+    h->add_capabilities(pb::CAPABILITY_HEALTH_CHECKS);          // agent/health
+    h->add_capabilities(pb::CAPABILITY_MAGLEV_FINGERPRINTS);    // AckReport::fingerprints
     pb::DatapathCapabilities* caps = h->mutable_datapath();
     caps->set_af_xdp_zero_copy(c.af_xdp_zero_copy);
     caps->set_af_xdp_copy(c.af_xdp_copy);
@@ -297,6 +310,12 @@ void ControllerLink::setHealthy(bool healthy, const std::string& why) {
   if (impl_->stream) impl_->stream->Write(impl_->healthReport());
 }
 
+void ControllerLink::setBackendHealth(std::vector<BackendHealthReport> health) {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  impl_->backend_health = std::move(health);
+  if (impl_->stream) impl_->stream->Write(impl_->healthReport());
+}
+
 void ControllerLink::setCapabilities(const AgentCapabilities& caps) {
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
@@ -347,6 +366,13 @@ void ControllerLink::ack(const AckReport& r) {
       case ApplyErrorCode::kInternal: pe->set_code(pb::APPLY_ERROR_CODE_INTERNAL); break;
     }
     pe->set_message(e.message);
+  }
+  for (const AckReport::Fingerprint& f : r.fingerprints) {
+    pb::MaglevFingerprint* pf = a->add_maglev_fingerprints();
+    pf->set_service_key(f.service);
+    pf->set_fingerprint(f.fingerprint);
+    pf->set_table_size(f.table_size);
+    pf->set_backend_count(f.backend_count);
   }
   std::lock_guard<std::mutex> lock(impl_->write_mu);
   if (impl_->stream) impl_->stream->Write(m);

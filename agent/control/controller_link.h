@@ -75,6 +75,25 @@ struct AckReport {
   bool applied = true;               // false: nothing applied, the previous state runs
   std::string error;                 // why, when not applied
   std::vector<ServiceError> errors;  // services refused alone (the rest applied)
+  // The contract's MaglevFingerprint: the services whose table this
+  // generation built (all of them after a FULL state).
+  struct Fingerprint {
+    std::string service;
+    uint64_t fingerprint = 0;
+    uint32_t table_size = 0;
+    uint32_t backend_count = 0;  // backends holding at least one slot
+  };
+  std::vector<Fingerprint> fingerprints;
+};
+
+// One probed backend's status, as this agent's thresholds have it
+// (the contract's BackendHealth).
+struct BackendHealthReport {
+  enum class Status { kUnknown, kHealthy, kUnhealthy };
+  std::string service_key;
+  std::string backend_key;
+  Status status = Status::kUnknown;
+  std::string detail;
 };
 
 class ControllerLink {
@@ -97,6 +116,9 @@ class ControllerLink {
   // Sent now and after every reconnect; the controller announces VIPs only
   // from healthy agents.
   void setHealthy(bool healthy, const std::string& why);
+  // The status of every backend this agent probes: kept for every later
+  // Report, and sent now in one.
+  void setBackendHealth(std::vector<BackendHealthReport> health);
 
   bool connected() const { return connected_.load(); }
   uint64_t resets() const { return resets_.load(); }

@@ -11,6 +11,30 @@ Result<IpAddr> pbAddress(const pb::IpAddress& a) {
   return Status::error("an address of " + std::to_string(b.size()) + " bytes");
 }
 
+HealthCheckSpec convertHealthCheck(const pb::HealthCheck& h) {
+  HealthCheckSpec out;  // 0 on the wire: the default
+  switch (h.kind()) {
+    case pb::HEALTH_CHECK_KIND_TCP: out.kind = HealthCheckKind::kTcp; break;
+    case pb::HEALTH_CHECK_KIND_HTTP: out.kind = HealthCheckKind::kHttp; break;
+    case pb::HEALTH_CHECK_KIND_HTTPS: out.kind = HealthCheckKind::kHttps; break;
+    case pb::HEALTH_CHECK_KIND_UDP_DNS: out.kind = HealthCheckKind::kUdpDns; break;
+    default: return HealthCheckSpec{};  // UNSPECIFIED (or unknown to this agent): off
+  }
+  if (!h.path().empty()) out.path = h.path();
+  if (h.interval_ms() > 0) out.interval_ms = h.interval_ms();
+  if (h.timeout_ms() > 0) out.timeout_ms = h.timeout_ms();
+  if (h.unhealthy_threshold() > 0) out.unhealthy_threshold = h.unhealthy_threshold();
+  if (h.healthy_threshold() > 0) out.healthy_threshold = h.healthy_threshold();
+  return out;
+}
+
+HealthProbers convertHealthProbers(const pb::HealthProbers& p) {
+  HealthProbers out;
+  out.nodes.assign(p.nodes().begin(), p.nodes().end());
+  out.per_backend = p.probers_per_backend();
+  return out;
+}
+
 ConvertedService convertService(const pb::VirtualService& vs, const std::string& node) {
   ConvertedService out;
   const auto problem = [&out](const pb::VirtualService& v, ApplyErrorCode code,
@@ -53,6 +77,7 @@ ConvertedService convertService(const pb::VirtualService& vs, const std::string&
   if (vs.drain_timeout_seconds() > 0) s.drain_timeout_s = vs.drain_timeout_seconds();
   if (vs.maglev_table_size() > 0) s.maglev_size = vs.maglev_table_size();
   s.hash_seed = vs.hash_seed();
+  s.health = convertHealthCheck(vs.health_check());
   bool bad = false;
   for (const pb::IpPrefix& p : vs.source_ranges()) {
     auto a = address(p.address());
@@ -84,6 +109,7 @@ ConvertedService convertService(const pb::VirtualService& vs, const std::string&
     // Weighted Maglev is not built yet: every weight counts as 1, and 0
     // ("no new flows") as draining.
     bs.state = b.state() == pb::BACKEND_STATE_DRAINING || b.weight() == 0 ? BackendState::kDraining
+               : b.state() == pb::BACKEND_STATE_UNHEALTHY                 ? BackendState::kUnhealthy
                                                                           : BackendState::kActive;
     bs.node = b.node_name();
     bs.zone = b.zone();
@@ -96,6 +122,8 @@ ConvertedService convertService(const pb::VirtualService& vs, const std::string&
 ReceivedState convertDesiredState(const pb::DesiredState& in, const std::string& node) {
   ReceivedState out;
   out.desired.generation = in.generation();
+  if (in.has_health_probers())
+    out.desired.health_probers = convertHealthProbers(in.health_probers());
   for (const pb::VirtualService& vs : in.services()) {
     ConvertedService c = convertService(vs, node);
     out.problems.insert(out.problems.end(), c.problems.begin(), c.problems.end());

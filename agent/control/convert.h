@@ -24,6 +24,7 @@ struct ReceivedState {
   // controller configures BGP for this node. An agent with a controller
   // reads no file, so this is its only BGP source.
   std::optional<bgp::BgpSettings> bgp;
+  bool full = true;  // a FULL state (an INCREMENTAL one: false)
 };
 
 Result<IpAddr> pbAddress(const flowlb::v1::IpAddress& a);
@@ -32,6 +33,10 @@ struct ConvertedService {
   std::optional<ServiceSpec> spec;     // nullopt: skipped as malformed
   std::vector<ServiceError> problems;  // why, or backends skipped
 };
+// 0 fields mean the contract's defaults; an unknown kind means off.
+HealthCheckSpec convertHealthCheck(const flowlb::v1::HealthCheck& h);
+HealthProbers convertHealthProbers(const flowlb::v1::HealthProbers& p);
+
 // `node` (may be empty): this node's name, for externalTrafficPolicy: Local,
 // whose services keep only the backends on this node.
 ConvertedService convertService(const flowlb::v1::VirtualService& vs, const std::string& node);

@@ -56,7 +56,13 @@ DesiredView::Outcome DesiredView::receive(const pb::DesiredState& in) {
   } else if (in.kind() == pb::DESIRED_STATE_KIND_FULL) {
     next.bgp.reset();
   }
+  if (in.has_health_probers()) {
+    next.health_probers = convertHealthProbers(in.health_probers());
+  } else if (in.kind() == pb::DESIRED_STATE_KIND_FULL) {
+    next.health_probers = {};
+  }
   out.state = complete(in.generation(), next);
+  out.state.full = in.kind() == pb::DESIRED_STATE_KIND_FULL;
   pending_generation_ = in.generation();
   pending_ = std::move(next);
   return out;
@@ -73,6 +79,7 @@ void DesiredView::applied(uint64_t generation) {
 ReceivedState DesiredView::complete(uint64_t generation, const Snapshot& s) const {
   ReceivedState r;
   r.desired.generation = generation;
+  r.desired.health_probers = s.health_probers;
   r.desired.services.reserve(s.services.size());
   for (const auto& [key, c] : s.services) {
     r.problems.insert(r.problems.end(), c->problems.begin(), c->problems.end());

@@ -42,6 +42,7 @@ class DesiredView {
     };
     std::map<IpAddr, Announced> announcements;
     std::optional<flowlb::v1::BgpConfig> bgp;  // none: the controller configures no BGP
+    HealthProbers health_probers;              // none set: every node probes
     std::vector<std::string> other_problems;
   };
   ReceivedState complete(uint64_t generation, const Snapshot& s) const;

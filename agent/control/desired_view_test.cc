@@ -209,5 +209,77 @@ TEST(DesiredViewTest, ControllerPeersWithoutAdvertisementsAnnounceNothing) {
   EXPECT_TRUE(routes["tor"].empty()) << "only pools a BGPAdvertisement selects go to BGP";
 }
 
+TEST(ConvertTest, HealthCheckZeroFieldsMeanTheDefaults) {
+  pb::DesiredState ds;
+  ds.set_generation(1);
+  service(&ds, "a", 1, 2);
+  pb::HealthCheck* h = ds.mutable_services(0)->mutable_health_check();
+  h->set_kind(pb::HEALTH_CHECK_KIND_HTTP);
+  h->set_path("/healthz");
+  h->set_interval_ms(500);
+  service(&ds, "b", 2, 1);
+  ds.mutable_services(1)->mutable_health_check()->set_kind(pb::HEALTH_CHECK_KIND_UDP_DNS);
+  service(&ds, "c", 3, 1);  // no health check
+  ds.mutable_services(0)->mutable_backends(1)->set_state(pb::BACKEND_STATE_UNHEALTHY);
+  const ReceivedState r = convertDesiredState(ds);
+  ASSERT_EQ(r.desired.services.size(), 3u);
+  const HealthCheckSpec& a = r.desired.services[0].health;
+  EXPECT_EQ(a.kind, HealthCheckKind::kHttp);
+  EXPECT_EQ(a.path, "/healthz");
+  EXPECT_EQ(a.interval_ms, 500u);
+  EXPECT_EQ(a.timeout_ms, 2000u);
+  EXPECT_EQ(a.unhealthy_threshold, 3u);
+  EXPECT_EQ(a.healthy_threshold, 2u);
+  EXPECT_EQ(r.desired.services[1].health.kind, HealthCheckKind::kUdpDns);
+  EXPECT_EQ(r.desired.services[1].health.path, "/");
+  EXPECT_EQ(r.desired.services[2].health.kind, HealthCheckKind::kNone);
+  EXPECT_EQ(r.desired.services[0].backends[0].state, BackendState::kActive);
+  EXPECT_EQ(r.desired.services[0].backends[1].state, BackendState::kUnhealthy);
+}
+
+TEST(DesiredViewTest, HealthProbersFullAndIncremental) {
+  DesiredView v("n1", 0);
+  pb::DesiredState full;
+  full.set_generation(1);
+  full.set_kind(pb::DESIRED_STATE_KIND_FULL);
+  service(&full, "a", 1, 2);
+  full.mutable_health_probers()->add_nodes("n1");
+  full.mutable_health_probers()->add_nodes("n2");
+  full.mutable_health_probers()->set_probers_per_backend(1);
+  auto o = v.receive(full);
+  ASSERT_EQ(o.kind, DesiredView::Kind::kState);
+  EXPECT_TRUE(o.state.full);
+  EXPECT_EQ(o.state.desired.health_probers.nodes, (std::vector<std::string>{"n1", "n2"}));
+  EXPECT_EQ(o.state.desired.health_probers.per_backend, 1u);
+  v.applied(1);
+
+  pb::DesiredState inc;  // unset: unchanged
+  inc.set_generation(2);
+  inc.set_kind(pb::DESIRED_STATE_KIND_INCREMENTAL);
+  inc.set_base_generation(1);
+  service(&inc, "b", 2, 1);
+  o = v.receive(inc);
+  ASSERT_EQ(o.kind, DesiredView::Kind::kState);
+  EXPECT_FALSE(o.state.full);
+  EXPECT_EQ(o.state.desired.health_probers.nodes, (std::vector<std::string>{"n1", "n2"}));
+  v.applied(2);
+
+  pb::DesiredState inc2;  // set: replaced
+  inc2.set_generation(3);
+  inc2.set_kind(pb::DESIRED_STATE_KIND_INCREMENTAL);
+  inc2.set_base_generation(2);
+  inc2.mutable_health_probers()->add_nodes("n3");
+  o = v.receive(inc2);
+  EXPECT_EQ(o.state.desired.health_probers.nodes, (std::vector<std::string>{"n3"}));
+  EXPECT_EQ(o.state.desired.health_probers.per_backend, 0u);
+  v.applied(3);
+
+  pb::DesiredState full2;  // FULL without it: none (every node probes)
+  full2.set_generation(4);
+  full2.set_kind(pb::DESIRED_STATE_KIND_FULL);
+  o = v.receive(full2);
+  EXPECT_TRUE(o.state.desired.health_probers.nodes.empty());
+}
+
 }  // namespace
 }  // namespace flowlb::agent

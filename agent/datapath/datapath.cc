@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "common/file.h"
@@ -226,6 +227,23 @@ Result<ApplyReport> Datapath::apply(const DesiredState& desired, const SnatConfi
     if (Status st = kernel_->setSnatAddresses(addrs); !st)
       outcome->warnings.push_back(st.message());
   }
+  std::vector<TableFingerprint> tables;
+  {
+    std::map<std::string, const MaglevTable*> before;
+    if (auto prev = snapshots_->current()) {
+      for (const ServiceRuntime& s : prev->services) before[s.spec.name] = s.table.get();
+    }
+    for (const ServiceRuntime& s : outcome->snapshot->services) {
+      TableFingerprint t;
+      t.service = s.spec.name;
+      t.fingerprint = s.table->fingerprint();
+      t.size = s.table->size();
+      for (uint32_t n : s.table->slotCounts()) t.backends_with_slots += n > 0 ? 1 : 0;
+      const auto it = before.find(s.spec.name);
+      t.built = it == before.end() || it->second != s.table.get();
+      tables.push_back(std::move(t));
+    }
+  }
   builder_.commit(*outcome);
   saveRegistry();
   steering_keys_ = keys.size();
@@ -245,6 +263,7 @@ Result<ApplyReport> Datapath::apply(const DesiredState& desired, const SnatConfi
   report.generation = desired.generation;
   report.errors = std::move(outcome->errors);
   report.warnings = std::move(outcome->warnings);
+  report.tables = std::move(tables);
   return report;
 }
 

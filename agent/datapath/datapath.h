@@ -44,10 +44,20 @@ struct DatapathConfig {
 };
 
 // What an apply did not take: services refused alone (the rest applies).
+// One service's Maglev table as built (the contract's MaglevFingerprint).
+struct TableFingerprint {
+  std::string service;
+  uint64_t fingerprint = 0;
+  uint32_t size = 0;
+  uint32_t backends_with_slots = 0;
+  bool built = false;  // false: the previous generation's table, reused
+};
+
 struct ApplyReport {
   uint64_t generation = 0;
   std::vector<ServiceError> errors;
   std::vector<std::string> warnings;
+  std::vector<TableFingerprint> tables;  // every service of the applied snapshot
 };
 
 // What the agent took over from its predecessor at start (state_dir).

@@ -84,11 +84,76 @@ BackendSpec backend(const YAML::Node& n, const std::string& where) {
   return b;
 }
 
+// A duration: a whole number followed by "ms" or "s", e.g. 500ms, 2s.
+uint32_t durationMs(const YAML::Node& n, const std::string& field, uint32_t min_ms,
+                    uint32_t max_ms) {
+  if (!n.IsScalar()) fail(n, field, "must be a duration such as 500ms or 2s");
+  const std::string& s = n.Scalar();
+  size_t digits = 0;
+  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  const std::string unit = s.substr(digits);
+  if (digits == 0 || digits > 9 || (unit != "ms" && unit != "s")) {
+    fail(n, field, "'" + s + "' is not a duration such as 500ms or 2s");
+  }
+  const uint64_t v = std::stoull(s.substr(0, digits)) * (unit == "s" ? 1000 : 1);
+  if (v < min_ms || v > max_ms) {
+    fail(n, field,
+         "'" + s + "' is outside " + std::to_string(min_ms) + "ms.." + std::to_string(max_ms) +
+             "ms");
+  }
+  return static_cast<uint32_t>(v);
+}
+
+HealthCheckSpec healthCheck(const YAML::Node& n, const std::string& where) {
+  checkKeys(n, where,
+            {"type", "path", "interval", "timeout", "unhealthyThreshold", "healthyThreshold"});
+  HealthCheckSpec h;
+  if (!n["type"]) fail(n, where + ".type", "is required (tcp, http, https or udp-dns)");
+  const auto t = text(n["type"], where + ".type");
+  if (t == "tcp") {
+    h.kind = HealthCheckKind::kTcp;
+  } else if (t == "http") {
+    h.kind = HealthCheckKind::kHttp;
+  } else if (t == "https") {
+    h.kind = HealthCheckKind::kHttps;
+  } else if (t == "udp-dns") {
+    h.kind = HealthCheckKind::kUdpDns;
+  } else {
+    fail(n["type"], where + ".type", "'" + t + "' is not one of tcp, http, https, udp-dns");
+  }
+  if (n["path"]) {
+    if (h.kind != HealthCheckKind::kHttp && h.kind != HealthCheckKind::kHttps) {
+      fail(n["path"], where + ".path", "is for http and https checks only");
+    }
+    h.path = text(n["path"], where + ".path");
+    if (h.path.empty() || h.path[0] != '/' ||
+        h.path.find_first_of(" \r\n\t") != std::string::npos) {
+      fail(n["path"], where + ".path", "'" + h.path + "' must start with '/' and hold no space");
+    }
+  }
+  if (n["interval"]) h.interval_ms = durationMs(n["interval"], where + ".interval", 100, 3600000);
+  if (n["timeout"]) h.timeout_ms = durationMs(n["timeout"], where + ".timeout", 10, 3600000);
+  if (h.timeout_ms >= h.interval_ms) {
+    fail(n, where + ".timeout",
+         std::to_string(h.timeout_ms) + "ms must be below the interval (" +
+             std::to_string(h.interval_ms) + "ms)");
+  }
+  if (n["unhealthyThreshold"]) {
+    h.unhealthy_threshold =
+        number<uint32_t>(n["unhealthyThreshold"], where + ".unhealthyThreshold", 1, 100);
+  }
+  if (n["healthyThreshold"]) {
+    h.healthy_threshold =
+        number<uint32_t>(n["healthyThreshold"], where + ".healthyThreshold", 1, 100);
+  }
+  return h;
+}
+
 ServiceSpec service(const YAML::Node& n, const std::string& where) {
   checkKeys(n, where,
             {"name", "vip", "port", "protocol", "mode", "sessionAffinity", "affinityTimeoutSeconds",
              "idleTimeoutSeconds", "drainTimeoutSeconds", "sourceRanges", "maglevTableSize",
-             "hashSeed", "externalTrafficPolicy", "proxyProtocol", "backends"});
+             "hashSeed", "externalTrafficPolicy", "proxyProtocol", "healthCheck", "backends"});
   ServiceSpec s;
   for (const char* required : {"name", "vip", "port", "backends"}) {
     if (!n[required]) fail(n, where + "." + required, "is required");
@@ -222,7 +287,19 @@ Result<AgentConfigFile> parseAgentConfig(const std::string& content) {
     if (const auto& ss = root["services"]) {
       if (!ss.IsSequence()) fail(ss, "services", "must be a list");
       for (size_t i = 0; i < ss.size(); ++i) {
-        cfg.desired.services.push_back(service(ss[i], "services[" + std::to_string(i) + "]"));
+        const std::string where = "services[" + std::to_string(i) + "]";
+        ServiceSpec s = service(ss[i], where);
+        // A bad health check refuses its service alone (as from the controller).
+        if (const auto& hc = ss[i]["healthCheck"]) {
+          try {
+            s.health = healthCheck(hc, where + ".healthCheck");
+          } catch (const ConfigError& e) {
+            cfg.refused.push_back({s.name, ApplyErrorCode::kInvalidArgument,
+                                   "service '" + s.name + "': " + e.message});
+            continue;
+          }
+        }
+        cfg.desired.services.push_back(std::move(s));
       }
     }
     return cfg;

@@ -20,6 +20,9 @@ struct AgentConfigFile {
   // BGP announcement (the `bgp:` section, agent/announce/bgp/config_yaml.cc);
   // no peers: none.
   bgp::BgpSettings bgp;
+  // Services left out because their healthCheck is invalid (each names the
+  // field); the rest of the file applies.
+  std::vector<ServiceError> refused;
 };
 
 Result<AgentConfigFile> parseAgentConfig(const std::string& text);

@@ -199,5 +199,75 @@ TEST(ConfigFileTest, EmptyOrScalarDocumentIsRejected) {
   EXPECT_THAT(mustFail("just text"), HasSubstr("mapping"));
 }
 
+TEST(ConfigFileTest, HealthCheckIsParsedWithDurations) {
+  auto r = parseAgentConfig(
+      oneService("    healthCheck: {type: http, path: /healthz, interval: 2s, timeout: 500ms,"
+                 " unhealthyThreshold: 4, healthyThreshold: 1}\n"));
+  ASSERT_TRUE(r.isOk()) << r.error();
+  ASSERT_EQ(r->desired.services.size(), 1u);
+  const HealthCheckSpec& h = r->desired.services[0].health;
+  EXPECT_EQ(h.kind, HealthCheckKind::kHttp);
+  EXPECT_EQ(h.path, "/healthz");
+  EXPECT_EQ(h.interval_ms, 2000u);
+  EXPECT_EQ(h.timeout_ms, 500u);
+  EXPECT_EQ(h.unhealthy_threshold, 4u);
+  EXPECT_EQ(h.healthy_threshold, 1u);
+  EXPECT_TRUE(r->refused.empty());
+}
+
+TEST(ConfigFileTest, HealthCheckDefaultsAndKinds) {
+  for (const auto& [text, kind] : std::vector<std::pair<std::string, HealthCheckKind>>{
+           {"tcp", HealthCheckKind::kTcp},
+           {"https", HealthCheckKind::kHttps},
+           {"udp-dns", HealthCheckKind::kUdpDns}}) {
+    auto r = parseAgentConfig(oneService("    healthCheck: {type: " + text + "}\n"));
+    ASSERT_TRUE(r.isOk()) << r.error();
+    ASSERT_EQ(r->desired.services.size(), 1u);
+    const HealthCheckSpec& h = r->desired.services[0].health;
+    EXPECT_EQ(h.kind, kind);
+    EXPECT_EQ(h.interval_ms, 5000u);
+    EXPECT_EQ(h.timeout_ms, 2000u);
+    EXPECT_EQ(h.unhealthy_threshold, 3u);
+    EXPECT_EQ(h.healthy_threshold, 2u);
+  }
+  auto none = parseAgentConfig(oneService(""));
+  ASSERT_TRUE(none.isOk());
+  EXPECT_EQ(none->desired.services[0].health.kind, HealthCheckKind::kNone);
+}
+
+// A bad health check refuses its service alone, with the field named; the
+// other services of the file apply.
+TEST(ConfigFileTest, BadHealthCheckRefusesItsServiceAlone) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{type: icmp}", "healthCheck.type: 'icmp' is not one of"},
+      {"{type: http, interval: 2}", "healthCheck.interval: '2' is not a duration"},
+      {"{type: http, interval: 2m}", "healthCheck.interval"},
+      {"{type: http, interval: 50ms}", "healthCheck.interval: '50ms' is outside"},
+      {"{type: http, interval: 1s, timeout: 1s}", "healthCheck.timeout: 1000ms must be below"},
+      {"{type: http, path: healthz}", "healthCheck.path: 'healthz' must start with '/'"},
+      {"{type: tcp, path: /x}", "healthCheck.path: is for http and https"},
+      {"{type: tcp, unhealthyThreshold: 0}", "healthCheck.unhealthyThreshold: 0 is outside"},
+      {"{type: tcp, healthyThreshold: 101}", "healthCheck.healthyThreshold: 101 is outside"},
+      {"{type: tcp, bogus: 1}", "healthCheck.bogus: unknown field"},
+      {"{}", "healthCheck.type: is required"},
+  };
+  for (const auto& [hc, want] : cases) {
+    const std::string text =
+        "services:\n"
+        "  - {name: bad, vip: 192.0.2.10, port: 80, backends: [{address: 10.1.0.1, port: 80}],\n"
+        "     healthCheck: " +
+        hc +
+        "}\n"
+        "  - {name: good, vip: 192.0.2.11, port: 80, backends: [{address: 10.1.0.1, port: 80}]}\n";
+    auto r = parseAgentConfig(text);
+    ASSERT_TRUE(r.isOk()) << hc << ": " << r.error();
+    ASSERT_EQ(r->desired.services.size(), 1u) << hc;
+    EXPECT_EQ(r->desired.services[0].name, "good");
+    ASSERT_EQ(r->refused.size(), 1u) << hc;
+    EXPECT_EQ(r->refused[0].service, "bad");
+    EXPECT_THAT(r->refused[0].message, HasSubstr("services[0]." + want)) << hc;
+  }
+}
+
 }  // namespace
 }  // namespace flowlb::agent
