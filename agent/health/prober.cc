@@ -1,6 +1,8 @@
 #include "agent/health/prober.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -97,6 +99,13 @@ struct Prober::Impl {
   }
 
   void run() {
+    // A TLS write (OpenSSL's write(2)) to a backend that reset the connection
+    // must fail with EPIPE, not kill the agent: SIGPIPE is synchronous, so
+    // blocking it in this thread is enough.
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
     std::vector<pollfd> fds;
     std::vector<Entry*> polled;
     while (true) {
