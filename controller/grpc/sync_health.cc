@@ -47,6 +47,9 @@ void SyncHealth::setReconciled(const Reconciled& r) {
   base_.nodes = r.nodes;
   base_.vips = r.vips;
   base_.bgp = r.bgp;
+  any_checks_ = std::any_of(r.desired.begin(), r.desired.end(), [](const auto& d) {
+    return d->health.kind != HealthCheckKind::kNone;
+  });
   // Backends may have left or checks changed: only Services with a check
   // (or verdicts held) need a decision, not every endpoint change.
   if (verdicts_.downPerService().empty()) {

@@ -39,6 +39,8 @@ class SyncHealth {
   void setReconciled(const Reconciled& r);
   // The reconcile's result with the verdicts applied.
   Reconciled desired() const;
+  // Whether any service of the last reconcile has a health check.
+  bool anyChecks() const { return any_checks_; }
   // The probers (sorted), a prober's last report, a node gone.
   void setProbers(const std::vector<std::string>& nodes);
   // False when it is the same as its last.
@@ -73,6 +75,7 @@ class SyncHealth {
   std::set<std::string> failing_open_;
   std::vector<FingerprintMismatch> mismatches_;
   bool dirty_ = false;
+  bool any_checks_ = false;
   uint64_t down_total_ = 0, up_total_ = 0;
   uint64_t reports_received_ = 0, reports_decided_ = 0;
   std::array<uint64_t, 3> decided_statuses_{};

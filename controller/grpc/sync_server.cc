@@ -622,10 +622,12 @@ void SyncServer::Impl::healthReport(const std::string& node, const Session* s, P
 }
 
 bool SyncServer::Impl::updateProbers() {
+  // No Service has a health check: no list, so agents coming and going (a
+  // DaemonSet rollout) change nothing any agent receives.
   std::vector<std::string> probers;
   const std::shared_ptr<const View> v = distributor->view();
   for (const std::string& node : prober_nodes) {  // sorted
-    if (v->runs(node)) probers.push_back(node);
+    if (health->anyChecks() && v->runs(node)) probers.push_back(node);
   }
   health->setProbers(probers);
   return distributor->setProbers(std::move(probers));
