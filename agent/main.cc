@@ -486,13 +486,18 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
           }
           (*metrics)->desiredState(next->desired);
           ack.errors.insert(ack.errors.end(), report->errors.begin(), report->errors.end());
-          size_t backends = 0;
-          for (const ServiceSpec& svc : next->desired.services) backends += svc.backends.size();
+          size_t backends = 0, unhealthy = 0;
+          for (const ServiceSpec& svc : next->desired.services) {
+            backends += svc.backends.size();
+            for (const BackendSpec& b : svc.backends) {
+              unhealthy += b.state == BackendState::kUnhealthy ? 1 : 0;
+            }
+          }
           spdlog::info(
               "event=desired_state_applied generation={} services={} refused={} backends={} "
-              "announced={}",
+              "announced={} unhealthy={}",
               next->desired.generation, next->desired.services.size(), ack.errors.size(), backends,
-              next->announce.size());
+              next->announce.size(), unhealthy);
           logApplyReport(*report, ack.errors);
           health.applied(next->desired.generation);
           for (const TableFingerprint& t : report->tables) {

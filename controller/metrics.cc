@@ -176,6 +176,13 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                                    "the same state")
                                .Register(r)
                                .Add({});
+  m->maglev_agreeing_ = &BuildGauge()
+                             .Name("flowlb_controller_maglev_fingerprints_agreeing")
+                             .Help(
+                                 "Services that two or more agents built from the same state "
+                                 "into the same Maglev table (what the mismatch check covers)")
+                             .Register(r)
+                             .Add({});
   HttpServerOptions o;
   o.address = address;
   auto server = serveEndpoints(o, m->registry_, health);
@@ -286,6 +293,7 @@ void ControllerMetrics::updateAgents(const std::vector<AgentStatus>& agents, uin
         .Set(static_cast<double>(counters.health_statuses[i]));
   }
   maglev_mismatches_->Set(static_cast<double>(counters.maglev_mismatches));
+  maglev_agreeing_->Set(static_cast<double>(counters.maglev_agreeing));
   for (const std::string& k : health_services_) {
     if (!counters.backends_unhealthy.count(k)) {
       backends_unhealthy_->Remove(&backends_unhealthy_->Add({{"service", k}}));

@@ -85,6 +85,7 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Family<prometheus::Gauge>* backends_unhealthy_ = nullptr;
   prometheus::Family<prometheus::Counter>* health_transitions_ = nullptr;
   prometheus::Family<prometheus::Gauge>* health_reports_ = nullptr;
+  prometheus::Gauge* maglev_agreeing_ = nullptr;
   prometheus::Gauge* maglev_mismatches_ = nullptr;
   std::vector<std::string> health_services_;  // labels set last time
   std::vector<std::string> pool_names_;       // pools reported last time, to drop deleted ones

@@ -47,9 +47,8 @@ void SyncHealth::setReconciled(const Reconciled& r) {
   base_.nodes = r.nodes;
   base_.vips = r.vips;
   base_.bgp = r.bgp;
-  any_checks_ = std::any_of(r.desired.begin(), r.desired.end(), [](const auto& d) {
-    return d->health.kind != HealthCheckKind::kNone;
-  });
+  any_checks_ = std::any_of(r.desired.begin(), r.desired.end(),
+                            [](const auto& d) { return d->health.kind != HealthCheckKind::kNone; });
   // Backends may have left or checks changed: only Services with a check
   // (or verdicts held) need a decision, not every endpoint change.
   if (verdicts_.downPerService().empty()) {
@@ -136,6 +135,18 @@ bool SyncHealth::comparePrints(const std::vector<AgentPrints>& agents) {
     }
   }
   std::vector<FingerprintMismatch> now = compareFingerprints(samples, local);
+  // Services at least two agents built from the same content, all alike:
+  // what the check covers.
+  agreeing_ = 0;
+  for (const auto& [key, list] : samples) {
+    if (local.count(key)) continue;
+    const bool mismatch = std::any_of(now.begin(), now.end(),
+                                      [&key = key](const auto& m) { return m.service_key == key; });
+    std::map<const void*, size_t> per_content;
+    size_t most = 0;
+    for (const FingerprintSample& s : list) most = std::max(most, ++per_content[s.content]);
+    if (!mismatch && most >= 2) ++agreeing_;
+  }
   if (now == mismatches_) return false;
   for (const FingerprintMismatch& m : now) {
     if (std::find_if(mismatches_.begin(), mismatches_.end(), [&](const FingerprintMismatch& o) {

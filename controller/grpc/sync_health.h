@@ -60,6 +60,7 @@ class SyncHealth {
   uint64_t transitionsDown() const { return down_total_; }
   uint64_t transitionsUp() const { return up_total_; }
   uint64_t mismatches() const { return mismatches_.size(); }
+  uint64_t agreeing() const { return agreeing_; }
   // Reports received, and how many of them the last decision had seen.
   uint64_t reportsReceived() const { return reports_received_; }
   uint64_t reportsDecided() const { return reports_decided_; }
@@ -76,6 +77,7 @@ class SyncHealth {
   std::vector<FingerprintMismatch> mismatches_;
   bool dirty_ = false;
   bool any_checks_ = false;
+  uint64_t agreeing_ = 0;
   uint64_t down_total_ = 0, up_total_ = 0;
   uint64_t reports_received_ = 0, reports_decided_ = 0;
   std::array<uint64_t, 3> decided_statuses_{};

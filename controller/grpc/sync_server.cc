@@ -885,6 +885,7 @@ SyncCounters SyncServer::counters() const {
   c.health_up = impl_->health->transitionsUp();
   c.health_statuses = impl_->health->decidedStatuses();
   c.maglev_mismatches = impl_->health->mismatches();
+  c.maglev_agreeing = impl_->health->agreeing();
   c.health_reports = impl_->health->reportsReceived();
   c.health_reports_decided = impl_->health->reportsDecided();
   return c;

@@ -98,6 +98,7 @@ struct SyncCounters {
   std::map<std::string, uint64_t> backends_unhealthy;
   uint64_t health_down = 0, health_up = 0;
   std::array<uint64_t, 3> health_statuses{};  // decided reports: unknown, healthy, unhealthy
+  uint64_t maglev_agreeing = 0;               // VirtualServices two or more agents built alike
   uint64_t maglev_mismatches = 0;             // VirtualServices whose agents built different tables
   // Reports from probers received, and how many the last verdict had seen.
   uint64_t health_reports = 0, health_reports_decided = 0;
