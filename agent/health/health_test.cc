@@ -156,6 +156,18 @@ TEST(TargetsTest, ProbersShareTheBackendsAndTheCapRefuses) {
   EXPECT_EQ(capped.refused, probeTargets(d, "n1", 1000).targets.size() - 10);
 }
 
+// externalTrafficPolicy: Local: the node keeps only its own backends (the
+// conversion drops the others) and probes each of them itself, whatever the
+// rendezvous assignment says; the controller counts its report alone.
+TEST(TargetsTest, ALocalServicesBackendsAreProbedByTheirOwnNode) {
+  DesiredState d;
+  d.services.push_back(svc("local", 40, HealthCheckKind::kTcp));
+  d.services[0].keep_client_address = true;
+  d.health_probers.nodes = {"n1", "n2", "n3", "n4", "n5", "n6"};
+  d.health_probers.per_backend = 2;
+  EXPECT_EQ(probeTargets(d, "n1", 1000).targets.size(), 40u);
+}
+
 TEST(TargetsTest, DiffDropsAddsAndRestartsChangedChecks) {
   DesiredState d;
   d.services.push_back(svc("a", 3, HealthCheckKind::kHttp));

@@ -14,7 +14,12 @@ TargetSet probeTargets(const DesiredState& desired, const std::string& node, siz
     if (s.health.kind == HealthCheckKind::kNone) continue;
     for (const BackendSpec& b : s.backends) {
       ProbeTarget t{{s.name, b.addr.withPort(b.port)}, b.addr, b.port, s.health};
-      if (!isProber(p.nodes, p.per_backend, node, t.key.service, t.key.backend)) continue;
+      // externalTrafficPolicy: Local: this node keeps only its own backends,
+      // and it alone probes them (the controller counts its report only).
+      if (!s.keep_client_address &&
+          !isProber(p.nodes, p.per_backend, node, t.key.service, t.key.backend)) {
+        continue;
+      }
       out.targets.push_back(std::move(t));
     }
   }

@@ -44,10 +44,16 @@ std::vector<HealthTransition> HealthVerdicts::update(
     size_t down_here = 0, takes_new = 0;  // of the active backends
     for (const DesiredBackend& b : d->backends) {
       BackendId id{d->key, backendKeyOf(b)};
+      // externalTrafficPolicy: Local: only the backend's own node has it in
+      // its table (the others drop it), so that node alone probes it.
       auto cached = assigned_.find(id);
-      std::vector<std::string> mine = cached != assigned_.end()
-                                          ? std::move(cached->second)
-                                          : probersFor(probers_, per_backend_, id.first, id.second);
+      std::vector<std::string> mine;
+      if (d->external_traffic_local) {
+        if (std::binary_search(probers_.begin(), probers_.end(), b.node)) mine = {b.node};
+      } else {
+        mine = cached != assigned_.end() ? std::move(cached->second)
+                                         : probersFor(probers_, per_backend_, id.first, id.second);
+      }
       size_t failing = 0, healthy = 0;
       std::string first_failing;
       for (const std::string& node : mine) {

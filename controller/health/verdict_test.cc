@@ -78,6 +78,28 @@ TEST(HealthVerdictTest, AMajorityOfProbersTakesABackendDown) {
   EXPECT_EQ(v.downPerService(), (std::map<std::string, uint64_t>{{kKey, 1}}));
 }
 
+// externalTrafficPolicy: Local: only the backend's own node keeps it in its
+// table, so its report alone decides; other nodes' reports do not count.
+TEST(HealthVerdictTest, ALocalBackendIsJudgedByItsOwnNode) {
+  HealthVerdicts v;
+  auto d = std::make_shared<DesiredService>(*service({"10.1.2.3", "10.1.2.4"}));
+  d->external_traffic_local = true;
+  d->backends[0].node = "node-b";
+  d->backends[1].node = "node-z";  // runs no agent: nobody probes it
+  const std::vector<std::shared_ptr<const DesiredService>> desired = {d};
+  auto t = v.update(desired, kNodes,
+                    {{"node-a", says("10.1.2.3", kDown)}, {"node-c", says("10.1.2.3", kDown)}});
+  EXPECT_TRUE(t.empty()) << "node-a and node-c do not run it";
+  t = v.update(desired, kNodes,
+               {{"node-a", says("10.1.2.3", kDown)},
+                {"node-b", says("10.1.2.3", kDown, "http status 503")},
+                {"node-c", says("10.1.2.3", kDown)}});
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].probers, 1u);
+  EXPECT_TRUE(v.down(kKey, "10.1.2.3:8080"));
+  EXPECT_FALSE(v.down(kKey, "10.1.2.4:8080"));
+}
+
 TEST(HealthVerdictTest, OneDissentingProberDoesNotTakeItDown) {
   HealthVerdicts v;
   const std::vector<std::shared_ptr<const DesiredService>> desired = {service({"10.1.2.3"})};
