@@ -44,7 +44,11 @@ from e2e.lib.wait import wait_until
 from e2e.test_controller_k8s import Controller, node, pool, service, slice_
 
 FIGURES = []
-WEB = service_yaml("web", ["b1", "b2", "b3"], drain_timeout="2s")
+# With a health check, so its panel and FlowlbBackendDown have data.
+WEB = service_yaml("web", ["b1", "b2", "b3"], drain_timeout="2s", annotations={
+    "flowlb.io/health-check": "tcp", "flowlb.io/health-check-interval": "1s",
+    "flowlb.io/health-check-timeout": "500ms"})
+WEB_KEY = "demo/web/http/ipv4"
 # Queries the lab cannot feed: its controller reads a directory of YAML, not the
 # Kubernetes API, so it makes no API request and runs no watch.
 NO_DATA_IN_LAB = {"flowlb_controller_api_requests_total", "flowlb_controller_watch_restarts_total"}
@@ -233,12 +237,19 @@ class ObservabilityTest(unittest.TestCase):
         c.wait_connected(2)
         for n, mark in restarted.items():
             c.wait_applied(n, lambda a: a.services >= 1, since=mark)
+        for b in ("b1", "b2", "b3", "b4"):
+            if not c.running(b):
+                c.kill(b)
+                c.start_backend(b)
         for name in ("tiny.yaml", "drop.yaml"):
             if c.read(name) is not None:
                 c.change(name, None, default_state)
         if c.read("web.yaml") != WEB:
             c.change("web.yaml", WEB, default_state)
         wait_until(lambda: self.p.query("sum(up)")[0][1] == 3, 30, "every target scraped again")
+        wait_until(lambda: c.metric("ctl", CONTROLLER_METRICS, "flowlb_controller_backends_unhealthy",
+                                    service=WEB_KEY) == 0, 30, "every backend of web healthy",
+                   ignore=(prom.MetricAbsent,))
 
     def traffic(self, n=60):
         got = self.c.spread(self.vip, n)
@@ -329,6 +340,15 @@ class ObservabilityTest(unittest.TestCase):
         got = self.p.query(self.expr_of("FlowlbAgentNotConnected"))
         self.assertEqual([m.get("node") for m, _ in got], ["lb2"], got)
         FIGURES.append(f"FIGURE alert FlowlbAgentNotConnected after killing lb2's agent: {state}")
+
+    def test_alert_backend_down(self):
+        self.wait_quiet("FlowlbBackendDown")
+        self.c.kill("b2")  # its server stops; its endpoint stays ready
+        state = self.wait_alert("FlowlbBackendDown", service=WEB_KEY,
+                                expr_context=self.expr_of("FlowlbBackendDown"))
+        got = self.p.query(self.expr_of("FlowlbBackendDown"))
+        self.assertEqual(got, [({"service": WEB_KEY}, 1.0)], got)
+        FIGURES.append(f"FIGURE alert FlowlbBackendDown after stopping b2's server: {state}")
 
     def test_alert_pool_exhausted(self):
         self.wait_quiet("FlowlbPoolNearlyExhausted")
