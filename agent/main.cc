@@ -398,6 +398,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   }
   (*prober)->setTargets(initial.desired);
   DesiredState file_desired = initial.desired;  // standalone: the file's state, no verdicts
+  SnatConfig file_snat = initial.snat;          // ... and its source NAT, as last reloaded
   std::vector<ServiceError> file_refused = initial.refused;
   DesiredState applied_desired = initial.desired;  // standalone: with the verdicts applied
   std::unique_ptr<L2Announcer> announcer;
@@ -579,6 +580,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
         (*metrics)->refusedServices(report->errors);
         health.applied(next->desired.generation);
         file_desired = next->desired;
+        file_snat = next->snat;
         file_refused = next->refused;
         applied_desired = with_verdicts;
         (*prober)->setTargets(next->desired);
@@ -619,7 +621,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
         // is applied again (same generation) with unhealthy backends marked.
         DesiredState next = health::withVerdicts(file_desired, (*prober)->verdicts());
         if (!desiredEqual(next, applied_desired)) {
-          auto report = (*dp)->apply(next, initial.snat);
+          auto report = (*dp)->apply(next, file_snat);
           if (report) {
             report->errors.insert(report->errors.end(), file_refused.begin(), file_refused.end());
             size_t unhealthy = 0;

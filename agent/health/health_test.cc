@@ -163,9 +163,17 @@ TEST(TargetsTest, ALocalServicesBackendsAreProbedByTheirOwnNode) {
   DesiredState d;
   d.services.push_back(svc("local", 40, HealthCheckKind::kTcp));
   d.services[0].keep_client_address = true;
+  for (BackendSpec& b : d.services[0].backends) b.node = "n1";
   d.health_probers.nodes = {"n1", "n2", "n3", "n4", "n5", "n6"};
   d.health_probers.per_backend = 2;
   EXPECT_EQ(probeTargets(d, "n1", 1000).targets.size(), 40u);
+  // A backend with no node name is kept on every node: the normal
+  // assignment, 2 probers each, as the controller counts them.
+  for (BackendSpec& b : d.services[0].backends) b.node.clear();
+  size_t total = 0;
+  for (const std::string& n : d.health_probers.nodes)
+    total += probeTargets(d, n, 1000).targets.size();
+  EXPECT_EQ(total, 80u);
 }
 
 TEST(TargetsTest, DiffDropsAddsAndRestartsChangedChecks) {

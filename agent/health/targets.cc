@@ -16,8 +16,10 @@ TargetSet probeTargets(const DesiredState& desired, const std::string& node, siz
       ProbeTarget t{{s.name, b.addr.withPort(b.port)}, b.addr, b.port, s.health};
       // externalTrafficPolicy: Local: this node keeps only its own backends,
       // and it alone probes them (the controller counts its report only).
-      if (!s.keep_client_address &&
-          !isProber(p.nodes, p.per_backend, node, t.key.service, t.key.backend)) {
+      // (A backend with no node name is kept on every node: the normal
+      // assignment then, as the controller does.)
+      const bool own = s.keep_client_address && !b.node.empty();
+      if (!own && !isProber(p.nodes, p.per_backend, node, t.key.service, t.key.backend)) {
         continue;
       }
       out.targets.push_back(std::move(t));

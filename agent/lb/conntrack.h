@@ -35,10 +35,17 @@ enum class FlowKind : uint8_t {
 };
 
 // FlowEntry::flags.
-inline constexpr uint8_t kFlowAnswered = 0x1;    // the other side has answered
-inline constexpr uint8_t kFlowKernelPath = 0x2;  // forward flow sent through the kernel
-inline constexpr uint8_t kFlowKeepSource = 0x4;  // ... with the client's address kept
-inline constexpr uint8_t kFlowProxyV2 = 0x8;     // a PROXY protocol header goes to the backend
+inline constexpr uint8_t kFlowAnswered = 0x1;     // the other side has answered
+inline constexpr uint8_t kFlowKernelPath = 0x2;   // forward flow sent through the kernel
+inline constexpr uint8_t kFlowKeepSource = 0x4;   // ... with the client's address kept
+inline constexpr uint8_t kFlowProxyV2 = 0x8;      // a PROXY protocol header goes to the backend
+inline constexpr uint8_t kFlowFinClient = 0x10;   // TCP: the client sent a FIN (or either a RST)
+inline constexpr uint8_t kFlowFinBackend = 0x20;  // TCP: the backend sent a FIN (or either a RST)
+// Closed both ways: neither side sends any more (a half-closed flow still
+// carries data one way).
+inline bool closedBothWays(uint8_t flags) {
+  return (flags & (kFlowFinClient | kFlowFinBackend)) == (kFlowFinClient | kFlowFinBackend);
+}
 
 // A reply entry lives and dies with its forward peer.
 inline bool isReplyKind(FlowKind k) {

@@ -242,6 +242,8 @@ void Forwarder::track(FlowEntry& e, const ServiceRuntime& svc, uint8_t proto, ui
     e.timeout_ms = svc.timeouts.udp_ms;
     return;
   }
+  if (tcp_flags & kTcpRst) e.flags |= kFlowFinClient | kFlowFinBackend;
+  if (tcp_flags & kTcpFin) e.flags |= from_client ? kFlowFinClient : kFlowFinBackend;
   if (tcp_flags & (kTcpFin | kTcpRst)) {
     e.state = FlowState::kClosing;
   } else if (e.state == FlowState::kFree) {
@@ -349,10 +351,11 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
       reply_hash = conntrack_.hash(reply_key);
       // The client's address:port already talks to this backend:port through
       // another VIP: the backend could not tell the two apart. A flow there
-      // that is closing gives way to a new connection, as the backend's own
-      // TCP (TIME_WAIT) and the kernel's conntrack do; a live one keeps it.
+      // that is closed both ways gives way to a new connection, as the
+      // backend's own TCP does from TIME_WAIT; a live or half-closed one
+      // (still carrying data one way) keeps it.
       if (FlowEntry* other = conntrack_.find(reply_key, reply_hash, now_ms)) {
-        if (!opens || conntrack_.owner(*other).state != FlowState::kClosing) {
+        if (!opens || !closedBothWays(conntrack_.owner(*other).flags)) {
           return drop(DropReason::kKernelTupleInUse, si);
         }
         conntrack_.erase(other);  // and its forward entry

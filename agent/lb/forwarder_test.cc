@@ -560,8 +560,9 @@ TEST_F(KernelPathTest, ExternalTrafficPolicyLocalKeepsTheClientAddress) {
 
 // Two VIPs share a backend reached through the kernel, and the client keeps
 // its address (Local): one client address:port can be one flow at the
-// backend only. A live flow keeps it; one that is closing gives way to the
-// client's next connection, which its kernel may give the same port.
+// backend only. A live or half-closed flow keeps it; one closed both ways
+// gives way to the client's next connection, which its kernel may give the
+// same port.
 TEST_F(KernelPathTest, AClosingFlowViaAnotherVipGivesItsTupleToANewConnection) {
   state_.services[0].backends = {backend("10.1.0.1", 8080)};
   state_.services[0].keep_client_address = true;
@@ -578,9 +579,18 @@ TEST_F(KernelPathTest, AClosingFlowViaAnotherVipGivesItsTupleToANewConnection) {
   EXPECT_EQ(b.kind, ActionKind::kDrop);
   EXPECT_EQ(b.reason, DropReason::kKernelTupleInUse);
 
+  // Half closed (the client's FIN): the backend may still be sending.
   now_ms_ += 50;
   auto fin = tcp("203.0.113.5", 40003, "192.0.2.10", 80, kTcpFin | kTcpAck);
   ASSERT_EQ(run(fin).kind, ActionKind::kPass);
+  syn_b = tcp("203.0.113.5", 40003, "192.0.2.11", 80, kTcpSyn);
+  EXPECT_EQ(run(syn_b).reason, DropReason::kKernelTupleInUse);
+  // The backend's FIN, back out of the kernel: closed both ways.
+  FrameSpec bfin;
+  bfin.tuple = FlowTuple{ip("10.1.0.1"), ip("203.0.113.5"), 8080, 40003, kProtoTCP};
+  bfin.tcp_flags = kTcpFin | kTcpAck;
+  auto bf = buildFrame(bfin);
+  ASSERT_EQ(fromKernel(bf).kind, ActionKind::kTransmit);
   syn_b = tcp("203.0.113.5", 40003, "192.0.2.11", 80, kTcpSyn);
   b = run(syn_b);
   ASSERT_EQ(b.kind, ActionKind::kPass);

@@ -440,6 +440,20 @@ void Session::onAck(const pb::Ack& a) {
           std::map<std::string, MaglevPrint> prints = maglevPrintsOf(a);
           if (!sent_full_) prints.insert(prints_->begin(), prints_->end());  // new ones win
           for (const auto& [key, e] : errors) prints.erase(key);
+          // Only services of the state it acknowledged: a key an agent made
+          // up, or a service removed since, is not kept, so merging
+          // INCREMENTAL acks cannot grow this past the state's size.
+          for (auto it = prints.begin(); sent_view_ && it != prints.end();) {
+            const auto& svcs = sent_view_->services;
+            auto at = std::lower_bound(svcs.begin(), svcs.end(), it->first,
+                                       [](const std::shared_ptr<const Entry>& e,
+                                          const std::string& k) { return e->key() < k; });
+            if (at == svcs.end() || (*at)->key() != it->first) {
+              it = prints.erase(it);
+            } else {
+              ++it;
+            }
+          }
           if (prints != *prints_) {
             changed = true;
             prints_ = std::make_shared<const std::map<std::string, MaglevPrint>>(std::move(prints));

@@ -48,7 +48,7 @@ std::vector<HealthTransition> HealthVerdicts::update(
       // its table (the others drop it), so that node alone probes it.
       auto cached = assigned_.find(id);
       std::vector<std::string> mine;
-      if (d->external_traffic_local) {
+      if (d->external_traffic_local && !b.node.empty()) {
         if (std::binary_search(probers_.begin(), probers_.end(), b.node)) mine = {b.node};
       } else {
         mine = cached != assigned_.end() ? std::move(cached->second)
