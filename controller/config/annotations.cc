@@ -15,40 +15,6 @@ std::string trim(const std::string& s) {
 
 }  // namespace
 
-bool parseDuration(const std::string& text, uint32_t* seconds) {
-  const std::string t = trim(text);
-  if (t.empty()) return false;
-  uint64_t total = 0;
-  size_t i = 0;
-  bool any = false;
-  while (i < t.size()) {
-    if (!std::isdigit(static_cast<unsigned char>(t[i]))) return false;
-    uint64_t n = 0;
-    while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) {
-      n = n * 10 + static_cast<uint64_t>(t[i] - '0');
-      if (n > 100'000'000) return false;
-      ++i;
-    }
-    uint64_t unit = 1;
-    if (i < t.size()) {
-      switch (t[i]) {
-        case 's': unit = 1; break;
-        case 'm': unit = 60; break;
-        case 'h': unit = 3600; break;
-        default: return false;
-      }
-      ++i;
-    } else if (any) {
-      return false;  // "1h30" is ambiguous
-    }
-    total += n * unit;
-    any = true;
-  }
-  if (total > 24u * 24 * 3600) return false;  // the agent's ceiling (24 days)
-  *seconds = static_cast<uint32_t>(total);
-  return true;
-}
-
 bool parseDurationMs(const std::string& text, uint64_t* ms) {
   const std::string t = trim(text);
   if (t.empty()) return false;
@@ -85,6 +51,15 @@ bool parseDurationMs(const std::string& text, uint64_t* ms) {
   }
   if (total > 24ull * 24 * 3600 * 1000) return false;
   *ms = total;
+  return true;
+}
+
+bool parseDuration(const std::string& text, uint32_t* seconds) {
+  // Whole units of s, m and h only: the same grammar as parseDurationMs
+  // without its "ms".
+  uint64_t ms = 0;
+  if (text.find("ms") != std::string::npos || !parseDurationMs(text, &ms)) return false;
+  *seconds = static_cast<uint32_t>(ms / 1000);
   return true;
 }
 
