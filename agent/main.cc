@@ -304,6 +304,16 @@ class BgpAnnouncement {
     return Status::ok();
   }
   const bgp::Speaker* speaker() const { return speaker_.get(); }
+  // The sessions' states for the controller (BGPPeer status, Events).
+  void report(ControllerLink* link) {
+    const uint64_t now =
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
+    reported_ = speaker_ ? bgpSessionReports(speaker_->status(), reported_, now)
+                         : std::vector<BgpSessionReport>{};
+    link->setBgpSessions(reported_);
+  }
   // Withdraws (or, with graceful restart, leaves) the routes and closes.
   void stop() { speaker_.reset(); }
 
@@ -312,6 +322,7 @@ class BgpAnnouncement {
   bgp::BgpSettings settings_;
   bool first_ = true;
   std::unique_ptr<bgp::Speaker> speaker_;
+  std::vector<BgpSessionReport> reported_;
 };
 
 int runDatapath(const Flags& f, const AgentConfigFile& initial,
@@ -649,6 +660,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
       (*metrics)->update((*dp)->status());
       if (announcer) (*metrics)->update(announcer->stats());
       if (bgp.speaker()) (*metrics)->update(bgp.speaker()->status());
+      if (link) bgp.report(link.get());
     }
   }
   spdlog::info("event=stopping");

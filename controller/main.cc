@@ -29,6 +29,7 @@
 #include "controller/k8s/kube_controller.h"
 #include "controller/metrics.h"
 #include "controller/source/dir_objects.h"
+#include "controller/status/bgp_peer_report.h"
 
 namespace {
 
@@ -198,6 +199,14 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
       },
       metrics.get());
   if (server) server->onFeedback([&loop](const auto& changed) { loop.feedback(changed); });
+  LogBgpStatusSink bgp_status_log;
+  BgpPeerReporter bgp_reporter(&events, &bgp_status_log, nullptr);
+  if (server) {
+    server->onBgpStatus([&bgp_reporter, &metrics](const BgpPeerSessions& sessions) {
+      bgp_reporter.update(sessions);
+      if (metrics) metrics->bgpSessions(bgp_reporter.perState());
+    });
+  }
   loop.everythingChanged();
   if (f.once) {
     loop.runOnce();
@@ -224,6 +233,7 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
   watcher->reset();
   loop.stop();
   if (metrics) metrics->stopSampling();
+  link.reset();  // its threads call into the loop and the BGP reporter: gone first
   return 0;
 }
 
@@ -314,6 +324,9 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
                cluster->server, cluster->origin, o.leader.identity, f.leader_elect);
   if (server) {
     server->onFeedback([&controller](const auto& changed) { controller.feedback(changed); });
+    server->onBgpStatus([&controller, m = metrics->get()](const BgpPeerSessions& sessions) {
+      m->bgpSessions(controller.bgpStatus(sessions));
+    });
   }
   controller.start(publisher(f, server, is_leader));
   waitForSignal();

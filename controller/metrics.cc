@@ -95,6 +95,10 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                               .Help("Nodes that at least one BGPPeer's nodeSelector selects")
                               .Register(r)
                               .Add({});
+  m->bgp_sessions_ = &BuildGauge()
+                          .Name("flowlb_controller_bgp_sessions")
+                          .Help("BGP sessions (BGPPeer x node) the agents report, by state")
+                          .Register(r);
   m->agents_connected_ = &BuildGauge()
                               .Name("flowlb_controller_agents_connected")
                               .Help("Agents with an open Sync stream")
@@ -235,6 +239,12 @@ void ControllerMetrics::reconciled(double seconds, const Reconciled& r, bool ful
   }
   bgp_vips_->Set(r.bgp ? static_cast<double>(r.bgp->vips.size()) : 0);
   bgp_peered_nodes_->Set(r.bgp ? static_cast<double>(r.bgp->peers_by_node.size()) : 0);
+}
+
+void ControllerMetrics::bgpSessions(const std::map<std::string, uint64_t>& per_state) {
+  for (const auto& [state, n] : per_state) {
+    bgp_sessions_->Add({{"state", state}}).Set(static_cast<double>(n));
+  }
 }
 
 ControllerMetrics::~ControllerMetrics() {

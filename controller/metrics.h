@@ -10,6 +10,7 @@
 #include <prometheus/registry.h>
 
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,6 +41,8 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   void stuck(bool stuck) override;
   void statusWrite(std::string_view result) override;
   void eventPosted(std::string_view type, std::string_view reason) override;
+  // BGP sessions the agents report, per state (Idle ... Established).
+  void bgpSessions(const std::map<std::string, uint64_t>& per_state);
   // One certificate bootstrap request's result (issued, denied, ...).
   void certificateRequest(std::string_view result);
   // The gRPC link, sampled once a second from now on.
@@ -71,6 +74,7 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Family<prometheus::Gauge>* pool_addresses_ = nullptr;
   prometheus::Gauge* bgp_vips_ = nullptr;
   prometheus::Gauge* bgp_peered_nodes_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* bgp_sessions_ = nullptr;
   prometheus::Gauge* agents_connected_ = nullptr;
   prometheus::Gauge* generation_ = nullptr;
   prometheus::Counter* stream_resets_ = nullptr;

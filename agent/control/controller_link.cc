@@ -72,6 +72,7 @@ struct ControllerLink::Impl {
   std::atomic<bool> healthy{true};
   std::string unhealthy_reason;                     // guarded by write_mu
   std::vector<BackendHealthReport> backend_health;  // guarded by write_mu
+  std::vector<BgpSessionReport> bgp_sessions;       // guarded by write_mu
 
   pb::AgentMessage healthReport() {
     pb::AgentMessage m;
@@ -93,6 +94,18 @@ struct ControllerLink::Impl {
                          ? pb::HEALTH_STATUS_UNHEALTHY
                          : pb::HEALTH_STATUS_UNKNOWN);
       bh->set_detail(b.detail);
+    }
+    for (const BgpSessionReport& b : bgp_sessions) {
+      pb::BgpSessionStatus* out = r->add_bgp_sessions();
+      out->set_peer(b.peer);
+      out->set_state(static_cast<pb::BgpSessionState>(static_cast<int>(b.state) + 1));
+      out->set_since_unix_ms(b.since_unix_ms);
+      out->set_routes_advertised(b.routes_advertised);
+      out->set_routes_received(b.routes_received);
+      out->set_flaps(b.flaps);
+      out->set_established_count(b.established_count);
+      if (b.bfd) out->set_bfd(static_cast<pb::BfdSessionState>(static_cast<int>(*b.bfd)));
+      out->set_last_error(b.last_error);
     }
     return m;
   }
@@ -313,6 +326,13 @@ void ControllerLink::setHealthy(bool healthy, const std::string& why) {
 void ControllerLink::setBackendHealth(std::vector<BackendHealthReport> health) {
   std::lock_guard<std::mutex> lock(impl_->write_mu);
   impl_->backend_health = std::move(health);
+  if (impl_->stream) impl_->stream->Write(impl_->healthReport());
+}
+
+void ControllerLink::setBgpSessions(std::vector<BgpSessionReport> sessions) {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  if (sessions == impl_->bgp_sessions) return;
+  impl_->bgp_sessions = std::move(sessions);
   if (impl_->stream) impl_->stream->Write(impl_->healthReport());
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/control/bgp_report.h"
 #include "agent/control/convert.h"
 #include "agent/control/desired_view.h"
 #include "agent/lb/service.h"
@@ -119,6 +120,9 @@ class ControllerLink {
   // The status of every backend this agent probes: kept for every later
   // Report, and sent now in one.
   void setBackendHealth(std::vector<BackendHealthReport> health);
+  // The BGP sessions' states: kept for every later Report, and sent now in
+  // one when they differ from the last.
+  void setBgpSessions(std::vector<BgpSessionReport> sessions);
 
   bool connected() const { return connected_.load(); }
   uint64_t resets() const { return resets_.load(); }

@@ -31,6 +31,7 @@ struct BfdSpec {
 // One BGPPeer (cluster-scoped; its name names the session on every node).
 struct BgpPeerSpec {
   std::string name;
+  std::string uid;  // metadata.uid (Events name the object by it); "" from a file
   IpAddr address;
   uint16_t port = 179;
   uint32_t peer_asn = 0;

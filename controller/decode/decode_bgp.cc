@@ -91,7 +91,9 @@ bool parseLargeCommunity(const std::string& text, LargeCommunityValue* out) {
 Decoded<BgpPeerSpec> decodeBgpPeer(const Doc& obj) {
   return guarded<BgpPeerSpec>([&] {
     BgpPeerSpec p;
-    p.name = meta(obj, false).name;
+    const ObjectMeta m = meta(obj, false);
+    p.name = m.name;
+    p.uid = m.uid;
     const Doc* spec = obj.get("spec");
     if (!spec || !spec->isMap()) bad(obj, "spec is required");
     if (!spec->get("peerAddress")) bad(*spec, "spec.peerAddress is required");

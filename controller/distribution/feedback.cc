@@ -66,4 +66,26 @@ std::map<std::string, ServiceFeedback> serviceFeedback(const View& view,
   return out;
 }
 
+BgpPeerSessions bgpPeerSessions(const View& view, const std::vector<AgentReport>& agents) {
+  std::vector<std::string> known;
+  std::vector<BgpNodeSession> sessions;
+  if (view.bgp) {
+    std::set<std::string> names;
+    for (const auto& [node, peers] : view.bgp->peers_by_node) {
+      for (const BgpPeerSpec& p : peers) names.insert(p.name);
+    }
+    known.assign(names.begin(), names.end());
+    for (const AgentReport& a : agents) {
+      const std::vector<BgpPeerSpec>* sent = view.bgp->peersOf(a.node);
+      if (!sent) continue;
+      for (const BgpNodeSession& s : a.bgp) {
+        const bool ours = std::any_of(sent->begin(), sent->end(),
+                                      [&](const BgpPeerSpec& p) { return p.name == s.peer; });
+        if (ours) sessions.push_back(s);
+      }
+    }
+  }
+  return groupByPeer(sessions, known);
+}
+
 }  // namespace flowlb::controller

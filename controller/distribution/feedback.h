@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "controller/bgp/peer_status.h"
 #include "controller/distribution/distributor.h"
 #include "controller/status/wanted.h"
 
@@ -21,6 +22,8 @@ struct AgentReport {
   std::string reject_message;  // why
   // VirtualService key -> (code, message) of what it could not apply.
   std::map<std::string, std::pair<std::string, std::string>> errors;
+  // Its BGP sessions (Report.bgp_sessions), bounded; node filled in.
+  std::vector<BgpNodeSession> bgp;
 };
 
 // "ns/name/port/family" -> "ns/name".
@@ -32,5 +35,11 @@ std::map<std::string, ServiceFeedback> serviceFeedback(const View& view,
                                                        const std::set<std::string>& live,
                                                        bool announcers_known,
                                                        const std::vector<AgentReport>& agents);
+
+// The agents' BGP sessions per BGPPeer, keeping only the peers each node
+// was sent in `view` (an agent speaks for its own sessions, nothing else);
+// every peer the view sends anywhere is listed, with no session if no
+// agent reported one.
+BgpPeerSessions bgpPeerSessions(const View& view, const std::vector<AgentReport>& agents);
 
 }  // namespace flowlb::controller

@@ -15,6 +15,7 @@
 #include "common/file.h"
 #include "common/log_safe.h"
 #include "controller/distribution/feedback.h"
+#include "controller/grpc/bgp_report.h"
 #include "controller/grpc/hello.h"
 #include "controller/grpc/proto_encode.h"
 #include "controller/grpc/sync_health.h"
@@ -67,6 +68,7 @@ struct SyncServer::Impl final : public pb::FlowlbControl::CallbackService,
   // Feedback (agents' answers, announcers) is recomputed by the housekeeper
   // when something it depends on changed, and passed on as a diff.
   FeedbackListener feedback_listener;
+  BgpStatusListener bgp_listener;
   bool feedback_dirty = true;
   Clock::time_point feedback_at{};
   std::map<std::string, ServiceFeedback> feedback;
@@ -245,6 +247,7 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
   void onHello(const pb::Hello& h);
   void onAck(const pb::Ack& a);
   void onReport(const pb::Report& r);
+  void onBgpSessions(const pb::Report& r);
 
   std::shared_ptr<SyncServer::Impl> srv_;
   grpc::CallbackServerContext* ctx_;
@@ -494,6 +497,22 @@ void Session::onAck(const pb::Ack& a) {
   kick();
 }
 
+void Session::onBgpSessions(const pb::Report& r) {
+  std::vector<BgpNodeSession> sessions = bgpSessionsOf(r);
+  bool changed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!bgp_) sessions.clear();  // not a BGP speaker: nothing to say
+    for (BgpNodeSession& b : sessions) b.node = node_;
+    changed = sessions != report_.bgp;
+    if (changed) report_.bgp = std::move(sessions);
+  }
+  if (changed) {
+    std::lock_guard<std::mutex> lock(srv_->mu);
+    srv_->feedback_dirty = true;
+  }
+}
+
 void Session::onReport(const pb::Report& r) {
   bool probes;
   {
@@ -502,6 +521,7 @@ void Session::onReport(const pb::Report& r) {
   }
   // Sent in full in every Report by a prober.
   if (probes) srv_->healthReport(node_, this, proberHealthOf(r));
+  onBgpSessions(r);
   const bool healthy = r.datapath().state() == pb::DATAPATH_STATE_HEALTHY ||
                        r.datapath().state() == pb::DATAPATH_STATE_UNSPECIFIED;
   bool live;
@@ -736,7 +756,7 @@ void SyncServer::Impl::housekeep() {
 void SyncServer::Impl::refreshFeedback(std::unique_lock<std::mutex>& lock) {
   const auto now = Clock::now();
   if (now - feedback_at >= std::chrono::seconds(10)) feedback_dirty = true;  // resync
-  if (!feedback_dirty || !feedback_listener) return;
+  if (!feedback_dirty || (!feedback_listener && !bgp_listener)) return;
   feedback_dirty = false;
   feedback_at = now;
   const std::shared_ptr<const View> v = distributor->view();
@@ -769,9 +789,16 @@ void SyncServer::Impl::refreshFeedback(std::unique_lock<std::mutex>& lock) {
     if (old == feedback.end() || !(old->second == f)) changed_fb.emplace(key, f);
   }
   feedback = std::move(now_fb);  // only this thread touches it
-  if (!changed_fb.empty()) feedback_listener(changed_fb);
+  if (!changed_fb.empty() && feedback_listener) feedback_listener(changed_fb);
+  if (bgp_listener) bgp_listener(bgpPeerSessions(*v, reports));
   lock.lock();
   counters.services_not_programmed = failing;
+}
+
+void SyncServer::onBgpStatus(BgpStatusListener listener) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->bgp_listener = std::move(listener);
+  impl_->feedback_dirty = true;
 }
 
 void SyncServer::onFeedback(FeedbackListener listener) {

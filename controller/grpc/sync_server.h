@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "controller/bgp/peer_status.h"
 #include "controller/distribution/distributor.h"
 #include "controller/reconciler/reconciler.h"
 #include "controller/status/wanted.h"
@@ -108,6 +109,10 @@ struct SyncCounters {
 // not apply), for the ones that changed since the last call.
 using FeedbackListener = std::function<void(const std::map<std::string, ServiceFeedback>&)>;
 
+// What the agents say about their BGP sessions, per BGPPeer (only the peers
+// each node was sent), at every feedback refresh (at least every 10 s).
+using BgpStatusListener = std::function<void(const BgpPeerSessions&)>;
+
 class SyncServer {
  public:
   static Result<std::unique_ptr<SyncServer>> start(SyncServerOptions options,
@@ -120,6 +125,7 @@ class SyncServer {
   void publish(const Reconciled& r);
   // Where feedback goes (called from the server's own thread).
   void onFeedback(FeedbackListener listener);
+  void onBgpStatus(BgpStatusListener listener);
   std::vector<AgentStatus> agents() const;
   uint64_t generation() const;
   uint64_t streamResets() const;

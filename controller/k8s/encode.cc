@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "controller/k8s/decode.h"
+
 namespace flowlb::controller::k8s {
 namespace {
 
@@ -61,6 +63,10 @@ std::string poolStatusPath(const std::string& pool) {
   return "/apis/flowlb.io/v1alpha1/ippools/" + pathSegment(pool) + "/status";
 }
 
+std::string bgpPeerStatusPath(const std::string& peer) {
+  return "/apis/flowlb.io/v1alpha1/bgppeers/" + pathSegment(peer) + "/status";
+}
+
 std::string leasesPath(const std::string& ns) {
   return "/apis/coordination.k8s.io/v1/namespaces/" + pathSegment(ns) + "/leases";
 }
@@ -115,18 +121,18 @@ std::string annotationPatch(const std::string& key, const std::optional<std::str
 
 std::string eventBody(const EventPost& e, const std::string& reporting_instance,
                       const std::string& now) {
-  const auto [ns, name] = split(e.service_key);
+  const InvolvedObject o = involvedObjectOf(e.service_key);
   value ev = value::object();
   ev["apiVersion"] = value::string("v1");
   ev["kind"] = value::string("Event");
   ev["metadata"] = value::object();
-  ev["metadata"]["generateName"] = value::string(name + ".");
-  ev["metadata"]["namespace"] = value::string(ns);
+  ev["metadata"]["generateName"] = value::string(o.name + ".");
+  ev["metadata"]["namespace"] = value::string(o.eventNamespace());
   ev["involvedObject"] = value::object();
-  ev["involvedObject"]["apiVersion"] = value::string("v1");
-  ev["involvedObject"]["kind"] = value::string("Service");
-  ev["involvedObject"]["namespace"] = value::string(ns);
-  ev["involvedObject"]["name"] = value::string(name);
+  ev["involvedObject"]["apiVersion"] = value::string(o.api_version);
+  ev["involvedObject"]["kind"] = value::string(o.kind);
+  if (!o.ns.empty()) ev["involvedObject"]["namespace"] = value::string(o.ns);
+  ev["involvedObject"]["name"] = value::string(o.name);
   ev["involvedObject"]["uid"] = value::string(e.uid);
   ev["type"] = value::string(e.warning ? "Warning" : "Normal");
   ev["reason"] = value::string(e.reason);
@@ -139,6 +145,29 @@ std::string eventBody(const EventPost& e, const std::string& reporting_instance,
   ev["lastTimestamp"] = value::string(now);
   ev["count"] = value::number(e.count);
   return ev.serialize();
+}
+
+std::string bgpPeerStatusPatch(const std::vector<BgpNodeSession>& sessions) {
+  value nodes = value::array(sessions.size());
+  size_t i = 0, established = 0;
+  for (const BgpNodeSession& s : sessions) {
+    value n = value::object();
+    n["name"] = value::string(s.node);
+    n["sessionState"] = value::string(s.state);
+    n["lastTransitionTime"] = value::string(rfc3339(static_cast<int64_t>(s.since_unix_ms / 1000)));
+    n["routesAdvertised"] = value::number(clampJson(s.routes_advertised));
+    n["routesReceived"] = value::number(clampJson(s.routes_received));
+    n["flaps"] = value::number(clampJson(s.flaps));
+    if (!s.bfd.empty()) n["bfdState"] = value::string(s.bfd);
+    if (!s.last_error.empty()) n["lastError"] = value::string(s.last_error);
+    established += s.established() ? 1 : 0;
+    nodes[i++] = std::move(n);
+  }
+  value patch = value::object();
+  patch["status"] = value::object();
+  patch["status"]["nodes"] = std::move(nodes);
+  patch["status"]["establishedNodes"] = value::number(static_cast<uint64_t>(established));
+  return patch.serialize();
 }
 
 std::string eventCountPatch(int count, const std::string& now) {

@@ -10,7 +10,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "controller/bgp/peer_status.h"
 #include "controller/status/event_recorder.h"
 #include "controller/status/wanted.h"
 
@@ -25,6 +27,7 @@ std::string serviceStatusPath(const std::string& service_key);
 std::string eventsPath(const std::string& ns);
 std::string eventPath(const std::string& ns, const std::string& name);
 std::string poolStatusPath(const std::string& pool);
+std::string bgpPeerStatusPath(const std::string& peer);
 std::string leasesPath(const std::string& ns);
 std::string leasePath(const std::string& ns, const std::string& name);
 
@@ -45,6 +48,10 @@ std::string eventCountPatch(int count, const std::string& now_rfc3339);
 // its condition flowlb.io/Valid; `now` its lastTransitionTime.
 std::string poolStatusPatch(uint64_t used, uint64_t free, const std::string& invalid,
                             const std::string& now);
+
+// A merge patch of a BGPPeer's status: per node its session (the list is
+// replaced whole), and how many are Established.
+std::string bgpPeerStatusPatch(const std::vector<BgpNodeSession>& sessions);
 
 // The annotation on the leader Lease naming the leader's gRPC address, so
 // followers can send agents there (NotLeader.leader_address).

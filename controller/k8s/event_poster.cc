@@ -51,7 +51,7 @@ Verdict EventPoster::send(const std::string& id) {
     return v.kind == Verdict::Kind::kRetry ? Verdict::failNoRetry() : v;
   };
   if (!is_leader_() || api_->stopping()) return done(Verdict::failNoRetry());
-  const std::string ns = e.service_key.substr(0, e.service_key.find('/'));
+  const std::string ns = involvedObjectOf(e.service_key).eventNamespace();
   const std::string now = rfc3339(std::chrono::system_clock::to_time_t(clock_->wallNow()));
   if (!e.existing.empty()) {  // the same fact again: count it on the same Event
     const ApiResponse r =

@@ -36,6 +36,12 @@ void KubeController::feedback(const std::map<std::string, ServiceFeedback>& chan
   if (loop_) loop_->feedback(changed);
 }
 
+std::map<std::string, uint64_t> KubeController::bgpStatus(const BgpPeerSessions& sessions) {
+  if (!bgp_reporter_) return {};
+  bgp_reporter_->update(sessions);
+  return bgp_reporter_->perState();
+}
+
 void KubeController::start(ReconcileLoop::Published on_reconciled) {
   if (started_) return;
   started_ = true;
@@ -58,7 +64,11 @@ void KubeController::start(ReconcileLoop::Published on_reconciled) {
         &api_, opt_.leader,
         [this](bool is_leader) {
           if (telemetry_) telemetry_->leader(is_leader);
-          if (!is_leader) status_->dropQueued();
+          if (!is_leader) {
+            status_->dropQueued();
+            bgp_status_->dropQueued();
+          }
+          bgp_reporter_->resend();
           loop_->everythingChanged();  // a new leader writes everything that differs
         },
         [this](const std::string& problem) {
@@ -77,6 +87,14 @@ void KubeController::start(ReconcileLoop::Published on_reconciled) {
                                           SystemClock::get(), telemetry_);
   recorder_ = std::make_unique<EventRecorder>(poster_.get());
   poster_->setRecorder(recorder_.get());
+  bgp_status_ = std::make_unique<BgpStatusWriter>(&api_, &queue_, leader);
+  bgp_reporter_ = std::make_unique<BgpPeerReporter>(
+      recorder_.get(), bgp_status_.get(), [this](const std::string& peer) {
+        for (const BgpPeerSpec& p : source_->bgpPeers()) {
+          if (p.name == peer) return p.uid;
+        }
+        return std::string();
+      });
   ReconcileLoopOptions lo;
   lo.reconciler = opt_.reconciler;
   lo.debounce = opt_.debounce;

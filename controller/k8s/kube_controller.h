@@ -19,6 +19,7 @@
 #include "common/watchdog.h"
 #include "controller/config/annotations.h"
 #include "controller/k8s/api_client.h"
+#include "controller/k8s/bgp_status_writer.h"
 #include "controller/k8s/event_poster.h"
 #include "controller/k8s/leader.h"
 #include "controller/k8s/status_writer.h"
@@ -75,6 +76,9 @@ class KubeController {
   bool isLeader() const;
   // What the distribution and the agents say about Services.
   void feedback(const std::map<std::string, ServiceFeedback>& changed);
+  // What the agents say about their BGP sessions: each BGPPeer's status
+  // and Events. Returns the sessions per state (metrics).
+  std::map<std::string, uint64_t> bgpStatus(const BgpPeerSessions& sessions);
   // A problem only the operator can fix (shown in readiness), or "".
   std::string problem() const;
   // The leader's gRPC address while another instance leads, or "".
@@ -92,6 +96,8 @@ class KubeController {
   std::unique_ptr<StatusWriter> status_;
   std::unique_ptr<EventPoster> poster_;
   std::unique_ptr<EventRecorder> recorder_;
+  std::unique_ptr<BgpStatusWriter> bgp_status_;
+  std::unique_ptr<BgpPeerReporter> bgp_reporter_;
   std::unique_ptr<LeaderElector> elector_;
   std::unique_ptr<ReconcileLoop> loop_;
   // Shared: a probe stuck in a starved pool may run after we are gone.

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
+
 #include "common/log_safe.h"
 
 namespace flowlb::controller {
@@ -32,14 +34,34 @@ void EventRecorder::observe(const std::string& service_key, const std::string& u
   }
 }
 
+InvolvedObject involvedObjectOf(const std::string& key) {
+  const size_t slash = key.find('/');
+  const std::string first = key.substr(0, slash);
+  const std::string rest = slash == std::string::npos ? "" : key.substr(slash + 1);
+  if (first == "BGPPeer") return {"flowlb.io/v1alpha1", "BGPPeer", "", rest};
+  return {"v1", "Service", first, rest};
+}
+
+namespace {
+bool isService(const std::string& key) {
+  return involvedObjectOf(key).kind == "Service";
+}
+}  // namespace
+
 void EventRecorder::retain(const std::set<std::string>& live) {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto it = active_.begin(); it != active_.end();) {
-    it = live.count(it->first) ? std::next(it) : active_.erase(it);
+    it = live.count(it->first) || !isService(it->first) ? std::next(it) : active_.erase(it);
   }
   for (auto it = records_.begin(); it != records_.end();) {
-    it = live.count(it->first) ? std::next(it) : records_.erase(it);
+    it = live.count(it->first) || !isService(it->first) ? std::next(it) : records_.erase(it);
   }
+}
+
+void EventRecorder::forget(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  active_.erase(key);
+  records_.erase(key);
 }
 
 void EventRecorder::created(const EventPost& e, const std::string& name) {
@@ -58,6 +80,20 @@ size_t EventRecorder::size() const {
 }
 
 bool LogEventSink::post(const EventPost& e) {
+  const InvolvedObject o = involvedObjectOf(e.service_key);
+  if (o.kind != "Service") {
+    // Another kind: its own event name and the kind in lower case as the field.
+    std::string field = o.kind;
+    for (char& c : field) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (e.warning) {
+      spdlog::warn("event=object_event type=Warning {}={} reason={} msg=\"{}\"", field, o.name,
+                   e.reason, logSafe(e.message, 1024));
+    } else {
+      spdlog::info("event=object_event type=Normal {}={} reason={} msg=\"{}\"", field, o.name,
+                   e.reason, logSafe(e.message, 1024));
+    }
+    return true;
+  }
   if (e.warning) {
     spdlog::warn("event=service_event type=Warning service={} reason={} msg=\"{}\"", e.service_key,
                  e.reason, logSafe(e.message, 1024));

@@ -16,8 +16,24 @@
 
 namespace flowlb::controller {
 
+// The object an Event is about, from the recorder's key: "ns/name" is a
+// Service; "BGPPeer/name" a BGPPeer (cluster-scoped: its Events live in
+// namespace "default", as Nodes' do). Namespaces are lower case, so the
+// two never collide.
+struct InvolvedObject {
+  std::string api_version;
+  std::string kind;
+  std::string ns;  // "" for a cluster-scoped object
+  std::string name;
+  std::string eventNamespace() const { return ns.empty() ? "default" : ns; }
+};
+InvolvedObject involvedObjectOf(const std::string& key);
+inline std::string bgpPeerEventKey(const std::string& name) {
+  return "BGPPeer/" + name;
+}
+
 struct EventPost {
-  std::string service_key;
+  std::string service_key;  // the object's key (above)
   std::string uid;
   bool warning = true;
   std::string reason;
@@ -52,8 +68,10 @@ class EventRecorder {
   // Service now; the facts that were not there before are posted.
   void observe(const std::string& service_key, const std::string& uid, const std::string& origin,
                const std::vector<ServiceEvent>& events);
-  // Forgets the Services not in `live` (deleted, or not ours).
+  // Forgets the Services not in `live` (deleted, or not ours); other
+  // kinds' objects are forgotten one by one.
   void retain(const std::set<std::string>& live);
+  void forget(const std::string& key);
   void created(const EventPost& e, const std::string& name);
   size_t size() const;
 

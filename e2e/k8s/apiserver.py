@@ -87,7 +87,7 @@ RESOURCES = {r.plural: r for r in (
     Resource("endpointslices", "EndpointSlice", "discovery.k8s.io/v1", True, False),
     Resource("nodes", "Node", "v1", False, True),
     Resource("ippools", "IPPool", "flowlb.io/v1alpha1", False, True),
-    Resource("bgppeers", "BGPPeer", "flowlb.io/v1alpha1", False, False),
+    Resource("bgppeers", "BGPPeer", "flowlb.io/v1alpha1", False, True),
     Resource("bgpadvertisements", "BGPAdvertisement", "flowlb.io/v1alpha1", False, False),
     Resource("leases", "Lease", "coordination.k8s.io/v1", True, False),
     Resource("events", "Event", "v1", True, False),
