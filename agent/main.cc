@@ -287,6 +287,9 @@ class BgpAnnouncement {
     if (!settings.enabled()) {
       if (speaker_) spdlog::info("event=bgp_stopped reason=no_peers");
       speaker_.reset();
+      // A later speaker starts unconfigured: the same peers coming back
+      // must be configured on it (they once were not: e2e_bgp_crd).
+      first_ = true;
       return Status::ok();
     }
     if (!speaker_) {
