@@ -35,9 +35,10 @@ void dumpState(const Reconciled& r, const AnnouncerMap& announcers, std::FILE* o
     // What a BGP-capable agent on this node is sent about BGP.
     if (const std::vector<BgpPeerSpec>* peers = r.bgp ? r.bgp->peersOf(node) : nullptr) {
       for (const BgpPeerSpec& p : *peers) {
-        std::fprintf(out, "    bgp peer %s %s port=%u asn=%u my_asn=%u bfd=%s\n", p.name.c_str(),
+        std::fprintf(out, "    bgp peer %s %s port=%u asn=%u my_asn=%u bfd=%s%s\n", p.name.c_str(),
                      p.address.toString().c_str(), p.port, p.peer_asn, p.local_asn,
-                     p.bfd ? "on" : "off");
+                     p.bfd ? "on" : "off",
+                     p.password.empty() ? "" : " password=set");  // never the password
       }
     }
     for (const auto& ds : r.desired) {

@@ -265,6 +265,7 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
   o.reconciler = cfg;
   o.leader_elect = f.leader_elect;
   o.leader.ns = f.lease_namespace;
+  o.secret_namespace = f.lease_namespace;  // the controller's own namespace
   o.leader.name = f.lease_name;
   o.leader.identity = f.identity.empty() ? defaultIdentity() : f.identity;
   o.leader.lease_duration = durationFlag(f.lease_duration);
@@ -369,7 +370,9 @@ int main(int argc, char** argv) {
       ->check(hostPortValidator());
   app.add_option("--leader-elect", f.leader_elect,
                  "Elect a leader through a coordination.k8s.io Lease (only it writes)");
-  app.add_option("--lease-namespace", f.lease_namespace, "Namespace of the leader Lease");
+  app.add_option("--lease-namespace", f.lease_namespace,
+                 "The controller's namespace: its leader Lease, and the basic-auth Secrets that "
+                 "BGPPeer passwordSecretRef names");
   app.add_option("--lease-name", f.lease_name, "Name of the leader Lease");
   auto* cert =
       app.add_option("--tls-cert", f.link.tls_cert, "Server certificate for the gRPC link (PEM)")

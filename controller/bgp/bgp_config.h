@@ -28,6 +28,16 @@ struct BfdSpec {
   bool operator==(const BfdSpec&) const = default;
 };
 
+// A key of a Secret in the controller's namespace.
+struct SecretKeyRef {
+  std::string name;
+  std::string key = "password";
+  bool operator==(const SecretKeyRef&) const = default;
+};
+
+// TCP-MD5 keys are at most 80 bytes (TCP_MD5SIG_MAXKEYLEN).
+inline constexpr size_t kMaxBgpPasswordBytes = 80;
+
 // One BGPPeer (cluster-scoped; its name names the session on every node).
 struct BgpPeerSpec {
   std::string name;
@@ -41,6 +51,10 @@ struct BgpPeerSpec {
   std::optional<BfdSpec> bfd;
   uint16_t graceful_restart_s = 0;  // 0: off
   Labels node_selector;             // matchLabels; empty: every node
+  // spec.passwordSecretRef, and the TCP-MD5 password the reconcile read
+  // from it (sent to the agents over the mTLS stream; never logged).
+  std::optional<SecretKeyRef> password_secret;
+  std::string password;
   bool operator==(const BgpPeerSpec&) const = default;
 };
 

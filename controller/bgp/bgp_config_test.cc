@@ -40,6 +40,12 @@ TEST(BgpDecodeTest, APeerWithEveryField) {
   ASSERT_TRUE(p.bfd);
   EXPECT_EQ(*p.bfd, (BfdSpec{100, 150, 5}));
   EXPECT_EQ(p.node_selector, (Labels{{"rack", "a"}}));
+  EXPECT_FALSE(p.password_secret);
+  d = decodeBgpPeer(json(R"({"metadata": {"name": "r"}, "spec": {"peerAddress": "10.0.0.1",
+      "peerASN": 1, "myASN": 1, "passwordSecretRef": {"name": "tor-md5"}}})"));
+  ASSERT_TRUE(d.ok) << d.problem.what;
+  EXPECT_EQ(d.value.password_secret, (SecretKeyRef{"tor-md5", "password"}));
+  EXPECT_EQ(d.value.password, "") << "read from the Secret by the reconcile, not decoded";
   // The defaults.
   d = decodeBgpPeer(json(R"({"metadata": {"name": "r"}, "spec": {
       "peerAddress": "fd00::1", "peerASN": 65000, "myASN": 65000}})"));
@@ -62,8 +68,11 @@ TEST(BgpDecodeTest, BadPeersAreRefusedWithTheFieldAtFault) {
       {R"({"peerAddress": "10.0.0.1", "peerASN": 1, "myASN": 1, "sourceAddress": "fd00::1"})",
        "not of the family"},
       {R"({"peerAddress": "10.0.0.1", "peerASN": 1, "myASN": 1,
-           "passwordSecretRef": {"name": "s", "key": "k"}})",
-       "passwordSecretRef is not supported yet"},
+           "passwordSecretRef": {"key": "k"}})",
+       "spec.passwordSecretRef.name is required"},
+      {R"({"peerAddress": "10.0.0.1", "peerASN": 1, "myASN": 1,
+           "passwordSecretRef": {"name": "s", "key": ""}})",
+       "spec.passwordSecretRef.key must not be empty"},
       {R"({"peerAddress": "10.0.0.1", "peerASN": 1, "myASN": 1,
            "nodeSelector": {"matchExpressions": []}})",
        "matchExpressions is not supported"},

@@ -26,6 +26,14 @@ struct PoolObject {
   bool operator==(const PoolObject&) const = default;
 };
 
+// A Secret (only the controller's namespace's are read: BGPPeer passwords).
+struct SecretObject {
+  ObjectMeta meta;
+  std::string type;
+  std::map<std::string, std::string> data;  // decoded bytes
+  bool operator==(const SecretObject&) const = default;
+};
+
 struct NodeEntry {
   NodeObject node;
   ObjectMeta meta;
@@ -54,6 +62,7 @@ Decoded<PoolObject> decodePool(const Doc& obj);
 // BGPPeer and BGPAdvertisement (flowlb.io/v1alpha1, cluster-scoped).
 Decoded<BgpPeerSpec> decodeBgpPeer(const Doc& obj);
 Decoded<BgpAdvertisementSpec> decodeBgpAdvertisement(const Doc& obj);
+Decoded<SecretObject> decodeSecret(const Doc& obj);
 
 // "65000:100" (16-bit halves), a 32-bit number, or an RFC 1997/7999 name
 // (no-export, no-advertise, no-export-subconfed, no-peer, blackhole,

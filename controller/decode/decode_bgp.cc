@@ -1,6 +1,7 @@
 // BGPPeer and BGPAdvertisement (flowlb.io/v1alpha1) to the controller's
 // BGP domain objects (controller/bgp/), with the readers every decoder
 // shares.
+#include "common/base64.h"
 #include "controller/decode/decode.h"
 #include "controller/decode/fields.h"
 
@@ -114,10 +115,17 @@ Decoded<BgpPeerSpec> decodeBgpPeer(const Doc& obj) {
       if (v == 1 || v == 2) bad(*h, "spec.holdTimeSeconds must be 0 or at least 3 (RFC 4271)");
       p.hold_time_s = static_cast<uint16_t>(v);
     }
-    if (spec->get("passwordSecretRef")) {
-      bad(*spec->get("passwordSecretRef"),
-          "spec.passwordSecretRef is not supported yet: TCP-MD5 passwords are set in the agent "
-          "file's bgp section");
+    if (const Doc* ref = spec->get("passwordSecretRef")) {
+      if (!ref->isMap()) bad(*ref, "spec.passwordSecretRef must be a mapping");
+      SecretKeyRef r;
+      if (!ref->get("name")) bad(*ref, "spec.passwordSecretRef.name is required");
+      r.name = str(ref->get("name"), "spec.passwordSecretRef.name");
+      if (r.name.empty() || r.name.size() > 253) {
+        bad(*ref->get("name"), "spec.passwordSecretRef.name must be a Secret's name");
+      }
+      if (const Doc* k = ref->get("key")) r.key = str(k, "spec.passwordSecretRef.key");
+      if (r.key.empty()) bad(*ref, "spec.passwordSecretRef.key must not be empty");
+      p.password_secret = std::move(r);
     }
     if (const Doc* b = spec->get("bfdProfile")) {
       if (!b->isMap()) bad(*b, "spec.bfdProfile must be a mapping");
@@ -189,6 +197,26 @@ Decoded<BgpAdvertisementSpec> decodeBgpAdvertisement(const Doc& obj) {
       a.route.aggregation_v6 = static_cast<uint8_t>(integer(l, "spec.aggregationLengthV6", 1, 128));
     }
     return a;
+  });
+}
+
+Decoded<SecretObject> decodeSecret(const Doc& obj) {
+  return guarded<SecretObject>([&] {
+    SecretObject sec;
+    sec.meta = meta(obj, true);
+    if (const Doc* t = obj.get("type")) sec.type = str(t, "type");
+    if (const Doc* d = obj.get("data")) {
+      for (const auto& [k, v] : stringMap(d, "data")) {
+        auto bytes = base64Decode(v);
+        if (!bytes) bad(*d, "data." + k + " is not base64");
+        sec.data[k] = std::move(*bytes);
+      }
+    }
+    // What `kubectl apply` turns into data; a file may carry it as it is.
+    if (const Doc* d = obj.get("stringData")) {
+      for (auto& [k, v] : stringMap(d, "stringData")) sec.data[k] = std::move(v);
+    }
+    return sec;
   });
 }
 

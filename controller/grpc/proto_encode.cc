@@ -144,6 +144,7 @@ void encodeBgpConfig(const std::vector<BgpPeerSpec>* peers, pb::BgpConfig* out) 
       pp->mutable_bfd()->set_detect_multiplier(p.bfd->multiplier);
     }
     pp->set_graceful_restart_seconds(p.graceful_restart_s);
+    pp->set_password(p.password);
   }
 }
 

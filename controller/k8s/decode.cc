@@ -42,6 +42,10 @@ Result<PoolObject> decodePool(const web::json::value& obj) {
   return fromJson<PoolObject>(obj, "IPPool", &controller::decodePool);
 }
 
+Result<SecretObject> decodeSecret(const web::json::value& obj) {
+  return fromJson<SecretObject>(obj, "Secret", &controller::decodeSecret);
+}
+
 Result<BgpPeerSpec> decodeBgpPeer(const web::json::value& obj) {
   return fromJson<BgpPeerSpec>(obj, "BGPPeer", &controller::decodeBgpPeer);
 }

@@ -22,6 +22,7 @@ Result<NodeEntry> decodeNode(const web::json::value& obj);
 Result<PoolObject> decodePool(const web::json::value& obj);
 Result<BgpPeerSpec> decodeBgpPeer(const web::json::value& obj);
 Result<BgpAdvertisementSpec> decodeBgpAdvertisement(const web::json::value& obj);
+Result<SecretObject> decodeSecret(const web::json::value& obj);
 
 // RFC 3339 UTC with seconds ("2026-11-27T06:00:00Z") and with microseconds
 // (metav1.MicroTime, as Leases carry).

@@ -53,6 +53,7 @@ void KubeController::start(ReconcileLoop::Published on_reconciled) {
   so.backoff_initial = opt_.backoff_initial;
   so.backoff_max = opt_.backoff_max;
   so.watchdog = watchdog_.get();
+  so.secret_namespace = opt_.secret_namespace;
   KubeSourceCallbacks cb;
   cb.service_changed = [this](const std::string& key) { loop_->serviceChanged(key); };
   cb.slices_changed = [this](const std::string& key) { loop_->slicesChanged(key); };

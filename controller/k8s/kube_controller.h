@@ -55,6 +55,8 @@ struct KubeControllerOptions {
   int writers = 4;
   std::chrono::milliseconds debounce{10};  // let a burst of watch events settle
   std::chrono::seconds resync{60};         // reconcile anyway (retries failed writes)
+  // The controller's namespace: BGPPeer password Secrets are read there.
+  std::string secret_namespace = "flowlb-system";
   int watch_timeout_min_s = 300;
   int watch_timeout_max_s = 600;
   std::chrono::milliseconds backoff_initial{200};

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "controller/k8s/encode.h"
+
 namespace flowlb::controller::k8s {
 
 InformerOptions KubeSource::informerOptions(const std::string& resource,
@@ -66,6 +68,11 @@ KubeSource::KubeSource(ApiClient* api, KubeSourceOptions options, KubeSourceCall
       api, informerOptions("bgpadvertisements", "/apis/flowlb.io/v1alpha1/bgpadvertisements"),
       decodeBgpAdvertisement, [](const BgpAdvertisementSpec& a) { return a.route.name; }, nullptr,
       everything);
+  secrets_ = std::make_unique<Informer<SecretObject>>(
+      api,
+      informerOptions("secrets", "/api/v1/namespaces/" + pathSegment(opt_.secret_namespace) +
+                                     "/secrets?fieldSelector=type%3Dkubernetes.io%2Fbasic-auth"),
+      decodeSecret, [](const SecretObject& s) { return s.meta.name; }, nullptr, everything);
 }
 
 KubeSource::~KubeSource() {
@@ -79,6 +86,7 @@ void KubeSource::start() {
   pools_->start();
   bgp_peers_->start();
   bgp_ads_->start();
+  secrets_->start();
 }
 
 void KubeSource::stop() {
@@ -88,11 +96,12 @@ void KubeSource::stop() {
   pools_->stop();
   bgp_peers_->stop();
   bgp_ads_->stop();
+  secrets_->stop();
 }
 
 bool KubeSource::synced() const {
   return services_->synced() && slices_->synced() && nodes_->synced() && pools_->synced() &&
-         bgp_peers_->synced() && bgp_ads_->synced();
+         bgp_peers_->synced() && bgp_ads_->synced() && secrets_->synced();
 }
 
 std::vector<ServiceObject> KubeSource::services() const {
@@ -131,6 +140,12 @@ std::vector<BgpAdvertisementSpec> KubeSource::bgpAdvertisements() const {
   return bgp_ads_->list();
 }
 
+std::optional<SecretObject> KubeSource::secret(const std::string& name) const {
+  std::optional<SecretObject> s = secrets_->get(name);
+  if (s && s->type != "kubernetes.io/basic-auth") return std::nullopt;  // the selector's promise
+  return s;
+}
+
 std::optional<PoolObject> KubeSource::pool(const std::string& name) const {
   return pools_->get(name);
 }
@@ -138,7 +153,8 @@ std::optional<PoolObject> KubeSource::pool(const std::string& name) const {
 uint64_t KubeSource::version() const {
   return std::max({services_->lastEventVersion(), slices_->lastEventVersion(),
                    nodes_->lastEventVersion(), pools_->lastEventVersion(),
-                   bgp_peers_->lastEventVersion(), bgp_ads_->lastEventVersion()});
+                   bgp_peers_->lastEventVersion(), bgp_ads_->lastEventVersion(),
+                   secrets_->lastEventVersion()});
 }
 
 }  // namespace flowlb::controller::k8s

@@ -1,6 +1,7 @@
 // The Kubernetes API as the reconcile loop's object source: six informers
-// (Services, EndpointSlices, Nodes, IPPools, BGPPeers, BGPAdvertisements) whose changes become the
-// loop's change notifications.
+// (Services, EndpointSlices, Nodes, IPPools, BGPPeers, BGPAdvertisements)
+// and one on the basic-auth Secrets of the controller's namespace (BGPPeer
+// passwords), whose changes become the loop's change notifications.
 #pragma once
 
 #include <functional>
@@ -19,6 +20,9 @@ struct KubeSourceOptions {
   std::chrono::milliseconds backoff_initial{200};
   std::chrono::milliseconds backoff_max{30000};
   Watchdog* watchdog = nullptr;  // each informer beats it
+  // Where BGPPeer password Secrets live (the controller's namespace); only
+  // Secrets of type kubernetes.io/basic-auth there are read.
+  std::string secret_namespace = "flowlb-system";
 };
 
 struct KubeSourceCallbacks {
@@ -45,6 +49,7 @@ class KubeSource final : public ObjectSource {
   uint64_t version() const override;
   std::vector<BgpPeerSpec> bgpPeers() const override;
   std::vector<BgpAdvertisementSpec> bgpAdvertisements() const override;
+  std::optional<SecretObject> secret(const std::string& name) const override;
   std::optional<PoolObject> pool(const std::string& name) const;
 
  private:
@@ -57,6 +62,7 @@ class KubeSource final : public ObjectSource {
   std::unique_ptr<Informer<PoolObject>> pools_;
   std::unique_ptr<Informer<BgpPeerSpec>> bgp_peers_;
   std::unique_ptr<Informer<BgpAdvertisementSpec>> bgp_ads_;
+  std::unique_ptr<Informer<SecretObject>> secrets_;
 };
 
 }  // namespace flowlb::controller::k8s

@@ -5,44 +5,13 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "common/base64.h"
 #include "common/file.h"
 
 namespace flowlb::controller::k8s {
 namespace {
 
 namespace fs = std::filesystem;
-
-// RFC 4648 base64, as kubeconfig *-data fields carry PEM.
-Result<std::string> base64Decode(const std::string& in) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (const char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z') {
-      v = c - 'A';
-    } else if (c >= 'a' && c <= 'z') {
-      v = c - 'a' + 26;
-    } else if (c >= '0' && c <= '9') {
-      v = c - '0' + 52;
-    } else if (c == '+') {
-      v = 62;
-    } else if (c == '/') {
-      v = 63;
-    } else if (c == '=' || c == '\n' || c == '\r' || c == ' ') {
-      continue;
-    } else {
-      return Status::error("not base64");
-    }
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
-}
 
 // The named entry of a kubeconfig list (clusters, users, contexts).
 YAML::Node findNamed(const YAML::Node& list, const std::string& name) {

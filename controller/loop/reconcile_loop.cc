@@ -110,13 +110,56 @@ bool ReconcileLoop::runOnce() {
 
 namespace {
 
-// The BGP plan of a full reconcile's result; null when no BGP object exists.
-std::shared_ptr<const BgpDesired> bgpPlan(const ObjectSource& source,
-                                          const std::vector<IpPool>& pools,
-                                          const std::vector<NodeObject>& nodes,
-                                          const Reconciled& r) {
-  std::vector<BgpPeerSpec> peers = source.bgpPeers();
-  std::vector<BgpAdvertisementSpec> ads = source.bgpAdvertisements();
+// Reads a peer's TCP-MD5 password from the Secret its passwordSecretRef
+// names; "" when it is there, else why not (the peer is then not sent:
+// without its password the router would refuse every session anyway).
+std::string resolvePassword(const ObjectSource& source, BgpPeerSpec* p) {
+  if (!p->password_secret) return "";
+  const SecretKeyRef& ref = *p->password_secret;
+  const std::optional<SecretObject> s = source.secret(ref.name);
+  if (!s) {
+    return "spec.passwordSecretRef: no Secret " + ref.name +
+           " of type kubernetes.io/basic-auth in the controller's namespace";
+  }
+  auto it = s->data.find(ref.key);
+  if (it == s->data.end() || it->second.empty()) {
+    return "spec.passwordSecretRef: Secret " + ref.name + " has no key " + ref.key;
+  }
+  if (it->second.size() > kMaxBgpPasswordBytes) {
+    return "spec.passwordSecretRef: the password in Secret " + ref.name + " is longer than " +
+           std::to_string(kMaxBgpPasswordBytes) + " bytes (TCP-MD5's limit)";
+  }
+  p->password = it->second;
+  return "";
+}
+
+}  // namespace
+
+// The BGP plan of a full reconcile's result; null when no BGP object
+// exists. A peer whose password cannot be read is left out, and said so
+// (log, Event on the BGPPeer).
+std::shared_ptr<const BgpDesired> ReconcileLoop::bgpPlan(const std::vector<IpPool>& pools,
+                                                         const std::vector<NodeObject>& nodes,
+                                                         const Reconciled& r) {
+  std::vector<BgpPeerSpec> all = source_->bgpPeers();
+  std::vector<BgpAdvertisementSpec> ads = source_->bgpAdvertisements();
+  std::vector<BgpPeerSpec> peers;
+  std::map<std::string, std::string> refused;
+  for (BgpPeerSpec& p : all) {
+    const std::string problem = resolvePassword(*source_, &p);
+    std::vector<ServiceEvent> facts;
+    if (!problem.empty()) {
+      auto said = bgp_refused_.find(p.name);
+      if (said == bgp_refused_.end() || said->second != problem) {
+        spdlog::error("event=bgp_peer_refused peer={} reason=password msg=\"{}\"", p.name, problem);
+      }
+      refused[p.name] = problem;
+      facts.push_back({true, "InvalidPassword", problem});
+    }
+    if (events_) events_->observe(bgpPeerEventKey(p.name), p.uid, "spec", facts);
+    if (problem.empty()) peers.push_back(std::move(p));
+  }
+  bgp_refused_ = std::move(refused);
   if (peers.empty() && ads.empty()) return nullptr;
   std::vector<BgpPool> bp;
   for (const IpPool& p : pools) bp.push_back({p.name, p.labels});
@@ -128,8 +171,6 @@ std::shared_ptr<const BgpDesired> bgpPlan(const ObjectSource& source,
   }
   return std::make_shared<const BgpDesired>(planBgp(peers, ads, bp, bn, vips));
 }
-
-}  // namespace
 
 void ReconcileLoop::pass(Pending p) {
   const auto t0 = clock_->now();
@@ -159,7 +200,7 @@ void ReconcileLoop::pass(Pending p) {
     const std::vector<IpPool> pools = source_->pools();
     const std::vector<NodeObject> nodes = source_->nodes();
     const Reconciled& done = reconciler_.full(pools, services, source_->slices(), nodes);
-    reconciler_.setBgp(bgpPlan(*source_, pools, nodes, done));
+    reconciler_.setBgp(bgpPlan(pools, nodes, done));
     uids_.clear();
     for (const ServiceObject& s : services) {
       if (reconciler_.serves(s.meta.key())) uids_[s.meta.key()] = s.meta.uid;

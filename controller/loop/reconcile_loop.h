@@ -18,6 +18,7 @@
 
 #include "common/clock.h"
 #include "common/watchdog.h"
+#include "controller/decode/decode.h"
 #include "controller/reconciler/reconciler.h"
 #include "controller/status/event_recorder.h"
 #include "controller/status/wanted.h"
@@ -40,6 +41,11 @@ class ObjectSource {
   // BGPPeer and BGPAdvertisement objects; a source without them has none.
   virtual std::vector<BgpPeerSpec> bgpPeers() const { return {}; }
   virtual std::vector<BgpAdvertisementSpec> bgpAdvertisements() const { return {}; }
+  // A Secret of the controller's namespace (BGPPeer passwords); nullopt
+  // when there is none by that name.
+  virtual std::optional<SecretObject> secret(const std::string& /*name*/) const {
+    return std::nullopt;
+  }
   // The newest resourceVersion included, for tracing (0: none).
   virtual uint64_t version() const { return 0; }
 };
@@ -114,6 +120,9 @@ class ReconcileLoop {
   void pass(Pending p);
   void publishStatuses(const std::vector<std::string>* only);
   void observeEvents(const std::vector<std::string>* only);
+  std::shared_ptr<const BgpDesired> bgpPlan(const std::vector<IpPool>& pools,
+                                            const std::vector<NodeObject>& nodes,
+                                            const Reconciled& r);
 
   ReconcileLoopOptions opt_;
   ObjectSource* source_;
@@ -133,6 +142,7 @@ class ReconcileLoop {
   IncrementalReconciler reconciler_;
   std::map<std::string, ServiceFeedback> feedback_;  // guarded by mu_
   std::map<std::string, std::string> uids_;          // served Services' uids, for Events
+  std::map<std::string, std::string> bgp_refused_;   // BGPPeers left out, why (said once)
 };
 
 }  // namespace flowlb::controller

@@ -36,7 +36,16 @@ class FakeSource : public ObjectSource {
     p.ranges = {*AddressRange::parse("192.0.2.0/30")};
     return {p};
   }
+  std::vector<BgpPeerSpec> bgpPeers() const override { return peers_; }
+  std::optional<SecretObject> secret(const std::string& name) const override {
+    for (const auto& s : secrets_) {
+      if (s.meta.name == name) return s;
+    }
+    return std::nullopt;
+  }
   bool synced_ = true;
+  std::vector<BgpPeerSpec> peers_;
+  std::vector<SecretObject> secrets_;
   std::vector<ServiceObject> services_;
   std::vector<EndpointSliceObject> slices_;
 };
@@ -205,6 +214,57 @@ TEST_F(ReconcileLoopTest, HealthFactsBecomeEventsOnce) {
   loop.runOnce();
   ASSERT_EQ(event_sink.posts.size(), before + 3);
   EXPECT_EQ(event_sink.posts.back().count, 2) << "the same fact again is counted up";
+}
+
+TEST_F(ReconcileLoopTest, APeerGetsItsPasswordFromItsSecretOrIsLeftOutWithAWarning) {
+  BgpPeerSpec p;
+  p.name = "tor";
+  p.uid = "u-tor";
+  p.address = ip("10.0.0.1");
+  p.peer_asn = 65000;
+  p.local_asn = 65001;
+  p.password_secret = SecretKeyRef{"tor-md5", "password"};
+  source.peers_ = {p};
+  auto peersSent = [this]() -> std::vector<BgpPeerSpec> {
+    if (published.empty() || !published.back().bgp) return {};
+    const auto* v = published.back().bgp->peersOf("n1");
+    return v ? *v : std::vector<BgpPeerSpec>{};
+  };
+  auto warnings = [this] {
+    int n = 0;
+    for (const EventPost& e : event_sink.posts) {
+      n += e.service_key == "BGPPeer/tor" && e.reason == "InvalidPassword" && e.uid == "u-tor";
+    }
+    return n;
+  };
+  // No Secret yet: the peer is not sent, and the BGPPeer says why.
+  loop.everythingChanged();
+  ASSERT_TRUE(loop.runOnce());
+  EXPECT_TRUE(peersSent().empty());
+  EXPECT_EQ(warnings(), 1);
+  loop.everythingChanged();
+  ASSERT_TRUE(loop.runOnce());
+  EXPECT_EQ(warnings(), 1) << "said once while it lasts";
+  // A Secret without the key, then one whose password is too long.
+  SecretObject s;
+  s.meta.name = "tor-md5";
+  s.type = "kubernetes.io/basic-auth";
+  s.data = {{"username", "x"}};
+  source.secrets_ = {s};
+  loop.everythingChanged();
+  ASSERT_TRUE(loop.runOnce());
+  EXPECT_TRUE(peersSent().empty());
+  EXPECT_EQ(warnings(), 2) << "a different reason is a new Event";
+  source.secrets_[0].data["password"] = std::string(81, 'x');
+  loop.everythingChanged();
+  ASSERT_TRUE(loop.runOnce());
+  EXPECT_TRUE(peersSent().empty());
+  // The right one: sent with its password.
+  source.secrets_[0].data["password"] = "s3cret";
+  loop.everythingChanged();
+  ASSERT_TRUE(loop.runOnce());
+  ASSERT_EQ(peersSent().size(), 1u);
+  EXPECT_EQ(peersSent()[0].password, "s3cret");
 }
 
 }  // namespace

@@ -87,6 +87,14 @@ std::vector<BgpAdvertisementSpec> DirObjects::bgpAdvertisements() const {
   return source_.snapshot().bgp_advertisements;
 }
 
+std::optional<SecretObject> DirObjects::secret(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const SecretObject& s : source_.snapshot().secrets) {
+    if (s.meta.name == name) return s;
+  }
+  return std::nullopt;
+}
+
 void StatusFileSink::overlay(ServiceObject* s) const {
   std::lock_guard<std::mutex> lock(mu_);
   file_.overlay(s);

@@ -35,6 +35,7 @@ class DirObjects final : public ObjectSource {
   std::vector<IpPool> pools() const override;
   std::vector<BgpPeerSpec> bgpPeers() const override;
   std::vector<BgpAdvertisementSpec> bgpAdvertisements() const override;
+  std::optional<SecretObject> secret(const std::string& name) const override;
 
  private:
   mutable std::mutex mu_;

@@ -56,6 +56,10 @@ std::string bgpAdvertisementKey(const BgpAdvertisementSpec& a) {
   return a.route.name;
 }
 
+std::string secretKey(const SecretObject& s) {
+  return s.meta.name;
+}
+
 // Adds one decoded document to `out`; when it does not decode, its last
 // good version from `before` (if any) stands in, and the problem is noted.
 void addDocument(const Doc& doc, const std::string& file, const SourceSnapshot* before,
@@ -112,6 +116,8 @@ void addDocument(const Doc& doc, const std::string& file, const SourceSnapshot* 
   } else if (kind == "BGPAdvertisement") {
     take(decodeBgpAdvertisement(doc), out->bgp_advertisements, prev.bgp_advertisements,
          bgpAdvertisementKey, same);
+  } else if (kind == "Secret") {  // BGPPeer passwords (spec.passwordSecretRef)
+    take(decodeSecret(doc), out->secrets, prev.secrets, secretKey, same);
   }  // other kinds belong to someone else
 }
 
@@ -215,6 +221,7 @@ Status DirSource::refresh() {
     for (const auto& a : f.objects.bgp_advertisements) {
       add(name, "BGPAdvertisement", bgpAdvertisementKey(a), m.bgp_advertisements, a);
     }
+    for (const auto& s : f.objects.secrets) add(name, "Secret", secretKey(s), m.secrets, s);
     m.problems.insert(m.problems.end(), f.objects.problems.begin(), f.objects.problems.end());
   }
   merged_ = std::move(m);
@@ -236,7 +243,8 @@ SourceChanges diffSnapshots(const SourceSnapshot& before, const SourceSnapshot& 
   out.slices.assign(owners.begin(), owners.end());
   out.others = !(before.nodes == after.nodes) || !(before.pools == after.pools) ||
                !(before.bgp_peers == after.bgp_peers) ||
-               !(before.bgp_advertisements == after.bgp_advertisements);
+               !(before.bgp_advertisements == after.bgp_advertisements) ||
+               !(before.secrets == after.secrets);
   return out;
 }
 

@@ -28,6 +28,7 @@ struct SourceSnapshot {
   std::vector<IpPool> pools;
   std::vector<BgpPeerSpec> bgp_peers;
   std::vector<BgpAdvertisementSpec> bgp_advertisements;
+  std::vector<SecretObject> secrets;  // by name, whatever their namespace
   // "file:line: Kind/name: what is wrong", one per problem still present.
   std::vector<std::string> problems;
   bool operator==(const SourceSnapshot&) const = default;
