@@ -20,10 +20,10 @@ from e2e.lib.paths import build_dir
 
 build = build_dir()
 files = sorted(glob.glob(os.path.join(build, "e2e-rbac", "*.json")))
-want = {"controller_k8s.json", "identity.json"}
+want = {"controller_k8s.json", "identity.json", "bgp_crd.json"}
 missing = want - {os.path.basename(f) for f in files}
 if missing:
-    sys.exit(f"FAIL no usage from {sorted(missing)}: run e2e_controller_k8s and e2e_identity first")
+    sys.exit(f"FAIL no usage from {sorted(missing)}: run e2e_controller_k8s, e2e_identity and e2e_bgp_crd first")
 used = set()
 for f in files:
     with open(f) as fh:
