@@ -57,6 +57,7 @@ struct Flags {
   std::string xdp_mode = "auto";
   std::string bind_mode = "auto";
   std::string poll_mode = "wakeup";
+  bool xsk_busy_poll = false;
   std::vector<int> cpus;
   uint32_t queues = 1;
   uint32_t umem_frames = 8192;
@@ -340,6 +341,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
                  : f.bind_mode == "copy"   ? BindMode::kCopy
                                            : BindMode::kAuto;
   dc.busy_poll = f.poll_mode == "busy";
+  dc.xsk_busy_poll = f.xsk_busy_poll;
   dc.queues = f.queues;
   dc.umem_frames = f.umem_frames;
   dc.conntrack_entries = f.conntrack_entries;
@@ -795,6 +797,10 @@ int main(int argc, char** argv) {
                  "Workers: 'busy' polls without sleeping (one core each, lowest latency); "
                  "'wakeup' sleeps when idle")
       ->check(CLI::IsMember({"busy", "wakeup"}));
+  app.add_flag("--xsk-busy-poll", f.xsk_busy_poll,
+               "Set SO_PREFER_BUSY_POLL, SO_BUSY_POLL and SO_BUSY_POLL_BUDGET on the AF_XDP "
+               "sockets, so the device queue is processed in the workers' system calls; a "
+               "kernel that refuses them is logged (event=busy_poll_refused), not fatal");
   app.add_option("--cpus", f.cpus, "Comma-separated CPUs to pin workers to, in queue order")
       ->delimiter(',')
       ->check(cpuValidator());

@@ -48,6 +48,11 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
               "Frames the workers could neither transmit nor hand to the kernel (TX ring full, no "
               "exception path)",
               r);
+  m->handoffs_ = &family(BuildCounter(), "flowlb_agent_datapath_handoffs_total",
+                         "Frames a worker received for a flow another worker holds (several "
+                         "queues), by result: handed_off to that worker's ring, ring_full "
+                         "(dropped), received from another worker",
+                         r);
   m->xdp_packets_ = &family(BuildCounter(), "flowlb_agent_xdp_packets_total",
                             "What the XDP program did, by action", r);
   m->conntrack_entries_ = &family(BuildGauge(), "flowlb_agent_conntrack_entries",
@@ -336,6 +341,7 @@ void AgentMetrics::update(const DatapathStatus& st) {
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops{};
   std::array<uint64_t, static_cast<size_t>(EvictReason::kCount)> evictions{};
   uint64_t unhandled = 0;
+  uint64_t handed_off = 0, handoff_ring_full = 0, handoffs_received = 0;
   std::array<uint64_t, static_cast<size_t>(KernelHandoff::kCount)> to_kernel{};
   uint64_t from_kernel = 0;
   for (size_t w = 0; w < st.workers.size(); ++w) {
@@ -347,6 +353,9 @@ void AgentMetrics::update(const DatapathStatus& st) {
     for (size_t i = 0; i < drops.size(); ++i) drops[i] += r.forwarder.drops[i];
     for (size_t i = 0; i < evictions.size(); ++i) evictions[i] += r.conntrack.evictions[i];
     unhandled += r.unhandled + r.tx_ring_full;
+    handed_off += r.handed_off;
+    handoff_ring_full += r.handoff_ring_full;
+    handoffs_received += r.handoffs_received;
     const std::string worker = std::to_string(w);
     conntrack_entries_->Add({{"worker", worker}}).Set(static_cast<double>(r.conntrack_entries));
     conntrack_capacity_->Add({{"worker", worker}}).Set(static_cast<double>(r.conntrack_capacity));
@@ -366,6 +375,9 @@ void AgentMetrics::update(const DatapathStatus& st) {
         static_cast<double>(evictions[i]));
   }
   setCounter(unhandled_->Add({}), static_cast<double>(unhandled));
+  setCounter(handoffs_->Add({{"result", "handed_off"}}), static_cast<double>(handed_off));
+  setCounter(handoffs_->Add({{"result", "ring_full"}}), static_cast<double>(handoff_ring_full));
+  setCounter(handoffs_->Add({{"result", "received"}}), static_cast<double>(handoffs_received));
   static const char* kXdpActions[] = {"seen", "redirected", "passed", "no_socket"};
   for (size_t i = 0; i < st.xdp_counters.size() && i < std::size(kXdpActions); ++i) {
     setCounter(xdp_packets_->Add({{"action", kXdpActions[i]}}),

@@ -77,6 +77,7 @@ class AgentMetrics {
                       const std::map<std::string, WorkerReport::Traffic>& by_name);
 
   std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* handoffs_ = nullptr;
   std::unique_ptr<HttpServer> server_;
   prometheus::Family<prometheus::Counter>* service_packets_ = nullptr;
   prometheus::Family<prometheus::Counter>* service_bytes_ = nullptr;

@@ -31,6 +31,9 @@ P = lab_prefix("flbbench")
 VIP = "10.10.100.10"
 POD_VIP = "10.10.100.11"  # NAT to a pod on the LB node: the kernel exception path
 RUNS = int(os.environ.get("FLOWLB_BENCH_RUNS", "3"))
+# FLOWLB_BENCH_XSK_BUSY_POLL=1: flowlb once more with --xsk-busy-poll (socket
+# busy polling), in the same run, for datapath_xsk_busy_poll_* figures.
+XSK_BUSY_POLL = os.environ.get("FLOWLB_BENCH_XSK_BUSY_POLL") == "1"
 SECONDS = 2.0
 
 
@@ -194,15 +197,29 @@ services:
       - {{address: 10.244.1.5, port: 53}}
 """)
         cfg.close()
-        agent = subprocess.Popen(["nsenter", f"--net=/run/netns/{P}-lb", AGENT, "--interface", "l0",
+        def start_agent(*extra):
+            a = subprocess.Popen(["nsenter", f"--net=/run/netns/{P}-lb", AGENT, "--interface", "l0",
                                   "--interface", "l1", "--config", cfg.name, "--metrics-address",
                                   "127.0.0.1:19490", "--poll-mode", "busy", "--cpus", "1",
-                                  "--conntrack-entries", "1048576"],
+                                  "--conntrack-entries", "1048576", *extra],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(2)
-        if agent.poll() is not None:
-            raise RuntimeError(f"{AGENT} exited with {agent.returncode} (run it by hand to see why)")
-        ns("client", "ping", "-c", "1", "-W", "1", "10.10.1.1")
+            time.sleep(2)
+            if a.poll() is not None:
+                raise RuntimeError(f"{AGENT} exited with {a.returncode} (run it by hand to see why)")
+            ns("client", "ping", "-c", "1", "-W", "1", "10.10.1.1")
+            return a
+
+        if XSK_BUSY_POLL:
+            agent = start_agent("--xsk-busy-poll")
+            bp_few = rate(VIP, 53, 16)
+            bp_few_spread = spread()
+            bp_new = rate(VIP, 53, 0)
+            bp_new_spread = spread()
+            bp_p50, bp_p99, _ = rtt()
+            agent.terminate()
+            agent.wait()
+            agent = None
+        agent = start_agent()
         fl_few = rate(VIP, 53, 16)
         fl_few_spread = spread()
         fl_new = rate(VIP, 53, 0)
@@ -235,6 +252,18 @@ services:
             ("datapath_kernel_path_mpps", fl_kernel / 1e6, "Mpps", "worker cpu1, kernel cpu0/1"),
             ("datapath_kernel_path_vs_direct_ratio", fl_kernel / fl_few if fl_few else 0, "ratio", ""),
         ]
+        if XSK_BUSY_POLL:
+            figures += [
+                ("datapath_xsk_busy_poll_nat_mpps", bp_few / 1e6, "Mpps", "worker cpu1, " + bp_few_spread),
+                ("datapath_xsk_busy_poll_nat_newflow_mpps", bp_new / 1e6, "Mpps",
+                 "worker cpu1, " + bp_new_spread),
+                ("datapath_xsk_busy_poll_rtt_p99_us", bp_p99, "us", "client+server cpu0, worker cpu1"),
+                ("datapath_xsk_busy_poll_vs_without_ratio", bp_few / fl_few if fl_few else 0, "ratio", ""),
+                ("datapath_xsk_busy_poll_vs_without_newflow_ratio", bp_new / fl_new if fl_new else 0,
+                 "ratio", ""),
+                ("datapath_xsk_busy_poll_vs_without_rtt_p99_ratio", bp_p99 / fl_p99 if fl_p99 else 0,
+                 "ratio", ""),
+            ]
     finally:
         if agent:
             agent.terminate()

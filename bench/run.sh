@@ -53,6 +53,8 @@ figures = [
     ("forward_established_128k_flows_ns", med["BM_ForwardEstablished/131072/1"]["ns_per_packet"] * 1e9, "ns"),
     ("forward_established_128k_flows_one_by_one_ns", med["BM_ForwardEstablished/131072/0"]["ns_per_packet"] * 1e9, "ns"),
     ("forward_new_flow_ns", med["BM_ForwardNewFlow/16384"]["ns_per_packet"] * 1e9, "ns"),
+    ("handoff_frame_64b_ns", med["BM_HandoffFrame/64/real_time"]["ns_per_frame"] * 1e9, "ns"),
+    ("handoff_frame_1514b_ns", med["BM_HandoffFrame/1514/real_time"]["ns_per_frame"] * 1e9, "ns"),
     ("forward_new_flow_1m_table_ns", med["BM_ForwardNewFlow/1048576"]["ns_per_packet"] * 1e9, "ns"),
     ("next_hop_lookup_scan_ns_4_routes", med["BM_NextHopLookup/4/0"]["ns_per_lookup"] * 1e9, "ns"),
     ("next_hop_lookup_precomputed_ns_4_routes", med["BM_NextHopLookup/4/1"]["ns_per_lookup"] * 1e9, "ns"),

@@ -115,6 +115,7 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) 
   if (!hops) return hops.status();
   dp->next_hops_ = std::move(*hops);
   dp->snapshots_ = std::make_unique<SnapshotPublisher>(config.queues);
+  if (config.queues > 1) dp->handoffs_ = std::make_unique<HandoffMesh>(config.queues);
 
   for (uint32_t q = 0; q < config.queues; ++q) {
     Queue queue;
@@ -123,7 +124,8 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) 
     queue.umem = std::move(*umem);
     std::vector<XskSocket*> raw;
     for (size_t i = 0; i < ifaces.size(); ++i) {
-      auto sock = XskSocket::create(*queue.umem, ifaces[i], q, config.bind_mode, i == 0);
+      auto sock = XskSocket::create(*queue.umem, ifaces[i], q, config.bind_mode, i == 0,
+                                    config.xsk_busy_poll);
       if (!sock) return sock.status();
       if (Status st = dp->program_->setSocket(ifaces[i].ifindex, q, (*sock)->fd()); !st) return st;
       raw.push_back(sock->get());
@@ -133,6 +135,8 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) 
     wc.index = q;
     wc.queue = q;
     wc.busy_poll = config.busy_poll;
+    wc.busy_poll_sockets = config.xsk_busy_poll;
+    if (dp->handoffs_) wc.handoffs = dp->handoffs_->links(q);
     wc.cpu = q < config.cpus.size() ? config.cpus[q] : -1;
     wc.forwarder.conntrack_entries = config.conntrack_entries;
     wc.forwarder.worker = q;

@@ -27,7 +27,8 @@ struct DatapathConfig {
   BindMode bind_mode = BindMode::kAuto;
   uint32_t queues = 1;
   bool busy_poll = false;
-  std::vector<int> cpus;  // worker i pinned to cpus[i] when given
+  bool xsk_busy_poll = false;  // socket busy-poll options on the AF_XDP sockets
+  std::vector<int> cpus;       // worker i pinned to cpus[i] when given
   size_t conntrack_entries = 1 << 20;
   uint32_t umem_frames = 8192;
   uint16_t snat_port_min = FLOWLB_SNAT_PORT_MIN_DEFAULT;
@@ -114,6 +115,7 @@ class Datapath {
   std::unique_ptr<KernelPath> kernel_;
   std::unique_ptr<KernelNextHops> next_hops_;
   std::unique_ptr<SnapshotPublisher> snapshots_;
+  std::unique_ptr<HandoffMesh> handoffs_;  // between the workers; outlives them
   SnapshotBuilder builder_;
   size_t steering_keys_ = 0;
   StateAdoption adoption_;

@@ -107,8 +107,23 @@ bool Worker::toKernel(const Action& a, const uint8_t* frame, size_t len) {
   return true;
 }
 
-bool Worker::dispatch(const Snapshot& snap, const Action& a, uint64_t addr, size_t len) {
+bool Worker::dispatch(const Snapshot& snap, const Action& a, uint64_t addr, size_t len,
+                      uint32_t origin, bool from_kernel) {
   if (a.len != 0) len = a.len;  // the decision grew the frame (a PROXY protocol header)
+  if (a.kind == ActionKind::kHandOff) {
+    // Copied: the frame is free again either way.
+    HandoffRing* ring =
+        a.worker < config_.handoffs.out.size() ? config_.handoffs.out[a.worker] : nullptr;
+    if (ring != nullptr &&
+        ring->push(umem_.data(addr), static_cast<uint32_t>(len), origin, from_kernel)) {
+      ++handed_off_;
+      bells_due_ |= uint64_t{1} << a.worker;
+      unflushed_ = true;
+    } else {
+      ++handoff_ring_full_;
+    }
+    return false;
+  }
   if (a.kind == ActionKind::kTransmit) {
     XskSocket* out = socketFor(a.ifindex);
     uint32_t tx_idx = 0;
@@ -136,7 +151,11 @@ bool Worker::dispatch(const Snapshot& snap, const Action& a, uint64_t addr, size
 void Worker::handleBurst(XskSocket& s, const Snapshot& snap, uint32_t now_ms) {
   uint32_t idx = 0;
   const uint32_t n = xsk_ring_cons__peek(s.rx(), kBurst, &idx);
-  if (n == 0) return;
+  if (n == 0) {
+    // Busy polling: the system call runs the device queue's NAPI here.
+    if (config_.busy_poll_sockets) recvfrom(s.fd(), nullptr, 0, MSG_DONTWAIT, nullptr, nullptr);
+    return;
+  }
   ++rx_batches_;
   uint64_t addrs[kBurst];
   Forwarder::Frame frames[kBurst];
@@ -151,7 +170,9 @@ void Worker::handleBurst(XskSocket& s, const Snapshot& snap, uint32_t now_ms) {
   Action actions[kBurst];
   forwarder_.processBatch(frames, n, snap, now_ms, actions);
   for (uint32_t i = 0; i < n; ++i) {
-    if (!dispatch(snap, actions[i], addrs[i], frames[i].len)) pool_.give(addrs[i]);
+    if (!dispatch(snap, actions[i], addrs[i], frames[i].len, config_.index, false)) {
+      pool_.give(addrs[i]);
+    }
   }
 }
 
@@ -185,8 +206,48 @@ void Worker::handleKernelReplies(const Snapshot& snap, uint32_t now_ms) {
     if (a.kind == ActionKind::kPass && a.handoff != KernelHandoff::kRouted) {
       a.kind = ActionKind::kDrop;  // never hand the kernel back what it gave us
     }
-    if (!dispatch(snap, a, addr, len)) pool_.give(addr);
+    if (!dispatch(snap, a, addr, len, config_.index, true)) pool_.give(addr);
   }
+}
+
+void Worker::handleHandoffs(const Snapshot& snap, uint32_t now_ms) {
+  for (HandoffRing* ring : config_.handoffs.in) {
+    // A frame waits in the ring while the pool is empty: back-pressure, not a drop.
+    for (uint32_t i = 0; i < kBurst && !pool_.empty(); ++i) {
+      const HandoffRing::Slot* s = ring->front();
+      if (s == nullptr) break;
+      if (i == 0) ++rx_batches_;
+      const uint64_t addr = pool_.take();
+      uint8_t* frame = umem_.data(addr);
+      const size_t len = s->len;
+      const uint32_t origin = s->origin;
+      const bool from_kernel = s->from_kernel != 0;
+      std::memcpy(frame, s->data, len);
+      ring->pop();
+      ++handoffs_received_;
+      Action a =
+          forwarder_.processHandedOff(frame, len, snap, now_ms, kFrameSize, origin, from_kernel);
+      if (from_kernel && a.kind == ActionKind::kPass && a.handoff != KernelHandoff::kRouted) {
+        a.kind = ActionKind::kDrop;  // never hand the kernel back what it gave us
+      }
+      if (!dispatch(snap, a, addr, len, origin, from_kernel)) pool_.give(addr);
+    }
+  }
+}
+
+void Worker::ringBells() {
+  for (uint32_t w = 0; bells_due_ != 0; ++w, bells_due_ >>= 1) {
+    if ((bells_due_ & 1) != 0 && w < config_.handoffs.bells.size()) {
+      config_.handoffs.bells[w]->ring();
+    }
+  }
+}
+
+bool Worker::handoffsWaiting() const {
+  for (const HandoffRing* ring : config_.handoffs.in) {
+    if (!ring->empty()) return true;
+  }
+  return false;
 }
 
 void Worker::flush(const Snapshot* snap) {
@@ -213,6 +274,9 @@ void Worker::flush(const Snapshot* snap) {
   report_.to_kernel = to_kernel_;
   report_.from_kernel = from_kernel_;
   report_.rx_batches = rx_batches_;
+  report_.handed_off = handed_off_;
+  report_.handoff_ring_full = handoff_ring_full_;
+  report_.handoffs_received = handoffs_received_;
   size_t in_fill = 0, in_tx = 0;
   for (const XskSocket* s : sockets_) {
     in_fill += s->in_fill;
@@ -240,6 +304,8 @@ void Worker::run(const std::atomic<bool>& stop) {
   std::vector<struct pollfd> fds;
   for (XskSocket* s : sockets_) fds.push_back({s->fd(), POLLIN, 0});
   if (config_.kernel.reply >= 0) fds.push_back({config_.kernel.reply, POLLIN, 0});
+  Doorbell* bell = config_.handoffs.bell;
+  if (bell != nullptr) fds.push_back({bell->fd(), POLLIN, 0});
   const Snapshot* current = nullptr;
   uint32_t last_flush = nowMs();
   snapshots_.quiescent(config_.index);
@@ -262,7 +328,9 @@ void Worker::run(const std::atomic<bool>& stop) {
     if (snap != nullptr) {
       for (XskSocket* s : sockets_) handleBurst(*s, *snap, now);
       handleKernelReplies(*snap, now);
+      handleHandoffs(*snap, now);
     }
+    if (bells_due_ != 0) ringBells();
     for (XskSocket* s : sockets_) kick(*s);
     // Flush while `current` is still protected: before reporting
     // quiescence, when a new snapshot is out (the old one may be freed
@@ -286,8 +354,20 @@ void Worker::run(const std::atomic<bool>& stop) {
     for (const XskSocket* s : sockets_) tx_pending = tx_pending || s->in_tx > 0;
     snapshots_.offline(config_.index);
     next_hops_.offline(config_.index);
-    ::poll(fds.data(), fds.size(), tx_pending ? 1 : 20);
-    if (config_.kernel.reply >= 0 && (fds.back().revents & POLLIN) != 0) kernel_skip_ = 0;
+    // Announce the sleep, then look once more: a frame handed to this
+    // worker in between is seen here, or its producer sees the announcement
+    // and rings.
+    if (bell != nullptr) bell->sleeping(true);
+    const bool sleep = bell == nullptr || !handoffsWaiting();
+    if (sleep) ::poll(fds.data(), fds.size(), tx_pending ? 1 : 20);
+    if (bell != nullptr) {
+      bell->sleeping(false);
+      if (sleep && (fds.back().revents & POLLIN) != 0) bell->clear();
+    }
+    const size_t reply_fd = fds.size() - (bell != nullptr ? 2 : 1);
+    if (sleep && config_.kernel.reply >= 0 && (fds[reply_fd].revents & POLLIN) != 0) {
+      kernel_skip_ = 0;
+    }
     snapshots_.quiescent(config_.index);
     next_hops_.quiescent(config_.index);
   }

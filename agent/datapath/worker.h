@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/datapath/handoff.h"
 #include "agent/datapath/kernel_next_hops.h"
 #include "agent/datapath/kernel_path.h"
 #include "agent/datapath/xsk.h"
@@ -27,6 +28,10 @@ struct WorkerConfig {
   int cpu = -1;  // pin to this CPU when >= 0
   ForwarderConfig forwarder;
   KernelPath::QueueFds kernel;  // the exception path; -1: none (frames for it are dropped)
+  HandoffLinks handoffs;        // to and from the other workers (none with one queue)
+  // Socket busy polling (--xsk-busy-poll): when the RX rings are empty, a
+  // recvfrom() lets the kernel run the device's NAPI in this thread.
+  bool busy_poll_sockets = false;
 };
 
 // What a worker has counted, copied out for metrics. Keys are names so the
@@ -57,6 +62,11 @@ struct WorkerReport {
   size_t frames_in_tx = 0;
   size_t frames_total = 0;
   uint64_t rx_batches = 0;
+  // Frames of flows another worker holds: copied to its ring, refused by a
+  // full ring (dropped), and received from the others.
+  uint64_t handed_off = 0;
+  uint64_t handoff_ring_full = 0;
+  uint64_t handoffs_received = 0;
 };
 
 class Worker {
@@ -76,8 +86,14 @@ class Worker {
   void handleBurst(XskSocket& s, const Snapshot& snap, uint32_t now_ms);
   // Reads up to a burst of replies from the kernel path and forwards them.
   void handleKernelReplies(const Snapshot& snap, uint32_t now_ms);
-  // Carries out one action on a frame in `addr`; false: the frame is free again.
-  bool dispatch(const Snapshot& snap, const Action& a, uint64_t addr, size_t len);
+  // Frames the other workers handed to this one.
+  void handleHandoffs(const Snapshot& snap, uint32_t now_ms);
+  void ringBells();
+  bool handoffsWaiting() const;
+  // Carries out one action on a frame in `addr`; false: the frame is free
+  // again. `origin`/`from_kernel` travel with a frame handed on.
+  bool dispatch(const Snapshot& snap, const Action& a, uint64_t addr, size_t len, uint32_t origin,
+                bool from_kernel);
   bool toKernel(const Action& a, const uint8_t* frame, size_t len);
   void account(const Snapshot& snap, const Action& a, size_t len);
   void flush(const Snapshot* snap);
@@ -98,6 +114,10 @@ class Worker {
   std::array<uint64_t, static_cast<size_t>(KernelHandoff::kCount)> to_kernel_{};
   uint64_t from_kernel_ = 0;
   uint64_t rx_batches_ = 0;
+  uint64_t handed_off_ = 0;
+  uint64_t handoff_ring_full_ = 0;
+  uint64_t handoffs_received_ = 0;
+  uint64_t bells_due_ = 0;  // bit w: a frame was handed to worker w since the last ring
   bool unflushed_ = false;  // counts since the last flush
   // Reading the exception path's reply device is a system call: after a
   // read that found nothing, the next few passes skip it (backoff, doubled

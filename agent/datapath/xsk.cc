@@ -7,12 +7,41 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <utility>
 
 namespace flowlb::agent {
 namespace {
 
 constexpr int kXdpMaxTxSkbBudget = 9;  // linux/if_xdp.h, 6.17+
 constexpr int kTxBudget = 256;
+// Socket busy polling (include/uapi/asm-generic/socket.h; glibc may lack
+// the newer names).
+constexpr int kSoBusyPoll = 46;
+constexpr int kSoPreferBusyPoll = 69;
+constexpr int kSoBusyPollBudget = 70;
+constexpr int kBusyPollUsecs = 20;
+constexpr int kBusyPollBudget = 64;  // the worker's RX burst
+
+// Sets the busy-poll options; false (after a warning naming the option the
+// kernel refused and why) when any is refused.
+bool setBusyPoll(int fd, const std::string& iface) {
+  const std::pair<const char*, std::pair<int, int>> opts[] = {
+      {"SO_PREFER_BUSY_POLL", {kSoPreferBusyPoll, 1}},
+      {"SO_BUSY_POLL", {kSoBusyPoll, kBusyPollUsecs}},
+      {"SO_BUSY_POLL_BUDGET", {kSoBusyPollBudget, kBusyPollBudget}}};
+  bool all = true;
+  for (const auto& [name, opt] : opts) {
+    const int value = opt.second;
+    if (setsockopt(fd, SOL_SOCKET, opt.first, &value, sizeof value) != 0) {
+      spdlog::warn(
+          "event=busy_poll_refused iface={} option={} reason=\"{}\" msg=\"the socket works "
+          "without it: the kernel runs the queue in softirq as usual\"",
+          iface, name, std::strerror(errno));
+      all = false;
+    }
+  }
+  return all;
+}
 
 }  // namespace
 
@@ -51,7 +80,8 @@ Umem::~Umem() {
 }
 
 Result<std::unique_ptr<XskSocket>> XskSocket::create(Umem& umem, const Interface& iface,
-                                                     uint32_t queue, BindMode mode, bool first) {
+                                                     uint32_t queue, BindMode mode, bool first,
+                                                     bool busy_poll) {
   std::unique_ptr<XskSocket> s(new XskSocket());
   s->iface_ = iface;
   s->fill_ = first ? umem.firstFill() : &s->own_fill_;
@@ -91,8 +121,9 @@ Result<std::unique_ptr<XskSocket>> XskSocket::create(Umem& umem, const Interface
       s->tx_budget_ = budget;
     }
   }
-  spdlog::info("event=xsk_bound iface={} queue={} mode={} tx_budget={}", iface.name, queue,
-               s->zero_copy_ ? "zerocopy" : "copy", s->tx_budget_);
+  if (busy_poll) s->busy_poll_ = setBusyPoll(s->fd(), iface.name);
+  spdlog::info("event=xsk_bound iface={} queue={} mode={} tx_budget={} busy_poll={}", iface.name,
+               queue, s->zero_copy_ ? "zerocopy" : "copy", s->tx_budget_, s->busy_poll_);
   return s;
 }
 

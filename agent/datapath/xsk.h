@@ -74,8 +74,11 @@ class Umem {
 class XskSocket {
  public:
   // The first socket on a UMEM uses the UMEM's own fill/completion rings.
+  // `busy_poll`: set SO_PREFER_BUSY_POLL, SO_BUSY_POLL and
+  // SO_BUSY_POLL_BUDGET (a refusal is logged, not fatal: see busyPoll()).
   static Result<std::unique_ptr<XskSocket>> create(Umem& umem, const Interface& iface,
-                                                   uint32_t queue, BindMode mode, bool first);
+                                                   uint32_t queue, BindMode mode, bool first,
+                                                   bool busy_poll = false);
   ~XskSocket();
   XskSocket(const XskSocket&) = delete;
   XskSocket& operator=(const XskSocket&) = delete;
@@ -85,6 +88,8 @@ class XskSocket {
   bool zeroCopy() const { return zero_copy_; }
   // Descriptors the kernel sends per kick in copy mode.
   int txBudget() const { return tx_budget_; }
+  // Every busy-poll option asked for was accepted.
+  bool busyPoll() const { return busy_poll_; }
   // The rings, for the worker that owns this socket (the fill and completion
   // rings are the UMEM's own for the first socket on it).
   struct xsk_ring_cons* rx() {
@@ -114,6 +119,7 @@ class XskSocket {
   Interface iface_;
   bool zero_copy_ = false;
   int tx_budget_ = 32;
+  bool busy_poll_ = false;
   struct xsk_ring_cons rx_ {};
   struct xsk_ring_prod tx_ {};
   struct xsk_ring_prod* fill_ = nullptr;

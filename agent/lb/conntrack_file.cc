@@ -26,7 +26,10 @@ namespace flowlb::agent {
 namespace {
 
 constexpr char kMagic[8] = {'F', 'L', 'O', 'W', 'L', 'B', 'C', 'T'};
-constexpr uint32_t kVersion = 1;
+// 2: the SNAT ports are shared out between workers by port % workers
+// (agent/lb/snat_ports.h), no longer in blocks; a version 1 table is the
+// same only for a single worker.
+constexpr uint32_t kVersion = 2;
 constexpr size_t kHeaderBytes = 4096;
 
 // Everything that gives the bytes of an entry their meaning.
@@ -72,7 +75,9 @@ size_t sigBytes(size_t slots) {
 const char* mismatch(const FileHeader& h, size_t buckets, const ConntrackOwner& o) {
   if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0) return "not a flowlb conntrack file";
   if (checkOf(h) != h.check) return "its header is corrupt";
-  if (h.version != kVersion || h.header_bytes != kHeaderBytes || h.layout != layoutHash()) {
+  if (h.version == 1 && o.workers > 1) return "its SNAT ports are shared out the old way";
+  if ((h.version != kVersion && h.version != 1) || h.header_bytes != kHeaderBytes ||
+      h.layout != layoutHash()) {
     return "it was written by an agent with another entry layout";
   }
   if (h.buckets != buckets) return "its capacity differs (--conntrack-entries changed)";

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "agent/lb/snat_ports.h"
 #include "agent/packet/parser.h"
 #include "agent/packet/proxy_protocol.h"
 #include "agent/packet/rewrite.h"
@@ -15,10 +16,6 @@ constexpr uint64_t kAffinitySalt = 0xa5a5f00dcafe1234ULL;
 bool opensFlow(const FlowTuple& t, uint8_t tcp_flags) {
   if (t.proto != kProtoTCP) return true;
   return (tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpSyn;
-}
-
-FlowTuple reversed(const FlowTuple& t) {
-  return FlowTuple{t.dst, t.src, t.dport, t.sport, t.proto};
 }
 
 }  // namespace
@@ -60,6 +57,7 @@ Forwarder::Forwarder(const ForwarderConfig& config, const NextHopTable& next_hop
       conntrack_(*conntrack_owned_),
       fragments_(config.fragment_entries) {
   if (config_.workers == 0) config_.workers = 1;
+  origin_ = config_.worker;
 }
 
 Action Forwarder::drop(DropReason r, int32_t service) {
@@ -74,6 +72,34 @@ Action Forwarder::drop(DropReason r, int32_t service) {
 Action Forwarder::pass() {
   ++stats_.passed;
   return Action{};
+}
+
+Action Forwarder::handOff(uint32_t worker) {
+  ++stats_.handed_off;
+  Action a;
+  a.kind = ActionKind::kHandOff;
+  a.worker = worker;
+  return a;
+}
+
+bool Forwarder::owns(uint16_t snat_port) const {
+  return snatPortOwner(snat_port, config_.workers) == config_.worker;
+}
+
+Action Forwarder::notHere(DropReason r, int32_t service) {
+  const uint32_t next = (config_.worker + 1) % config_.workers;
+  if (next == origin_) return drop(r, service);  // every worker has looked (or there is one)
+  return handOff(next);
+}
+
+Action Forwarder::processHandedOff(uint8_t* frame, size_t len, const Snapshot& snap,
+                                   uint32_t now_ms, size_t capacity, uint32_t origin,
+                                   bool from_kernel) {
+  origin_ = origin < config_.workers ? origin : config_.worker;
+  Action a = from_kernel ? processFromKernel(frame, len, snap, now_ms, capacity)
+                         : process(frame, len, snap, now_ms, capacity);
+  origin_ = config_.worker;
+  return a;
 }
 
 Action Forwarder::transmit(uint8_t* frame, const IpAddr& toward, Path path, Action a) {
@@ -132,7 +158,9 @@ bool Forwarder::lookupKey(const ParsedPacket& p, const Snapshot& snap, FlowKey* 
   if (p.icmp_error || !p.outer.has_l4 || (t.proto != kProtoTCP && t.proto != kProtoUDP)) {
     return false;
   }
-  *key = makeFlowKey(t, snap.isSnatAddress(t.dst) ? FlowKind::kNatReply : FlowKind::kForward);
+  const bool reply = snap.isSnatAddress(t.dst);
+  if (reply && !owns(t.dport)) return false;  // handed to its owner, not looked up here
+  *key = makeFlowKey(t, reply ? FlowKind::kNatReply : FlowKind::kForward);
   return true;
 }
 
@@ -263,17 +291,15 @@ void Forwarder::track(FlowEntry& e, const ServiceRuntime& svc, uint8_t proto, ui
 bool Forwarder::allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, const FlowTuple& t,
                                  uint32_t now_ms, uint16_t* port, FlowKey* reply_key,
                                  uint64_t* reply_hash) {
-  const uint32_t lo_all = snap.snat.port_min;
-  const uint32_t span_all = uint32_t{snap.snat.port_max} - lo_all + 1;
-  const uint32_t slice = span_all / config_.workers;
-  if (slice == 0) return false;
-  const uint32_t lo = lo_all + slice * config_.worker;
+  const SnatPortShare mine =
+      snatPortShare(snap.snat.port_min, snap.snat.port_max, config_.worker, config_.workers);
+  if (mine.count == 0) return false;
   const IpAddr& snat = b.addr.isV4() ? snap.snat.v4 : snap.snat.v6;
   FlowTuple rt{b.addr, snat, b.port, 0, t.proto};
   // Each attempt is an independent random port: linear probing would walk
   // along the runs of busy ports that a loaded range builds up.
   uint64_t h = flowHash(t, config_.conntrack_seed);
-  const uint32_t attempts = std::min(config_.snat_port_attempts, slice);
+  const uint32_t attempts = std::min(config_.snat_port_attempts, mine.count);
   // When every port tried is taken, the oldest holder that never saw an
   // answer gives its port up: a flood of new flows (a SYN flood) would
   // otherwise hold the ports of a backend until they time out and starve
@@ -282,7 +308,7 @@ bool Forwarder::allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, 
   uint16_t victim_port = 0;
   uint32_t victim_age = 0;
   for (uint32_t i = 0; i < attempts; ++i, h = mix64(h + i)) {
-    rt.dport = static_cast<uint16_t>(lo + ((h >> 32) * slice >> 32));
+    rt.dport = mine.at(static_cast<uint32_t>((h >> 32) * mine.count >> 32));
     *reply_key = makeFlowKey(rt, FlowKind::kNatReply);
     *reply_hash = conntrack_.hash(*reply_key);
     FlowEntry* held = conntrack_.find(*reply_key, *reply_hash, now_ms);
@@ -405,6 +431,8 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
 Action Forwarder::natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms,
                            const uint64_t* hash_hint) {
   FlowTuple& t = p.tuple;
+  // The port names the worker that allocated it, whatever queue this came on.
+  if (!owns(t.dport)) return handOff(snatPortOwner(t.dport, config_.workers));
   const FlowKey key = makeFlowKey(t, FlowKind::kNatReply);
   FlowEntry* r = conntrack_.find(key, hash_hint ? *hash_hint : conntrack_.hash(key), now_ms);
   if (r == nullptr || r->peer == kNoPeer) {
@@ -494,7 +522,8 @@ Action Forwarder::processFromKernel(uint8_t* frame, size_t len, const Snapshot& 
   }
   const FlowKey key = makeFlowKey(t, FlowKind::kKernelReply);
   FlowEntry* r = conntrack_.find(key, conntrack_.hash(key), now_ms);
-  if (r == nullptr || r->peer == kNoPeer) return drop(DropReason::kKernelReplyNoFlow);
+  // The kernel picks the reply's queue by its own flow table, not by ours.
+  if (r == nullptr || r->peer == kNoPeer) return notHere(DropReason::kKernelReplyNoFlow);
   FlowEntry& f = *conntrack_.at(r->peer);
   const IpAddr client{f.key.src};
   const IpAddr vip{f.key.dst};
@@ -516,101 +545,6 @@ Action Forwarder::processFromKernel(uint8_t* frame, size_t len, const Snapshot& 
   Action out = transmit(frame, client, Path::kAny, a);
   out.l3 = static_cast<uint16_t>(p.outer.l3);
   return out;
-}
-
-Action Forwarder::kernelIcmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& snap,
-                                  uint32_t now_ms) {
-  // The kernel reports on a packet of a flow we sent through it (client ->
-  // backend, as we rewrote it): the client must see it about the VIP.
-  const FlowTuple q = p.inner_tuple;
-  const FlowKey key = makeFlowKey(reversed(q), FlowKind::kKernelReply);
-  FlowEntry* r = conntrack_.find(key, conntrack_.hash(key), now_ms);
-  if (r == nullptr || r->peer == kNoPeer) return drop(DropReason::kKernelReplyNoFlow);
-  const FlowEntry& f = *conntrack_.at(r->peer);
-  const IpAddr client{f.key.src};
-  const IpAddr vip{f.key.dst};
-  Action a;
-  a.reply = true;
-  a.backend = f.backend;
-  a.service = snap.findService(vip, f.key.dport, f.key.proto);
-  ++stats_.icmp_errors_forwarded;
-  rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kDestination, vip);
-  rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kDestination, f.key.dport);
-  refreshIcmpChecksum(frame, p);
-  Action out = transmit(frame, client, Path::kAny, a);
-  out.l3 = static_cast<uint16_t>(p.outer.l3);
-  return out;
-}
-
-Action Forwarder::icmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& snap,
-                            uint32_t now_ms) {
-  const FlowTuple q = p.inner_tuple;  // the packet that triggered the error, as sent
-  // (a) It left a VIP towards a client: the flow is client -> VIP.
-  const int si = snap.findService(q.src, q.sport, q.proto);
-  if (si >= 0) {
-    const ServiceRuntime& svc = snap.services[static_cast<size_t>(si)];
-    const FlowTuple fwd = reversed(q);
-    const FlowKey key = makeFlowKey(fwd, FlowKind::kForward);
-    FlowEntry* e = conntrack_.find(key, conntrack_.hash(key), now_ms);
-    const BackendRuntime* b = e != nullptr ? snap.backend(e->backend) : nullptr;
-    if (b == nullptr && svc.spec.mode == ForwardingMode::kDsr && !svc.table->empty()) {
-      b = snap.backend(svc.ids[svc.table->lookup(flowHash(fwd, svc.spec.hash_seed))]);
-    }
-    if (b == nullptr) return drop(DropReason::kIcmpNoFlow, si);
-    Action a;
-    a.service = si;
-    a.backend = b->id;
-    ++stats_.icmp_errors_forwarded;
-    if (svc.spec.mode == ForwardingMode::kDsr) return transmit(frame, b->addr, Path::kOnLink, a);
-    if (e->flags & kFlowKernelPath) {
-      // The backend answered the client (the kernel undid its own NAT on the
-      // way back): show it the error about backend:port -> client:port; the
-      // kernel translates a related ICMP error like the flow itself.
-      rewriteAddress(frame, p.outer, p.tuple, Endpoint::kDestination, b->addr);
-      rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kSource, b->addr);
-      rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kSource, b->port);
-      refreshIcmpChecksum(frame, p);
-      a.kind = ActionKind::kPass;
-      a.handoff =
-          (e->flags & kFlowKeepSource) ? KernelHandoff::kFlowKeep : KernelHandoff::kFlowSnat;
-      ++stats_.passed;
-      return a;
-    }
-    // NAT: the backend sent backend:port -> snat:nat_port; show it that.
-    const IpAddr& snat = b->addr.isV4() ? snap.snat.v4 : snap.snat.v6;
-    rewriteAddress(frame, p.outer, p.tuple, Endpoint::kDestination, b->addr);
-    rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kSource, b->addr);
-    rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kSource, b->port);
-    rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kDestination, snat);
-    rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kDestination, e->nat_port);
-    refreshIcmpChecksum(frame, p);
-    return transmit(frame, b->addr, Path::kOwnInterfaces, a);
-  }
-  // (b) It left our SNAT address towards a backend: a NAT flow's forward packet.
-  if (snap.isSnatAddress(q.src)) {
-    const FlowKey key = makeFlowKey(reversed(q), FlowKind::kNatReply);
-    FlowEntry* r = conntrack_.find(key, conntrack_.hash(key), now_ms);
-    if (r == nullptr || r->peer == kNoPeer) return drop(DropReason::kIcmpNoFlow);
-    const FlowEntry& f = *conntrack_.at(r->peer);
-    const IpAddr client{f.key.src};
-    const IpAddr vip{f.key.dst};
-    Action a;
-    a.reply = true;
-    a.backend = f.backend;
-    a.service = snap.findService(vip, f.key.dport, f.key.proto);
-    ++stats_.icmp_errors_forwarded;
-    if (p.tuple.src == q.dst) {  // reported by the backend itself: it speaks as the VIP
-      rewriteAddress(frame, p.outer, p.tuple, Endpoint::kSource, vip);
-    }
-    rewriteAddress(frame, p.outer, p.tuple, Endpoint::kDestination, client);
-    rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kSource, client);
-    rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kSource, f.key.sport);
-    rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kDestination, vip);
-    rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kDestination, f.key.dport);
-    refreshIcmpChecksum(frame, p);
-    return transmit(frame, client, Path::kAny, a);
-  }
-  return pass();
 }
 
 }  // namespace flowlb::agent

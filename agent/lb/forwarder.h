@@ -28,6 +28,7 @@ enum class ActionKind : uint8_t {
   kTransmit,  // on the AF_XDP socket of `ifindex`
   kPass,      // to the kernel through the exception path, as `handoff` says
   kDrop,
+  kHandOff,  // to the worker `worker`, which holds (or may hold) its flow
 };
 
 // Why and how a frame goes to the kernel.
@@ -51,14 +52,16 @@ struct Action {
   bool reply = false;     // a NAT reply translated back towards the client
   uint16_t l3 = 0;        // kPass: where the IP packet starts in the frame (0: not IP)
   uint32_t len = 0;       // the frame's new length when the decision changed it, else 0
+  uint32_t worker = 0;    // kHandOff: the worker to hand the frame to
 };
 
 struct ForwarderConfig {
   size_t conntrack_entries = 1 << 20;
   uint64_t conntrack_seed = 0x6a09e667f3bcc908ULL;
   size_t fragment_entries = 4096;
-  // This worker's share of the SNAT port range: slice `worker` of `workers`
-  // (the XDP program steers replies by port to the owning worker).
+  // This worker among `workers` (one per receive queue): it source-NATs
+  // on the ports it owns (agent/lb/snat_ports.h) and hands a reply to
+  // another worker's port to that worker (ActionKind::kHandOff).
   uint32_t worker = 0;
   uint32_t workers = 1;
   uint32_t snat_port_attempts = 64;
@@ -79,6 +82,7 @@ struct ForwarderStats {
   uint64_t from_kernel = 0;          // replies that came back out of the kernel, translated
   uint64_t routed_unresolved = 0;    // complete, neighbour unknown: the kernel resolved and sent it
   uint64_t kernel_tuple_reused = 0;  // a closing flow via another VIP gave way to a new one
+  uint64_t handed_off = 0;           // frames for another worker (ActionKind::kHandOff)
 };
 
 class Forwarder {
@@ -112,6 +116,14 @@ class Forwarder {
   void processBatch(const Frame* frames, size_t n, const Snapshot& snap, uint32_t now_ms,
                     Action* actions);
 
+  // A frame another worker handed over (kHandOff): first received by worker
+  // `origin`, from the NIC or (`from_kernel`) out of the exception path.
+  // Decided like process()/processFromKernel(); a frame whose flow this
+  // worker does not hold either goes on to the next worker or, once every
+  // worker has seen it, is dropped with the reason of a flow not found.
+  Action processHandedOff(uint8_t* frame, size_t len, const Snapshot& snap, uint32_t now_ms,
+                          size_t capacity, uint32_t origin, bool from_kernel);
+
   ConnTrack& conntrack() { return conntrack_; }
   const ForwarderStats& stats() const { return stats_; }
   const FragmentTable& fragments() const { return fragments_; }
@@ -119,6 +131,12 @@ class Forwarder {
  private:
   Action drop(DropReason r, int32_t service = -1);
   Action pass();
+  Action handOff(uint32_t worker);
+  bool owns(uint16_t snat_port) const;
+  // A flow this worker does not hold that another worker may (a queue's
+  // RSS hash is not the worker's): the next worker, or `r` when the frame
+  // has been round every worker.
+  Action notHere(DropReason r, int32_t service = -1);
   // Where a rewritten frame may go: anywhere (the kernel routes what we
   // cannot reach), only to an on-link neighbour (DSR), or only out of our
   // own interfaces (a flow source-NATed to this node's address).
@@ -156,6 +174,7 @@ class Forwarder {
   // The conntrack key a parsed TCP/UDP packet will be looked up by.
   bool lookupKey(const ParsedPacket& p, const Snapshot& snap, FlowKey* key) const;
 
+  uint32_t origin_ = 0;  // the worker that received the frame being decided
   ParsedPacket pkt_;     // scratch, reused for every frame (no per-packet init)
   size_t capacity_ = 0;  // of the frame being decided
   std::array<ParsedPacket, kMaxBatch> batch_;  // processBatch's ring

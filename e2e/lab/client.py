@@ -8,6 +8,8 @@
   keepalive URL N MS   N requests on one HTTP/1.1 connection, MS milliseconds apart;
                        prints each answer as it comes; fails if one fails
   udp HOST PORT TEXT   one datagram; prints the reply
+  udpmany HOST PORT N  N datagrams, each from a new socket (a new client port);
+                       prints {"ok": n, "failed": [i, ...]} (a reply must echo its request)
   fetch URL OUT        downloads URL into OUT; prints the backend header first
   raw IFACE DST_MAC    sends malformed frames (see below); prints how many
   loop URL SECONDS     a new connection every 10 ms for SECONDS (each with a 100 ms
@@ -89,6 +91,25 @@ def udp(host, port, text):
     print(s.recvfrom(2048)[0].decode())
 
 
+def udpmany(host, port, n):
+    ok, failed = 0, []
+    for i in range(n):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                           socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+            text = f"request-{i}-" + "x" * (i % 300)
+            s.sendto(text.encode(), (host, int(port)))
+            try:
+                reply = s.recvfrom(2048)[0].decode()
+            except (socket.timeout, TimeoutError):
+                reply = ""
+            if reply.endswith(" " + text):
+                ok += 1
+            else:
+                failed.append(i)
+    print(json.dumps({"ok": ok, "failed": failed}))
+
+
 def fetch(url, out):
     with urllib.request.urlopen(url, timeout=60) as r, open(out, "wb") as f:
         print(r.headers.get("X-Backend", ""), flush=True)  # before the body: known even if cut
@@ -164,6 +185,8 @@ def main(argv):
         keepalive(argv[2], int(argv[3]), int(argv[4]))
     elif cmd == "udp":
         udp(argv[2], argv[3], argv[4])
+    elif cmd == "udpmany":
+        udpmany(argv[2], argv[3], int(argv[4]))
     elif cmd == "fetch":
         fetch(argv[2], argv[3])
     elif cmd == "loop":

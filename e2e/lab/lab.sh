@@ -4,9 +4,12 @@
 #   e2e/lab/lab.sh up [PREFIX]     create it (idempotent: tears down first)
 #   e2e/lab/lab.sh down [PREFIX]   delete every namespace named PREFIX-*
 # PREFIX defaults to "flb"; tests use their own so runs never collide.
+# FLOWLB_LAB_QUEUES=N gives every veth (both ends) N receive and transmit
+# queues (default 1), for the agent's --queues N.
 set -euo pipefail
 cmd=${1:-}
 P=${2:-flb}
+Q=${FLOWLB_LAB_QUEUES:-1}
 
 in_ns() { local ns=$1; shift; ip netns exec "$P-$ns" "$@"; }
 
@@ -19,7 +22,8 @@ down() {
 }
 
 veth() {  # veth NS_A IF_A NS_B IF_B
-  ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
+  ip link add "$2" netns "$P-$1" numrxqueues "$Q" numtxqueues "$Q" \
+    type veth peer name "$4" netns "$P-$3" numrxqueues "$Q" numtxqueues "$Q"
   in_ns "$1" ip link set "$2" up
   in_ns "$3" ip link set "$4" up
 }

@@ -28,8 +28,11 @@ BACKENDS = ["10.10.2.11", "10.10.2.12", "10.10.2.13"]
 BACKENDS6 = ["fd10:2::11", "fd10:2::12", "fd10:2::13"]
 
 
-def topology_up(prefix):
-    run([LAB_SH, "up", prefix], timeout=60)
+def topology_up(prefix, queues=1):
+    env = dict(os.environ, FLOWLB_LAB_QUEUES=str(queues))
+    r = subprocess.run([LAB_SH, "up", prefix], capture_output=True, text=True, timeout=60, env=env)
+    if r.returncode != 0:
+        raise CommandFailed(r.returncode, [LAB_SH, "up", prefix], r.stdout, r.stderr)
 
 
 def topology_down(prefix):
@@ -72,10 +75,12 @@ def _frozen(kw):
 class DatapathLab:
     """`make_config(generation, **kw)` writes the agent's file (config() by
     default); `agent_args` are added to the agent's command line; a subclass
-    may add to the topology in before_agent()."""
+    may add to the topology in before_agent(); `queues` is every veth's
+    number of receive and transmit queues."""
 
-    def __init__(self, prefix=None, make_config=None, agent_args=()):
+    def __init__(self, prefix=None, make_config=None, agent_args=(), queues=1):
         self.p = prefix or lab_prefix("flbe2e")
+        self.queues = queues
         self.make_config = make_config or config
         self.agent_args = list(agent_args)
         self.tmp = tempfile.mkdtemp(prefix="flowlb-e2e-")
@@ -121,7 +126,7 @@ class DatapathLab:
 
     # -- lifecycle -----------------------------------------------------------
     def up(self):
-        topology_up(self.p)
+        topology_up(self.p, self.queues)
         for i, (addr, addr6) in enumerate(zip(BACKENDS, BACKENDS6), 1):
             self.procs.start(f"server-b{i}", in_ns(self.ns_name(f"b{i}"), *module(
                 "e2e.lab.backend_server", f"b{i}", "80", f"{addr},{DSR_VIP},{addr6}")))
