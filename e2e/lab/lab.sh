@@ -22,8 +22,12 @@ down() {
 }
 
 veth() {  # veth NS_A IF_A NS_B IF_B
-  ip link add "$2" netns "$P-$1" numrxqueues "$Q" numtxqueues "$Q" \
-    type veth peer name "$4" netns "$P-$3" numrxqueues "$Q" numtxqueues "$Q"
+  if [ "$Q" = 1 ]; then  # the kernel's default: one queue in use
+    ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
+  else
+    ip link add "$2" netns "$P-$1" numrxqueues "$Q" numtxqueues "$Q" \
+      type veth peer name "$4" netns "$P-$3" numrxqueues "$Q" numtxqueues "$Q"
+  fi
   in_ns "$1" ip link set "$2" up
   in_ns "$3" ip link set "$4" up
 }
