@@ -56,8 +56,9 @@ struct HandoffLinks {
 
 class HandoffMesh {
  public:
-  // Slots per ring: 512 frames for two workers, fewer for more (at least 64),
-  // so memory grows with the pairs but stays near 2 MiB per worker.
+  // Slots per ring: 512 frames (4 KiB each) for two workers, fewer for more
+  // (at least 64), so a worker's inbound rings hold ~2 MiB (3.75 MiB with
+  // 16 workers, where the 64-slot floor binds).
   static uint32_t slotsFor(uint32_t workers) {
     uint32_t s = 512;
     while (s > 64 && s * (workers - 1) > 512) s >>= 1;

@@ -2,7 +2,10 @@
 // nothing on the packet path. It receives bursts from the AF_XDP sockets of
 // its queue on every interface, runs the forwarding decision on them, puts
 // the frames to forward on the egress socket's TX ring (same UMEM, no
-// copy), and recycles every other frame. Busy-poll or sleep-when-idle.
+// copy), and recycles every other frame. A frame of a flow another worker
+// holds (a NAT reply on the wrong queue) is copied to that worker's hand-off
+// ring, and frames handed to this one are decided here like received ones.
+// Busy-poll or sleep-when-idle.
 #pragma once
 
 #include <array>
