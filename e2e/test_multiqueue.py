@@ -86,3 +86,66 @@ class MultiQueueTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class KernelPathMultiQueueTest(unittest.TestCase):
+    """The pods lab (e2e/test_pod_network.py: a native backend, a pod on the
+    LB node, a pod behind VXLAN, reached through the kernel exception path)
+    on two-queue veths with --queues 2 (prefix `flbmqpod`): the kernel picks
+    the reply device's queue by its own flow table, so a kernel-path reply
+    may reach the worker that does not hold its flow; it goes round the
+    workers until the one that does translates it."""
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root (network namespaces, XDP)")
+        from e2e.test_pod_network import PodLab
+        cls.lab = PodLab(prefix=lab_prefix("flbmqpod"), agent_args=["--queues", "2"], queues=2)
+        try:
+            cls.lab.up()
+        except BaseException:
+            cls.lab.down()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.down()
+
+    def setUp(self):
+        self.lab.ensure()
+
+    def tearDown(self):
+        self.lab.stop_clients()
+        if test_failed(self):
+            print(f"--- agent log (tail) ---\n{self.lab.log()[-3000:]}")
+
+    def test_kernel_path_replies_reach_the_worker_of_their_flow(self):
+        # externalTrafficPolicy: Local to the pod on the LB node: the flow
+        # goes into the kernel through flowlb-keep, its replies come out of
+        # flowlb-snat, whose flow table has never seen them, so the kernel
+        # picks their queue by hash: half of the flows answer on the other
+        # worker's queue, always the same one (dropped before: the download
+        # never started).
+        from e2e.test_pod_network import LOCAL
+        for i in range(DOWNLOADS):
+            self.lab.start_client(f"local{i}", "fetch", f"http://{LOCAL}/bytes/1048576",
+                                  os.path.join(self.lab.tmp, f"local{i}.bin"))
+        for i in range(DOWNLOADS):
+            rc, rest = self.lab.finish(f"local{i}", timeout=120)
+            self.assertEqual(rc, 0, f"download {i}: {rest}")
+            self.assertEqual(md5_file(os.path.join(self.lab.tmp, f"local{i}.bin")),
+                             expected_md5(1048576), f"download {i}")
+        self.assertGreater(self.lab.metric("flowlb_agent_kernel_path_packets_total",
+                                           direction="to_kernel", reason="flow_keep_source"), 0)
+        # Only kernel-path flows ran: whatever was handed across was their replies.
+        self.lab.wait_metric("flowlb_agent_datapath_handoffs_total", lambda v: v > 0,
+                             what="kernel-path replies handed to the worker of their flow",
+                             result="received")
+        print(f"FIGURE multiqueue_kernel_replies_handed_off "
+              f"{self.lab.metric('flowlb_agent_datapath_handoffs_total', result='received'):.0f}")
+
+    def test_udp_through_every_kind_of_backend(self):
+        from e2e.test_pod_network import MIXED
+        udp = json.loads(self.lab.client("udpmany", MIXED, "53", str(DATAGRAMS), timeout=300))
+        self.assertEqual(udp, {"ok": DATAGRAMS, "failed": []})

@@ -66,8 +66,9 @@ def pod_config(generation, removed=(), draining=(), extra_backend=False):
 
 
 class PodLab(DatapathLab):
-    def __init__(self):
-        super().__init__(prefix=lab_prefix("flbpod"), make_config=pod_config)
+    def __init__(self, prefix=None, agent_args=(), queues=1):
+        super().__init__(prefix=prefix or lab_prefix("flbpod"), make_config=pod_config,
+                         agent_args=agent_args, queues=queues)
 
     def before_agent(self):
         run([PODS_SH, "up", self.p], timeout=60)
