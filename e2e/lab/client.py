@@ -43,8 +43,21 @@ def via(port, url):
     import http.client
     from urllib.parse import urlsplit
     u = urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=3,
-                                      source_address=("", int(port)))
+
+    class Reusing(http.client.HTTPConnection):
+        # The port may still be in TIME_WAIT from the last use (when this side
+        # closed first): a client kernel reuses such a port for another
+        # destination, and so must we (bind alone would say EADDRINUSE).
+        def connect(self):
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.settimeout(self.timeout)
+            s.bind(("::" if family == socket.AF_INET6 else "", int(port)))
+            s.connect((self.host, self.port))
+            self.sock = s
+
+    conn = Reusing(u.hostname, u.port or 80, timeout=3)
     try:
         conn.request("GET", u.path, headers={"Connection": "close"})
         print(conn.getresponse().read().decode())
