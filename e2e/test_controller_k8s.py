@@ -476,6 +476,12 @@ class ControllerTest(unittest.TestCase):
                             "a pool no BGPAdvertisement selects stays L2")
         self.assertRegex(c.output(), r"event=object_rejected resource=bgppeers "
                                      r"msg=\"BGPPeer broken: spec\.peerASN must be in 1\.\.4294967295\"")
+        # ... and on the object itself: a Warning Event kubectl describe shows.
+        ev = wait_until(lambda: self.events("broken", "InvalidSpec"), 15,
+                        "a Warning InvalidSpec Event on the refused BGPPeer")[0]
+        self.assertEqual((ev["type"], ev["involvedObject"]["kind"], ev["metadata"]["namespace"]),
+                         ("Warning", "BGPPeer", "default"))
+        self.assertIn("spec.peerASN must be in 1..4294967295", ev["message"])
         wait_until(lambda: c.metric("flowlb_controller_bgp_vips") == 1
                    and c.metric("flowlb_controller_bgp_peered_nodes") == 1, 15,
                    "BGP gauges: one BGP VIP, one peered node", ignore=IGNORE)

@@ -47,6 +47,9 @@ struct InformerOptions {
   // Beaten on every step (a list, a watch opened or ended, a line read, a
   // failed attempt): only a thread stuck inside one read stops it.
   Watchdog* watchdog = nullptr;
+  // Every object read (listed or watched), with "" when it decoded or why
+  // it did not: lets the owner tell users on the object itself (Events).
+  std::function<void(const web::json::value& obj, const std::string& why)> on_decoded;
 };
 
 template <typename T>
@@ -205,6 +208,7 @@ class Informer {
       }
       for (const web::json::value& item : items->as_array()) {
         auto obj = decode_(item);
+        if (opt_.on_decoded) opt_.on_decoded(item, obj ? "" : obj.error());
         if (!obj) {
           rejected(obj.error());
           continue;
@@ -353,6 +357,7 @@ class Informer {
       return false;
     }
     auto decoded = decode_(obj);
+    if (opt_.on_decoded && type != "DELETED") opt_.on_decoded(obj, decoded ? "" : decoded.error());
     if (!decoded) {
       rejected(decoded.error());
       std::lock_guard<std::mutex> lock(mu_);

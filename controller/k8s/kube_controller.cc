@@ -36,6 +36,14 @@ void KubeController::feedback(const std::map<std::string, ServiceFeedback>& chan
   if (loop_) loop_->feedback(changed);
 }
 
+void KubeController::tellDecodeProblem(const std::string& key, const std::string& uid,
+                                       const std::string& why) {
+  if (!recorder_) return;
+  std::vector<ServiceEvent> facts;
+  if (!why.empty()) facts.push_back({true, "InvalidSpec", why});
+  recorder_->observe(key, uid, "decode", facts);
+}
+
 std::map<std::string, uint64_t> KubeController::bgpStatus(const BgpPeerSessions& sessions) {
   if (!bgp_reporter_) return {};
   bgp_reporter_->update(sessions);
@@ -59,12 +67,35 @@ void KubeController::start(ReconcileLoop::Published on_reconciled) {
   cb.slices_changed = [this](const std::string& key) { loop_->slicesChanged(key); };
   cb.everything_changed = [this] { loop_->everythingChanged(); };
   cb.services_relisted = [this] { status_->forgetWrites(); };
+  // A refused BGPPeer or BGPAdvertisement says why on itself (Warning
+  // InvalidSpec), once per reason; fixed, the fact is gone.
+  cb.bgp_object_decoded = [this](const std::string& kind, const std::string& name,
+                                 const std::string& uid, const std::string& why) {
+    const std::string key = kind + "/" + name;
+    {
+      std::lock_guard<std::mutex> lock(decode_mu_);
+      if (why.empty()) {
+        decode_problems_.erase(key);
+      } else {
+        decode_problems_[key] = {uid, why};
+      }
+    }
+    tellDecodeProblem(key, uid, why);
+  };
   source_ = std::make_unique<KubeSource>(&api_, so, std::move(cb));
   if (opt_.leader_elect) {
     elector_ = std::make_unique<LeaderElector>(
         &api_, opt_.leader,
         [this](bool is_leader) {
           if (telemetry_) telemetry_->leader(is_leader);
+          if (is_leader) {  // what a follower could not post
+            std::map<std::string, std::pair<std::string, std::string>> problems;
+            {
+              std::lock_guard<std::mutex> lock(decode_mu_);
+              problems = decode_problems_;
+            }
+            for (const auto& [key, p] : problems) tellDecodeProblem(key, p.first, p.second);
+          }
           if (!is_leader) {
             status_->dropQueued();
             bgp_status_->dropQueued();

@@ -90,6 +90,10 @@ class KubeController {
   Watchdog::Verdict health() const { return watchdog_->check(); }
 
  private:
+  // A refused BGPPeer or BGPAdvertisement: a Warning InvalidSpec Event on
+  // it ("" why: fixed). Kept, so a follower that becomes leader posts them.
+  void tellDecodeProblem(const std::string& key, const std::string& uid, const std::string& why);
+
   KubeControllerOptions opt_;
   ControllerTelemetry* telemetry_;
   ApiClient api_;
@@ -110,6 +114,8 @@ class KubeController {
   std::condition_variable prober_cv_;
   bool stopping_ = false;
   bool started_ = false;
+  std::mutex decode_mu_;
+  std::map<std::string, std::pair<std::string, std::string>> decode_problems_;  // key -> uid, why
 };
 
 }  // namespace flowlb::controller::k8s

@@ -61,13 +61,23 @@ KubeSource::KubeSource(ApiClient* api, KubeSourceOptions options, KubeSourceCall
   pools_ = std::make_unique<Informer<PoolObject>>(
       api, informerOptions("ippools", "/apis/flowlb.io/v1alpha1/ippools"), decodePool,
       [](const PoolObject& p) { return p.pool.name; }, nullptr, everything);
+  auto told = [this](const char* kind) {
+    return [this, kind](const web::json::value& obj, const std::string& why) {
+      if (!cb_.bgp_object_decoded) return;
+      const Result<ObjectMeta> m = decodeMeta(obj, false);
+      if (m && !m->name.empty()) cb_.bgp_object_decoded(kind, m->name, m->uid, why);
+    };
+  };
+  InformerOptions peers = informerOptions("bgppeers", "/apis/flowlb.io/v1alpha1/bgppeers");
+  peers.on_decoded = told("BGPPeer");
   bgp_peers_ = std::make_unique<Informer<BgpPeerSpec>>(
-      api, informerOptions("bgppeers", "/apis/flowlb.io/v1alpha1/bgppeers"), decodeBgpPeer,
-      [](const BgpPeerSpec& p) { return p.name; }, nullptr, everything);
+      api, peers, decodeBgpPeer, [](const BgpPeerSpec& p) { return p.name; }, nullptr, everything);
+  InformerOptions ads =
+      informerOptions("bgpadvertisements", "/apis/flowlb.io/v1alpha1/bgpadvertisements");
+  ads.on_decoded = told("BGPAdvertisement");
   bgp_ads_ = std::make_unique<Informer<BgpAdvertisementSpec>>(
-      api, informerOptions("bgpadvertisements", "/apis/flowlb.io/v1alpha1/bgpadvertisements"),
-      decodeBgpAdvertisement, [](const BgpAdvertisementSpec& a) { return a.route.name; }, nullptr,
-      everything);
+      api, ads, decodeBgpAdvertisement, [](const BgpAdvertisementSpec& a) { return a.route.name; },
+      nullptr, everything);
   secrets_ = std::make_unique<Informer<SecretObject>>(
       api,
       informerOptions("secrets", "/api/v1/namespaces/" + pathSegment(opt_.secret_namespace) +

@@ -30,6 +30,10 @@ struct KubeSourceCallbacks {
   std::function<void(const std::string& service_key)> slices_changed;
   std::function<void()> everything_changed;  // Nodes, pools, a re-list
   std::function<void()> services_relisted;   // the server's list is what holds now
+  // A BGPPeer or BGPAdvertisement read: `why` it was refused, or "" (fine).
+  std::function<void(const std::string& kind, const std::string& name, const std::string& uid,
+                     const std::string& why)>
+      bgp_object_decoded;
 };
 
 class KubeSource final : public ObjectSource {

@@ -38,7 +38,8 @@ InvolvedObject involvedObjectOf(const std::string& key) {
   const size_t slash = key.find('/');
   const std::string first = key.substr(0, slash);
   const std::string rest = slash == std::string::npos ? "" : key.substr(slash + 1);
-  if (first == "BGPPeer") return {"flowlb.io/v1alpha1", "BGPPeer", "", rest};
+  if (first == "BGPPeer" || first == "BGPAdvertisement")
+    return {"flowlb.io/v1alpha1", first, "", rest};
   return {"v1", "Service", first, rest};
 }
 

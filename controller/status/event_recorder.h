@@ -17,9 +17,10 @@
 namespace flowlb::controller {
 
 // The object an Event is about, from the recorder's key: "ns/name" is a
-// Service; "BGPPeer/name" a BGPPeer (cluster-scoped: its Events live in
-// namespace "default", as Nodes' do). Namespaces are lower case, so the
-// two never collide.
+// Service; "BGPPeer/name" a BGPPeer and "BGPAdvertisement/name" a
+// BGPAdvertisement (cluster-scoped: their Events live in namespace
+// "default", as Nodes' do). Namespaces are lower case, so the two never
+// collide.
 struct InvolvedObject {
   std::string api_version;
   std::string kind;
