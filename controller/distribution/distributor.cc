@@ -193,6 +193,64 @@ bool Distributor::setDesired(const Reconciled& r) {
   return publish(std::move(services), std::move(changed), std::move(nodes), false);
 }
 
+bool Distributor::patchDesired(const DesiredDelta& d) {
+  std::vector<std::pair<std::string, std::shared_ptr<const Entry>>> put;  // nullptr: removed
+  for (const auto& s : d.upserts) {
+    auto [it, fresh] = by_key_.try_emplace(s->key);
+    Slot& slot = it->second;
+    slot.seen = pass_;
+    if (!fresh && (slot.entry->shared() == s || slot.entry->service().sameForAgents(*s))) continue;
+    slot.entry = std::make_shared<const Entry>(s, encode_);
+    put.emplace_back(s->key, slot.entry);
+  }
+  for (const std::string& key : d.removed) {
+    if (by_key_.erase(key)) put.emplace_back(key, nullptr);
+  }
+  for (const VipCandidates& v : d.vips) {
+    auto at = std::lower_bound(vips_.begin(), vips_.end(), v.vip,
+                               [](const VipCandidates& x, const IpAddr& a) { return x.vip < a; });
+    if (at != vips_.end() && at->vip == v.vip) {
+      if (*at == v) continue;
+      *at = v;
+    } else {
+      vips_.insert(at, v);
+    }
+    stale_vips_.insert(v.vip);
+  }
+  for (const IpAddr& vip : d.removed_vips) {
+    auto at = std::lower_bound(vips_.begin(), vips_.end(), vip,
+                               [](const VipCandidates& x, const IpAddr& a) { return x.vip < a; });
+    if (at == vips_.end() || at->vip != vip) continue;
+    vips_.erase(at);
+    stale_vips_.insert(vip);
+  }
+  if (put.empty()) return publish(view_->services, {}, view_->nodes, false);
+  std::stable_sort(put.begin(), put.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  // The view's list, with only these entries replaced, added or taken out.
+  std::vector<std::shared_ptr<const Entry>> services;
+  services.reserve(view_->services.size() + put.size());
+  std::vector<std::string> changed;
+  changed.reserve(put.size());
+  auto old = view_->services.begin();
+  const auto old_end = view_->services.end();
+  for (size_t i = 0; i < put.size(); ++i) {
+    // Upserted and removed: the removal stands (as in by_key_).
+    if (i + 1 < put.size() && put[i + 1].first == put[i].first) continue;
+    auto& [key, entry] = put[i];
+    auto at = std::lower_bound(
+        old, old_end, key,
+        [](const std::shared_ptr<const Entry>& e, const std::string& k) { return e->key() < k; });
+    services.insert(services.end(), old, at);
+    old = at;
+    if (old != old_end && (*old)->key() == key) ++old;  // replaced or removed
+    if (entry) services.push_back(std::move(entry));
+    changed.push_back(key);
+  }
+  services.insert(services.end(), old, old_end);
+  return publish(std::move(services), std::move(changed), view_->nodes, false);
+}
+
 bool Distributor::setLive(const std::string& node, bool live) {
   const bool was = live_.count(node) > 0;
   if (was == live) return false;
@@ -236,16 +294,50 @@ bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
   // Settling, or the end of settling, can move announcers by itself.
   const bool now_settling = settling();
   const bool decide = announcers_stale_ || now_settling || decided_settling_;
+  if (decide) stale_vips_.clear();  // all of them
   const bool bgp_changed = bgp_ != view_->bgp && !(bgp_ && view_->bgp && *bgp_ == *view_->bgp);
   const bool probers_changed = probers_ != view_->probers;
   std::vector<AnnouncerEntry> entries;
   std::vector<IpAddr> changed_vips;
-  if (!decide) {
+  if (!decide && stale_vips_.empty()) {
     if (!force && changed_keys.empty() && nodes == view_->nodes && !bgp_changed &&
         !probers_changed) {
       return false;
     }
     entries = view_->announcers;  // the same answer
+  } else if (!decide) {
+    // Only some VIPs' candidates changed: the policy decides each VIP on
+    // its own, so only those are decided again.
+    std::vector<VipCandidates> some;
+    for (const IpAddr& vip : stale_vips_) {
+      auto at = std::lower_bound(vips_.begin(), vips_.end(), vip,
+                                 [](const VipCandidates& x, const IpAddr& a) { return x.vip < a; });
+      if (at != vips_.end() && at->vip == vip) some.push_back(*at);
+    }
+    const AnnouncerMap next = assignAnnouncers(some, live_, announcers_, false);
+    entries = view_->announcers;
+    for (const IpAddr& vip : stale_vips_) {
+      auto n = next.find(vip);
+      auto at =
+          std::lower_bound(entries.begin(), entries.end(), vip,
+                           [](const AnnouncerEntry& x, const IpAddr& a) { return x.vip < a; });
+      const bool had = at != entries.end() && at->vip == vip;
+      if (n == next.end()) {  // the VIP is gone
+        announcers_.erase(vip);
+        if (!had) continue;
+        entries.erase(at);
+      } else {
+        announcers_[vip] = n->second;
+        if (had && at->node == n->second) continue;
+        if (had) {
+          at->node = n->second;
+        } else {
+          entries.insert(at, {vip, n->second});
+        }
+      }
+      changed_vips.push_back(vip);  // stale_vips_ is sorted
+    }
+    stale_vips_.clear();
   } else {
     std::set<std::string> lost;
     if (now_settling) {

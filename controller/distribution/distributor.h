@@ -125,8 +125,13 @@ class Distributor {
   Distributor(Entry::Encoder encode, DistributionOptions options = {},
               Clock* clock = SystemClock::get());
 
-  // A reconcile's result. True when it made a new view.
+  // A reconcile's result, compared whole (a lookup per service). True
+  // when it made a new view.
   bool setDesired(const Reconciled& r);
+  // Only what changed since the last setDesired() or patchDesired() (an
+  // endpoint change): the work is the size of the patch, not of the
+  // cluster; announcers are decided again only for the VIPs it lists.
+  bool patchDesired(const DesiredDelta& d);
   // Agents that may announce: connected, healthy and L2-capable. True when
   // an announcer moved (a new view).
   bool setLive(const std::string& node, bool live);
@@ -175,7 +180,9 @@ class Distributor {
   AnnouncerMap announcers_;
   // Announcers are decided again only when what they depend on changed
   // (candidates, live agents, settling); otherwise the last answer stands.
+  // stale_vips_: only these VIPs' candidates changed (a patch).
   bool announcers_stale_ = true;
+  std::set<IpAddr> stale_vips_;
   bool decided_settling_ = true;
   std::shared_ptr<const BgpDesired> bgp_;  // the newest reconcile's
   std::shared_ptr<const std::vector<std::string>> probers_ =

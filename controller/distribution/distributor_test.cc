@@ -214,5 +214,116 @@ TEST_F(DistributorTest, HealthProbersMakeANewViewAndReachIncrementalUpdatesWhenT
   EXPECT_EQ(u.upserts.size(), 1u);
 }
 
+// An endpoint change reaches the distribution as a patch: only its
+// entries are looked at and encoded, the rest of the view is shared.
+TEST_F(DistributorTest, APatchTouchesOnlyTheServicesItLists) {
+  Distributor d = make();
+  std::vector<std::shared_ptr<const DesiredService>> all;
+  for (int i = 1; i <= 50; ++i) all.push_back(svc(i));
+  ASSERT_TRUE(d.setDesired(state(all)));
+  d.setLive("a", true);
+  const auto base = d.view();
+  const int encoded = encodes;
+
+  DesiredDelta delta;
+  delta.upserts = state({svc(7, 4)}).desired;
+  ASSERT_TRUE(d.patchDesired(delta));
+  EXPECT_EQ(encodes, encoded + 1) << "the changed service alone is encoded";
+  const auto now = d.view();
+  EXPECT_EQ(now->generation, base->generation + 1);
+  EXPECT_EQ(now->changed_keys, std::vector<std::string>{"ns/s7/http/ipv4"});
+  ASSERT_EQ(now->services.size(), 50u);
+  for (size_t i = 0; i < 50; ++i) {
+    if (now->services[i]->key() == "ns/s7/http/ipv4") {
+      EXPECT_EQ(now->services[i]->service().backends.size(), 4u);
+    } else {
+      EXPECT_EQ(now->services[i], base->services[i]) << "shared, not rebuilt";
+    }
+  }
+  EXPECT_EQ(now->announcers, base->announcers);
+  const NodeUpdate u = nodeUpdate(base, now, "b");
+  EXPECT_FALSE(u.full);
+  ASSERT_EQ(u.upserts.size(), 1u);
+  EXPECT_EQ(u.upserts[0]->encoded(), "ns/s7/http/ipv4#4");
+  EXPECT_TRUE(u.removed.empty());
+  EXPECT_TRUE(u.announcements.empty());
+
+  // The same content again: nothing for agents, no generation.
+  EXPECT_FALSE(d.patchDesired(delta));
+  EXPECT_EQ(d.view(), now);
+  EXPECT_EQ(encodes, encoded + 1);
+
+  // A patch and a whole comparison agree: the next whole state with the
+  // same content makes no view.
+  all[6] = svc(7, 4);
+  EXPECT_FALSE(d.setDesired(state(all)));
+}
+
+TEST_F(DistributorTest, RemovalsAndNewServicesInAPatchReachEveryAgent) {
+  Distributor d = make();
+  std::vector<std::shared_ptr<const DesiredService>> all;
+  for (int i = 1; i <= 10; ++i) all.push_back(svc(i));
+  d.setDesired(state(all));
+  d.setLive("a", true);
+  const auto base = d.view();
+
+  DesiredDelta delta;
+  const Reconciled added = state({svc(20)});
+  delta.upserts = added.desired;
+  delta.vips = added.vips;
+  delta.removed = {"ns/s3/http/ipv4"};
+  delta.removed_vips = {ip("192.0.2.3")};
+  ASSERT_TRUE(d.patchDesired(delta));
+  const auto now = d.view();
+  ASSERT_EQ(now->services.size(), 10u);
+  EXPECT_TRUE(std::is_sorted(now->services.begin(), now->services.end(),
+                             [](const auto& x, const auto& y) { return x->key() < y->key(); }));
+  EXPECT_EQ(d.announcers().count(ip("192.0.2.3")), 0u);
+  EXPECT_EQ(d.announcers().at(ip("192.0.2.20")), "a") << "the live agent announces the new VIP";
+  const NodeUpdate u = nodeUpdate(base, now, "b");
+  EXPECT_EQ(u.removed, std::vector<std::string>{"ns/s3/http/ipv4"});
+  EXPECT_EQ(u.removed_vips, std::vector<IpAddr>{ip("192.0.2.3")});
+  ASSERT_EQ(u.upserts.size(), 1u);
+  EXPECT_EQ(u.upserts[0]->key(), "ns/s20/http/ipv4");
+  ASSERT_EQ(u.announcements.size(), 1u);
+  EXPECT_EQ(u.announcements[0].vip, ip("192.0.2.20"));
+  // A FULL state from the patched view is the whole truth.
+  const NodeUpdate full = nodeUpdate(nullptr, now, "c");
+  EXPECT_EQ(full.upserts.size(), 10u);
+  EXPECT_EQ(full.announcements.size(), 10u);
+}
+
+TEST_F(DistributorTest, APatchedVipIsDecidedAgainAloneAndStickyElsewhere) {
+  Distributor d = make();
+  std::vector<std::shared_ptr<const DesiredService>> all;
+  for (int i = 1; i <= 30; ++i) all.push_back(svc(i));
+  d.setDesired(state(all));
+  for (const char* n : {"a", "b", "c"}) d.setLive(n, true);
+  const AnnouncerMap before = d.announcers();
+  const auto base = d.view();
+  // externalTrafficPolicy: Local: s5's only local endpoint is now on a node
+  // that does not announce it.
+  const IpAddr vip = ip("192.0.2.5");
+  const std::string was = before.at(vip);
+  const std::string other = was == "a" ? "b" : "a";
+  DesiredDelta delta;
+  delta.vips = {VipCandidates::of(vip, {other})};
+  ASSERT_TRUE(d.patchDesired(delta));
+  EXPECT_EQ(d.announcers().at(vip), other);
+  for (const auto& [v, who] : before) {
+    if (v != vip) {
+      EXPECT_EQ(d.announcers().at(v), who) << v.toString();
+    }
+  }
+  const NodeUpdate u = nodeUpdate(base, d.view(), "c");
+  ASSERT_EQ(u.announcements.size(), 1u);
+  EXPECT_EQ(u.announcements[0].node, other);
+  EXPECT_TRUE(u.upserts.empty());
+  // The same candidates again: nothing moves, no generation.
+  const auto v = d.view();
+  EXPECT_FALSE(d.patchDesired(delta));
+  EXPECT_EQ(d.view(), v);
+}
+
 }  // namespace
 }  // namespace flowlb::controller

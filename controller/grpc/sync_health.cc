@@ -42,22 +42,79 @@ std::map<std::string, MaglevPrint> maglevPrintsOf(const pb::Ack& a) {
   return out;
 }
 
-void SyncHealth::setReconciled(const Reconciled& r) {
-  base_.desired = r.desired;
-  base_.nodes = r.nodes;
-  base_.vips = r.vips;
-  base_.bgp = r.bgp;
-  any_checks_ = std::any_of(r.desired.begin(), r.desired.end(),
-                            [](const auto& d) { return d->health.kind != HealthCheckKind::kNone; });
+bool SyncHealth::setReconciled(const Reconciled& r) {
   // Backends may have left or checks changed: only Services with a check
   // (or verdicts held) need a decision, not every endpoint change.
-  if (verdicts_.downPerService().empty()) {
-    dirty_ = dirty_ || std::any_of(r.desired.begin(), r.desired.end(), [](const auto& d) {
-               return d->health.kind != HealthCheckKind::kNone;
-             });
-  } else {
-    dirty_ = true;
+  const bool held = verdicts_.checking();
+  const bool patch = r.delta && !base_.desired.empty() && r.revision == base_.revision + 1;
+  base_.revision = r.revision;
+  if (!patch) {
+    base_.desired = r.desired;
+    base_.nodes = r.nodes;
+    base_.vips = r.vips;
+    base_.bgp = r.bgp;
+    index_.clear();
+    index_.reserve(base_.desired.size());
+    checks_ = 0;
+    for (size_t i = 0; i < base_.desired.size(); ++i) {
+      index_[base_.desired[i]->key] = i;
+      checks_ += base_.desired[i]->health.kind != HealthCheckKind::kNone;
+    }
+    any_checks_ = checks_ > 0;
+    dirty_ = dirty_ || held || any_checks_;
+    patch_ = DesiredDelta();
+    return false;
   }
+  const DesiredDelta& d = *r.delta;
+  bool checked = false;
+  for (const auto& s : d.upserts) {
+    checked = checked || s->health.kind != HealthCheckKind::kNone;
+    auto [it, fresh] = index_.try_emplace(s->key, base_.desired.size());
+    if (fresh) {
+      base_.desired.push_back(s);
+      checks_ += s->health.kind != HealthCheckKind::kNone;
+      continue;
+    }
+    std::shared_ptr<const DesiredService>& slot = base_.desired[it->second];
+    checked = checked || slot->health.kind != HealthCheckKind::kNone;
+    checks_ -= slot->health.kind != HealthCheckKind::kNone;
+    checks_ += s->health.kind != HealthCheckKind::kNone;
+    slot = s;
+  }
+  for (const std::string& key : d.removed) {
+    auto it = index_.find(key);
+    if (it == index_.end()) continue;
+    const size_t at = it->second;
+    index_.erase(it);
+    checked = checked || base_.desired[at]->health.kind != HealthCheckKind::kNone;
+    checks_ -= base_.desired[at]->health.kind != HealthCheckKind::kNone;
+    if (at + 1 != base_.desired.size()) {
+      base_.desired[at] = std::move(base_.desired.back());
+      index_[base_.desired[at]->key] = at;
+    }
+    base_.desired.pop_back();
+  }
+  for (const VipCandidates& v : d.vips) {
+    auto at = std::lower_bound(base_.vips.begin(), base_.vips.end(), v.vip,
+                               [](const VipCandidates& x, const IpAddr& a) { return x.vip < a; });
+    if (at != base_.vips.end() && at->vip == v.vip) {
+      *at = v;
+    } else {
+      base_.vips.insert(at, v);
+    }
+  }
+  for (const IpAddr& vip : d.removed_vips) {
+    auto at = std::lower_bound(base_.vips.begin(), base_.vips.end(), vip,
+                               [](const VipCandidates& x, const IpAddr& a) { return x.vip < a; });
+    if (at != base_.vips.end() && at->vip == vip) base_.vips.erase(at);
+  }
+  any_checks_ = checks_ > 0;
+  dirty_ = dirty_ || held || checked;
+  patch_.upserts = verdicts_.apply(d.upserts);
+  patch_.removed = d.removed;
+  patch_.vips = d.vips;
+  patch_.removed_vips = d.removed_vips;
+  return true;
 }
 
 Reconciled SyncHealth::desired() const {

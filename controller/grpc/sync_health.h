@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "controller/distribution/distributor.h"
@@ -35,10 +36,15 @@ class SyncHealth {
  public:
   explicit SyncHealth(uint32_t per_backend) : verdicts_(per_backend) {}
 
-  // A reconcile's result, kept; what the distribution gets is desired().
-  void setReconciled(const Reconciled& r);
+  // A reconcile's result, kept. True when it is a patch of the one kept
+  // (r.delta on the next revision): then the distribution needs only
+  // patch(); false: desired(), compared whole (a full reconcile, or a
+  // revision missed).
+  bool setReconciled(const Reconciled& r);
   // The reconcile's result with the verdicts applied.
   Reconciled desired() const;
+  // The last patch with the verdicts applied.
+  const DesiredDelta& patch() const { return patch_; }
   // Whether any service of the last reconcile has a health check.
   bool anyChecks() const { return any_checks_; }
   // The probers (sorted), a prober's last report, a node gone.
@@ -70,7 +76,10 @@ class SyncHealth {
 
  private:
   HealthVerdicts verdicts_;
-  Reconciled base_;  // desired, nodes, vips, bgp: what the distribution reads
+  Reconciled base_;  // desired, nodes, vips, bgp, revision: what the distribution reads
+  std::unordered_map<std::string, size_t> index_;  // key -> position in base_.desired
+  size_t checks_ = 0;                              // entries of base_.desired with a check
+  DesiredDelta patch_;
   std::vector<std::string> probers_;
   std::map<std::string, ProberHealth> reports_;
   std::set<std::string> failing_open_;

@@ -4,6 +4,8 @@
 // every agent then receives it as BACKEND_STATE_UNHEALTHY; a node that
 // builds a different table is named. Every wait is on a state arriving or
 // on the server's counters and feedback.
+#include "controller/grpc/sync_health.h"
+
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -311,6 +313,55 @@ TEST(SyncHealthTest, NodesThatBuildDifferentTablesAreNamed) {
                       "0000000000001111");
       },
       5000ms));
+}
+
+// The server's health side keeps the reconcile's result: an endpoint change
+// (the next revision, with its delta) patches it, verdicts included; a
+// missed revision makes it take the next result whole.
+TEST(SyncHealthTest, PatchesTheNextRevisionAndTakesAResultWholeAfterAGap) {
+  using controller::BackendState;
+  using controller::DesiredDelta;
+  using controller::ProbeReport;
+  using controller::ProbeStatus;
+  controller::SyncHealth h(3);
+  Reconciled r = state();
+  r.revision = 7;
+  EXPECT_FALSE(h.setReconciled(r)) << "the first result is taken whole";
+  h.setProbers({"n1", "n2", "n3"});
+  for (const char* n : {"n1", "n2", "n3"}) {
+    h.report(n, {{{kKey, "10.1.0.1:8080"}, ProbeReport{ProbeStatus::kUnhealthy, "refused"}},
+                 {{kKey, "10.1.0.2:8080"}, ProbeReport{ProbeStatus::kHealthy, ""}}});
+  }
+  ASSERT_TRUE(h.decide());
+
+  // One more endpoint: a patch, and the down backend stays down in it.
+  auto grown = std::make_shared<DesiredService>(*r.desired[0]);
+  grown->backends.push_back({ip("10.1.0.3"), 8080, BackendState::kActive, "n3", ""});
+  Reconciled next = r;
+  next.revision = 8;
+  next.desired = {grown};
+  auto delta = std::make_shared<DesiredDelta>();
+  delta->upserts = {grown};
+  next.delta = delta;
+  ASSERT_TRUE(h.setReconciled(next));
+  ASSERT_EQ(h.patch().upserts.size(), 1u);
+  const DesiredService& sent = *h.patch().upserts[0];
+  ASSERT_EQ(sent.backends.size(), 3u);
+  EXPECT_EQ(sent.backends[0].state, BackendState::kUnhealthy);
+  EXPECT_EQ(sent.backends[2].state, BackendState::kActive);
+  // The kept state is patched too (what a later verdict is applied to).
+  EXPECT_EQ(h.desired().desired.at(0)->backends.size(), 3u);
+
+  // Revision 9 never arrived: 10 is taken whole even with a delta.
+  Reconciled after_gap = next;
+  after_gap.revision = 10;
+  after_gap.desired = r.desired;
+  EXPECT_FALSE(h.setReconciled(after_gap));
+  EXPECT_EQ(h.desired().desired.at(0)->backends.size(), 2u);
+  // A result without a delta (a full reconcile) is always taken whole.
+  Reconciled whole = r;
+  whole.revision = 11;
+  EXPECT_FALSE(h.setReconciled(whole));
 }
 
 }  // namespace

@@ -887,8 +887,13 @@ void SyncServer::publish(const Reconciled& r) {
   bool new_view;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
-    impl_->health->setReconciled(r);
-    impl_->distributor->setDesired(impl_->health->desired());
+    // An endpoint change is a patch of what the distribution holds: the
+    // work is the change's, not the cluster's.
+    if (impl_->health->setReconciled(r)) {
+      impl_->distributor->patchDesired(impl_->health->patch());
+    } else {
+      impl_->distributor->setDesired(impl_->health->desired());
+    }
     impl_->updateProbers();  // the nodes that run it may have changed
     new_view = impl_->takeView();
   }

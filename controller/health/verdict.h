@@ -77,6 +77,8 @@ class HealthVerdicts {
 
   bool down(const std::string& service_key, const std::string& backend_key) const;
   size_t downCount() const { return down_.size(); }
+  // Whether the last update saw a service with a health check.
+  bool checking() const { return !checked_.empty(); }
   // Down backends per VirtualService key, for every one with a health
   // check (0 when none is down), for the gauge.
   std::map<std::string, uint64_t> downPerService() const;

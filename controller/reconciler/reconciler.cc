@@ -287,6 +287,7 @@ const Reconciled& IncrementalReconciler::full(const std::vector<IpPool>& pools,
     out_.services.push_back(std::move(o));
   }
   assemble();
+  out_.revision = ++revision_;
   return out_;
 }
 
@@ -316,44 +317,102 @@ const Reconciled& IncrementalReconciler::endpointsChanged(
   for (const EndpointSliceObject& e : slices) {
     by_service[e.meta.ns + "/" + e.service].push_back(&e);
   }
+  auto delta = std::make_shared<DesiredDelta>();
+  std::set<IpAddr> vips;
+  bool reshaped = false;  // entries came or went: cannot be patched in place
   for (const std::string& key : service_keys) {
     auto it = entries_.find(key);
     if (it == entries_.end()) continue;  // not ours
     Entry& e = it->second;
     ServiceOutcome& o = out_.services[e.outcome];
     o.events.resize(e.base_events);
-    e.desired.clear();
+    std::vector<std::shared_ptr<const DesiredService>> rebuilt;
     for (DesiredService& d : buildDesired(e.svc, e.settings, o.ips, by_service[key], ready_nodes_,
                                           all_ready_, &o.events)) {
-      e.desired.push_back(std::make_shared<const DesiredService>(std::move(d)));
+      rebuilt.push_back(std::make_shared<const DesiredService>(std::move(d)));
+    }
+    // The same addresses and ports give the same keys; anything else is
+    // not an endpoint change.
+    reshaped = reshaped || rebuilt.size() != e.desired.size() ||
+               !std::equal(rebuilt.begin(), rebuilt.end(), e.desired.begin(),
+                           [](const auto& a, const auto& b) { return a->key == b->key; });
+    e.desired = std::move(rebuilt);
+    if (reshaped) continue;
+    for (size_t i = 0; i < e.desired.size(); ++i) {
+      out_.desired[e.first + i] = e.desired[i];
+      delta->upserts.push_back(e.desired[i]);
+      vips.insert(e.desired[i]->vip);
     }
   }
-  assemble();
+  out_.revision = ++revision_;
+  if (reshaped) {
+    assemble();
+    out_.delta = nullptr;  // compare it whole
+    return out_;
+  }
+  std::sort(delta->upserts.begin(), delta->upserts.end(),
+            [](const auto& a, const auto& b) { return a->key < b->key; });
+  // Only the VIPs of what was rebuilt can have new candidates.
+  for (const IpAddr& vip : vips) {
+    auto at = std::lower_bound(out_.vips.begin(), out_.vips.end(), vip,
+                               [](const VipCandidates& v, const IpAddr& a) { return v.vip < a; });
+    if (at == out_.vips.end() || at->vip != vip) continue;
+    auto now = candidatesOf(vip, vip_users_[static_cast<size_t>(at - out_.vips.begin())]);
+    if (now == at->candidates || *now == *at->candidates) continue;
+    at->candidates = std::move(now);
+    delta->vips.push_back(*at);
+  }
+  out_.delta = std::move(delta);
   return out_;
+}
+
+std::shared_ptr<const std::vector<std::string>> IncrementalReconciler::candidatesOf(
+    const IpAddr& vip, const std::vector<std::string>& keys) const {
+  std::shared_ptr<const std::vector<std::string>> out;
+  for (const std::string& key : keys) {
+    for (const auto& d : entries_.at(key).desired) {
+      if (d->vip != vip) continue;
+      if (!out) {
+        out = d->announce_candidates;
+        continue;
+      }
+      if (out == d->announce_candidates) continue;
+      auto both = std::make_shared<std::vector<std::string>>();
+      std::set_intersection(out->begin(), out->end(), d->announce_candidates->begin(),
+                            d->announce_candidates->end(), std::back_inserter(*both));
+      out = std::move(both);
+    }
+  }
+  return out;
 }
 
 void IncrementalReconciler::assemble() {
   out_.desired.clear();
+  out_.delta = nullptr;
   size_t total = 0;
   for (const auto& [k, e] : entries_) total += e.desired.size();
   out_.desired.reserve(total);
-  // Per VIP: the nodes that may announce every service on it (the shared
-  // list of all ready nodes unless a Local service narrows it).
-  std::map<IpAddr, std::shared_ptr<const std::vector<std::string>>> vips;
+  // Per VIP, the Services on it (in order_); their candidates: the nodes
+  // that may announce every service on it (the shared list of all ready
+  // nodes unless a Local service narrows it).
+  std::map<IpAddr, std::vector<std::string>> users;
   for (const std::string& key : order_) {
-    for (const auto& d : entries_.at(key).desired) {
+    Entry& e = entries_.at(key);
+    e.first = out_.desired.size();
+    for (const auto& d : e.desired) {
       out_.desired.push_back(d);
-      auto [it, fresh] = vips.try_emplace(d->vip, d->announce_candidates);
-      if (fresh || it->second == d->announce_candidates) continue;
-      auto both = std::make_shared<std::vector<std::string>>();
-      std::set_intersection(it->second->begin(), it->second->end(), d->announce_candidates->begin(),
-                            d->announce_candidates->end(), std::back_inserter(*both));
-      it->second = std::move(both);
+      std::vector<std::string>& u = users[d->vip];
+      if (u.empty() || u.back() != key) u.push_back(key);
     }
   }
   out_.vips.clear();
-  out_.vips.reserve(vips.size());
-  for (auto& [vip, candidates] : vips) out_.vips.push_back({vip, std::move(candidates)});
+  out_.vips.reserve(users.size());
+  vip_users_.clear();
+  vip_users_.reserve(users.size());
+  for (auto& [vip, keys] : users) {
+    out_.vips.push_back({vip, candidatesOf(vip, keys)});
+    vip_users_.push_back(std::move(keys));
+  }
   out_.nodes = ready_nodes_;
 }
 

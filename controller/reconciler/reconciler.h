@@ -98,6 +98,17 @@ struct LeavingService {
   bool operator==(const LeavingService&) const = default;
 };
 
+// What an endpoint change altered in the desired state: only these entries
+// differ from the result before it, so whoever keeps a copy (the
+// distribution) patches them instead of comparing every Service again
+// (issue 13: the work per endpoint change grew with the number of Services).
+struct DesiredDelta {
+  std::vector<std::shared_ptr<const DesiredService>> upserts;  // new or rebuilt, by key
+  std::vector<std::string> removed;                            // VirtualService keys, sorted
+  std::vector<VipCandidates> vips;   // VIPs whose candidates changed (their new ones), by VIP
+  std::vector<IpAddr> removed_vips;  // sorted
+};
+
 struct Reconciled {
   std::vector<ServiceOutcome> services;  // served Services only, by key
   std::vector<LeavingService> leaving;   // by key
@@ -111,6 +122,12 @@ struct Reconciled {
   // BGP peers per node and advertisements per VIP (controller/bgp/); null:
   // no BGP configured. Set by the reconcile loop after a full reconcile.
   std::shared_ptr<const BgpDesired> bgp;
+  // Counts the results of one reconciler. With `delta`, this result is
+  // the one of `revision - 1` but for what `delta` lists (nodes, pools,
+  // BGP and every other entry are the same); without (a full reconcile),
+  // compare it whole. A consumer that missed a revision compares it whole.
+  uint64_t revision = 0;
+  std::shared_ptr<const DesiredDelta> delta;
 };
 
 bool servedByUs(const ServiceObject& s, const ReconcilerConfig& config);
@@ -155,7 +172,8 @@ class IncrementalReconciler {
                          const std::vector<EndpointSliceObject>& slices,
                          const std::vector<NodeObject>& nodes);
   // The EndpointSlices of `service_keys` changed; `slices` are all their
-  // current slices.
+  // current slices. Rebuilds only those Services' entries and their VIPs'
+  // candidates, and says which in result().delta.
   const Reconciled& endpointsChanged(const std::vector<std::string>& service_keys,
                                      const std::vector<EndpointSliceObject>& slices);
   // Decides, from what the last full() saw, whether these changes can only
@@ -181,8 +199,14 @@ class IncrementalReconciler {
     size_t outcome = 0;      // index in out_.services
     size_t base_events = 0;  // events of the allocation; the rest come from endpoints
     std::vector<std::shared_ptr<const DesiredService>> desired;
+    size_t first = 0;  // where `desired` starts in out_.desired
   };
+  // out_.desired and out_.vips from every entry (after a full reconcile).
   void assemble();
+  // The nodes that may announce `vip`: those that may announce every entry
+  // on it, of the Services `keys` (in order_).
+  std::shared_ptr<const std::vector<std::string>> candidatesOf(
+      const IpAddr& vip, const std::vector<std::string>& keys) const;
 
   ReconcilerConfig config_;
   std::unordered_map<std::string, Entry> entries_;
@@ -190,6 +214,8 @@ class IncrementalReconciler {
   std::set<std::string> leaving_;   // as of the last full()
   std::vector<std::string> ready_nodes_;
   std::shared_ptr<const std::vector<std::string>> all_ready_;  // candidates shared by most
+  std::vector<std::vector<std::string>> vip_users_;  // per out_.vips entry: its Services, in order_
+  uint64_t revision_ = 0;
   Reconciled out_;
 };
 

@@ -247,6 +247,68 @@ TEST(IncrementalReconcilerTest, EndpointChangeMatchesAFullReconcile) {
   EXPECT_EQ(got.desired[3]->backends.size(), 2u);
 }
 
+// An endpoint change says what it touched: the distribution patches those
+// entries instead of comparing every Service (issue 13).
+TEST(IncrementalReconcilerTest, EndpointChangeReportsOnlyTheServicesItTouched) {
+  std::vector<ServiceObject> svcs;
+  std::vector<EndpointSliceObject> slices;
+  for (const char* name : {"a", "b", "c", "local"}) {
+    svcs.push_back(lb(name));
+    slices.push_back(slice(name, {ep("10.1.0.1", "n1"), ep("10.1.0.2", "n2")}));
+  }
+  svcs[3].spec.external_traffic_local = true;
+  IncrementalReconciler inc{ReconcilerConfig()};
+  const Reconciled& full = inc.full({pool()}, svcs, slices, kNodes);
+  EXPECT_EQ(full.delta, nullptr) << "a full reconcile is compared whole";
+  const uint64_t first = full.revision;
+  const std::vector<std::shared_ptr<const DesiredService>> before = full.desired;
+  const std::vector<VipCandidates> vips_before = full.vips;
+
+  slices[1].endpoints.push_back(ep("10.1.0.3", "n3"));
+  const Reconciled& got = inc.endpointsChanged({"default/b"}, {slices[1]});
+  EXPECT_EQ(got.revision, first + 1);
+  ASSERT_NE(got.delta, nullptr);
+  ASSERT_EQ(got.delta->upserts.size(), 1u);
+  EXPECT_EQ(got.delta->upserts[0]->key, "default/b/http/ipv4");
+  EXPECT_EQ(got.delta->upserts[0]->backends.size(), 3u);
+  EXPECT_TRUE(got.delta->removed.empty());
+  EXPECT_TRUE(got.delta->vips.empty()) << "every ready node may still announce it";
+  // The result itself is patched: the others are the very same entries.
+  ASSERT_EQ(got.desired.size(), before.size());
+  for (size_t i = 0; i < before.size(); ++i) {
+    if (before[i]->key == "default/b/http/ipv4") {
+      EXPECT_EQ(got.desired[i], got.delta->upserts[0]);
+    } else {
+      EXPECT_EQ(got.desired[i], before[i]) << before[i]->key;
+    }
+  }
+  EXPECT_EQ(got.vips, vips_before);
+
+  // A Local Service whose endpoint leaves n1: its VIP's candidates change,
+  // and only that VIP is listed.
+  slices[3].endpoints = {ep("10.1.0.2", "n2")};
+  const Reconciled& local = inc.endpointsChanged({"default/local"}, {slices[3]});
+  EXPECT_EQ(local.revision, first + 2);
+  ASSERT_NE(local.delta, nullptr);
+  ASSERT_EQ(local.delta->upserts.size(), 1u);
+  EXPECT_EQ(local.delta->upserts[0]->key, "default/local/http/ipv4");
+  ASSERT_EQ(local.delta->vips.size(), 1u);
+  EXPECT_EQ(local.delta->vips[0].vip, local.delta->upserts[0]->vip);
+  EXPECT_EQ(*local.delta->vips[0].candidates, std::vector<std::string>{"n2"});
+  // And the patched result is what a full reconcile gives.
+  const Reconciled want = reconcile(ReconcilerConfig(), {pool()}, svcs, slices, kNodes);
+  ASSERT_EQ(local.desired.size(), want.desired.size());
+  for (size_t i = 0; i < want.desired.size(); ++i) {
+    EXPECT_TRUE(local.desired[i]->sameForAgents(*want.desired[i])) << want.desired[i]->key;
+  }
+  EXPECT_EQ(local.vips, want.vips);
+
+  // A full reconcile again: no delta, the next revision.
+  const Reconciled& again = inc.full({pool()}, svcs, slices, kNodes);
+  EXPECT_EQ(again.delta, nullptr);
+  EXPECT_EQ(again.revision, first + 3);
+}
+
 // Endpoint-only detection is the reconciler's, from ServiceSpec's defaulted
 // operator==: any spec field counts, with no list kept by hand.
 TEST(IncrementalReconcilerTest, PlanNeedsAFullReconcileForAnyInputButEndpointsAndOurOwnWrites) {
