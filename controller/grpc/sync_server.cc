@@ -188,6 +188,10 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
     {
       std::lock_guard<std::mutex> lock(mu_);
       writing_ = false;
+      // gRPC is done with it: a FULL state is megabytes at 10,000
+      // Services, and 200 agents each kept their last one (a cleared
+      // message keeps its repeated fields' objects; a fresh one does not).
+      pb::ControllerMessage().Swap(&out_);
       if (finish_status_) {
         finish = std::move(finish_status_);
         finish_status_.reset();
