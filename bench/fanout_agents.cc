@@ -19,6 +19,7 @@
 // Usage: fanout_agents HOST:PORT COUNT [NODE_PREFIX]
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -45,9 +46,11 @@ struct Shared {
   std::atomic<uint64_t> bytes{0};
   std::atomic<uint64_t> full_states{0};
   uint64_t one_full = 0;
-  std::set<int> synced;       // agents that acked a state
-  std::string watched;        // key being watched
-  std::set<int> saw_watched;  // agents that acked a state carrying it
+  std::set<int> synced;          // agents that acked a state
+  std::string watched;           // key being watched
+  std::set<int> saw_watched;     // agents that acked a state carrying it
+  std::vector<double> acked_at;  // seconds after the watch began, one per agent that acked it
+  Clock::time_point watch_since;
   bool stopping = false;
 };
 
@@ -149,7 +152,10 @@ class Agent {
         std::lock_guard<std::mutex> lock(shared_->mu);
         if (full && shared_->one_full == 0 && !services_.empty()) shared_->one_full = size;
         shared_->synced.insert(id_);
-        if (watched && want == shared_->watched) shared_->saw_watched.insert(id_);
+        if (watched && want == shared_->watched && shared_->saw_watched.insert(id_).second) {
+          shared_->acked_at.push_back(
+              std::chrono::duration<double>(Clock::now() - shared_->watch_since).count());
+        }
       }
       shared_->cv.notify_all();
     }
@@ -212,6 +218,8 @@ int main(int argc, char** argv) {
       std::unique_lock<std::mutex> lock(shared.mu);
       shared.watched = line.substr(6);
       shared.saw_watched.clear();
+      shared.acked_at.clear();
+      shared.watch_since = Clock::now();
       lock.unlock();
       std::printf("WATCHING\n");
       std::fflush(stdout);
@@ -220,6 +228,14 @@ int main(int argc, char** argv) {
       shared.watched.clear();
       const double done = std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
       std::printf("DONE %.6f %llu\n", done, static_cast<unsigned long long>(shared.bytes - bytes0));
+      // A slow change (over 500 ms): when the agents acked it, from the
+      // watch command (stderr): all late, or a few?
+      std::vector<double>& at = shared.acked_at;
+      std::sort(at.begin(), at.end());
+      if (!at.empty() && at.back() > 0.5) {
+        std::fprintf(stderr, "acks after the watch: first %.0f ms, median %.0f ms, last %.0f ms\n",
+                     at.front() * 1000, at[at.size() / 2] * 1000, at.back() * 1000);
+      }
     } else if (line == "rollout") {
       const uint64_t bytes0 = shared.bytes, full0 = shared.full_states;
       for (auto& a : agents) {

@@ -169,6 +169,9 @@ users: [{{name: u, user: {{token: bench}}}}]
                 writes[kind] = writes.get(kind, 0) + 1
         for kind, n in sorted(writes.items(), key=lambda kv: -kv[1])[:5]:
             print(f"# API writes during the changes: {n} {kind}", flush=True)
+        slowest = sorted(range(len(lat)), key=lambda k: -lat[k])[:3]
+        print("# slowest changes: " + ", ".join(f"#{k} {lat[k]:.0f} ms" for k in slowest),
+              flush=True)
         lat.sort()
         p50 = lat[len(lat) // 2]
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
