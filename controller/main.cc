@@ -225,6 +225,7 @@ int runDirectory(const Flags& f, const std::string& dir, const ReconcilerConfig&
   });
   if (!watcher) {
     spdlog::error("event=watch_failed dir={} msg=\"{}\"", dir, watcher.error());
+    link.reset();  // its threads call into the loop and the BGP reporter
     return 1;
   }
   loop.start();
@@ -323,13 +324,13 @@ int runKubernetes(const Flags& f, const ReconcilerConfig& cfg) {
   blockStopSignals();
   spdlog::info("event=start source=kubernetes api={} via=\"{}\" identity={} leader_elect={}",
                cluster->server, cluster->origin, o.leader.identity, f.leader_elect);
-  if (server) {
+  controller.start(publisher(f, server, is_leader));
+  if (server) {  // after start: the listeners call into the controller's parts
     server->onFeedback([&controller](const auto& changed) { controller.feedback(changed); });
     server->onBgpStatus([&controller, m = metrics->get()](const BgpPeerSessions& sessions) {
       m->bgpSessions(controller.bgpStatus(sessions));
     });
   }
-  controller.start(publisher(f, server, is_leader));
   waitForSignal();
   (*metrics)->stopSampling();
   link.reset();  // agents reconnect to the next leader

@@ -17,7 +17,8 @@ BgpPeerSessions groupByPeer(const std::vector<BgpNodeSession>& sessions,
 }
 
 std::vector<ServiceEvent> bgpPeerFacts(const std::vector<BgpNodeSession>& sessions,
-                                       uint64_t now_unix_ms) {
+                                       uint64_t now_unix_ms,
+                                       const std::map<std::string, uint64_t>& first_seen_ms) {
   std::vector<ServiceEvent> out;
   for (const BgpNodeSession& s : sessions) {
     if (s.established()) {
@@ -25,16 +26,13 @@ std::vector<ServiceEvent> bgpPeerFacts(const std::vector<BgpNodeSession>& sessio
       continue;
     }
     const bool was_up = s.established_count > 0;
-    const bool tried_long =
-        now_unix_ms >= s.since_unix_ms && now_unix_ms - s.since_unix_ms >= kBgpNeverUpGraceMs;
+    auto first = first_seen_ms.find(s.node);
+    const bool tried_long = first != first_seen_ms.end() && now_unix_ms >= first->second &&
+                            now_unix_ms - first->second >= kBgpNeverUpGraceMs;
     if (!was_up && !tried_long) continue;
-    std::string msg = "node " + s.node + ": session " + (was_up ? "down" : "not established") +
-                      " (state " + s.state;
-    if (!s.bfd.empty()) msg += ", BFD " + s.bfd;
-    // The error itself is in the status (nodes[].lastError): it changes
-    // with each reconnect attempt, and one Event per outage is the fact.
-    msg += "); see the BGPPeer's status.nodes for the last error";
-    out.push_back({true, "SessionDown", msg});
+    out.push_back({true, "SessionDown",
+                   "node " + s.node + ": session " + (was_up ? "down" : "not established") +
+                       "; the BGPPeer's status.nodes has its state and last error"});
   }
   return out;
 }

@@ -43,11 +43,16 @@ BgpPeerSessions groupByPeer(const std::vector<BgpNodeSession>& sessions,
 inline constexpr uint64_t kBgpNeverUpGraceMs = 30000;
 
 // The facts that hold for one peer now: per node, a Warning SessionDown
-// while its session is not Established after having been (or after the
-// grace above), a Normal SessionEstablished while it is. The message names
-// the node and the state, not the error, so one outage is one Event.
+// while its session is not Established after having been (or, for one
+// that never came up, once the grace above has passed since the controller
+// first saw it: `first_seen_ms` by node, the controller's clock), a Normal
+// SessionEstablished while it is. The message names only the node: the
+// state cycles (Connect, Idle, ...) while a router is away and the error
+// changes with each attempt; both are in the status, and one outage is
+// one Event.
 std::vector<ServiceEvent> bgpPeerFacts(const std::vector<BgpNodeSession>& sessions,
-                                       uint64_t now_unix_ms);
+                                       uint64_t now_unix_ms,
+                                       const std::map<std::string, uint64_t>& first_seen_ms);
 
 // Counts of sessions per state (for the metric), over every peer.
 std::map<std::string, uint64_t> sessionsPerState(const BgpPeerSessions& peers);

@@ -1,6 +1,9 @@
 #include "controller/grpc/bgp_report.h"
 
 #include <algorithm>
+#include <chrono>
+#include <set>
+#include <string>
 
 #include "common/log_safe.h"
 
@@ -32,14 +35,22 @@ const char* bfdName(pb::BfdSessionState s) {
 
 std::vector<BgpNodeSession> bgpSessionsOf(const pb::Report& r) {
   std::vector<BgpNodeSession> out;
+  std::set<std::string> peers;
+  const uint64_t now =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
   const int n = std::min(r.bgp_sessions_size(), kMaxBgpSessionsPerAgent);
   out.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
     const pb::BgpSessionStatus& s = r.bgp_sessions(i);
     BgpNodeSession b;
-    b.peer = s.peer().substr(0, 253);  // a BGPPeer's name; matched against what was sent
+    b.peer = s.peer().substr(0, 253);            // a BGPPeer's name; matched against what was sent
+    if (!peers.insert(b.peer).second) continue;  // one session per peer and node
     b.state = stateName(s.state());
-    b.since_unix_ms = s.since_unix_ms();
+    // The agent's clock, but never in the future (the status' date-time
+    // must stay a valid timestamp).
+    b.since_unix_ms = std::min(s.since_unix_ms(), now);
     b.routes_advertised = s.routes_advertised();
     b.routes_received = s.routes_received();
     b.flaps = s.flaps();

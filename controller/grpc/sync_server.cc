@@ -766,6 +766,9 @@ void SyncServer::Impl::refreshFeedback(std::unique_lock<std::mutex>& lock) {
   const std::shared_ptr<const View> v = distributor->view();
   const std::set<std::string> live = distributor->live();
   const bool known = !distributor->settling();
+  // Copies: onFeedback/onBgpStatus may replace them while they run unlocked.
+  const FeedbackListener feedback_to = feedback_listener;
+  const BgpStatusListener bgp_to = bgp_listener;
   std::vector<std::shared_ptr<Session>> agents;
   for (const auto& [node, s] : by_node) agents.push_back(s);
   lock.unlock();
@@ -793,8 +796,10 @@ void SyncServer::Impl::refreshFeedback(std::unique_lock<std::mutex>& lock) {
     if (old == feedback.end() || !(old->second == f)) changed_fb.emplace(key, f);
   }
   feedback = std::move(now_fb);  // only this thread touches it
-  if (!changed_fb.empty() && feedback_listener) feedback_listener(changed_fb);
-  if (bgp_listener) bgp_listener(bgpPeerSessions(*v, reports));
+  if (!changed_fb.empty() && feedback_to) feedback_to(changed_fb);
+  // Not while agents may still be coming back (after a start or a new
+  // leadership): a status with half the nodes would be written, then fixed.
+  if (bgp_to && known) bgp_to(bgpPeerSessions(*v, reports));
   lock.lock();
   counters.services_not_programmed = failing;
 }

@@ -357,7 +357,10 @@ class Informer {
       return false;
     }
     auto decoded = decode_(obj);
-    if (opt_.on_decoded && type != "DELETED") opt_.on_decoded(obj, decoded ? "" : decoded.error());
+    // A deleted object has nothing left to say (its problem goes with it).
+    if (opt_.on_decoded) {
+      opt_.on_decoded(obj, decoded || type == "DELETED" ? std::string() : decoded.error());
+    }
     if (!decoded) {
       rejected(decoded.error());
       std::lock_guard<std::mutex> lock(mu_);

@@ -72,13 +72,11 @@ void KubeController::start(ReconcileLoop::Published on_reconciled) {
   cb.bgp_object_decoded = [this](const std::string& kind, const std::string& name,
                                  const std::string& uid, const std::string& why) {
     const std::string key = kind + "/" + name;
-    {
-      std::lock_guard<std::mutex> lock(decode_mu_);
-      if (why.empty()) {
-        decode_problems_.erase(key);
-      } else {
-        decode_problems_[key] = {uid, why};
-      }
+    std::lock_guard<std::mutex> lock(decode_mu_);  // one teller at a time, in order
+    if (why.empty()) {
+      decode_problems_.erase(key);
+    } else {
+      decode_problems_[key] = {uid, why};
     }
     tellDecodeProblem(key, uid, why);
   };
@@ -89,12 +87,8 @@ void KubeController::start(ReconcileLoop::Published on_reconciled) {
         [this](bool is_leader) {
           if (telemetry_) telemetry_->leader(is_leader);
           if (is_leader) {  // what a follower could not post
-            std::map<std::string, std::pair<std::string, std::string>> problems;
-            {
-              std::lock_guard<std::mutex> lock(decode_mu_);
-              problems = decode_problems_;
-            }
-            for (const auto& [key, p] : problems) tellDecodeProblem(key, p.first, p.second);
+            std::lock_guard<std::mutex> lock(decode_mu_);
+            for (const auto& [key, p] : decode_problems_) tellDecodeProblem(key, p.first, p.second);
           }
           if (!is_leader) {
             status_->dropQueued();

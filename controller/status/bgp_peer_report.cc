@@ -41,19 +41,30 @@ void BgpPeerReporter::update(const BgpPeerSessions& now) {
           .count());
   BgpPeerSessions last;
   bool resend;
+  std::map<std::string, std::map<std::string, uint64_t>> first_seen;
   {
     std::lock_guard<std::mutex> lock(mu_);
     last = last_;
     resend = resend_;
     resend_ = false;
     last_ = now;
+    std::map<std::string, std::map<std::string, uint64_t>> kept;
+    for (const auto& [peer, sessions] : now) {
+      for (const BgpNodeSession& s : sessions) {
+        auto& seen = first_seen_[peer];
+        auto it = seen.find(s.node);
+        kept[peer][s.node] = it == seen.end() ? now_ms : it->second;
+      }
+    }
+    first_seen_ = kept;  // sessions gone are forgotten
+    first_seen = std::move(kept);
   }
   for (const auto& [peer, sessions] : now) {
     auto old = last.find(peer);
     if (resend || old == last.end() || old->second != sessions) sink_->want(peer, sessions);
     if (events_) {
       events_->observe(bgpPeerEventKey(peer), uid_of_ ? uid_of_(peer) : "", "bgp",
-                       bgpPeerFacts(sessions, now_ms));
+                       bgpPeerFacts(sessions, now_ms, first_seen[peer]));
     }
   }
   for (const auto& [peer, sessions] : last) {
@@ -61,7 +72,7 @@ void BgpPeerReporter::update(const BgpPeerSessions& now) {
     // No node peers with it any more (or it was deleted: the write finds
     // no object and stops).
     if (!sessions.empty()) sink_->want(peer, {});
-    if (events_) events_->forget(bgpPeerEventKey(peer));
+    if (events_) events_->forget(bgpPeerEventKey(peer), "bgp");
   }
 }
 

@@ -49,6 +49,9 @@ class BgpPeerReporter {
   Clock* clock_;
   mutable std::mutex mu_;
   BgpPeerSessions last_;
+  // Per peer, per node: when this controller first saw the session (its
+  // clock), for the grace of a session that never came up.
+  std::map<std::string, std::map<std::string, uint64_t>> first_seen_;
   bool resend_ = true;
 };
 

@@ -59,6 +59,18 @@ void EventRecorder::retain(const std::set<std::string>& live) {
   }
 }
 
+void EventRecorder::forget(const std::string& key, const std::string& origin) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto a = active_.find(key);
+  if (a != active_.end()) a->second.erase(origin);
+  auto r = records_.find(key);
+  if (r == records_.end()) return;
+  const std::string prefix = origin + "|";  // fact ids start with their origin
+  for (auto it = r->second.begin(); it != r->second.end();) {
+    it = it->first.compare(0, prefix.size(), prefix) == 0 ? r->second.erase(it) : std::next(it);
+  }
+}
+
 void EventRecorder::forget(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
   active_.erase(key);

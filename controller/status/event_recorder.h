@@ -73,6 +73,8 @@ class EventRecorder {
   // kinds' objects are forgotten one by one.
   void retain(const std::set<std::string>& live);
   void forget(const std::string& key);
+  // Forgets what one origin said about it (the others' facts stay).
+  void forget(const std::string& key, const std::string& origin);
   void created(const EventPost& e, const std::string& name);
   size_t size() const;
 
