@@ -14,6 +14,7 @@ the kernel, which answered them with a RST.
 import json
 import os
 import re
+import threading
 import unittest
 
 from e2e.lib.content import expected_md5, md5_file
@@ -59,22 +60,44 @@ class MultiQueueTest(unittest.TestCase):
             self.lab.metric("flowlb_agent_xsk_ring_events_total", socket=sock, event="rx_dropped")
 
     def test_nat_replies_on_the_other_queue_reach_the_worker_of_their_flow(self):
-        for i in range(DOWNLOADS):
-            self.lab.start_client(f"dl{i}", "fetch", f"http://{NAT_VIP}/bytes/1048576",
-                                  os.path.join(self.lab.tmp, f"dl{i}.bin"))
-        udp = json.loads(self.lab.client("udpmany", NAT_VIP, "53", str(DATAGRAMS), timeout=300))
-        for i in range(DOWNLOADS):
-            rc, rest = self.lab.finish(f"dl{i}")
-            self.assertEqual(rc, 0, f"download {i}: {rest}")
-            self.assertEqual(md5_file(os.path.join(self.lab.tmp, f"dl{i}.bin")),
-                             expected_md5(1048576), f"download {i}")
+        # The most flows each worker held while the traffic ran (sampled: by
+        # the end, short flows may have left the table already).
+        most = {"0": 0.0, "1": 0.0}
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                for w in most:
+                    try:
+                        most[w] = max(most[w], self.lab.metric("flowlb_agent_conntrack_entries",
+                                                               worker=w))
+                    except Exception:  # a scrape that failed: the next one counts
+                        pass
+                done.wait(0.1)
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            for i in range(DOWNLOADS):
+                self.lab.start_client(f"dl{i}", "fetch", f"http://{NAT_VIP}/bytes/1048576",
+                                      os.path.join(self.lab.tmp, f"dl{i}.bin"))
+            udp = json.loads(self.lab.client("udpmany", NAT_VIP, "53", str(DATAGRAMS),
+                                             timeout=300))
+            for i in range(DOWNLOADS):
+                rc, rest = self.lab.finish(f"dl{i}")
+                self.assertEqual(rc, 0, f"download {i}: {rest}")
+                self.assertEqual(md5_file(os.path.join(self.lab.tmp, f"dl{i}.bin")),
+                                 expected_md5(1048576), f"download {i}")
+        finally:
+            done.set()
+            sampler.join()
         self.assertEqual(udp, {"ok": DATAGRAMS, "failed": []})
 
-        # Both workers received client flows (their queues both carried traffic)...
-        for w in ("0", "1"):
-            self.assertGreater(self.lab.metric("flowlb_agent_conntrack_entries", worker=w), 0,
-                               f"worker {w} holds no flow: the queues did not spread the clients")
-        # ... and replies that landed on the other queue were handed across
+        # Which worker holds a client flow is the kernel's choice of the
+        # client's transmit queue (veth: by flow hash, or by CPU under XPS):
+        # printed, not asserted; a loaded machine has put them all on one.
+        self.assertGreater(most["0"] + most["1"], 0, "no flow tracked at all")
+        print(f"FIGURE multiqueue_flows_per_worker max {most['0']:.0f} / {most['1']:.0f}")
+        # Replies that landed on the other queue were handed across
         # (the counters are the agent's since it started; the metrics are
         # flushed every 250 ms).
         self.lab.wait_metric("flowlb_agent_datapath_handoffs_total", lambda v: v > 0,
