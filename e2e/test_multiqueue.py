@@ -26,15 +26,21 @@ DOWNLOADS = 8
 DATAGRAMS = 100
 
 
-class MultiQueueTest(unittest.TestCase):
+class TwoQueueLabTest(unittest.TestCase):
+    """One lab per class, made by make_lab() with --queues 2 on two-queue veths."""
+
+    @classmethod
+    def make_lab(cls):
+        raise NotImplementedError
+
     @classmethod
     def setUpClass(cls):
         if os.geteuid() != 0:
             raise unittest.SkipTest("needs root (network namespaces, XDP)")
-        cls.lab = DatapathLab(prefix=lab_prefix("flbmq"), agent_args=["--queues", "2"], queues=2)
+        cls.lab = cls.make_lab()
         try:
             cls.lab.up()
-        except Exception:
+        except BaseException:
             cls.lab.down()
             raise
 
@@ -49,6 +55,12 @@ class MultiQueueTest(unittest.TestCase):
         self.lab.stop_clients()
         if test_failed(self):
             print(f"--- agent log (tail) ---\n{self.lab.log()[-3000:]}")
+
+
+class MultiQueueTest(TwoQueueLabTest):
+    @classmethod
+    def make_lab(cls):
+        return DatapathLab(prefix=lab_prefix("flbmq"), agent_args=["--queues", "2"], queues=2)
 
     def handoffs(self, result):
         return self.lab.metric("flowlb_agent_datapath_handoffs_total", result=result)
@@ -107,11 +119,8 @@ class MultiQueueTest(unittest.TestCase):
               f"received {self.handoffs('received'):.0f} ring_full {self.handoffs('ring_full'):.0f}")
 
 
-if __name__ == "__main__":
-    unittest.main()
 
-
-class KernelPathMultiQueueTest(unittest.TestCase):
+class KernelPathMultiQueueTest(TwoQueueLabTest):
     """The pods lab (e2e/test_pod_network.py: a native backend, a pod on the
     LB node, a pod behind VXLAN, reached through the kernel exception path)
     on two-queue veths with --queues 2 (prefix `flbmqpod`): the kernel picks
@@ -120,28 +129,9 @@ class KernelPathMultiQueueTest(unittest.TestCase):
     workers until the one that does translates it."""
 
     @classmethod
-    def setUpClass(cls):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root (network namespaces, XDP)")
+    def make_lab(cls):
         from e2e.test_pod_network import PodLab
-        cls.lab = PodLab(prefix=lab_prefix("flbmqpod"), agent_args=["--queues", "2"], queues=2)
-        try:
-            cls.lab.up()
-        except BaseException:
-            cls.lab.down()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.down()
-
-    def setUp(self):
-        self.lab.ensure()
-
-    def tearDown(self):
-        self.lab.stop_clients()
-        if test_failed(self):
-            print(f"--- agent log (tail) ---\n{self.lab.log()[-3000:]}")
+        return PodLab(prefix=lab_prefix("flbmqpod"), agent_args=["--queues", "2"], queues=2)
 
     def test_kernel_path_replies_reach_the_worker_of_their_flow(self):
         # externalTrafficPolicy: Local to the pod on the LB node: the flow
@@ -172,3 +162,7 @@ class KernelPathMultiQueueTest(unittest.TestCase):
         from e2e.test_pod_network import MIXED
         udp = json.loads(self.lab.client("udpmany", MIXED, "53", str(DATAGRAMS), timeout=300))
         self.assertEqual(udp, {"ok": DATAGRAMS, "failed": []})
+
+
+if __name__ == "__main__":
+    unittest.main()

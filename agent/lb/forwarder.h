@@ -143,6 +143,11 @@ class Forwarder {
   enum class Path : uint8_t { kAny, kOnLink, kOwnInterfaces };
   Action transmit(uint8_t* frame, const IpAddr& toward, Path path, Action a);
   Action kernelIcmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms);
+  // The forward entry of the flow an ICMP error quotes a packet of: the
+  // quoted tuple, reversed, is that flow's `kind` entry. Null when none.
+  const FlowEntry* quotedFlow(const FlowTuple& quoted, FlowKind kind, uint32_t now_ms);
+  // An ICMP error about flow `f` on its way back to f's client.
+  Action errorToClient(const FlowEntry& f, const Snapshot& snap);
   // PROXY protocol v2, client to backend: records the sequence origin on a
   // SYN, inserts the header at it, moves later segments; UDP: a header in
   // each datagram. kNone when the packet may go on, else the drop reason.

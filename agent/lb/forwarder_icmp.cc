@@ -15,22 +15,31 @@ FlowTuple reversed(const FlowTuple& t) {
 
 }  // namespace
 
+const FlowEntry* Forwarder::quotedFlow(const FlowTuple& quoted, FlowKind kind, uint32_t now_ms) {
+  const FlowKey key = makeFlowKey(reversed(quoted), kind);
+  FlowEntry* r = conntrack_.find(key, conntrack_.hash(key), now_ms);
+  return r == nullptr || r->peer == kNoPeer ? nullptr : conntrack_.at(r->peer);
+}
+
+Action Forwarder::errorToClient(const FlowEntry& f, const Snapshot& snap) {
+  Action a;
+  a.reply = true;
+  a.backend = f.backend;
+  a.service = snap.findService(IpAddr{f.key.dst}, f.key.dport, f.key.proto);
+  ++stats_.icmp_errors_forwarded;
+  return a;
+}
+
 Action Forwarder::kernelIcmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& snap,
                                   uint32_t now_ms) {
   // The kernel reports on a packet of a flow we sent through it (client ->
   // backend, as we rewrote it): the client must see it about the VIP.
-  const FlowTuple q = p.inner_tuple;
-  const FlowKey key = makeFlowKey(reversed(q), FlowKind::kKernelReply);
-  FlowEntry* r = conntrack_.find(key, conntrack_.hash(key), now_ms);
-  if (r == nullptr || r->peer == kNoPeer) return notHere(DropReason::kKernelReplyNoFlow);
-  const FlowEntry& f = *conntrack_.at(r->peer);
+  const FlowEntry* fp = quotedFlow(p.inner_tuple, FlowKind::kKernelReply, now_ms);
+  if (fp == nullptr) return notHere(DropReason::kKernelReplyNoFlow);
+  const FlowEntry& f = *fp;
   const IpAddr client{f.key.src};
   const IpAddr vip{f.key.dst};
-  Action a;
-  a.reply = true;
-  a.backend = f.backend;
-  a.service = snap.findService(vip, f.key.dport, f.key.proto);
-  ++stats_.icmp_errors_forwarded;
+  Action a = errorToClient(f, snap);
   rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kDestination, vip);
   rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kDestination, f.key.dport);
   refreshIcmpChecksum(frame, p);
@@ -92,17 +101,12 @@ Action Forwarder::icmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
   // (b) It left our SNAT address towards a backend: a NAT flow's forward packet.
   if (snap.isSnatAddress(q.src)) {
     if (!owns(q.sport)) return handOff(snatPortOwner(q.sport, config_.workers));
-    const FlowKey key = makeFlowKey(reversed(q), FlowKind::kNatReply);
-    FlowEntry* r = conntrack_.find(key, conntrack_.hash(key), now_ms);
-    if (r == nullptr || r->peer == kNoPeer) return drop(DropReason::kIcmpNoFlow);
-    const FlowEntry& f = *conntrack_.at(r->peer);
+    const FlowEntry* fp = quotedFlow(q, FlowKind::kNatReply, now_ms);
+    if (fp == nullptr) return drop(DropReason::kIcmpNoFlow);
+    const FlowEntry& f = *fp;
     const IpAddr client{f.key.src};
     const IpAddr vip{f.key.dst};
-    Action a;
-    a.reply = true;
-    a.backend = f.backend;
-    a.service = snap.findService(vip, f.key.dport, f.key.proto);
-    ++stats_.icmp_errors_forwarded;
+    Action a = errorToClient(f, snap);
     if (p.tuple.src == q.dst) {  // reported by the backend itself: it speaks as the VIP
       rewriteAddress(frame, p.outer, p.tuple, Endpoint::kSource, vip);
     }
