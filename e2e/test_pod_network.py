@@ -130,11 +130,11 @@ class PodNetworkTest(unittest.TestCase):
                 self.assertEqual(code, 0, f"{vip}: download from {KINDS[who]} failed")
                 self.assertEqual(digest, content.expected_md5(1048576),
                                  f"{vip}: download from {KINDS[who]} differs")
-        sent = self.lab.metric("flowlb_agent_kernel_path_packets_total", direction="to_kernel",
-                               reason="flow_snat")
-        back = self.lab.metric("flowlb_agent_kernel_path_packets_total", direction="from_kernel")
-        self.assertGreater(sent, 0)
-        self.assertGreater(back, 0)
+        # (counters reach /metrics within about 1.25 s of the packets)
+        self.lab.wait_metric("flowlb_agent_kernel_path_packets_total", lambda v: v > 0,
+                             direction="to_kernel", reason="flow_snat")
+        self.lab.wait_metric("flowlb_agent_kernel_path_packets_total", lambda v: v > 0,
+                             direction="from_kernel")
 
     def test_udp_request_response_through_each_kind_of_backend(self):
         for vip in (MIXED, MIXED6):
