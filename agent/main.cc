@@ -27,6 +27,7 @@
 #include "agent/announce/bgp/speaker.h"
 #include "agent/control/certificate_bootstrap.h"
 #include "agent/control/controller_link.h"
+#include "agent/control/flow_sync.h"
 #include "agent/datapath/datapath.h"
 #include "agent/health.h"
 #include "agent/health/prober.h"
@@ -63,6 +64,8 @@ struct Flags {
   uint32_t umem_frames = 8192;
   std::string bpf_object;
   size_t conntrack_entries = 1 << 20;
+  std::string nat_source = "node";  // node | vip (flow sync)
+  size_t flow_sync_entries = 262144;
   bool kernel_path = true;
   std::string kernel_path_mark = "0x1000";
   uint32_t kernel_path_table = 61707;
@@ -329,8 +332,39 @@ class BgpAnnouncement {
   std::vector<BgpSessionReport> reported_;
 };
 
+uint32_t monotonicMs() {
+  return static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// Set by the controller link's thread when the controller asks for a dump
+// of this node's shared flows (a node joined).
+std::atomic<bool> g_flow_sync_dump{false};
+
+// Flow sync's chores on the main loop (every 100 ms): the flows the workers
+// shared go to the controller in batches, a dump when asked, and other
+// nodes' records past their TTL go.
+void flowSyncTick(FlowSync& fs, ControllerLink& link) {
+  const uint32_t now = monotonicMs();
+  for (const std::string& b : fs.collect(now)) {
+    if (link.sendFlowSync(b, false)) fs.noteSent(b.size() / kFlowRecordBytes, b.size(), false);
+  }
+  if (g_flow_sync_dump.exchange(false)) {
+    size_t records = 0;
+    for (const std::string& b : fs.dump(now)) {
+      if (link.sendFlowSync(b, true)) {
+        fs.noteSent(b.size() / kFlowRecordBytes, b.size(), true);
+        records += b.size() / kFlowRecordBytes;
+      }
+    }
+    spdlog::info("event=flow_sync_dump_sent records={}", records);
+  }
+  fs.expire(now);
+}
+
 int runDatapath(const Flags& f, const AgentConfigFile& initial,
-                std::unique_ptr<ControllerLink> link) {
+                std::unique_ptr<ControllerLink> link, FlowSync* flow_sync = nullptr) {
   DatapathConfig dc;
   dc.bpf_object = f.bpf_object.empty() ? defaultBpfObject() : f.bpf_object;
   dc.interfaces = f.interfaces;
@@ -353,6 +387,10 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   dc.kernel_path = f.kernel_path;
   dc.state_dir = f.state_dir;
   dc.snat = initial.snat;
+  if (flow_sync != nullptr) {
+    dc.flow_sync = &flow_sync->table();
+    for (uint32_t q = 0; q < f.queues; ++q) dc.flow_export.push_back(flow_sync->ring(q));
+  }
   dc.kernel.mark = static_cast<uint32_t>(std::strtoul(f.kernel_path_mark.c_str(), nullptr, 0));
   dc.kernel.table = f.kernel_path_table;
   dc.kernel.rule_priority = f.kernel_path_rule_priority;
@@ -482,10 +520,12 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
     auto sleep = std::chrono::duration_cast<std::chrono::milliseconds>(
         last_metrics + std::chrono::seconds(1) - before);
     if (watch && watch->pending()) sleep = std::min(sleep, std::chrono::milliseconds(20));
+    if (flow_sync != nullptr) sleep = std::min(sleep, std::chrono::milliseconds(100));
     const auto sleep_ms = static_cast<int>(std::clamp<int64_t>(sleep.count(), 0, 1000));
     (*dp)->poll(sleep_ms, {g_waker->fd(), watch ? watch->fd() : -1});
     g_waker->drain();
     const auto now = std::chrono::steady_clock::now();
+    if (flow_sync != nullptr && link) flowSyncTick(*flow_sync, *link);
     if (link) {
       // Desired state from the controller, applied as a file would be.
       if (auto next = link->take()) {
@@ -663,6 +703,7 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
       last_metrics = now;
       (*metrics)->healthChecks((*prober)->statuses(), (*prober)->counters());
       (*metrics)->update((*dp)->status());
+      if (flow_sync != nullptr) (*metrics)->update(flow_sync->counters());
       if (announcer) (*metrics)->update(announcer->stats());
       if (bgp.speaker()) (*metrics)->update(bgp.speaker()->status());
       if (link) bgp.report(link.get());
@@ -733,6 +774,7 @@ int runWithController(Flags f) {
     }
   }
   if (!resolveInterfaces(f, &local, true)) return 2;
+  local.snat.vip_source = f.nat_source == "vip";
   ControllerLinkOptions o;
   o.address = f.controller_address;
   o.plaintext = f.plaintext;
@@ -742,6 +784,27 @@ int runWithController(Flags f) {
   o.node_name = nodeName(f);
   if (!startWaker()) return 1;
   o.on_state = [] { g_waker->wake(); };
+  // Flow sync goes with VIP-sourced NAT: a node's flows can only be adopted
+  // by another node if their replies follow the VIP.
+  std::unique_ptr<FlowSync> flow_sync;
+  if (local.snat.vip_source) {
+    FlowSyncOptions fo;
+    fo.table_entries = f.flow_sync_entries;
+    fo.own_entries = f.flow_sync_entries;
+    flow_sync = std::make_unique<FlowSync>(fo, f.queues);
+    o.on_flow_sync = [fs = flow_sync.get()](const std::string& records, const std::string& origin,
+                                            bool dump) {
+      if (Status st = fs->applyRelayed(records, origin, monotonicMs()); !st) {
+        spdlog::warn("event=flow_sync_refused origin=\"{}\" dump={} reason=\"{}\"", origin, dump,
+                     st.message());
+      }
+    };
+    o.on_flow_sync_dump = [](const std::string& for_node) {
+      spdlog::info("event=flow_sync_dump_requested for_node=\"{}\"", for_node);
+      g_flow_sync_dump.store(true);
+      g_waker->wake();
+    };
+  }
   std::unique_ptr<CertificateBootstrap> bootstrap;  // outlives the link that uses it
   if (!f.bootstrap_token_file.empty()) {
     CertificateBootstrapOptions bo;
@@ -768,7 +831,8 @@ int runWithController(Flags f) {
   }
   spdlog::info("event=controller_link address={} node={} tls={}", o.address, o.node_name,
                !o.plaintext);
-  return runDatapath(f, local, std::move(*link));
+  spdlog::info("event=nat_source source={} flow_sync={}", f.nat_source, flow_sync ? "on" : "off");
+  return runDatapath(f, local, std::move(*link), flow_sync.get());
 }
 
 }  // namespace
@@ -811,6 +875,16 @@ int main(int argc, char** argv) {
   app.add_option("--bpf-object", f.bpf_object,
                  "The XDP object (default: flowlb_xdp_steer.o beside the binary, then "
                  "/usr/lib/flowlb/)");
+  app.add_option("--nat-source", f.nat_source,
+                 "Source address of NAT flows to backends: 'node' (this node's SNAT address) or "
+                 "'vip' (the VIP itself: replies follow the VIP to whichever node announces it, "
+                 "and NAT flows are shared with the other LB nodes through the controller so "
+                 "they survive a VIP move; docs/flow-sync.md)")
+      ->check(CLI::IsMember({"node", "vip"}));
+  app.add_option("--flow-sync-entries", f.flow_sync_entries,
+                 "With --nat-source=vip: other nodes' NAT flows this node can hold for adoption "
+                 "(128 bytes each), and as many of its own for a dump")
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 24));
   app.add_option("--conntrack-entries", f.conntrack_entries,
                  "Connection tracking entries per worker (64 bytes each), fixed at start")
       ->check(CLI::Range(size_t{1024}, size_t{1} << 28));
@@ -928,6 +1002,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!f.check) {
+    if (f.nat_source == "vip" && !cfg->snat.vip_source) {
+      spdlog::error(
+          "event=start reason=usage msg=\"standalone, the file sets the NAT source: "
+          "'snat: {{source: vip}}' (flow sync needs a controller)\"");
+      return 2;
+    }
     if (!resolveInterfaces(f, &*cfg, false)) return 2;
     if (!startWaker()) return 1;
     return runDatapath(f, *cfg, nullptr);

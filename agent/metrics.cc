@@ -53,6 +53,22 @@ Result<std::unique_ptr<AgentMetrics>> AgentMetrics::serve(const std::string& add
                          "queues), by result: handed_off to that worker's ring, ring_full "
                          "(dropped), received from another worker",
                          r);
+  m->flow_sync_records_ = &family(
+      BuildCounter(), "flowlb_agent_flow_sync_records_total",
+      "Flow sync (--nat-source=vip) records, by event: shared by the workers, ring_full (not "
+      "shared: the export ring was full), sent to the controller, received from other nodes, "
+      "table_full (another node's flow refused: no room), expired (its delete never came), "
+      "adopted (another node's flow taken over here after its VIP moved)",
+      r);
+  m->flow_sync_bytes_ = &family(BuildCounter(), "flowlb_agent_flow_sync_sent_bytes_total",
+                                "Bytes of flow records sent to the controller", r);
+  m->flow_sync_refused_ = &family(BuildCounter(), "flowlb_agent_flow_sync_batches_refused_total",
+                                  "Relayed flow sync batches refused whole (malformed)", r);
+  m->flow_sync_entries_ = &family(
+      BuildGauge(), "flowlb_agent_flow_sync_entries",
+      "Flow sync tables: others (other nodes' flows held for adoption), others_capacity, own "
+      "(this node's live shared flows, kept for a dump)",
+      r);
   m->xdp_packets_ = &family(BuildCounter(), "flowlb_agent_xdp_packets_total",
                             "What the XDP program did, by action", r);
   m->conntrack_entries_ = &family(BuildGauge(), "flowlb_agent_conntrack_entries",
@@ -375,6 +391,19 @@ void AgentMetrics::update(const DatapathStatus& st) {
         static_cast<double>(evictions[i]));
   }
   setCounter(unhandled_->Add({}), static_cast<double>(unhandled));
+  {
+    uint64_t shared = 0, dropped = 0, adopted = 0;
+    for (const WorkerReport& r : st.workers) {
+      shared += r.forwarder.flow_exports;
+      dropped += r.forwarder.flow_export_dropped;
+      adopted += r.forwarder.flows_adopted;
+    }
+    if (shared + dropped + adopted > 0) {
+      setCounter(flow_sync_records_->Add({{"event", "shared"}}), static_cast<double>(shared));
+      setCounter(flow_sync_records_->Add({{"event", "ring_full"}}), static_cast<double>(dropped));
+      setCounter(flow_sync_records_->Add({{"event", "adopted"}}), static_cast<double>(adopted));
+    }
+  }
   setCounter(handoffs_->Add({{"result", "handed_off"}}), static_cast<double>(handed_off));
   setCounter(handoffs_->Add({{"result", "ring_full"}}), static_cast<double>(handoff_ring_full));
   setCounter(handoffs_->Add({{"result", "received"}}), static_cast<double>(handoffs_received));
@@ -420,6 +449,22 @@ void AgentMetrics::update(const DatapathStatus& st) {
   adopted_->Add({{"what", "conntrack_tables_discarded"}})
       .Set(static_cast<double>(st.adoption.tables_discarded));
   adopted_->Add({{"what", "backend_ids_discarded"}}).Set(st.adoption.registry_discarded ? 1 : 0);
+}
+
+void AgentMetrics::update(const FlowSyncCounters& c) {
+  const auto records = [this](const char* event, uint64_t v) {
+    setCounter(flow_sync_records_->Add({{"event", event}}), static_cast<double>(v));
+  };
+  records("sent", c.records_sent);
+  records("received", c.records_received);
+  records("table_full", c.table.refused_full);
+  records("expired", c.table.expired);
+  setCounter(flow_sync_bytes_->Add({}), static_cast<double>(c.bytes_sent));
+  setCounter(flow_sync_refused_->Add({}), static_cast<double>(c.batches_refused));
+  flow_sync_entries_->Add({{"table", "others"}}).Set(static_cast<double>(c.table_size));
+  flow_sync_entries_->Add({{"table", "others_capacity"}})
+      .Set(static_cast<double>(c.table_capacity));
+  flow_sync_entries_->Add({{"table", "own"}}).Set(static_cast<double>(c.own_size));
 }
 
 }  // namespace flowlb::agent

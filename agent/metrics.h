@@ -16,6 +16,7 @@
 
 #include "agent/announce/bgp/speaker.h"
 #include "agent/announce/l2_announcer.h"
+#include "agent/control/flow_sync.h"
 #include "agent/datapath/datapath.h"
 #include "agent/health/prober.h"
 #include "common/health.h"
@@ -34,6 +35,9 @@ class AgentMetrics {
   int port() const { return server_->port(); }
 
   void update(const DatapathStatus& st);
+  // Flow sync (--nat-source=vip): the control thread's side; the workers'
+  // (shared, ring_full, adopted) come with update(DatapathStatus).
+  void update(const FlowSyncCounters& c);
   // The services and backends of the desired state in force: per-service and
   // per-backend series of names no longer in it are removed once they stop
   // counting (a draining flow may still add to them), so a rolling update
@@ -78,6 +82,10 @@ class AgentMetrics {
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* handoffs_ = nullptr;
+  prometheus::Family<prometheus::Counter>* flow_sync_records_ = nullptr;
+  prometheus::Family<prometheus::Counter>* flow_sync_bytes_ = nullptr;
+  prometheus::Family<prometheus::Counter>* flow_sync_refused_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* flow_sync_entries_ = nullptr;
   std::unique_ptr<HttpServer> server_;
   prometheus::Family<prometheus::Counter>* service_packets_ = nullptr;
   prometheus::Family<prometheus::Counter>* service_bytes_ = nullptr;

@@ -28,7 +28,9 @@ bool unspecified(const IpAddr& a) {
 }
 
 // Why a record is refused, or nullptr.
-const char* fault(const uint8_t* p, FlowRecord* r) {
+}  // namespace
+
+const char* decodeFlowRecord(const uint8_t* p, FlowRecord* r) {
   if (p[0] != static_cast<uint8_t>(FlowRecordOp::kUpsert) &&
       p[0] != static_cast<uint8_t>(FlowRecordOp::kDelete)) {
     return "unknown op";
@@ -59,8 +61,6 @@ const char* fault(const uint8_t* p, FlowRecord* r) {
   return nullptr;
 }
 
-}  // namespace
-
 bool operator==(const FlowRecord& a, const FlowRecord& b) {
   return a.op == b.op && a.proto == b.proto && a.flags == b.flags && a.proxy_seq == b.proxy_seq &&
          a.client == b.client && a.vip == b.vip && a.backend == b.backend &&
@@ -69,7 +69,13 @@ bool operator==(const FlowRecord& a, const FlowRecord& b) {
 }
 
 void appendFlowRecord(std::string* out, const FlowRecord& r) {
-  uint8_t p[kFlowRecordBytes] = {};
+  uint8_t p[kFlowRecordBytes];
+  encodeFlowRecord(r, p);
+  out->append(reinterpret_cast<const char*>(p), sizeof p);
+}
+
+void encodeFlowRecord(const FlowRecord& r, uint8_t* p) {
+  std::memset(p, 0, kFlowRecordBytes);
   p[0] = static_cast<uint8_t>(r.op);
   p[1] = r.proto;
   p[2] = r.flags;
@@ -81,7 +87,6 @@ void appendFlowRecord(std::string* out, const FlowRecord& r) {
   put16(p + 58, r.vip_port);
   put16(p + 60, r.backend_port);
   put16(p + 62, r.nat_port);
-  out->append(reinterpret_cast<const char*>(p), sizeof p);
 }
 
 Result<std::vector<FlowRecord>> decodeFlowRecords(std::string_view bytes, size_t max_records) {
@@ -98,7 +103,7 @@ Result<std::vector<FlowRecord>> decodeFlowRecords(std::string_view bytes, size_t
   std::vector<FlowRecord> out(n);
   const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
   for (size_t i = 0; i < n; ++i) {
-    if (const char* why = fault(p + i * kFlowRecordBytes, &out[i])) {
+    if (const char* why = decodeFlowRecord(p + i * kFlowRecordBytes, &out[i])) {
       return Status::error("flow record " + std::to_string(i) + ": " + why);
     }
   }

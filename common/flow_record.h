@@ -47,8 +47,13 @@ struct FlowRecord {
 
 bool operator==(const FlowRecord& a, const FlowRecord& b);
 
+// Writes the record's 64 bytes at `p`.
+void encodeFlowRecord(const FlowRecord& r, uint8_t* p);
 // Appends the record's 64 bytes to `out`.
 void appendFlowRecord(std::string* out, const FlowRecord& r);
+// Decodes and checks the 64 bytes at `p`: nullptr when well formed, else
+// why not. Never allocates.
+const char* decodeFlowRecord(const uint8_t* p, FlowRecord* out);
 
 // Decodes a batch: its length a multiple of 64 and at most `max_records`
 // records, each well formed (known op, TCP or UDP, known flags, one family,

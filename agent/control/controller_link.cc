@@ -11,6 +11,7 @@
 
 #include "common/backoff.h"
 #include "common/file.h"
+#include "common/flow_record.h"
 #include "common/version.h"
 #include "flowlb/v1/sync.grpc.pb.h"
 
@@ -209,11 +210,12 @@ struct ControllerLink::Impl {
     h->set_agent_version(buildVersion());
     h->set_last_applied_generation(last_applied.load());
     if (c.l2_announcement) h->add_capabilities(pb::CAPABILITY_L2_ANNOUNCEMENT);
-    h->add_capabilities(pb::CAPABILITY_INCREMENTAL_UPDATES);    // DesiredView
-    h->add_capabilities(pb::CAPABILITY_IMPLICIT_BACKEND_KEYS);  // convert.cc
-    h->add_capabilities(pb::CAPABILITY_BGP);                    // convert_bgp.cc
-    h->add_capabilities(pb::CAPABILITY_HEALTH_CHECKS);          // agent/health
-    h->add_capabilities(pb::CAPABILITY_MAGLEV_FINGERPRINTS);    // AckReport::fingerprints
+    h->add_capabilities(pb::CAPABILITY_INCREMENTAL_UPDATES);              // DesiredView
+    h->add_capabilities(pb::CAPABILITY_IMPLICIT_BACKEND_KEYS);            // convert.cc
+    h->add_capabilities(pb::CAPABILITY_BGP);                              // convert_bgp.cc
+    h->add_capabilities(pb::CAPABILITY_HEALTH_CHECKS);                    // agent/health
+    h->add_capabilities(pb::CAPABILITY_MAGLEV_FINGERPRINTS);              // AckReport::fingerprints
+    if (opt.on_flow_sync) h->add_capabilities(pb::CAPABILITY_FLOW_SYNC);  // flow_sync.h
     pb::DatapathCapabilities* caps = h->mutable_datapath();
     caps->set_af_xdp_zero_copy(c.af_xdp_zero_copy);
     caps->set_af_xdp_copy(c.af_xdp_copy);
@@ -239,6 +241,17 @@ struct ControllerLink::Impl {
           spdlog::info("event=controller_not_leader address={} leader=\"{}\" msg=\"reconnecting\"",
                        target, redirect);
           break;
+        }
+        if (m.has_flow_sync()) {
+          if (opt.on_flow_sync) {
+            opt.on_flow_sync(m.flow_sync().records(), m.flow_sync().origin_node(),
+                             m.flow_sync().dump());
+          }
+          continue;
+        }
+        if (m.has_flow_sync_dump()) {
+          if (opt.on_flow_sync_dump) opt.on_flow_sync_dump(m.flow_sync_dump().for_node());
+          continue;
         }
         if (!m.has_desired_state()) continue;
         if (!owner->connected_.exchange(true)) {
@@ -334,6 +347,16 @@ void ControllerLink::setBgpSessions(std::vector<BgpSessionReport> sessions) {
   if (sessions == impl_->bgp_sessions) return;
   impl_->bgp_sessions = std::move(sessions);
   if (impl_->stream) impl_->stream->Write(impl_->healthReport());
+}
+
+bool ControllerLink::sendFlowSync(const std::string& records, bool dump) {
+  pb::AgentMessage m;
+  pb::FlowSyncBatch* b = m.mutable_flow_sync();
+  b->set_format(kFlowRecordFormat);
+  b->set_records(records);
+  b->set_dump(dump);
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  return impl_->stream != nullptr && impl_->stream->Write(m);
 }
 
 void ControllerLink::setCapabilities(const AgentCapabilities& caps) {

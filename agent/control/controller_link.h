@@ -51,6 +51,13 @@ struct ControllerLinkOptions {
   // Called from the link's thread when take() has a new state: the agent's
   // main loop sleeps until then (or until its own events) instead of polling.
   std::function<void()> on_state;
+  // Flow sync (docs/flow-sync.md): set, the agent lists CAPABILITY_FLOW_SYNC
+  // and these are called from the link's thread with what the controller
+  // relays (records, the node they came from, whether a dump) and when it
+  // asks for a dump (a node joined).
+  std::function<void(const std::string& records, const std::string& origin, bool dump)>
+      on_flow_sync;
+  std::function<void(const std::string& for_node)> on_flow_sync_dump;
 };
 
 // What this agent can do, said in every Hello. Known once the datapath is
@@ -123,6 +130,10 @@ class ControllerLink {
   // The BGP sessions' states: kept for every later Report, and sent now in
   // one when they differ from the last.
   void setBgpSessions(std::vector<BgpSessionReport> sessions);
+  // Flow sync: shares a batch of this node's flows (FlowSyncBatch.records).
+  // False when no stream is up (the batch is lost: flows it names are not
+  // adopted elsewhere, as without sync).
+  bool sendFlowSync(const std::string& records, bool dump);
 
   bool connected() const { return connected_.load(); }
   uint64_t resets() const { return resets_.load(); }

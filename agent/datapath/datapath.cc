@@ -142,6 +142,8 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) 
     wc.forwarder.worker = q;
     wc.forwarder.workers = config.queues;
     wc.forwarder.kernel_path = dp->kernel_ != nullptr;
+    wc.forwarder.flow_sync = config.flow_sync;
+    wc.forwarder.flow_export = q < config.flow_export.size() ? config.flow_export[q] : nullptr;
     if (dp->kernel_) wc.kernel = dp->kernel_->fds(q);
     std::unique_ptr<ConnTrack> ct;
     if (persist) {

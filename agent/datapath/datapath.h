@@ -42,6 +42,10 @@ struct DatapathConfig {
   // it, an exit leaves the rules that hold flows for the next agent.
   std::string state_dir;
   SnatConfig snat;  // the first state's, for what is set up before it
+  // Flow sync (docs/flow-sync.md): other nodes' flows to adopt, and each
+  // worker's ring for the flows it shares (by queue); null/empty: none.
+  const FlowSyncTable* flow_sync = nullptr;
+  std::vector<FlowExportRing*> flow_export;
 };
 
 // What an apply did not take: services refused alone (the rest applies).

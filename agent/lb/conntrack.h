@@ -41,6 +41,7 @@ inline constexpr uint8_t kFlowKeepSource = 0x4;   // ... with the client's addre
 inline constexpr uint8_t kFlowProxyV2 = 0x8;      // a PROXY protocol header goes to the backend
 inline constexpr uint8_t kFlowFinClient = 0x10;   // TCP: the client sent a FIN (or either a RST)
 inline constexpr uint8_t kFlowFinBackend = 0x20;  // TCP: the backend sent a FIN (or either a RST)
+inline constexpr uint8_t kFlowVipSnat = 0x40;     // NAT flow source-NATed to its VIP (flow sync)
 // Closed both ways: neither side sends any more (a half-closed flow still
 // carries data one way).
 inline bool closedBothWays(uint8_t flags) {

@@ -158,7 +158,7 @@ bool Forwarder::lookupKey(const ParsedPacket& p, const Snapshot& snap, FlowKey* 
   if (p.icmp_error || !p.outer.has_l4 || (t.proto != kProtoTCP && t.proto != kProtoUDP)) {
     return false;
   }
-  const bool reply = snap.isSnatAddress(t.dst);
+  const bool reply = snap.isSnatAddress(t.dst) || isVipSnatReply(snap, t);
   if (reply && !owns(t.dport)) return false;  // handed to its owner, not looked up here
   *key = makeFlowKey(t, reply ? FlowKind::kNatReply : FlowKind::kForward);
   return true;
@@ -219,7 +219,10 @@ Action Forwarder::decide(uint8_t* frame, ParseOutcome o, ParsedPacket& p, const 
   }
   if (snap.isSnatAddress(t.dst)) return natReply(frame, p, snap, now_ms, hash_hint);
   const int si = snap.findService(t.dst, t.dport, t.proto);
-  if (si < 0) return pass();
+  if (si < 0) {
+    if (isVipSnatReply(snap, t)) return natReply(frame, p, snap, now_ms, hash_hint);
+    return pass();
+  }
   return toService(frame, p, snap, si, now_ms, hash_hint);
 }
 
@@ -294,7 +297,10 @@ bool Forwarder::allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, 
   const SnatPortShare mine =
       snatPortShare(snap.snat.port_min, snap.snat.port_max, config_.worker, config_.workers);
   if (mine.count == 0) return false;
-  const IpAddr& snat = b.addr.isV4() ? snap.snat.v4 : snap.snat.v6;
+  // With vip_source the VIP is the source address, so the port must also be
+  // none of the VIP's service ports, nor one another node's flow holds.
+  const bool vip = snap.snat.vip_source;
+  const IpAddr& snat = vip ? t.dst : b.addr.isV4() ? snap.snat.v4 : snap.snat.v6;
   FlowTuple rt{b.addr, snat, b.port, 0, t.proto};
   // Each attempt is an independent random port: linear probing would walk
   // along the runs of busy ports that a loaded range builds up.
@@ -311,6 +317,11 @@ bool Forwarder::allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, 
     rt.dport = mine.at(static_cast<uint32_t>((h >> 32) * mine.count >> 32));
     *reply_key = makeFlowKey(rt, FlowKind::kNatReply);
     *reply_hash = conntrack_.hash(*reply_key);
+    if (vip &&
+        (snap.findService(snat, rt.dport, t.proto) >= 0 ||
+         (config_.flow_sync != nullptr && config_.flow_sync->findReply(*reply_key, &shared_)))) {
+      continue;
+    }
     FlowEntry* held = conntrack_.find(*reply_key, *reply_hash, now_ms);
     if (held == nullptr) {
       *port = rt.dport;
@@ -358,6 +369,15 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
       e = nullptr;
     }
   }
+  // Another node's flow, mid-flow here after its VIP moved: adopted by the
+  // worker that owns its SNAT port (replies are steered by that port).
+  if (e == nullptr && config_.flow_sync != nullptr && svc.spec.mode == ForwardingMode::kNat &&
+      (!opens || t.proto == kProtoUDP) && config_.flow_sync->findForward(key, &shared_)) {
+    const uint32_t owner = snatPortOwner(shared_.nat_port, config_.workers);
+    if (owner != config_.worker) return handOff(owner);
+    e = adopt(shared_, snap, now_ms);
+    if (e != nullptr) b = snap.backend(e->backend);
+  }
   if (e == nullptr) {
     b = choose(svc, snap, t, opens, now_ms);
     if (b == nullptr) return drop(DropReason::kNoBackend, si);
@@ -395,6 +415,8 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
     e->nat_port = nat_port;
     if (via_kernel) {
       e->flags = kFlowKernelPath | (svc.spec.keep_client_address ? kFlowKeepSource : 0);
+    } else if (nat && snap.snat.vip_source) {
+      e->flags = kFlowVipSnat;
     }
     if (nat) {
       FlowEntry* r = conntrack_.insert(reply_key, reply_hash, now_ms, conntrack_.indexOf(e));
@@ -405,7 +427,9 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
     a.new_flow = true;
     ++stats_.new_flows;
   }
+  const uint8_t before = e->flags;
   track(*e, svc, t.proto, p.tcp_flags, true, now_ms);
+  if (e->flags & kFlowVipSnat) shareFlow(*e, before, snap);
   a.backend = b->id;
 
   if (svc.spec.mode == ForwardingMode::kDsr) return transmit(frame, b->addr, Path::kOnLink, a);
@@ -423,7 +447,9 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
     ++stats_.passed;
     return a;
   }
-  const IpAddr& snat = b->addr.isV4() ? snap.snat.v4 : snap.snat.v6;
+  const IpAddr snat = (e->flags & kFlowVipSnat) ? t.dst
+                      : b->addr.isV4()          ? snap.snat.v4
+                                                : snap.snat.v6;
   rewriteFlow(frame, p.outer, t, snat, e->nat_port, b->addr, b->port);
   return transmit(frame, b->addr, Path::kOwnInterfaces, a);
 }
@@ -435,6 +461,10 @@ Action Forwarder::natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap
   if (!owns(t.dport)) return handOff(snatPortOwner(t.dport, config_.workers));
   const FlowKey key = makeFlowKey(t, FlowKind::kNatReply);
   FlowEntry* r = conntrack_.find(key, hash_hint ? *hash_hint : conntrack_.hash(key), now_ms);
+  // Another node's flow whose VIP moved here: its backend speaks first.
+  if (r == nullptr && config_.flow_sync != nullptr && config_.flow_sync->findReply(key, &shared_)) {
+    if (FlowEntry* f = adopt(shared_, snap, now_ms)) r = conntrack_.at(f->peer);
+  }
   if (r == nullptr || r->peer == kNoPeer) {
     ++stats_.nat_reply_unknown;  // not ours: maybe the node's own connection
     Action a = pass();
@@ -448,12 +478,14 @@ Action Forwarder::natReply(uint8_t* frame, ParsedPacket& p, const Snapshot& snap
   a.reply = true;
   a.backend = f.backend;
   a.service = snap.findService(vip, f.key.dport, f.key.proto);
+  const uint8_t before = f.flags;
   f.flags |= kFlowAnswered;
   if (a.service >= 0) {
     track(f, snap.services[static_cast<size_t>(a.service)], t.proto, p.tcp_flags, false, now_ms);
   } else {
     f.last_seen_ms = now_ms;  // service being removed: keep the flow alive
   }
+  if (f.flags & kFlowVipSnat) shareFlow(f, before, snap);
   if (f.flags & kFlowProxyV2) proxyReply(frame, p, f, *r);
   rewriteFlow(frame, p.outer, t, vip, f.key.dport, client, f.key.sport);
   return transmit(frame, client, Path::kAny, a);

@@ -16,6 +16,8 @@
 #include <memory>
 
 #include "agent/lb/conntrack.h"
+#include "agent/lb/flow_export_ring.h"
+#include "agent/lb/flow_sync_table.h"
 #include "agent/lb/fragment_table.h"
 #include "agent/lb/next_hop.h"
 #include "agent/lb/snapshot.h"
@@ -68,6 +70,11 @@ struct ForwarderConfig {
   // Backends behind the kernel are reached through the exception path;
   // off: they are dropped (reason kernel_path_disabled).
   bool kernel_path = true;
+  // Flow sync (docs/flow-sync.md), with SnatConfig::vip_source: the flows
+  // other LB nodes shared, adopted on a conntrack miss (null: none), and
+  // where this worker shares its own (null: it does not).
+  const FlowSyncTable* flow_sync = nullptr;
+  FlowExportRing* flow_export = nullptr;
 };
 
 struct ForwarderStats {
@@ -83,6 +90,9 @@ struct ForwarderStats {
   uint64_t routed_unresolved = 0;    // complete, neighbour unknown: the kernel resolved and sent it
   uint64_t kernel_tuple_reused = 0;  // a closing flow via another VIP gave way to a new one
   uint64_t handed_off = 0;           // frames for another worker (ActionKind::kHandOff)
+  uint64_t flows_adopted = 0;        // another node's flows taken over (flow sync)
+  uint64_t flow_exports = 0;         // records shared (flow sync)
+  uint64_t flow_export_dropped = 0;  // ... refused by a full ring
 };
 
 class Forwarder {
@@ -167,6 +177,16 @@ class Forwarder {
                         uint32_t now_ms, uint16_t* port, FlowKey* reply_key, uint64_t* reply_hash);
   void track(FlowEntry& e, const ServiceRuntime& svc, uint8_t proto, uint8_t tcp_flags,
              bool from_client, uint32_t now_ms);
+  // A NAT reply to a VIP (SnatConfig::vip_source): a destination port in
+  // the SNAT range that is no service's.
+  bool isVipSnatReply(const Snapshot& snap, const FlowTuple& t) const;
+  // Flow sync: takes over another node's flow as the record has it (same
+  // backend, same SNAT port); its forward entry, or nullptr when it cannot
+  // (service or backend gone, the port taken here).
+  FlowEntry* adopt(const FlowRecord& rec, const Snapshot& snap, uint32_t now_ms);
+  // Shares a VIP-sourced flow that was just answered (upsert) or closed
+  // both ways (delete): `before` is its flags before this packet.
+  void shareFlow(const FlowEntry& f, uint8_t before, const Snapshot& snap);
 
   ForwarderConfig config_;
   const NextHopTable& next_hops_;
@@ -181,6 +201,7 @@ class Forwarder {
 
   uint32_t origin_ = 0;  // the worker that received the frame being decided
   ParsedPacket pkt_;     // scratch, reused for every frame (no per-packet init)
+  FlowRecord shared_;    // scratch: a flow sync record looked up
   size_t capacity_ = 0;  // of the frame being decided
   std::array<ParsedPacket, kMaxBatch> batch_;  // processBatch's ring
   std::array<ParseOutcome, kMaxBatch> outcomes_;

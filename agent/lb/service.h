@@ -110,6 +110,11 @@ struct SnatConfig {
   bool has_v6 = false;
   uint16_t port_min = FLOWLB_SNAT_PORT_MIN_DEFAULT;
   uint16_t port_max = FLOWLB_SNAT_PORT_MAX_DEFAULT;
+  // --nat-source=vip: NAT flows are source-NATed to their VIP (on these
+  // ports) instead of the node's address, so their replies follow the VIP
+  // to whichever node announces it (flow sync, docs/flow-sync.md).
+  bool vip_source = false;
+  bool inPortRange(uint16_t port) const { return port >= port_min && port <= port_max; }
 };
 
 }  // namespace flowlb::agent

@@ -122,6 +122,15 @@ std::set<SteerKey> steeringKeys(const Snapshot& snap) {
   std::set<SteerKey> keys;
   for (const ServiceRuntime& s : snap.services)
     addServiceKeys(s.spec.vip, s.spec.port, s.spec.proto, &keys);
+  // NAT replies to a VIP (--nat-source=vip): its whole-address entry, for
+  // each protocol of a NAT service, also matches the SNAT port range.
+  if (snap.snat.vip_source) {
+    for (const ServiceRuntime& s : snap.services) {
+      if (s.spec.mode != ForwardingMode::kNat) continue;
+      keys.erase({s.spec.vip, 0, s.spec.proto, false});
+      keys.insert({s.spec.vip, 0, s.spec.proto, true});
+    }
+  }
   if (snap.snat.has_v4) addSnatKeys(snap.snat.v4, &keys);
   if (snap.snat.has_v6) addSnatKeys(snap.snat.v6, &keys);
   return keys;

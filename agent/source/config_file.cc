@@ -246,7 +246,12 @@ ServiceSpec service(const YAML::Node& n, const std::string& where) {
 }
 
 void snat(const YAML::Node& n, SnatConfig& out) {
-  checkKeys(n, "snat", {"ipv4", "ipv6", "portMin", "portMax"});
+  checkKeys(n, "snat", {"ipv4", "ipv6", "portMin", "portMax", "source"});
+  if (n["source"]) {
+    const std::string src = n["source"].IsScalar() ? n["source"].as<std::string>() : "";
+    if (src != "node" && src != "vip") fail(n["source"], "snat.source", "must be node or vip");
+    out.vip_source = src == "vip";
+  }
   if (n["ipv4"]) {
     out.v4 = address(n["ipv4"], "snat.ipv4");
     if (!out.v4.isV4()) fail(n["ipv4"], "snat.ipv4", "must be an IPv4 address");
