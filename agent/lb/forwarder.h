@@ -187,6 +187,7 @@ class Forwarder {
   // Shares a VIP-sourced flow that was just answered (upsert) or closed
   // both ways (delete): `before` is its flags before this packet.
   void shareFlow(const FlowEntry& f, uint8_t before, const Snapshot& snap);
+  void exportFlow(const FlowEntry& f, FlowRecordOp op, const Snapshot& snap);
 
   ForwarderConfig config_;
   const NextHopTable& next_hops_;

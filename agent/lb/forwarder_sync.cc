@@ -52,6 +52,9 @@ FlowEntry* Forwarder::adopt(const FlowRecord& rec, const Snapshot& snap, uint32_
   conntrack_.link(e, r);
   proxySeq(*r) = rec.proxy_seq;
   ++stats_.flows_adopted;
+  // Shared again from here: this node carries it now, so a node that joins
+  // later learns it from this node's dump, and its close is this node's.
+  exportFlow(*e, FlowRecordOp::kUpsert, snap);
   return e;
 }
 
@@ -65,6 +68,11 @@ void Forwarder::shareFlow(const FlowEntry& f, uint8_t before, const Snapshot& sn
   } else {
     return;
   }
+  exportFlow(f, op, snap);
+}
+
+void Forwarder::exportFlow(const FlowEntry& f, FlowRecordOp op, const Snapshot& snap) {
+  if (config_.flow_export == nullptr) return;
   const BackendRuntime* b = snap.backend(f.backend);
   if (b == nullptr || f.peer == kNoPeer) return;
   FlowRecord rec;
