@@ -2,7 +2,11 @@
 // string is a frame; it must never read or write out of bounds, crash or
 // trip UBSan, whatever the tables hold. Each input is processed twice (the
 // second time the possibly rewritten frame, as if it came back) against
-// NAT, DSR, IPv6, affinity and source-range services.
+// NAT, DSR, IPv6, affinity and source-range services. A second forwarder
+// source-NATs to the VIP with flow sync (docs/flow-sync.md): the input is
+// also read as a batch of flow records (applied when it decodes), and what
+// that forwarder shares is fed back to its sync table, so adoption runs on
+// records of any content.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -15,8 +19,9 @@ using namespace flowlb;
 using namespace flowlb::agent;
 
 struct World {
-  World() {
+  explicit World(bool vip_source) {
     SnatConfig snat;
+    snat.vip_source = vip_source;
     snat.v4 = *IpAddr::parse("10.0.0.1");
     snat.v6 = *IpAddr::parse("fd00::1");
     snat.has_v4 = snat.has_v6 = true;
@@ -60,14 +65,33 @@ struct World {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static World world;
+  static World world(false);
   static Forwarder fwd(ForwarderConfig{.conntrack_entries = 1024, .fragment_entries = 64},
                        world.hops);
+  static World vip_world(true);
+  static FlowSyncTable table(256, 1, 1'000'000);
+  static FlowExportRing ring(64);
+  static Forwarder vip_fwd(ForwarderConfig{.conntrack_entries = 1024,
+                                           .fragment_entries = 64,
+                                           .flow_sync = &table,
+                                           .flow_export = &ring},
+                           vip_world.hops);
   static uint32_t now = 0;
   now += 997;
   // Exactly `size` bytes on the heap, so ASan sees any read past the frame.
   std::vector<uint8_t> frame(data, data + size);
   fwd.process(frame.data(), frame.size(), *world.snap, now);
   fwd.process(frame.data(), frame.size(), *world.snap, now);
+
+  if (auto records =
+          decodeFlowRecords(std::string_view(reinterpret_cast<const char*>(data), size), 1024)) {
+    for (const FlowRecord& r : *records) table.apply(r, now);
+  }
+  std::vector<uint8_t> again(data, data + size);
+  vip_fwd.process(again.data(), again.size(), *vip_world.snap, now);
+  vip_fwd.process(again.data(), again.size(), *vip_world.snap, now);
+  FlowRecord shared;
+  while (ring.pop(&shared)) table.apply(shared, now);
+  table.expire(now);
   return 0;
 }

@@ -45,6 +45,15 @@ C4, VIP4, SNAT4, B4 = [203, 0, 113, 5], [192, 0, 2, 10], [10, 0, 0, 1], [10, 1, 
 C6 = bytes.fromhex("20010db8ffff00000000000000000005")
 VIP6 = bytes.fromhex("20010db8000000000000000000000010")
 
+def mapped(a):
+    return bytes(10) + b"\xff\xff" + bytes(a)
+
+
+# A batch of one flow record (common/flow_record.h) for the VIP-sourced
+# forwarder's sync table: client C4:40001 -> VIP4:80 via B4:80, SNAT port 61000.
+RECORD = (bytes([1, 6, 0, 0]) + struct.pack("!I", 0) + mapped(C4) + mapped(VIP4) + mapped(B4)
+          + struct.pack("!HHHH", 40001, 80, 80, 61000))
+
 seeds = {
     "tcp_syn_v4": eth(0x0800) + v4(C4, VIP4, 6, tcp(40001, 80, 0x02)),
     "tcp_ack_vlan": eth(0x0800, 100) + v4(C4, VIP4, 6, tcp(40001, 80, 0x10)),
@@ -57,6 +66,9 @@ seeds = {
     "icmp_frag_needed": eth(0x0800) + v4([198, 18, 0, 1], VIP4, 1, bytes([3, 4, 0, 0, 0, 0, 5, 120]) + v4(VIP4, C4, 6, tcp(80, 40001, 0x10))[:28]),
     "icmp6_too_big": eth(0x86DD) + v6(C6, VIP6, 58, bytes([2, 0, 0, 0, 0, 0, 5, 120]) + v6(VIP6, C6, 6, tcp(80, 40001, 0x10))[:48]),
     "arp": eth(0x0806) + bytes(28),
+    "flow_record_batch": RECORD,
+    # That flow's backend answering the VIP, and its client mid-flow: adopted.
+    "vip_nat_reply_v4": eth(0x0800) + v4(B4, VIP4, 6, tcp(80, 61000, 0x10)),
 }
 
 os.makedirs(OUT, exist_ok=True)
