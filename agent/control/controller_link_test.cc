@@ -1,7 +1,8 @@
 // The agent's side of the Sync stream as the controller receives it, against
 // a minimal gRPC server on loopback: the Hello's capabilities, the probed
 // backends' health in a Report (sent when it changes, and again on a new
-// stream), and the Maglev fingerprints in an Ack. Waits are on messages.
+// stream), the Maglev fingerprints in an Ack, and flow sync both ways.
+// Waits are on messages.
 #include "agent/control/controller_link.h"
 
 #include <grpcpp/grpcpp.h>
@@ -32,6 +33,15 @@ class FakeController final : public pb::FlowlbControl::Service {
         got_.push_back(m);
       }
       cv_.notify_all();
+      if (m.has_flow_sync()) {  // relayed back as if from n2, then a dump asked for n3
+        pb::ControllerMessage c;
+        *c.mutable_flow_sync() = m.flow_sync();
+        c.mutable_flow_sync()->set_origin_node("n2");
+        s->Write(c);
+        pb::ControllerMessage d;
+        d.mutable_flow_sync_dump()->set_for_node("n3");
+        s->Write(d);
+      }
       if (m.has_hello() && !sent) {
         pb::ControllerMessage c;
         pb::DesiredState* ds = c.mutable_desired_state();
@@ -150,6 +160,60 @@ TEST_F(ControllerLinkTest, AckCarriesTheFingerprints) {
   EXPECT_EQ(f.table_size(), 65537u);
   EXPECT_EQ(f.backend_count(), 3u);
   EXPECT_EQ(ack->ack().result(), pb::ACK_RESULT_APPLIED);
+}
+
+TEST(ControllerLinkFlowSyncTest, BatchesGoOutAndRelayedOnesAndDumpRequestsComeIn) {
+  FakeController fake;
+  int port = 0;
+  grpc::ServerBuilder b;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  b.RegisterService(&fake);
+  auto server = b.BuildAndStart();
+  ASSERT_TRUE(server);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::tuple<std::string, std::string, bool>> relayed;
+  std::vector<std::string> dumps;
+  ControllerLinkOptions o;
+  o.address = "127.0.0.1:" + std::to_string(port);
+  o.plaintext = true;
+  o.node_name = "n1";
+  o.on_flow_sync = [&](const std::string& records, const std::string& origin, bool dump) {
+    std::lock_guard<std::mutex> lock(mu);
+    relayed.emplace_back(records, origin, dump);
+    cv.notify_all();
+  };
+  o.on_flow_sync_dump = [&](const std::string& for_node) {
+    std::lock_guard<std::mutex> lock(mu);
+    dumps.push_back(for_node);
+    cv.notify_all();
+  };
+  auto link = ControllerLink::start(o, 0);
+  ASSERT_TRUE(link) << link.error();
+  (*link)->setCapabilities(AgentCapabilities{});
+  auto hello = fake.waitFor([](const pb::AgentMessage& m) { return m.has_hello(); });
+  ASSERT_TRUE(hello);
+  const auto& caps = hello->hello().capabilities();
+  EXPECT_NE(std::find(caps.begin(), caps.end(), pb::CAPABILITY_FLOW_SYNC), caps.end());
+
+  const std::string records(128, '\x01');
+  ASSERT_TRUE((*link)->sendFlowSync(records, true));
+  auto sent = fake.waitFor([](const pb::AgentMessage& m) { return m.has_flow_sync(); });
+  ASSERT_TRUE(sent);
+  EXPECT_EQ(sent->flow_sync().format(), 1u);
+  EXPECT_EQ(sent->flow_sync().records(), records);
+  EXPECT_TRUE(sent->flow_sync().dump());
+  EXPECT_EQ(sent->flow_sync().origin_node(), "") << "the controller names the origin";
+
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return !relayed.empty() && !dumps.empty(); }));
+  EXPECT_EQ(std::get<0>(relayed[0]), records);
+  EXPECT_EQ(std::get<1>(relayed[0]), "n2");
+  EXPECT_TRUE(std::get<2>(relayed[0]));
+  EXPECT_EQ(dumps[0], "n3");
+  lock.unlock();
+  link->reset();
+  server->Shutdown(std::chrono::system_clock::now() + 1s);
 }
 
 }  // namespace

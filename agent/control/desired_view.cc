@@ -83,7 +83,11 @@ ReceivedState DesiredView::complete(uint64_t generation, const Snapshot& s) cons
   r.desired.services.reserve(s.services.size());
   for (const auto& [key, c] : s.services) {
     r.problems.insert(r.problems.end(), c->problems.begin(), c->problems.end());
-    if (c->spec) r.desired.services.push_back(*c->spec);
+    if (c->spec) {
+      r.desired.services.push_back(*c->spec);
+      auto a = s.announcements.find(c->spec->vip);
+      r.desired.services.back().announced_by_bgp = a != s.announcements.end() && a->second.bgp;
+    }
   }
   std::vector<std::pair<IpAddr, pb::BgpAnnouncement>> bgp_vips;
   for (const auto& [vip, a] : s.announcements) {

@@ -160,6 +160,11 @@ TEST(DesiredViewTest, BgpFromTheControllerBecomesTheSpeakersSettingsAndStaysAcro
   EXPECT_EQ(b.advertisements[0].aggregation_length_v4, 24);
   EXPECT_EQ(b.advertisements[0].attributes.local_pref, 150u);
   EXPECT_EQ(out.state.announce.size(), 1u) << "only the L2 VIP is answered on ARP";
+  // Services of the BGP VIP keep the node's NAT source (ECMP), the L2 one's may use the VIP.
+  ASSERT_EQ(out.state.desired.services.size(), 2u);
+  for (const ServiceSpec& svc : out.state.desired.services) {
+    EXPECT_EQ(svc.announced_by_bgp, svc.vip == *IpAddr::parse("192.0.2.1")) << svc.name;
+  }
 
   // The routes: the BGP VIP, aggregated, to tor; the L2 VIP to no one.
   const IpAddr vip1 = *IpAddr::parse("192.0.2.1"), vip2 = *IpAddr::parse("192.0.2.2");

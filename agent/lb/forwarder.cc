@@ -292,14 +292,13 @@ void Forwarder::track(FlowEntry& e, const ServiceRuntime& svc, uint8_t proto, ui
 }
 
 bool Forwarder::allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, const FlowTuple& t,
-                                 uint32_t now_ms, uint16_t* port, FlowKey* reply_key,
+                                 bool vip, uint32_t now_ms, uint16_t* port, FlowKey* reply_key,
                                  uint64_t* reply_hash) {
   const SnatPortShare mine =
       snatPortShare(snap.snat.port_min, snap.snat.port_max, config_.worker, config_.workers);
   if (mine.count == 0) return false;
   // With vip_source the VIP is the source address, so the port must also be
   // none of the VIP's service ports, nor one another node's flow holds.
-  const bool vip = snap.snat.vip_source;
   const IpAddr& snat = vip ? t.dst : b.addr.isV4() ? snap.snat.v4 : snap.snat.v6;
   FlowTuple rt{b.addr, snat, b.port, 0, t.proto};
   // Each attempt is an independent random port: linear probing would walk
@@ -372,7 +371,8 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
   // Another node's flow, mid-flow here after its VIP moved: adopted by the
   // worker that owns its SNAT port (replies are steered by that port).
   if (e == nullptr && config_.flow_sync != nullptr && svc.spec.mode == ForwardingMode::kNat &&
-      (!opens || t.proto == kProtoUDP) && config_.flow_sync->findForward(key, &shared_)) {
+      vipSourced(snap, svc) && (!opens || t.proto == kProtoUDP) &&
+      config_.flow_sync->findForward(key, &shared_)) {
     const uint32_t owner = snatPortOwner(shared_.nat_port, config_.workers);
     if (owner != config_.worker) return handOff(owner);
     e = adopt(shared_, snap, now_ms);
@@ -407,7 +407,8 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
         conntrack_.erase(other);  // and its forward entry
         ++stats_.kernel_tuple_reused;
       }
-    } else if (nat && !allocateSnatPort(snap, *b, t, now_ms, &nat_port, &reply_key, &reply_hash)) {
+    } else if (nat && !allocateSnatPort(snap, *b, t, vipSourced(snap, svc), now_ms, &nat_port,
+                                        &reply_key, &reply_hash)) {
       return drop(DropReason::kSnatPortsExhausted, si);
     }
     e = conntrack_.insert(key, h, now_ms);
@@ -415,7 +416,7 @@ Action Forwarder::toService(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
     e->nat_port = nat_port;
     if (via_kernel) {
       e->flags = kFlowKernelPath | (svc.spec.keep_client_address ? kFlowKeepSource : 0);
-    } else if (nat && snap.snat.vip_source) {
+    } else if (nat && vipSourced(snap, svc)) {
       e->flags = kFlowVipSnat;
     }
     if (nat) {

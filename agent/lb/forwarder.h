@@ -173,13 +173,18 @@ class Forwarder {
   Action icmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& snap, uint32_t now_ms);
   const BackendRuntime* choose(const ServiceRuntime& svc, const Snapshot& snap, const FlowTuple& t,
                                bool opens_flow, uint32_t now_ms);
-  bool allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, const FlowTuple& t,
+  // `vip`: the flow is source-NATed to its VIP (vipSourced), else to the node.
+  bool allocateSnatPort(const Snapshot& snap, const BackendRuntime& b, const FlowTuple& t, bool vip,
                         uint32_t now_ms, uint16_t* port, FlowKey* reply_key, uint64_t* reply_hash);
   void track(FlowEntry& e, const ServiceRuntime& svc, uint8_t proto, uint8_t tcp_flags,
              bool from_client, uint32_t now_ms);
   // A NAT reply to a VIP (SnatConfig::vip_source): a destination port in
   // the SNAT range that is no service's.
   bool isVipSnatReply(const Snapshot& snap, const FlowTuple& t) const;
+  // Whether the service's NAT flows are source-NATed to its VIP.
+  static bool vipSourced(const Snapshot& snap, const ServiceRuntime& svc) {
+    return snap.snat.vip_source && !svc.spec.announced_by_bgp;
+  }
   // Flow sync: takes over another node's flow as the record has it (same
   // backend, same SNAT port); its forward entry, or nullptr when it cannot
   // (service or backend gone, the port taken here).

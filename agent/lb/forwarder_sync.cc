@@ -20,7 +20,7 @@ FlowEntry* Forwarder::adopt(const FlowRecord& rec, const Snapshot& snap, uint32_
   const int si = snap.findService(rec.vip, rec.vip_port, rec.proto);
   if (si < 0) return nullptr;
   const ServiceRuntime& svc = snap.services[static_cast<size_t>(si)];
-  if (svc.spec.mode != ForwardingMode::kNat) return nullptr;
+  if (svc.spec.mode != ForwardingMode::kNat || !vipSourced(snap, svc)) return nullptr;
   // The backend must still be one of ours (a record names it by address:
   // port; it can name no other place to send the flow).
   const BackendRuntime* b = nullptr;

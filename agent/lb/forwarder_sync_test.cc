@@ -33,7 +33,7 @@ constexpr const char* kClient = "203.0.113.5";
 // table for other nodes' flows and an export ring per worker.
 class Node {
  public:
-  Node(uint32_t workers, uint16_t port_min = 40000, uint16_t port_max = 40999)
+  Node(uint32_t workers, uint16_t port_min = 40000, uint16_t port_max = 40999, bool bgp = false)
       : sync_(FlowSyncOptions{4096, 4096, 256, 21'600'000, 300'000, 7}, workers) {
     DesiredState state;
     state.generation = 1;
@@ -44,6 +44,7 @@ class Node {
     web.proto = kProtoTCP;
     web.maglev_size = 251;
     web.backends = {backend("10.1.0.1", 8080), backend("10.1.0.2", 8080)};
+    web.announced_by_bgp = bgp;
     ServiceSpec dns = web;
     dns.name = "dns";
     dns.port = 53;
@@ -147,6 +148,17 @@ TEST(FlowSyncForwarder, NatFlowsAreSourcedFromTheVipOnTheSnatPorts) {
   EXPECT_GE(seen.sport, 40000);
   EXPECT_LE(seen.sport, 40999);
   EXPECT_EQ(seen.dport, 8080);
+}
+
+TEST(FlowSyncForwarder, ABgpAnnouncedVipKeepsTheNodesSourceAndSharesNothing) {
+  // ECMP may carry the reply to another node before the flow is shared.
+  Node a(1, 40000, 40999, /*bgp=*/true);
+  const FlowTuple seen = openAnswered(a, 0, 50001);
+  EXPECT_EQ(seen.src, ip("10.0.0.1"));
+  EXPECT_TRUE(a.sync().collect(1000).empty());
+  const std::set<SteerKey> keys = steeringKeys(a.snap());
+  EXPECT_EQ(keys.count({ip(kVip), 0, kProtoTCP, false}), 1u);
+  EXPECT_EQ(keys.count({ip(kVip), 0, kProtoTCP, true}), 0u);
 }
 
 TEST(FlowSyncForwarder, AnAnsweredFlowIsSharedOnceAndItsCloseOnce) {

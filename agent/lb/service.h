@@ -65,8 +65,13 @@ struct ServiceSpec {
   // on this node) see the client's address; others are still source-NATed.
   bool keep_client_address = false;
   ProxyProtocol proxy_protocol = ProxyProtocol::kNone;  // NAT only
-  uint32_t maglev_size = 0;                             // 0: flowlb::maglevSizeFor(backends.size())
-  uint64_t hash_seed = 0;                               // cluster-wide
+  // Its VIP is announced over BGP: routers spread its flows, and their
+  // replies, over every node by ECMP, so a reply may reach a node that has
+  // not heard of its flow yet. Its NAT flows keep the node's source address
+  // whatever --nat-source says (flow sync is for L2 VIPs; docs/flow-sync.md).
+  bool announced_by_bgp = false;
+  uint32_t maglev_size = 0;  // 0: flowlb::maglevSizeFor(backends.size())
+  uint64_t hash_seed = 0;    // cluster-wide
   HealthCheckSpec health;
   std::vector<BackendSpec> backends;
 };

@@ -126,7 +126,7 @@ std::set<SteerKey> steeringKeys(const Snapshot& snap) {
   // each protocol of a NAT service, also matches the SNAT port range.
   if (snap.snat.vip_source) {
     for (const ServiceRuntime& s : snap.services) {
-      if (s.spec.mode != ForwardingMode::kNat) continue;
+      if (s.spec.mode != ForwardingMode::kNat || s.spec.announced_by_bgp) continue;
       keys.erase({s.spec.vip, 0, s.spec.proto, false});
       keys.insert({s.spec.vip, 0, s.spec.proto, true});
     }

@@ -307,6 +307,13 @@ Result<AgentConfigFile> parseAgentConfig(const std::string& content) {
         cfg.desired.services.push_back(std::move(s));
       }
     }
+    // ECMP spreads a flow's replies over every node, before its flow could
+    // be shared: VIP-sourced NAT is for L2 announcement only.
+    if (cfg.snat.vip_source && !cfg.bgp.peers.empty()) {
+      return Status::error(
+          "snat.source: vip cannot be combined with bgp: routers spread NAT replies to the VIP "
+          "over every node (docs/flow-sync.md); keep source: node");
+    }
     return cfg;
   } catch (const ConfigError& e) {
     return Status::error(e.message);

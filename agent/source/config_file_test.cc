@@ -178,6 +178,13 @@ TEST(ConfigFileTest, NonPrimeTableSizeIsRejected) {
 TEST(ConfigFileTest, SnatErrors) {
   EXPECT_THAT(mustFail("snat:\n  ipv4: fd00::1\n"), HasSubstr("snat.ipv4"));
   EXPECT_THAT(mustFail("snat:\n  portMin: 50000\n  portMax: 40000\n"), HasSubstr("portMin"));
+  EXPECT_THAT(mustFail("snat:\n  source: vpi\n"), HasSubstr("snat.source"));
+  EXPECT_THAT(mustFail("snat: {source: vip}\nbgp: {myASN: 64512, peers: [{name: a, "
+                       "peerAddress: 10.0.0.1, peerASN: 1}]}\n"),
+              HasSubstr("cannot be combined with bgp"));
+  auto vip = parseAgentConfig("snat: {source: vip}\n");
+  ASSERT_TRUE(vip) << vip.error();
+  EXPECT_TRUE(vip->snat.vip_source);
 }
 
 TEST(ConfigFileTest, MissingRequiredFieldIsNamed) {
