@@ -20,6 +20,7 @@ import unittest
 from e2e.lib.cluster_lab import (AGENT_METRICS, DSR_VIP, NODES, Cluster, failover_gap_ms,
                                  samples, service_yaml)
 from e2e.lib.content import md5, pattern
+from e2e.lib.labtest import LabTest
 from e2e.lib.outcome import test_failed
 from e2e.lib.proc import lab_prefix, module
 from e2e.lib.paths import controller_binary
@@ -33,29 +34,21 @@ def default_state(a):
     return a.services == 1 and a.backends == 3
 
 
-class ClusterTest(unittest.TestCase):
+class ClusterTest(LabTest):
     """Scenarios 1-6 of issue 6 on one lab."""
+    figures = FIGURES
 
     @classmethod
-    def setUpClass(cls):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root (network namespaces, XDP)")
-        cls.c = Cluster()
-        try:
-            cls.c.up()
-            cls.c.write("web.yaml", WEB)
-            cls.vip = cls.c.vip_of("demo/web")
-            for n in NODES:
-                cls.c.wait_applied(n, default_state)
-        except Exception:
-            cls.c.down()
-            raise
+    def make_lab(cls):
+        return Cluster()
 
     @classmethod
-    def tearDownClass(cls):
-        cls.c.down()
-        for f in FIGURES:
-            print(f, file=sys.stderr)
+    def prepare(cls):
+        cls.c = cls.lab
+        cls.c.write("web.yaml", WEB)
+        cls.vip = cls.c.vip_of("demo/web")
+        for n in NODES:
+            cls.c.wait_applied(n, default_state)
 
     def setUp(self):
         """The lab as setUpClass left it, whatever an earlier test did to it."""

@@ -20,6 +20,7 @@ import unittest
 from e2e.lib.content import expected_md5, md5_file
 from e2e.lib.datapath_lab import (BACKENDS, DSR_VIP, L2_VIP, L2_VIP6, NAT_VIP, NAT_VIP6,
                                   DatapathLab)
+from e2e.lib.labtest import LabTest
 from e2e.lib.outcome import test_failed
 from e2e.lib.proc import CommandFailed, in_ns, run
 from e2e.lib.wait import wait_until
@@ -27,21 +28,10 @@ from e2e.lib.wait import wait_until
 DROP_REASONS = ["bad_ip_total_length", "truncated_l4", "truncated_l3", "bad_ip_header_length"]
 
 
-class DatapathTest(unittest.TestCase):
+class DatapathTest(LabTest):
     @classmethod
-    def setUpClass(cls):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root (network namespaces, XDP)")
-        cls.lab = DatapathLab()
-        try:
-            cls.lab.up()
-        except Exception:
-            cls.lab.down()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.down()
+    def make_lab(cls):
+        return DatapathLab()
 
     def setUp(self):
         self.lab.ensure()  # the agent running, with the full configuration applied

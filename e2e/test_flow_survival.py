@@ -16,6 +16,7 @@ import unittest
 
 from e2e.lib import content
 from e2e.lib.datapath_lab import BACKENDS, BACKENDS6, DatapathLab
+from e2e.lib.labtest import LabTest
 from e2e.lib.paths import build_dir
 from e2e.lib.proc import in_ns, lab_prefix, run
 from e2e.lib.wait import wait_until
@@ -97,19 +98,10 @@ class SurvivalLab(DatapathLab):
             return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
-class FlowSurvivalTest(unittest.TestCase):
+class FlowSurvivalTest(LabTest):
     @classmethod
-    def setUpClass(cls):
-        cls.lab = SurvivalLab()
-        try:
-            cls.lab.up()
-        except BaseException:
-            cls.lab.down()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.down()
+    def make_lab(cls):
+        return SurvivalLab()
 
     def setUp(self):
         self.lab.ensure()

@@ -11,12 +11,12 @@ backends first, so they run alone and in any order:
     python3 -m e2e.run --shuffle random e2e.test_health
 """
 import json
-import os
 import re
 import unittest
 
 from e2e.lib import prom
 from e2e.lib.datapath_lab import BACKENDS, NAT_VIP, DatapathLab
+from e2e.lib.labtest import LabTest
 from e2e.lib.outcome import test_failed
 from e2e.lib.proc import in_ns, lab_prefix, module
 from e2e.lib.wait import wait_until
@@ -56,21 +56,10 @@ def key(addr):
     return f"{addr}:80"
 
 
-class HealthTest(unittest.TestCase):
+class HealthTest(LabTest):
     @classmethod
-    def setUpClass(cls):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root (network namespaces, XDP)")
-        cls.lab = DatapathLab(prefix=lab_prefix("flbhc"), make_config=health_config)
-        try:
-            cls.lab.up()
-        except Exception:
-            cls.lab.down()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.down()
+    def make_lab(cls):
+        return DatapathLab(prefix=lab_prefix("flbhc"), make_config=health_config)
 
     def setUp(self):
         for i in (1, 2, 3):

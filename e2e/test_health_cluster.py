@@ -10,7 +10,6 @@ never on time. Needs root.
 
   python3 -m unittest e2e.test_health_cluster        (from the repository root)
 """
-import os
 import sys
 import time
 import unittest
@@ -18,6 +17,7 @@ import unittest
 from e2e.lib.cluster_lab import (AGENT_METRICS, BACKENDS, CONTROLLER_METRICS, NODES, Cluster,
                                  service_yaml)
 from e2e.lib import prom
+from e2e.lib.labtest import LabTest
 from e2e.lib.outcome import test_failed
 from e2e.lib.proc import lab_prefix
 from e2e.lib.wait import wait_until
@@ -40,27 +40,20 @@ def unhealthy(n):
     return lambda a: a.services == 1 and a.backends == 3 and a.fields.get("unhealthy") == n
 
 
-class HealthClusterTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root (network namespaces, XDP)")
-        cls.c = Cluster(prefix=lab_prefix("flhc"))
-        try:
-            cls.c.up()
-            cls.c.write("web.yaml", WEB)
-            cls.vip = cls.c.vip_of("demo/web")
-            for n in NODES:
-                cls.c.wait_applied(n, unhealthy(0))
-        except Exception:
-            cls.c.down()
-            raise
+class HealthClusterTest(LabTest):
+    figures = FIGURES
 
     @classmethod
-    def tearDownClass(cls):
-        cls.c.down()
-        for f in FIGURES:
-            print(f, file=sys.stderr)
+    def make_lab(cls):
+        return Cluster(prefix=lab_prefix("flhc"))
+
+    @classmethod
+    def prepare(cls):
+        cls.c = cls.lab
+        cls.c.write("web.yaml", WEB)
+        cls.vip = cls.c.vip_of("demo/web")
+        for n in NODES:
+            cls.c.wait_applied(n, unhealthy(0))
 
     def setUp(self):
         """Every backend serving and reachable, and both nodes agreeing on it."""

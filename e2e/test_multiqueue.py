@@ -19,6 +19,7 @@ import unittest
 
 from e2e.lib.content import expected_md5, md5_file
 from e2e.lib.datapath_lab import NAT_VIP, DatapathLab
+from e2e.lib.labtest import LabTest
 from e2e.lib.outcome import test_failed
 from e2e.lib.proc import lab_prefix
 
@@ -26,27 +27,8 @@ DOWNLOADS = 8
 DATAGRAMS = 100
 
 
-class TwoQueueLabTest(unittest.TestCase):
+class TwoQueueLabTest(LabTest):
     """One lab per class, made by make_lab() with --queues 2 on two-queue veths."""
-
-    @classmethod
-    def make_lab(cls):
-        raise NotImplementedError
-
-    @classmethod
-    def setUpClass(cls):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root (network namespaces, XDP)")
-        cls.lab = cls.make_lab()
-        try:
-            cls.lab.up()
-        except BaseException:
-            cls.lab.down()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.down()
 
     def setUp(self):
         self.lab.ensure()

@@ -17,6 +17,7 @@ import unittest
 
 from e2e.lib import content
 from e2e.lib.datapath_lab import BACKENDS, BACKENDS6, DatapathLab
+from e2e.lib.labtest import LabTest
 from e2e.lib.outcome import test_failed
 from e2e.lib.paths import LAB
 from e2e.lib.proc import lab_prefix, run
@@ -76,19 +77,10 @@ class PodLab(DatapathLab):
             self.start_server(pod, pod, addrs)
 
 
-class PodNetworkTest(unittest.TestCase):
+class PodNetworkTest(LabTest):
     @classmethod
-    def setUpClass(cls):
-        cls.lab = PodLab()
-        try:
-            cls.lab.up()
-        except BaseException:
-            cls.lab.down()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.down()
+    def make_lab(cls):
+        return PodLab()
 
     def setUp(self):
         self.lab.ensure()
