@@ -9,7 +9,8 @@
 #   bench/run.sh e2e       the whole system in the cluster lab: failover, drain, propagation;
 #                          BGP with real routers: failover with BFD, ECMP moves; flows across
 #                          agent restarts and a SYN flood, health-check detection and
-#                          failed requests in the datapath lab (root)
+#                          failed requests in the datapath lab; NAT flows across VIP moves
+#                          with flow sync (root)
 # Run through ./flowlb.sh bench core (which installs and builds first), or
 # after a build into build/. The Python benches are modules of the repository
 # (they share e2e/lib), so they run from its root.
@@ -106,6 +107,7 @@ e2e() {  # needs root: builds the cluster lab
   python3 -m bench.e2e_bench "$build"
   FLOWLB_BUILD="$build" python3 -m bench.bgp_bench
   FLOWLB_BUILD="$build" python3 -m bench.flow_survival_bench
+  FLOWLB_BUILD="$build" python3 -m bench.flow_move_bench
   FLOWLB_BUILD="$build" python3 -m bench.health_bench
 }
 

@@ -118,8 +118,9 @@ def failover_gap_ms(samples, t_fail):
 
 
 class Cluster:
-    def __init__(self, prefix=None, manifests=None):
+    def __init__(self, prefix=None, manifests=None, agent_args=()):
         self.manifests = manifests  # a directory of YAML to start from (default: NODES_YAML)
+        self.agent_args = list(agent_args)  # added to every agent's command line
         self.p = prefix or lab_prefix("flcl")
         self.tmp = tempfile.mkdtemp(prefix="flowlb-cluster-")
         self.dir = os.path.join(self.tmp, "cluster")
@@ -191,7 +192,8 @@ class Cluster:
             agent_binary(), "--controller-address", CONTROLLER_ADDR, "--plaintext",
             "--node-name", node, "--interface", "l0", "--interface", "l1",
             "--snat-ipv4", f"10.10.2.10{i}", "--announce-interface", "l0",
-            "--metrics-address", f"127.0.0.1:{AGENT_METRICS}", "--conntrack-entries", "65536"])
+            "--metrics-address", f"127.0.0.1:{AGENT_METRICS}", "--conntrack-entries", "65536",
+            *self.agent_args])
         return mark
 
     # -- configuration -------------------------------------------------------

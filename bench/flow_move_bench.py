@@ -1,0 +1,92 @@
+"""NAT flows across VIP moves (issue 15, item 2) in the lab of
+e2e/test_flow_move.py: two agents with --nat-source=vip and flow sync
+through the standalone controller, real backends and a client. Prints
+FIGURE lines:
+  nat_vip_move_flows_lost      NAT downloads that did not complete
+      byte-identical across the VIP's moves, over all rounds (each round:
+      an announcer change with both nodes alive, then the announcing agent
+      killed; the dead node's agent is started again before the next)
+  nat_vip_move_flows           how many downloads were running across them
+  conntrack_sync_bytes_per_new_flow   flow sync bytes the announcing agent
+      sent per NAT flow it opened (short HTTP connections: each shared once
+      answered and once closed)
+  conntrack_sync_kbytes_per_s_at_10k_new_flows   the same at 10,000 new
+      flows/s, per LB node (what the controller relays, times the other
+      nodes)
+Usage (from the repository root, as root): python3 -m bench.flow_move_bench [ROUNDS]
+"""
+import sys
+
+from e2e.lib.cluster_lab import AGENT_METRICS, NODES, NODES_YAML
+from e2e.lib.wait import wait_until
+from e2e.test_flow_move import DOWNLOADS, MoveLab
+
+
+def figure(name, value, unit):
+    print(f"FIGURE {name} {value:.4g} {unit}", flush=True)
+
+
+def restore(lab):
+    for n in NODES:
+        if not lab.running(n):
+            lab.kill(n)
+            lab.start_agent(n)
+    lab.wait_connected(2)
+    lab.write("nodes.yaml", NODES_YAML)
+    lab.announcer()
+
+
+def moves(lab, rounds):
+    lost = flows = 0
+    for r in range(rounds):
+        restore(lab)
+        first = lab.announcer()
+        other = next(n for n in NODES if n != first)
+        names = lab.downloads(f"chg{r}")
+        wait_until(lambda: lab.shared(other, "others") >= DOWNLOADS, 5, "flows shared")
+        lab.move_to(other)
+        lost += len(lab.lost(names))
+        flows += len(names)
+        # Both Ready again; the VIP stays where it is (sticky), then its node dies.
+        lab.write("nodes.yaml", NODES_YAML)
+        names = lab.downloads(f"kill{r}")
+        wait_until(lambda: lab.shared(first, "others") >= DOWNLOADS, 5, "flows shared")
+        lab.kill(other)
+        wait_until(lambda: lab.announcers(exclude=(other,)) == [first], 10, "failover")
+        lost += len(lab.lost(names))
+        flows += len(names)
+    figure("nat_vip_move_flows_lost", lost, "flows")
+    figure("nat_vip_move_flows", flows, "flows")
+
+
+def sync_bytes(lab, connections=600):
+    restore(lab)
+    node = lab.announcer()
+
+    def counters():
+        return (lab.metric(node, AGENT_METRICS, "flowlb_agent_flow_sync_sent_bytes_total"),
+                lab.metric(node, AGENT_METRICS, "flowlb_agent_service_new_flows_total"))
+    bytes0, flows0 = counters()
+    lab.spread(lab.vip, connections)
+    # Every flow's close has been shared and published (1 s metrics tick).
+    wait_until(lambda: counters()[0] - bytes0 >= 2 * 64 * connections * 0.95, 10,
+               "the closes shared")
+    bytes1, flows1 = counters()
+    per_flow = (bytes1 - bytes0) / max(flows1 - flows0, 1)
+    figure("conntrack_sync_bytes_per_new_flow", per_flow, "bytes")
+    figure("conntrack_sync_kbytes_per_s_at_10k_new_flows", per_flow * 10000 / 1000, "kB/s")
+
+
+def main():
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    lab = MoveLab()
+    try:
+        lab.up()
+        sync_bytes(lab)
+        moves(lab, rounds)
+    finally:
+        lab.down()
+
+
+if __name__ == "__main__":
+    main()
