@@ -34,18 +34,28 @@ std::vector<std::string> FlowSync::collect(uint32_t now_ms) {
 
 std::vector<std::string> FlowSync::dump(uint32_t now_ms) {
   std::vector<std::string> batches;
+  const auto add = [&batches](const FlowRecord& r) {
+    if (batches.empty() || batches.back().size() >= kBatchRecords * kFlowRecordBytes) {
+      batches.emplace_back();
+    }
+    appendFlowRecord(&batches.back(), r);
+  };
   for (auto it = own_.begin(); it != own_.end();) {
     const uint32_t ttl = it->second.record.proto == 17 ? opt_.udp_ttl_ms : opt_.tcp_ttl_ms;
     if (now_ms - it->second.written_ms >= ttl) {
       it = own_.erase(it);
       continue;
     }
-    if (batches.empty() || batches.back().size() >= kBatchRecords * kFlowRecordBytes) {
-      batches.emplace_back();
-    }
-    appendFlowRecord(&batches.back(), it->second.record);
+    add(it->second.record);
     ++it;
   }
+  // And the other nodes' flows this node holds: one whose node died before
+  // anyone carried it on (its VIP has not moved yet, or its first packet
+  // has not come) is known only here and to the other survivors.
+  std::lock_guard<std::mutex> lock(writer_mu_);
+  table_.forEach([&](const FlowRecord& r) {
+    if (own_.count(forwardKeyOf(r)) == 0) add(r);
+  });
   return batches;
 }
 

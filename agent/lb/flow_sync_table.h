@@ -49,6 +49,18 @@ class FlowSyncTable {
   bool apply(const FlowRecord& r, uint32_t now_ms);
   // Drops records older than the TTL; returns how many.
   size_t expire(uint32_t now_ms);
+  // Writer only: every record held (e.g. for a dump to a node that joins).
+  template <typename F>
+  void forEach(F&& f) const {
+    for (size_t i = 0; i < bucket_count_ * kWays; ++i) {
+      const Slot& s = slots_[i];
+      if (s.tag.load(std::memory_order_relaxed) != 1) continue;  // forward slots only
+      uint64_t words[kWords];
+      for (size_t w = 0; w < kWords; ++w) words[w] = s.words[w].load(std::memory_order_relaxed);
+      FlowRecord r;
+      if (decode(words, &r)) f(r);
+    }
+  }
 
   // Readers (any thread): the record whose forward (or reply) key is `k`.
   bool findForward(const FlowKey& k, FlowRecord* out) const { return find(k, false, out); }

@@ -340,6 +340,20 @@ TEST(FlowSyncForwarder, ADeleteRemovesTheFlowFromTheOtherNode) {
   EXPECT_TRUE(a.sync().dump(1000).empty()) << "a closed flow is not dumped";
 }
 
+TEST(FlowSyncForwarder, ADumpAlsoCarriesOtherNodesFlowsNobodyCarriesYet) {
+  // a's flows reached b and c; a dies; d joins: b's dump gives d a's flows.
+  Node a(1), b(1), d(1);
+  for (uint16_t cp = 50001; cp <= 50003; ++cp) openAnswered(a, 0, cp);
+  ASSERT_EQ(relay(a, b), 3u);
+  auto dump = b.sync().dump(1000);
+  ASSERT_EQ(dump.size(), 1u);
+  EXPECT_EQ(dump[0].size(), 3 * kFlowRecordBytes);
+  ASSERT_TRUE(d.sync().applyRelayed(dump[0], "b", 1000).isOk());
+  auto data = frame(clientTuple(50002), kTcpAck);
+  ASSERT_EQ(d.run(0, data).kind, ActionKind::kTransmit);
+  EXPECT_EQ(d.worker(0).stats().flows_adopted, 1u);
+}
+
 TEST(FlowSyncForwarder, ADumpHoldsEveryLiveSharedFlow) {
   Node a(1), b(1);
   for (uint16_t cp = 50001; cp <= 50005; ++cp) openAnswered(a, 0, cp);
