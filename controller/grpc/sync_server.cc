@@ -54,8 +54,9 @@ struct SyncServer::Impl final : public pb::FlowlbControl::CallbackService,
   mutable std::condition_variable changed;  // connects, disconnects, acks
   bool stopping = false;
   std::unique_ptr<Distributor> distributor;
-  std::unique_ptr<SyncHealth> health;  // the verdicts; publish() goes through it
-  std::set<std::string> prober_nodes;  // connected agents with CAPABILITY_HEALTH_CHECKS
+  std::unique_ptr<SyncHealth> health;      // the verdicts; publish() goes through it
+  std::unique_ptr<FlowSyncHub> flow_sync;  // thread-safe itself; set at start
+  std::set<std::string> prober_nodes;      // connected agents with CAPABILITY_HEALTH_CHECKS
   std::vector<std::shared_ptr<Session>> sessions;
   std::map<std::string, std::shared_ptr<Session>> by_node;
   std::map<std::string, int> per_source;
@@ -101,6 +102,12 @@ struct SyncServer::Impl final : public pb::FlowlbControl::CallbackService,
                      bool probes);
   void liveChanged(const std::string& node, const Session* s, bool live);
   void healthReport(const std::string& node, const Session* s, ProberHealth h);
+  // Flow sync: the other nodes' streams that take a batch now (dump: only
+  // those that joined within the dump window), and a joiner announced to
+  // the others so they send it every flow they share.
+  std::vector<std::shared_ptr<Session>> flowPeers(const Session* sender, bool dump,
+                                                  Clock::time_point now);
+  void flowSyncJoined(const std::shared_ptr<Session>& s);
   // The probers: connected agents with CAPABILITY_HEALTH_CHECKS that run
   // the view. Caller holds mu; true when the view changed.
   bool updateProbers();
@@ -127,7 +134,9 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
         peer_(ctx->peer()),
         source_(std::move(source)),
         since_(Clock::now()),
-        hello_deadline_(since_ + srv_->opt.hello_timeout) {}
+        hello_deadline_(since_ + srv_->opt.hello_timeout),
+        flow_bucket_(srv_->flow_sync->bucket(since_)),
+        flow_queue_(srv_->opt.flow_sync.queue_batches, srv_->opt.flow_sync.queue_bytes) {}
 
   void begin(std::shared_ptr<Session> self) {
     self_ = std::move(self);
@@ -178,8 +187,18 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
                         grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader"));
   }
 
-  // Sends what the agent is missing, if it may be sent now.
+  // Sends what the agent is missing, if it may be sent now: a DesiredState
+  // first (unless one is unacknowledged), then flow sync.
   void kick();
+  // Flow sync: whether it takes a relayed batch now (CAPABILITY_FLOW_SYNC,
+  // not finishing; a dump only within the window after it joined).
+  bool takesFlows(bool dump, Clock::time_point now) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return flow_sync_ && !finishing_ && (!dump || now < wants_dumps_until_);
+  }
+  // Queue for the stream (then sent); the oldest go when the queue is full.
+  void queueFlows(FlowSyncItem item);
+  void queueDumpRequest(const std::string& for_node);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override {
@@ -231,6 +250,9 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
     st.l2_announcement = l2_;
     st.health_checks = probes_;
     st.conntrack_capacity = conntrack_capacity_;
+    st.flow_sync = flow_sync_;
+    st.flow_records_queued = flow_records_queued_;
+    st.flow_dump_requests = flow_dump_requests_;
     return st;
   }
   bool helloDue(Clock::time_point now) const {
@@ -252,6 +274,10 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
   void onAck(const pb::Ack& a);
   void onReport(const pb::Report& r);
   void onBgpSessions(const pb::Report& r);
+  void onFlowSync(const pb::FlowSyncBatch& b);
+  // Fill out_ with what is to be sent; caller holds mu_.
+  bool prepareState();
+  bool prepareFlowSync();
 
   std::shared_ptr<SyncServer::Impl> srv_;
   grpc::CallbackServerContext* ctx_;
@@ -262,6 +288,7 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
   std::shared_ptr<Session> self_;  // until OnDone
   bool registered_ = true;         // in the server's registry
   pb::AgentMessage in_;            // the read in flight (one at a time)
+  TokenBucket flow_bucket_;        // its flow records' rate; the reader's only
 
   mutable std::mutex mu_;
   pb::ControllerMessage out_;  // the write in flight (one at a time)
@@ -295,6 +322,14 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
   uint64_t bytes_ = 0;
   std::string last_error_;
   AgentReport report_;  // what it said about the services, for feedback
+  // Flow sync: what it said in Hello, the batches relayed to it, a dump
+  // request to send it, until when it gets dumps.
+  bool flow_sync_ = false;
+  FlowSyncQueue flow_queue_;
+  std::optional<std::string> flow_dump_for_;
+  Clock::time_point wants_dumps_until_{};
+  uint64_t flow_records_queued_ = 0;
+  uint64_t flow_dump_requests_ = 0;
 
  public:
   AgentReport report() const {
@@ -314,25 +349,95 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
 void Session::kick() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (finishing_ || !hello_ || writing_ || unacked_) return;
-    const std::shared_ptr<const View> view = srv_->currentView();
-    if (!view || view == agent_view_ || view == rejected_view_) return;
-    NodeUpdate u = nodeUpdate(agent_view_, view, node_);
-    if (u.empty()) return;  // nothing this node runs changed
-    if (!u.full && !incremental_) u = nodeUpdate(nullptr, view, node_);
-    out_ = desiredStateMessage(
-        u, node_,
-        MessageOptions{!implicit_keys_, bgp_, probes_, srv_->opt.health_probers_per_backend});
-    const uint64_t size = out_.ByteSizeLong();
-    bytes_ += size;
-    srv_->bytes_sent += size;
-    ++(u.full ? srv_->states_full : srv_->states_incremental);
-    sent_full_ = u.full;
-    writing_ = unacked_ = true;
-    sent_view_ = view;
-    sent_gen_ = u.generation;
+    if (finishing_ || !hello_ || writing_) return;
+    // Flow sync does not wait for a DesiredState's Ack.
+    if (!(!unacked_ && prepareState()) && !prepareFlowSync()) return;
+    writing_ = true;
   }
   StartWrite(&out_);
+}
+
+bool Session::prepareState() {
+  const std::shared_ptr<const View> view = srv_->currentView();
+  if (!view || view == agent_view_ || view == rejected_view_) return false;
+  NodeUpdate u = nodeUpdate(agent_view_, view, node_);
+  if (u.empty()) return false;  // nothing this node runs changed
+  if (!u.full && !incremental_) u = nodeUpdate(nullptr, view, node_);
+  out_ = desiredStateMessage(
+      u, node_,
+      MessageOptions{!implicit_keys_, bgp_, probes_, srv_->opt.health_probers_per_backend});
+  const uint64_t size = out_.ByteSizeLong();
+  bytes_ += size;
+  srv_->bytes_sent += size;
+  ++(u.full ? srv_->states_full : srv_->states_incremental);
+  sent_full_ = u.full;
+  unacked_ = true;
+  sent_view_ = view;
+  sent_gen_ = u.generation;
+  return true;
+}
+
+bool Session::prepareFlowSync() {
+  if (flow_dump_for_) {
+    out_.mutable_flow_sync_dump()->set_for_node(*flow_dump_for_);
+    flow_dump_for_.reset();
+  } else if (std::optional<FlowSyncItem> item = flow_queue_.pop()) {
+    pb::FlowSyncBatch* b = out_.mutable_flow_sync();
+    b->set_format(kFlowRecordFormat);
+    b->set_origin_node(std::move(item->origin_node));
+    b->set_dump(item->dump);
+    b->set_records(std::move(item->records));
+  } else {
+    return false;
+  }
+  srv_->flow_sync->sent(out_.ByteSizeLong());
+  return true;
+}
+
+void Session::queueFlows(FlowSyncItem item) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finishing_ || !flow_sync_) return;
+    flow_records_queued_ += item.count();
+    srv_->flow_sync->relayed(item.count());
+    srv_->flow_sync->queueFull(flow_queue_.push(std::move(item)));
+  }
+  kick();
+}
+
+void Session::queueDumpRequest(const std::string& for_node) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finishing_ || !flow_sync_) return;
+    // One waiting request serves every node that joined meanwhile: the
+    // dump goes to all of them.
+    flow_dump_for_ = for_node;
+    ++flow_dump_requests_;
+  }
+  kick();
+}
+
+void Session::onFlowSync(const pb::FlowSyncBatch& b) {
+  FlowSyncHub& hub = *srv_->flow_sync;
+  const auto now = Clock::now();
+  bool capable;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    capable = flow_sync_;
+  }
+  if (!capable) {
+    hub.notCapable(node_, b, now);
+    return;
+  }
+  const std::vector<std::shared_ptr<Session>> peers = srv_->flowPeers(this, b.dump(), now);
+  std::vector<std::string> nodes;
+  nodes.reserve(peers.size());
+  for (const auto& p : peers) nodes.push_back(p->node());
+  std::vector<std::string> records =
+      hub.relay(node_, b, flow_bucket_, nodes, srv_->currentView(), now);
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (!records[i].empty()) peers[i]->queueFlows({std::move(records[i]), node_, b.dump()});
+  }
 }
 
 void Session::OnReadDone(bool ok) {
@@ -347,6 +452,7 @@ void Session::OnReadDone(bool ok) {
   }
   if (!greeted) {
     if (!in_.has_hello()) {
+      if (in_.has_flow_sync()) srv_->flow_sync->notCapable(peer_, in_.flow_sync(), Clock::now());
       end(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be a Hello"));
       return;
     }
@@ -355,6 +461,9 @@ void Session::OnReadDone(bool ok) {
     onAck(in_.ack());
   } else if (in_.has_report()) {
     onReport(in_.report());
+  } else if (in_.has_flow_sync()) {
+    srv_->flow_sync->received(in_.ByteSizeLong());
+    onFlowSync(in_.flow_sync());
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -399,14 +508,16 @@ void Session::onHello(const pb::Hello& h) {
     prints_cap_ = has(h, pb::CAPABILITY_MAGLEV_FINGERPRINTS);
     version_ = h.agent_version().substr(0, 64);
     conntrack_capacity_ = h.datapath().conntrack_capacity();
+    flow_sync_ = has(h, pb::CAPABILITY_FLOW_SYNC);
+    if (flow_sync_) wants_dumps_until_ = Clock::now() + srv_->opt.flow_sync.dump_window;
     live = l2_ && healthy_;
   }
   const pb::DatapathCapabilities& dc = h.datapath();
   spdlog::info(
       "event=agent_connected node={} peer={} version=\"{}\" last_applied={} incremental={} l2={} "
-      "af_xdp={} xdp={} conntrack={}",
+      "flow_sync={} af_xdp={} xdp={} conntrack={}",
       node_, logSafe(peer_, 64), logSafe(version_, 64), h.last_applied_generation(), incremental_,
-      l2_,
+      l2_, flow_sync_,
       dc.af_xdp_zero_copy() ? "zerocopy"
       : dc.af_xdp_copy()    ? "copy"
                             : "none",
@@ -416,6 +527,7 @@ void Session::onHello(const pb::Hello& h) {
       conntrack_capacity_);
   srv_->helloAccepted(self_, h.last_applied_generation(), live,
                       has(h, pb::CAPABILITY_HEALTH_CHECKS));
+  if (has(h, pb::CAPABILITY_FLOW_SYNC)) srv_->flowSyncJoined(self_);
   kick();
 }
 
@@ -640,6 +752,27 @@ void SyncServer::Impl::helloAccepted(const std::shared_ptr<Session>& s, uint64_t
   if (new_view) kickAll();
 }
 
+std::vector<std::shared_ptr<Session>> SyncServer::Impl::flowPeers(const Session* sender, bool dump,
+                                                                  Clock::time_point now) {
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu);  // never held while a session's lock is taken
+    for (const auto& [node, s] : by_node) {
+      if (s.get() != sender) all.push_back(s);
+    }
+  }
+  std::vector<std::shared_ptr<Session>> out;
+  for (auto& s : all) {
+    if (s->takesFlows(dump, now)) out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void SyncServer::Impl::flowSyncJoined(const std::shared_ptr<Session>& s) {
+  const std::string node = s->node();
+  for (const auto& p : flowPeers(s.get(), false, Clock::now())) p->queueDumpRequest(node);
+}
+
 void SyncServer::Impl::liveChanged(const std::string& node, const Session* s, bool live) {
   bool new_view;
   {
@@ -825,6 +958,7 @@ Result<std::unique_ptr<SyncServer>> SyncServer::start(SyncServerOptions options,
   impl.is_leader = std::move(is_leader);
   impl.distributor = std::make_unique<Distributor>(encodeVirtualService, impl.opt.distribution);
   impl.health = std::make_unique<SyncHealth>(impl.opt.health_probers_per_backend);
+  impl.flow_sync = std::make_unique<FlowSyncHub>(impl.opt.flow_sync);
   impl.view = impl.distributor->view();
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (impl.opt.plaintext) {
@@ -943,6 +1077,7 @@ SyncCounters SyncServer::counters() const {
   c.maglev_agreeing = impl_->health->agreeing();
   c.health_reports = impl_->health->reportsReceived();
   c.health_reports_decided = impl_->health->reportsDecided();
+  c.flow_sync = impl_->flow_sync->counters();
   return c;
 }
 

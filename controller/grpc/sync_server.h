@@ -18,6 +18,11 @@
 // - Only the leader serves: a follower answers NotLeader, naming the
 //   leader's address when it knows it, and closes the stream; agents go
 //   there directly (no reconnect storm through the Service).
+// - Flow sync (docs/flow-sync.md): NAT flow records from an agent with
+//   CAPABILITY_FLOW_SYNC are checked (flow_sync_hub.h) and relayed to the
+//   other such agents that run their services, through a bounded queue per
+//   agent; they never wait for a DesiredState's Ack, and a ready
+//   DesiredState goes first.
 #pragma once
 
 #include <array>
@@ -31,6 +36,7 @@
 #include "common/status.h"
 #include "controller/bgp/peer_status.h"
 #include "controller/distribution/distributor.h"
+#include "controller/grpc/flow_sync_hub.h"
 #include "controller/reconciler/reconciler.h"
 #include "controller/status/wanted.h"
 
@@ -63,6 +69,9 @@ struct SyncServerOptions {
   // How many agents probe each backend of a Service with a health check
   // (DesiredState.health_probers; common/health_probers.h).
   uint32_t health_probers_per_backend = 3;
+  // Flow sync: the rate each agent may send records at, its queue, the
+  // window in which a new node gets dumps (flow_sync_hub.h).
+  FlowSyncOptions flow_sync;
   // The leader's gRPC address for NotLeader ("" unknown), asked each time.
   std::function<std::string()> leader_address;
 };
@@ -81,6 +90,9 @@ struct AgentStatus {
   std::string agent_version;
   bool l2_announcement = false;
   uint64_t conntrack_capacity = 0;
+  bool flow_sync = false;            // CAPABILITY_FLOW_SYNC
+  uint64_t flow_records_queued = 0;  // other nodes' flow records queued for it
+  uint64_t flow_dump_requests = 0;   // FlowSyncDumpRequests queued for it
 };
 
 struct SyncCounters {
@@ -103,6 +115,7 @@ struct SyncCounters {
   uint64_t maglev_mismatches = 0;             // VirtualServices whose agents built different tables
   // Reports from probers received, and how many the last verdict had seen.
   uint64_t health_reports = 0, health_reports_decided = 0;
+  FlowSyncCounters flow_sync;  // records relayed and refused, bytes
 };
 
 // What the agents said about Services (their announcers, what they could
