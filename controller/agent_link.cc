@@ -55,6 +55,7 @@ Result<std::unique_ptr<AgentLink>> AgentLink::start(
   o.max_streams = f.max_streams;
   o.max_streams_per_source = f.max_streams_per_source;
   o.health_probers_per_backend = f.health_probers_per_backend;
+  o.flow_sync.max_records_per_second = f.flow_sync_max_records_per_second;
   o.leader_address = std::move(leader_address);
   if (f.plaintext) {
     spdlog::warn(

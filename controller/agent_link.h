@@ -42,8 +42,9 @@ struct AgentLinkFlags {
   int keepalive_ms = 200;
   int keepalive_timeout_ms = 100;
   int max_streams = 4096;
-  int max_streams_per_source = 8;           // one agent per node; room for reconnects
-  uint32_t health_probers_per_backend = 3;  // --health-probers-per-backend
+  int max_streams_per_source = 8;                   // one agent per node; room for reconnects
+  uint32_t health_probers_per_backend = 3;          // --health-probers-per-backend
+  double flow_sync_max_records_per_second = 50000;  // --flow-sync-max-records-per-second
 };
 
 // Whether the flags ask for an agents' link at all (TLS or --plaintext).

@@ -448,6 +448,10 @@ int main(int argc, char** argv) {
                  "Agents that probe each backend of a Service with flowlb.io/health-check; a "
                  "backend is down when a majority of them say so")
       ->check(CLI::Range(1, 15));
+  app.add_option("--flow-sync-max-records-per-second", f.link.flow_sync_max_records_per_second,
+                 "Flow sync records one agent may send a second (burst: one second's worth); "
+                 "batches over it are dropped and counted")
+      ->check(CLI::Range(1.0, 100000000.0));
   app.add_option("--advertise-address", f.advertise_address,
                  "HOST:PORT agents reach this instance's gRPC server at; the leader publishes it "
                  "on its Lease and followers send agents there (default: $POD_IP and the "

@@ -187,6 +187,17 @@ Result<std::unique_ptr<ControllerMetrics>> ControllerMetrics::serve(const std::s
                                  "into the same Maglev table (what the mismatch check covers)")
                              .Register(r)
                              .Add({});
+  m->flow_sync_records_ = &BuildCounter()
+                               .Name("flowlb_controller_flow_sync_records_total")
+                               .Help(
+                                   "Flow sync records agents sent, by result: relayed (once per "
+                                   "receiving agent), malformed, rate_limited, refused_vip, "
+                                   "refused_backend, not_capable, queue_full")
+                               .Register(r);
+  m->flow_sync_bytes_ = &BuildCounter()
+                             .Name("flowlb_controller_flow_sync_bytes_total")
+                             .Help("Bytes of flow sync messages, by direction (in, out)")
+                             .Register(r);
   HttpServerOptions o;
   o.address = address;
   auto server = serveEndpoints(o, m->registry_, health);
@@ -304,6 +315,16 @@ void ControllerMetrics::updateAgents(const std::vector<AgentStatus>& agents, uin
   }
   maglev_mismatches_->Set(static_cast<double>(counters.maglev_mismatches));
   maglev_agreeing_->Set(static_cast<double>(counters.maglev_agreeing));
+  const FlowSyncCounters& fs = counters.flow_sync;
+  for (const auto& [result, n] :
+       {std::pair{"relayed", fs.relayed}, std::pair{"malformed", fs.malformed},
+        std::pair{"rate_limited", fs.rate_limited}, std::pair{"refused_vip", fs.refused_vip},
+        std::pair{"refused_backend", fs.refused_backend}, std::pair{"not_capable", fs.not_capable},
+        std::pair{"queue_full", fs.queue_full}}) {
+    catchUp(flow_sync_records_->Add({{"result", result}}), n);
+  }
+  catchUp(flow_sync_bytes_->Add({{"direction", "in"}}), fs.bytes_in);
+  catchUp(flow_sync_bytes_->Add({{"direction", "out"}}), fs.bytes_out);
   for (const std::string& k : health_services_) {
     if (!counters.backends_unhealthy.count(k)) {
       backends_unhealthy_->Remove(&backends_unhealthy_->Add({{"service", k}}));

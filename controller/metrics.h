@@ -91,6 +91,8 @@ class ControllerMetrics : public k8s::ControllerTelemetry {
   prometheus::Family<prometheus::Gauge>* health_reports_ = nullptr;
   prometheus::Gauge* maglev_agreeing_ = nullptr;
   prometheus::Gauge* maglev_mismatches_ = nullptr;
+  prometheus::Family<prometheus::Counter>* flow_sync_records_ = nullptr;
+  prometheus::Family<prometheus::Counter>* flow_sync_bytes_ = nullptr;
   std::vector<std::string> health_services_;  // labels set last time
   std::vector<std::string> pool_names_;       // pools reported last time, to drop deleted ones
   std::vector<std::string> agent_nodes_;      // labels set last time, to drop departed agents
