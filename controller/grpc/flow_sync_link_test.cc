@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/control/controller_link.h"
 #include "common/flow_record.h"
 #include "controller/grpc/sync_server.h"
 #include "flowlb/v1/sync.grpc.pb.h"
@@ -323,6 +324,65 @@ TEST(FlowSyncLinkTest, AnAgentOverItsRateLosesWholeBatches) {
   ASSERT_TRUE(got);
   EXPECT_EQ(got->flow_sync().records(), full);
   EXPECT_EQ(server->counters().flow_sync.relayed, 1024u);
+}
+
+// What an agent's own link (agent/control/controller_link.h) hands its
+// flow sync callbacks.
+struct Inbox {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::tuple<std::string, std::string, bool>> batches;  // records, origin, dump
+  std::vector<std::string> dumps;                                   // for_node
+  bool waitFor(const std::function<bool()>& done) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, 5s, done);
+  }
+};
+
+std::unique_ptr<agent::ControllerLink> agentLink(int port, const std::string& node, Inbox& in) {
+  agent::ControllerLinkOptions o;
+  o.address = "127.0.0.1:" + std::to_string(port);
+  o.plaintext = true;
+  o.node_name = node;
+  o.on_flow_sync = [&in](const std::string& records, const std::string& origin, bool dump) {
+    std::lock_guard<std::mutex> lock(in.mu);
+    in.batches.emplace_back(records, origin, dump);
+    in.cv.notify_all();
+  };
+  o.on_flow_sync_dump = [&in](const std::string& for_node) {
+    std::lock_guard<std::mutex> lock(in.mu);
+    in.dumps.push_back(for_node);
+    in.cv.notify_all();
+  };
+  auto link = agent::ControllerLink::start(o, 0);
+  EXPECT_TRUE(link) << link.error();
+  if (!link) return nullptr;
+  agent::AgentCapabilities caps;
+  caps.af_xdp_copy = true;
+  (*link)->setCapabilities(caps);
+  return std::move(*link);
+}
+
+// Both ends of the contract as they are built: the agent's link says Hello
+// with the capability, shares a batch, and receives the relay and a dump
+// request.
+TEST(FlowSyncLinkTest, TheAgentsOwnLinkSharesAndReceivesThroughTheRelay) {
+  auto server = startServer();
+  Inbox in_a, in_b;
+  auto a = agentLink(server->port(), "a", in_a);
+  waitGreeted(*server, "a");
+  auto b = agentLink(server->port(), "b", in_b);
+  ASSERT_TRUE(in_a.waitFor([&] { return !in_a.dumps.empty(); })) << "a was not asked for a dump";
+  EXPECT_EQ(in_a.dumps, std::vector<std::string>{"b"});
+  EXPECT_TRUE(statusOf(*server, "b").flow_sync);
+  const std::string flows = records("192.0.2.10", "10.1.0.2", 40000, 2);
+  ASSERT_TRUE(a->sendFlowSync(flows, /*dump=*/true));
+  ASSERT_TRUE(in_b.waitFor([&] { return !in_b.batches.empty(); })) << "b got nothing";
+  EXPECT_EQ(in_b.batches[0], std::make_tuple(flows, std::string("a"), true));
+  {
+    std::lock_guard<std::mutex> lock(in_a.mu);
+    EXPECT_TRUE(in_a.batches.empty()) << "a got its own records back";
+  }
 }
 
 }  // namespace
