@@ -33,6 +33,9 @@ struct FlowSyncOptions {
   // Batches waiting for one agent's stream; over either bound the oldest go.
   size_t queue_batches = 256;
   size_t queue_bytes = 8u << 20;
+  // Bytes waiting in all agents' queues together: over it, a queue that
+  // grows drops its own oldest (each still keeps its newest batch).
+  size_t total_queue_bytes = 64u << 20;
   // A node that joined this recently gets the dumps the others send it.
   std::chrono::seconds dump_window{60};
 };
@@ -52,8 +55,11 @@ class FlowSyncHub {
   using Clock = std::chrono::steady_clock;
   static constexpr size_t kMaxBatchRecords = 1024;
 
-  explicit FlowSyncHub(FlowSyncOptions options) : opt_(options) {}
+  explicit FlowSyncHub(FlowSyncOptions options)
+      : opt_(options), total_(options.total_queue_bytes) {}
   const FlowSyncOptions& options() const { return opt_; }
+  // A new agent's queue, counted into the total.
+  FlowSyncQueue queue() { return FlowSyncQueue(opt_.queue_batches, opt_.queue_bytes, &total_); }
   // A new agent's rate limit.
   TokenBucket bucket(Clock::time_point now) const;
 
@@ -79,6 +85,7 @@ class FlowSyncHub {
                uint64_t records, Clock::time_point now);
 
   const FlowSyncOptions opt_;
+  FlowSyncTotal total_;
   std::atomic<uint64_t> relayed_{0}, malformed_{0}, rate_limited_{0}, refused_vip_{0},
       refused_backend_{0}, not_capable_{0}, queue_full_{0}, bytes_in_{0}, bytes_out_{0};
   std::mutex mu_;                                  // the two below

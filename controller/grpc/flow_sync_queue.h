@@ -2,10 +2,14 @@
 // controller's relay"): a token bucket on the records an agent may send,
 // and a bounded queue of the batches relayed to it that drops the oldest
 // when full (a slow reader costs itself its oldest records, never the
-// controller's memory). Pure: the time is passed in.
+// controller's memory). Every agent's queue also counts its bytes into a
+// total shared by all of them: over the total's bound, a queue that grows
+// drops its own oldest, so many slow agents at once stay bounded too. Pure:
+// the time is passed in.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -47,19 +51,34 @@ struct FlowSyncItem {
   uint64_t count() const { return records.size() / kFlowRecordBytes; }
 };
 
+// The bytes waiting in every agent's queue, and their bound.
+struct FlowSyncTotal {
+  explicit FlowSyncTotal(size_t max) : max_bytes(max) {}
+  const size_t max_bytes;
+  std::atomic<size_t> bytes{0};
+};
+
 class FlowSyncQueue {
  public:
-  FlowSyncQueue(size_t max_batches, size_t max_bytes)
-      : max_batches_(std::max<size_t>(max_batches, 1)), max_bytes_(max_bytes) {}
-  // Appends `item`, then drops the oldest while over a bound (never the one
-  // just added). Returns the records dropped.
+  // `total` (may be null: no shared bound) must outlive the queue.
+  FlowSyncQueue(size_t max_batches, size_t max_bytes, FlowSyncTotal* total = nullptr)
+      : max_batches_(std::max<size_t>(max_batches, 1)), max_bytes_(max_bytes), total_(total) {}
+  ~FlowSyncQueue() {
+    if (total_) total_->bytes -= bytes_;
+  }
+  FlowSyncQueue(const FlowSyncQueue&) = delete;
+  FlowSyncQueue& operator=(const FlowSyncQueue&) = delete;
+
+  // Appends `item`, then drops the oldest while over a bound, its own or the
+  // total's (never the one just added). Returns the records dropped.
   uint64_t push(FlowSyncItem item) {
-    bytes_ += item.records.size();
+    add(item.records.size());
     q_.push_back(std::move(item));
     uint64_t dropped = 0;
-    while (q_.size() > 1 && (q_.size() > max_batches_ || bytes_ > max_bytes_)) {
+    while (q_.size() > 1 && (q_.size() > max_batches_ || bytes_ > max_bytes_ ||
+                             (total_ && total_->bytes > total_->max_bytes))) {
       dropped += q_.front().count();
-      bytes_ -= q_.front().records.size();
+      sub(q_.front().records.size());
       q_.pop_front();
     }
     return dropped;
@@ -68,7 +87,7 @@ class FlowSyncQueue {
     if (q_.empty()) return std::nullopt;
     FlowSyncItem item = std::move(q_.front());
     q_.pop_front();
-    bytes_ -= item.records.size();
+    sub(item.records.size());
     return item;
   }
   bool empty() const { return q_.empty(); }
@@ -76,7 +95,17 @@ class FlowSyncQueue {
   size_t bytes() const { return bytes_; }
 
  private:
+  void add(size_t n) {
+    bytes_ += n;
+    if (total_) total_->bytes += n;
+  }
+  void sub(size_t n) {
+    bytes_ -= n;
+    if (total_) total_->bytes -= n;
+  }
+
   size_t max_batches_, max_bytes_;
+  FlowSyncTotal* total_;
   std::deque<FlowSyncItem> q_;
   size_t bytes_ = 0;
 };

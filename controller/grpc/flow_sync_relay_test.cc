@@ -257,6 +257,32 @@ TEST(FlowSyncQueueTest, AFullQueueDropsTheOldestBatchesAndSaysHowManyRecords) {
   EXPECT_EQ(by_bytes.pop()->count(), 4u);
 }
 
+// Many slow agents at once: each queue is under its own bound, but the
+// total is not; the queue that grows drops its own oldest.
+TEST(FlowSyncQueueTest, AllQueuesTogetherStayUnderTheTotal) {
+  const std::string one(kFlowRecordBytes, 'x');
+  FlowSyncTotal total(4 * kFlowRecordBytes);
+  {
+    FlowSyncQueue a(100, 1 << 20, &total), b(100, 1 << 20, &total);
+    EXPECT_EQ(a.push({one, "n1", false}), 0u);
+    EXPECT_EQ(a.push({one, "n2", false}), 0u);
+    EXPECT_EQ(a.push({one, "n3", false}), 0u);
+    EXPECT_EQ(b.push({one, "n4", false}), 0u);
+    EXPECT_EQ(total.bytes.load(), 4 * kFlowRecordBytes);
+    EXPECT_EQ(b.push({one, "n5", false}), 1u) << "b's oldest went, not a's";
+    EXPECT_EQ(a.size(), 3u);
+    EXPECT_EQ(b.pop()->origin_node, "n5");
+    EXPECT_EQ(total.bytes.load(), 3 * kFlowRecordBytes);
+    EXPECT_EQ(b.push({one + one + one, "n6", false}), 0u) << "its only batch is kept";
+    EXPECT_EQ(total.bytes.load(), 6 * kFlowRecordBytes);
+    EXPECT_EQ(a.push({one, "n7", false}), 3u) << "a drops until the total fits";
+    EXPECT_EQ(a.size(), 1u);
+    EXPECT_EQ(a.pop()->origin_node, "n7");
+    EXPECT_EQ(total.bytes.load(), 3 * kFlowRecordBytes);
+  }
+  EXPECT_EQ(total.bytes.load(), 0u) << "a queue that goes takes its bytes with it";
+}
+
 TEST(FlowSyncQueueTest, TheTokenBucketAllowsABurstThenTheRate) {
   const auto t0 = std::chrono::steady_clock::time_point{} + 100s;
   TokenBucket b(1000, 2000, t0);

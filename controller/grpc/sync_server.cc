@@ -136,7 +136,7 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
         since_(Clock::now()),
         hello_deadline_(since_ + srv_->opt.hello_timeout),
         flow_bucket_(srv_->flow_sync->bucket(since_)),
-        flow_queue_(srv_->opt.flow_sync.queue_batches, srv_->opt.flow_sync.queue_bytes) {}
+        flow_queue_(srv_->flow_sync->queue()) {}
 
   void begin(std::shared_ptr<Session> self) {
     self_ = std::move(self);
