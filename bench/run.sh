@@ -85,7 +85,7 @@ datapath() {  # needs root: builds a namespace lab
 }
 
 controller() {
-  ninja -C "$build" -j2 flowlb-controller bench_reconcile fanout_agents >/dev/null
+  ninja -C "$build" -j2 flowlb-controller bench_reconcile bench_flow_sync fanout_agents >/dev/null
   "$build/bench/bench_reconcile" --benchmark_filter=10000 --benchmark_format=json 2>/dev/null |
     python3 -c '
 import json, sys
@@ -94,6 +94,12 @@ for b in json.load(sys.stdin)["benchmarks"]:
             "BM_ReconcileSteady/10000": "reconcile_full_ms_10k",
             "BM_ReconcileEndpointChange/10000": "reconcile_endpoint_change_ms_10k"}[b["name"]]
     print("FIGURE %s %.1f ms" % (name, b["real_time"]))'
+  "$build/bench/bench_flow_sync" --benchmark_format=json 2>/dev/null |
+    python3 -c '
+import json, sys
+for b in json.load(sys.stdin)["benchmarks"]:
+    nodes = b["name"].split("/")[1]
+    print("FIGURE flow_sync_relay_records_per_s_%s_nodes %.0f records/s" % (nodes, b["items_per_second"]))'
   python3 -m bench.controller_bench "$build"
   python3 -m bench.fanout_bench "$build"
 }
