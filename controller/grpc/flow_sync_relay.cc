@@ -61,16 +61,29 @@ FlowRelay relayFlowRecords(const std::vector<FlowRecord>& records, std::string_v
   std::vector<bool> runs(destinations.size());
   for (size_t d = 0; d < destinations.size(); ++d) {
     runs[d] = index.runs(destinations[d]) && destinations[d] != sender;
-    // Most destinations get most records: one allocation each, not a
-    // doubling per few records.
-    if (runs[d]) out.records[d].reserve(packed.size());
   }
+  // What every destination that runs the view gets, unless an upsert of a
+  // Local service is not for it (`partial`): then it gets its own subset.
+  // The common case is one copy per destination, not an append per record.
+  std::string all;
+  all.reserve(packed.size());
+  struct Kept {
+    size_t i;
+    const DesiredService* s;
+    const DesiredBackend* b;
+  };
+  std::vector<Kept> kept;
+  std::vector<bool> partial(destinations.size());
   const bool sender_runs = index.runs(sender);
   auto refuse = [&](const FlowRecord& r, const char* reason, const char* what) {
     if (out.first_reason) return;
     out.first_reason = reason;
     out.first_refusal = std::string(what) + " " + r.vip.withPort(r.vip_port) + "/" +
                         protoName(r.proto) + " backend " + r.backend.withPort(r.backend_port);
+  };
+  auto forDestination = [&](const Kept& k, size_t d) {
+    return runs[d] &&
+           (records[k.i].op != FlowRecordOp::kUpsert || forwardsTo(*k.s, *k.b, destinations[d]));
   };
   for (size_t i = 0; i < records.size(); ++i) {
     const FlowRecord& r = records[i];
@@ -87,11 +100,24 @@ FlowRelay relayFlowRecords(const std::vector<FlowRecord>& records, std::string_v
       continue;
     }
     ++out.accepted;
-    const std::string_view bytes = packed.substr(i * kFlowRecordBytes, kFlowRecordBytes);
-    for (size_t d = 0; d < destinations.size(); ++d) {
-      if (!runs[d]) continue;
-      if (r.op == FlowRecordOp::kUpsert && !forwardsTo(*s, *b, destinations[d])) continue;
-      out.records[d].append(bytes);
+    kept.push_back({i, s, b});
+    all.append(packed.substr(i * kFlowRecordBytes, kFlowRecordBytes));
+    if (r.op == FlowRecordOp::kUpsert && s->external_traffic_local) {
+      for (size_t d = 0; d < destinations.size(); ++d) {
+        if (runs[d] && !forDestination(kept.back(), d)) partial[d] = true;
+      }
+    }
+  }
+  for (size_t d = 0; d < destinations.size(); ++d) {
+    if (!runs[d]) continue;
+    if (!partial[d]) {
+      out.records[d] = all;
+      continue;
+    }
+    for (const Kept& k : kept) {
+      if (forDestination(k, d)) {
+        out.records[d].append(packed.substr(k.i * kFlowRecordBytes, kFlowRecordBytes));
+      }
     }
   }
   return out;
