@@ -34,11 +34,10 @@ IpAddr ip(const char* s) {
 }
 
 // One service, 192.0.2.10:80/TCP to 10.1.0.1:8080 and 10.1.0.2:8080, run
-// by the ready nodes a, b and c.
-Reconciled state() {
+// by the ready nodes (a, b and c).
+Reconciled state(std::vector<std::string> ready = {"a", "b", "c"}) {
   Reconciled r;
-  auto nodes =
-      std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"a", "b", "c"});
+  auto nodes = std::make_shared<const std::vector<std::string>>(std::move(ready));
   auto d = std::make_shared<DesiredService>();
   d->key = "shop/web/http/ipv4";
   d->vip = ip("192.0.2.10");
@@ -304,6 +303,35 @@ TEST(FlowSyncLinkTest, DumpsGoOnlyToNodesThatJoinedWithinTheWindow) {
   ASSERT_TRUE(d);
   EXPECT_EQ(d->flow_sync().records(), dumped);
   EXPECT_TRUE(d->flow_sync().dump());
+}
+
+// A node that turns Ready (starts running the view) on a stream it already
+// had has missed the flows shared meanwhile: it joins as a new stream does.
+TEST(FlowSyncLinkTest, ANodeThatStartsRunningTheViewGetsADump) {
+  auto server = startServer();
+  server->publish(state({"a"}));  // b is not Ready
+  RawAgent a(server->port(), "a", true);
+  waitGreeted(*server, "a");
+  RawAgent b(server->port(), "b", true);
+  auto dump = [](const pb::ControllerMessage& m) { return m.has_flow_sync_dump(); };
+  ASSERT_TRUE(a.next(dump)) << "asked when b connected";
+  // b runs nothing: a's flows are not for it (the first b gets below is
+  // the dump).
+  a.send(batch(records("192.0.2.10", "10.1.0.1", 41000)));
+  ASSERT_TRUE(server->waitUntil([&] { return server->counters().flow_sync.bytes_in > 0; }, 5000ms));
+  EXPECT_EQ(server->counters().flow_sync.relayed, 0u);
+  server->publish(state({"a", "b"}));
+  auto again = a.next(dump);
+  ASSERT_TRUE(again) << "a was not asked again when b turned Ready";
+  EXPECT_EQ(again->flow_sync_dump().for_node(), "b");
+  EXPECT_EQ(statusOf(*server, "a").flow_dump_requests, 2u);
+  const std::string flows = records("192.0.2.10", "10.1.0.1", 40000);
+  a.send(batch(flows, /*dump=*/true));
+  auto got = b.nextFlowSync();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->flow_sync().records(), flows);
+  EXPECT_TRUE(got->flow_sync().dump());
+  EXPECT_EQ(server->counters().flow_sync.relayed, 1u);
 }
 
 TEST(FlowSyncLinkTest, AnAgentOverItsRateLosesWholeBatches) {

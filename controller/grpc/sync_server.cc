@@ -63,6 +63,7 @@ struct SyncServer::Impl final : public pb::FlowlbControl::CallbackService,
   SyncCounters counters;  // but the three below
   std::atomic<uint64_t> bytes_sent{0}, states_full{0}, states_incremental{0};
   std::map<std::string, Clock::time_point> refusal_logged;  // per source, bounded
+  std::vector<std::string> flow_joined;  // nodes that started running the view (takeView)
   bool was_leader = true;
   bool was_settling = true;
   std::thread housekeeper;
@@ -92,9 +93,18 @@ struct SyncServer::Impl final : public pb::FlowlbControl::CallbackService,
         v->services.size() != view->services.size()) {
       feedback_dirty = true;
     }
+    // A node that starts running the view (it turned Ready) has missed the
+    // flows shared meanwhile: it joins flow sync as a new stream does.
+    if (view && v->nodes && v->nodes != view->nodes) {
+      for (const std::string& n : *v->nodes) {
+        if (!view->runs(n)) flow_joined.push_back(n);
+      }
+    }
     view = std::move(v);
     return true;
   }
+  // Sends every stream what it is missing, after the dump requests for the
+  // nodes that started running the view.
   void kickAll();
   grpc::ServerBidiReactor<pb::AgentMessage, pb::ControllerMessage>* Sync(
       grpc::CallbackServerContext* ctx) override;
@@ -195,6 +205,14 @@ class Session final : public grpc::ServerBidiReactor<pb::AgentMessage, pb::Contr
   bool takesFlows(bool dump, Clock::time_point now) const {
     std::lock_guard<std::mutex> lock(mu_);
     return flow_sync_ && !finishing_ && (!dump || now < wants_dumps_until_);
+  }
+  // It starts running the view: true if it takes flow sync (then it gets
+  // dumps for the window from now on).
+  bool joinFlows() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!flow_sync_ || finishing_) return false;
+    wants_dumps_until_ = Clock::now() + srv_->opt.flow_sync.dump_window;
+    return true;
   }
   // Queue for the stream (then sent); the oldest go when the queue is full.
   void queueFlows(FlowSyncItem item);
@@ -716,10 +734,18 @@ grpc::ServerBidiReactor<pb::AgentMessage, pb::ControllerMessage>* SyncServer::Im
 }
 
 void SyncServer::Impl::kickAll() {
-  std::vector<std::shared_ptr<Session>> all;
+  std::vector<std::shared_ptr<Session>> all, joined;
   {
     std::lock_guard<std::mutex> lock(mu);
     all = sessions;
+    for (const std::string& n : flow_joined) {
+      auto it = by_node.find(n);
+      if (it != by_node.end()) joined.push_back(it->second);
+    }
+    flow_joined.clear();
+  }
+  for (const auto& s : joined) {
+    if (s->joinFlows()) flowSyncJoined(s);
   }
   for (const auto& s : all) s->kick();
 }
