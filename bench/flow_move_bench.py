@@ -7,9 +7,13 @@ FIGURE lines:
       an announcer change with both nodes alive, then the announcing agent
       killed; the dead node's agent is started again before the next)
   nat_vip_move_flows           how many downloads were running across them
-  conntrack_sync_bytes_per_new_flow   flow sync bytes the announcing agent
-      sent per NAT flow it opened (short HTTP connections: each shared once
-      answered and once closed)
+  nat_vip_move_flows_lost_without_sync   the announcer change of one round in
+      the same lab with --nat-source=node (today's default), for comparison
+  conntrack_sync_bytes_per_new_flow   flow sync bytes on the wire (the
+      FlowSyncBatch messages as the controller receives them) per NAT flow
+      the announcing agent opened (short HTTP connections: each shared once
+      answered and once closed); _record_bytes_: the records alone (64 each);
+      _relayed_bytes_: what the controller sent on to the other node
   conntrack_sync_kbytes_per_s_at_10k_new_flows   the same at 10,000 new
       flows/s, per LB node (what the controller relays, times the other
       nodes)
@@ -17,7 +21,8 @@ Usage (from the repository root, as root): python3 -m bench.flow_move_bench [ROU
 """
 import sys
 
-from e2e.lib.cluster_lab import AGENT_METRICS, NODES, NODES_YAML
+from e2e.lib import prom
+from e2e.lib.cluster_lab import AGENT_METRICS, CONTROLLER_METRICS, NODES, NODES_YAML
 from e2e.lib.wait import wait_until
 from e2e.test_flow_move import DOWNLOADS, MoveLab
 
@@ -34,6 +39,20 @@ def restore(lab):
     lab.wait_connected(2)
     lab.write("nodes.yaml", NODES_YAML)
     lab.announcer()
+
+
+def baseline():
+    lab = MoveLab(nat_source="node")
+    try:
+        lab.up()
+        first = lab.announcer()
+        other = next(n for n in NODES if n != first)
+        names = lab.downloads("base")
+        lab.move_to(other)
+        lost = len(lab.lost(names))
+    finally:
+        lab.down()
+    figure("nat_vip_move_flows_lost_without_sync", lost, f"of {len(names)} flows")
 
 
 def moves(lab, rounds):
@@ -64,17 +83,30 @@ def sync_bytes(lab, connections=600):
     node = lab.announcer()
 
     def counters():
-        return (lab.metric(node, AGENT_METRICS, "flowlb_agent_flow_sync_sent_bytes_total"),
-                lab.metric(node, AGENT_METRICS, "flowlb_agent_service_new_flows_total"))
-    bytes0, flows0 = counters()
+        ctl = lab.metrics("ctl", CONTROLLER_METRICS)
+        agent = lab.metrics(node, AGENT_METRICS)  # (no series before the first flow)
+        return (prom.value(agent, "flowlb_agent_flow_sync_sent_bytes_total", default=0),
+                prom.value(agent, "flowlb_agent_service_new_flows_total", default=0),
+                prom.value(ctl, "flowlb_controller_flow_sync_bytes_total", default=0,
+                           direction="in"),
+                prom.value(ctl, "flowlb_controller_flow_sync_bytes_total", default=0,
+                           direction="out"))
+    before = counters()
     lab.spread(lab.vip, connections)
-    # Every flow's close has been shared and published (1 s metrics tick).
-    wait_until(lambda: counters()[0] - bytes0 >= 2 * 64 * connections * 0.95, 10,
+    # Every flow's close has been shared, relayed and published (1 s ticks).
+    wait_until(lambda: counters()[0] - before[0] >= 2 * 64 * connections * 0.95, 10,
                "the closes shared")
-    bytes1, flows1 = counters()
-    per_flow = (bytes1 - bytes0) / max(flows1 - flows0, 1)
-    figure("conntrack_sync_bytes_per_new_flow", per_flow, "bytes")
-    figure("conntrack_sync_kbytes_per_s_at_10k_new_flows", per_flow * 10000 / 1000, "kB/s")
+    wait_until(lambda: counters()[3] - before[3] >= 2 * 64 * connections * 0.95, 10,
+               "the closes relayed")
+    after = counters()
+    flows = max(after[1] - before[1], 1)
+    records = (after[0] - before[0]) / flows
+    wire_in = (after[2] - before[2]) / flows
+    wire_out = (after[3] - before[3]) / flows
+    figure("conntrack_sync_bytes_per_new_flow", wire_in, "bytes")  # as the controller receives them
+    figure("conntrack_sync_record_bytes_per_new_flow", records, "bytes")
+    figure("conntrack_sync_relayed_bytes_per_new_flow", wire_out, "bytes (to 1 other node)")
+    figure("conntrack_sync_kbytes_per_s_at_10k_new_flows", wire_in * 10000 / 1000, "kB/s per node")
 
 
 def main():
@@ -86,6 +118,7 @@ def main():
         moves(lab, rounds)
     finally:
         lab.down()
+    baseline()
 
 
 if __name__ == "__main__":

@@ -43,9 +43,10 @@ def nodes_yaml(not_ready=()):
 class MoveLab(Cluster):
     """The cluster lab with VIP-sourced NAT and flow sync."""
 
-    def __init__(self):
+    def __init__(self, nat_source="vip"):
+        # (nat_source "node": the same lab without flow sync, for a baseline.)
         super().__init__(prefix=lab_prefix("flmv"),
-                         agent_args=["--nat-source", "vip", "--announce-interface", "l1"])
+                         agent_args=["--nat-source", nat_source, "--announce-interface", "l1"])
 
     def up(self):
         super().up()
@@ -57,9 +58,10 @@ class MoveLab(Cluster):
         for n in NODES:
             self.wait_applied(n, lambda a: a.services == 1 and a.backends == 3)
 
-    def downloads(self, tag, n=DOWNLOADS, pace_ms=25):
-        """n slow NAT downloads through the VIP, each established (its first
-        bytes arrived) when this returns."""
+    def downloads(self, tag, n=DOWNLOADS, pace_ms=150):
+        """n slow NAT downloads through the VIP (64 pieces `pace_ms` apart:
+        9.6 s by default), each established (its first bytes arrived) when
+        this returns."""
         names = [f"client-{tag}-{i}" for i in range(n)]
         for name in names:
             self.start_download(name, f"http://{self.vip}/slow/{SIZE}/{pace_ms}")
@@ -137,7 +139,7 @@ class FlowMoveTest(LabTest):
         c = self.c
         first = c.announcer()
         other = next(n for n in NODES if n != first)
-        names = c.downloads("fail")
+        names = c.downloads("fail", pace_ms=300)  # 19 s: alive until the move back
         wait_until(lambda: c.shared(other, "others") >= DOWNLOADS, 5,
                    f"{other} holding {DOWNLOADS} shared flows")
         c.kill(first)
