@@ -883,7 +883,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"node", "vip"}));
   app.add_option("--flow-sync-entries", f.flow_sync_entries,
                  "With --nat-source=vip: other nodes' NAT flows this node can hold for adoption "
-                 "(128 bytes each), and as many of its own for a dump")
+                 "(about 150 bytes each), and as many of its own for a dump")
       ->check(CLI::Range(size_t{1024}, size_t{1} << 24));
   app.add_option("--conntrack-entries", f.conntrack_entries,
                  "Connection tracking entries per worker (64 bytes each), fixed at start")
