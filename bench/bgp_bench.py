@@ -72,6 +72,7 @@ def link_cut_ms(lab, polled, **agent_kw):
     if lab.router.has_bfd and lab.router_kw["bfd"]:
         wait_until(lambda: lab.metric(2, "flowlb_agent_bfd_session_up", peer="rt") == 1, 30,
                    "BFD up on lb2", ignore=(Exception,))
+        wait_until(lambda: lab.router.bfd_up(node_addr(2)), 30, "BFD up on the router for lb2")
     # Each poke changes something (an unchanged route or alias makes no
     # event), until the monitor has shown one: then it is listening.
     pokes = iter(range(1000))

@@ -162,6 +162,10 @@ class BgpScenarios:
         if lab.router.has_bfd:
             wait_until(lambda: lab.metric(2, "flowlb_agent_bfd_session_up", peer="rt") == 1, 20,
                        "BFD up on lb2", ignore=(Exception,))
+            # ... and on the router: a cut before it saw the session Up is
+            # left to the hold time (FRR's bgpd reacts to Up -> Down only).
+            wait_until(lambda: lab.router.bfd_up(node_addr(2)), 20, "BFD up on the router for lb2",
+                       context=lambda: lab.router.describe(node_addr(2))[-1500:])
             ceiling = 1.5  # BFD 100 ms x 3: the figure is in bench (bgp_failover_ms)
         else:
             for i in (1, 2):  # no BFD: the hold time decides (3 s)

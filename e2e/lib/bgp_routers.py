@@ -27,6 +27,10 @@ class Router:
     kind = "?"
     has_bfd = True
 
+    def bfd_up(self, addr):
+        """Whether the router's BFD session to `addr` is Up (no BFD: True)."""
+        return True
+
     def __init__(self, ns, workdir, procs):
         self.ns = ns
         self.dir = os.path.join(workdir, self.kind)
@@ -86,6 +90,11 @@ class Bird(Router):
     def established(self, addr):
         out = self.run("birdc", "-s", self.ctl, "show", "protocols", self.names[addr], check=False)
         return "Established" in out
+
+    def bfd_up(self, addr):
+        out = self.run("birdc", "-s", self.ctl, "show", "bfd", "sessions", check=False)
+        return any(line.split()[:1] == [addr] and " Up " in f" {line} "
+                   for line in out.splitlines())
 
     def describe(self, addr):
         return self.run("birdc", "-s", self.ctl, "show", "protocols", "all", self.names[addr],
@@ -149,6 +158,15 @@ class Frr(Router):
         except json.JSONDecodeError:
             return False
         return n.get(addr, {}).get("bgpState") == "Established"
+
+    def bfd_up(self, addr):
+        """bgpd has seen the peer's BFD session Up (only then does a BFD Down
+        take the session down: before, the hold time decides)."""
+        try:
+            n = json.loads(self.vtysh(f"show bgp neighbors {addr} json") or "{}")
+        except json.JSONDecodeError:
+            return False
+        return n.get(addr, {}).get("peerBfdInfo", {}).get("status") == "Up"
 
     def describe(self, addr):
         return self.vtysh(f"show bgp neighbors {addr}")
