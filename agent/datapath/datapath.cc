@@ -105,6 +105,7 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) 
     // The kernel's own source NAT stays out of the ports our workers own.
     kc.masquerade_port_min = 1024;
     kc.masquerade_port_max = static_cast<uint16_t>(config.snat_port_min - 1);
+    dp->snat_addresses_ = kc.snat_addresses;
     auto kernel = KernelPath::create(kc);
     if (!kernel) return Status::error("kernel exception path: " + kernel.error());
     dp->kernel_ = std::move(*kernel);
@@ -212,9 +213,12 @@ Result<ApplyReport> Datapath::apply(const DesiredState& desired, const SnatConfi
   if (kernel_) {
     // A DSR VIP stays foreign to this node: its backends' replies may be
     // routed through it, and the kernel drops packets from its own addresses.
-    std::set<IpAddr> nat, dsr;
+    std::set<IpAddr> nat, dsr, vip_sources;
     for (const ServiceRuntime& s : outcome->snapshot->services) {
       (s.spec.mode == ForwardingMode::kDsr ? dsr : nat).insert(s.spec.vip);
+      if (s.spec.mode == ForwardingMode::kNat && snat.vip_source && !s.spec.announced_by_bgp) {
+        vip_sources.insert(s.spec.vip);
+      }
     }
     std::vector<IpAddr> vips;
     for (const IpAddr& v : nat) {
@@ -224,14 +228,25 @@ Result<ApplyReport> Datapath::apply(const DesiredState& desired, const SnatConfi
       // Forwarding is unaffected; only the kernel's answers for unused ports are.
       outcome->warnings.push_back(st.message());
     }
-  }
-  if (kernel_ && (snat.v4 != snat_.v4 || snat.v6 != snat_.v6 || snat.has_v4 != snat_.has_v4 ||
-                  snat.has_v6 != snat_.has_v6)) {
+    // The SNAT addresses whose SNAT ports the kernel drops while no worker
+    // steers them (an agent restarting or killed): the node's, and the VIPs
+    // that are NAT sources (--nat-source=vip). Without the VIPs, a backend's
+    // segment reaching a killed agent's node before the new announcer's ARP
+    // would meet the still-local VIP and be answered with a RST, which cuts
+    // the flow the new announcer is about to adopt.
     std::vector<IpAddr> addrs;
     if (snat.has_v4) addrs.push_back(snat.v4);
     if (snat.has_v6) addrs.push_back(snat.v6);
-    if (Status st = kernel_->setSnatAddresses(addrs); !st)
-      outcome->warnings.push_back(st.message());
+    for (const IpAddr& v : vip_sources) {
+      if (!dsr.count(v)) addrs.push_back(v);
+    }
+    if (addrs != snat_addresses_) {
+      if (Status st = kernel_->setSnatAddresses(addrs); !st) {
+        outcome->warnings.push_back(st.message());
+      } else {
+        snat_addresses_ = std::move(addrs);
+      }
+    }
   }
   std::vector<TableFingerprint> tables;
   {

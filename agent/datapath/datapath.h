@@ -136,6 +136,8 @@ class Datapath {
   // The state in force, rebuilt when a draining backend's deadline passes.
   DesiredState desired_;
   SnatConfig snat_;
+  // What the kernel path drops SNAT ports of while no worker steers them.
+  std::vector<IpAddr> snat_addresses_;
 };
 
 }  // namespace flowlb::agent

@@ -86,7 +86,8 @@ class KernelPath {
   // for them); the previous set is replaced. Errors are per address and do
   // not stop the others.
   Status syncVips(const std::vector<IpAddr>& vips);
-  // The node's SNAT addresses (the drop of their ports while no agent runs).
+  // The SNAT addresses whose SNAT ports are dropped while no agent runs:
+  // the node's, and the VIPs that are NAT sources (--nat-source=vip).
   Status setSnatAddresses(const std::vector<IpAddr>& addrs);
   size_t vipCount() const { return vips_.size(); }
 
