@@ -88,8 +88,11 @@ Action Forwarder::icmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
       ++stats_.passed;
       return a;
     }
-    // NAT: the backend sent backend:port -> snat:nat_port; show it that.
-    const IpAddr& snat = b->addr.isV4() ? snap.snat.v4 : snap.snat.v6;
+    // NAT: the backend sent backend:port -> snat:nat_port; show it that
+    // (the VIP is the SNAT address of a VIP-sourced flow).
+    const IpAddr& snat = (e->flags & kFlowVipSnat) ? svc.spec.vip
+                         : b->addr.isV4()          ? snap.snat.v4
+                                                   : snap.snat.v6;
     rewriteAddress(frame, p.outer, p.tuple, Endpoint::kDestination, b->addr);
     rewriteAddress(frame, p.inner, p.inner_tuple, Endpoint::kSource, b->addr);
     rewritePort(frame, p.inner, p.inner_tuple, Endpoint::kSource, b->port);
@@ -98,8 +101,10 @@ Action Forwarder::icmpError(uint8_t* frame, ParsedPacket& p, const Snapshot& sna
     refreshIcmpChecksum(frame, p);
     return transmit(frame, b->addr, Path::kOwnInterfaces, a);
   }
-  // (b) It left our SNAT address towards a backend: a NAT flow's forward packet.
-  if (snap.isSnatAddress(q.src)) {
+  // (b) It left our SNAT address towards a backend: a NAT flow's forward
+  // packet. With --nat-source=vip the SNAT address is the VIP, on a port of
+  // the SNAT range that is no service's.
+  if (snap.isSnatAddress(q.src) || isVipSnatReply(snap, reversed(q))) {
     if (!owns(q.sport)) return handOff(snatPortOwner(q.sport, config_.workers));
     const FlowEntry* fp = quotedFlow(q, FlowKind::kNatReply, now_ms);
     if (fp == nullptr) return drop(DropReason::kIcmpNoFlow);

@@ -150,6 +150,39 @@ TEST(FlowSyncForwarder, NatFlowsAreSourcedFromTheVipOnTheSnatPorts) {
   EXPECT_EQ(seen.dport, 8080);
 }
 
+TEST(FlowSyncForwarder, AnIcmpErrorFromTheBackendsPathReachesTheClientAboutTheVip) {
+  // A router between the node and the backend cannot forward the flow's
+  // packet VIP:port -> backend (frag needed): the client must learn it
+  // about its own packet, client -> VIP:80, or its path MTU never shrinks.
+  Node a(1);
+  const FlowTuple seen = openAnswered(a, 0, 50001);
+  auto quoted = frame(seen);
+  auto icmp = buildIcmpError(ip("10.1.255.1"), seen.src, 3, 4, quoted, 28);
+  const Action act = a.run(0, icmp);
+  ASSERT_EQ(act.kind, ActionKind::kTransmit);
+  EXPECT_TRUE(act.reply);
+  ParsedPacket p;
+  ASSERT_EQ(parsePacket(icmp.data(), icmp.size(), p).status, ParseStatus::kOk);
+  EXPECT_EQ(p.tuple.dst, ip(kClient));
+  EXPECT_EQ(p.tuple.src, ip("10.1.255.1"));  // a router keeps its own address
+  EXPECT_EQ(p.inner_tuple, clientTuple(50001));
+}
+
+TEST(FlowSyncForwarder, AnIcmpErrorFromTheClientsPathReachesTheBackendAboutWhatItSent) {
+  // Frag needed for a reply VIP:80 -> client: the backend sent it as
+  // backend -> VIP:SNAT port, and must see it quoted so.
+  Node a(1);
+  const FlowTuple seen = openAnswered(a, 0, 50001);
+  auto reply_as_sent = frame(FlowTuple{ip(kVip), ip(kClient), 80, 50001, kProtoTCP});
+  auto icmp = buildIcmpError(ip("198.18.0.1"), ip(kVip), 3, 4, reply_as_sent, 28);
+  const Action act = a.run(0, icmp);
+  ASSERT_EQ(act.kind, ActionKind::kTransmit);
+  ParsedPacket p;
+  ASSERT_EQ(parsePacket(icmp.data(), icmp.size(), p).status, ParseStatus::kOk);
+  EXPECT_EQ(p.tuple.dst, seen.dst);  // to the backend
+  EXPECT_EQ(p.inner_tuple, (FlowTuple{seen.dst, seen.src, seen.dport, seen.sport, kProtoTCP}));
+}
+
 TEST(FlowSyncForwarder, ABgpAnnouncedVipKeepsTheNodesSourceAndSharesNothing) {
   // ECMP may carry the reply to another node before the flow is shared.
   Node a(1, 40000, 40999, /*bgp=*/true);
