@@ -30,6 +30,7 @@ AGENT = os.environ.get("FLOWLB_BENCH_AGENT") or os.path.join(BUILD, "agent", "fl
 P = lab_prefix("flbbench")
 VIP = "10.10.100.10"
 POD_VIP = "10.10.100.11"  # NAT to a pod on the LB node: the kernel exception path
+DSR_VIP = "10.10.100.12"  # the same backends in DSR: a new flow per packet without SNAT
 RUNS = int(os.environ.get("FLOWLB_BENCH_RUNS", "3"))
 # FLOWLB_BENCH_XSK_BUSY_POLL=1: flowlb once more with --xsk-busy-poll (socket
 # busy polling), in the same run, for datapath_xsk_busy_poll_* figures.
@@ -187,6 +188,16 @@ services:
       - {{address: 10.10.2.11, port: 53}}
       - {{address: 10.10.2.12, port: 53}}
       - {{address: 10.10.2.13, port: 53}}
+  - name: bench/udp-dsr
+    vip: {DSR_VIP}
+    port: 53
+    protocol: udp
+    mode: dsr
+    idleTimeoutSeconds: 1
+    backends:
+      - {{address: 10.10.2.11, port: 53}}
+      - {{address: 10.10.2.12, port: 53}}
+      - {{address: 10.10.2.13, port: 53}}
   - name: bench/udp-pod
     vip: {POD_VIP}
     port: 53
@@ -224,6 +235,10 @@ services:
         fl_few_spread = spread()
         fl_new = rate(VIP, 53, 0)
         fl_new_spread = spread()
+        # A new flow per packet without SNAT (the issue's "DSR or a SNAT
+        # range that does not bind"): conntrack inserts and Maglev only.
+        fl_dsr_new = rate(DSR_VIP, 53, 0)
+        fl_dsr_new_spread = spread()
         fl_p50, fl_p99, _ = rtt()
         # The same NAT to the pod behind vethpod1: every packet goes through
         # the agent's TUN device and the kernel (masquerade, routing).
@@ -241,9 +256,19 @@ services:
             ("datapath_nat_mpps", fl_few / 1e6, "Mpps", "worker cpu1, " + fl_few_spread),
             ("datapath_nat_newflow_mpps", fl_new / 1e6, "Mpps", "worker cpu1, " + fl_new_spread),
             ("datapath_vs_minimal_ratio", fl_few / mini_few if mini_few else 0, "ratio", ""),
-            ("datapath_vs_minimal_newflow_ratio", fl_new / mini_new if mini_new else 0, "ratio", ""),
+            ("datapath_dsr_newflow_mpps", fl_dsr_new / 1e6, "Mpps",
+             "worker cpu1, " + fl_dsr_new_spread),
+            # DSR: the minimal forwarder only swaps MACs, so the NAT case
+            # would also measure SNAT ports running out (see docs/datapath.md).
+            ("datapath_vs_minimal_newflow_ratio", fl_dsr_new / mini_new if mini_new else 0, "ratio",
+             "DSR"),
+            ("datapath_nat_vs_minimal_newflow_ratio", fl_new / mini_new if mini_new else 0, "ratio",
+             "NAT, SNAT-bound"),
             ("datapath_vs_nftables_ratio", fl_few / nft_few if nft_few else 0, "ratio", ""),
-            ("datapath_vs_nftables_newflow_ratio", fl_new / nft_new if nft_new else 0, "ratio", ""),
+            ("datapath_vs_nftables_newflow_ratio", fl_dsr_new / nft_new if nft_new else 0, "ratio",
+             "flowlb DSR vs nftables DNAT+masquerade"),
+            ("datapath_nat_vs_nftables_newflow_ratio", fl_new / nft_new if nft_new else 0, "ratio",
+             "NAT, SNAT-bound"),
             ("datapath_rtt_p50_us", fl_p50, "us", "client+server cpu0, worker cpu1"),
             ("datapath_rtt_p99_us", fl_p99, "us", "client+server cpu0, worker cpu1"),
             ("nftables_rtt_p50_us", nft_p50, "us", "all cpu0"),
