@@ -132,8 +132,13 @@ FlowEntry* ConnTrack::insert(const FlowKey& k, uint64_t hash, uint32_t now_ms, u
           slot = i;
           victim_rank = rank;
           victim_age = age;
+          // A dead entry is as good a victim as the oldest dead one: stop
+          // reading candidates (each is a cache line; a full table of
+          // expired flows is the common case under a flood of new flows).
+          if (rank == 0) break;
         }
       }
+      if (victim_rank == 0) break;
     }
   }
   if (victim_rank >= 0) {
