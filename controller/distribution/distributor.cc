@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <optional>
 
 namespace flowlb::controller {
 namespace {
@@ -9,9 +10,9 @@ namespace {
 // Views followed back before giving up and comparing two views whole.
 constexpr int kMaxChain = 64;
 
-bool lessKey(const std::shared_ptr<const Entry>& a, const std::shared_ptr<const Entry>& b) {
-  return a->key() < b->key();
-}
+using ServicePuts =
+    std::vector<std::pair<std::string, std::optional<std::shared_ptr<const Entry>>>>;
+using AnnouncerPuts = std::vector<std::pair<IpAddr, std::optional<AnnouncerEntry>>>;
 
 }  // namespace
 
@@ -38,8 +39,9 @@ NodeUpdate nodeUpdate(const std::shared_ptr<const View>& base,
     if (!runs_now) return u;  // not a ready node: nothing to run
     u.bgp = current->bgp.get();
     u.probers = current->probers.get();
+    u.upserts.reserve(current->services.size());
     for (const auto& e : current->services) u.upserts.push_back(e.get());
-    u.announcements = current->announcers;
+    u.announcements.assign(current->announcers.begin(), current->announcers.end());
     return u;
   }
   u.base = base->generation;
@@ -83,15 +85,11 @@ NodeUpdate nodeUpdate(const std::shared_ptr<const View>& base,
     if (u.probers_changed) u.probers = current->probers.get();
   }
   auto find = [](const View& view, const std::string& key) -> const Entry* {
-    auto it = std::lower_bound(
-        view.services.begin(), view.services.end(), key,
-        [](const std::shared_ptr<const Entry>& e, const std::string& k) { return e->key() < k; });
-    return it != view.services.end() && (*it)->key() == key ? it->get() : nullptr;
+    const std::shared_ptr<const Entry>* e = view.services.find(key);
+    return e ? e->get() : nullptr;
   };
   auto announcer = [](const View& view, const IpAddr& vip) -> const AnnouncerEntry* {
-    auto it = std::lower_bound(view.announcers.begin(), view.announcers.end(), vip,
-                               [](const AnnouncerEntry& a, const IpAddr& v) { return a.vip < v; });
-    return it != view.announcers.end() && it->vip == vip ? &*it : nullptr;
+    return view.announcers.find(vip);
   };
   if (whole) {
     for (const auto& e : base->services) keys.insert(e->key());
@@ -153,8 +151,6 @@ void Distributor::resettle() {
 }
 
 bool Distributor::setDesired(const Reconciled& r) {
-  std::vector<std::shared_ptr<const Entry>> services;
-  services.reserve(r.desired.size());
   std::vector<std::string> changed;
   ++pass_;
   size_t listed = 0;
@@ -167,7 +163,6 @@ bool Distributor::setDesired(const Reconciled& r) {
     }
     if (slot.seen != pass_) ++listed;
     slot.seen = pass_;
-    services.push_back(slot.entry);
   }
   if (listed != by_key_.size()) {  // some are gone
     for (auto it = by_key_.begin(); it != by_key_.end();) {
@@ -179,10 +174,20 @@ bool Distributor::setDesired(const Reconciled& r) {
       }
     }
   }
-  if (!std::is_sorted(services.begin(), services.end(), lessKey)) {
-    std::sort(services.begin(), services.end(), lessKey);
-  }
   std::sort(changed.begin(), changed.end());
+  changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+  // The view's list with only the changed entries put in or taken out.
+  ServicePuts puts;
+  puts.reserve(changed.size());
+  for (const std::string& key : changed) {
+    auto it = by_key_.find(key);
+    if (it == by_key_.end()) {
+      puts.emplace_back(key, std::nullopt);
+    } else {
+      puts.emplace_back(key, it->second.entry);
+    }
+  }
+  ServiceList services = puts.empty() ? view_->services : view_->services.edit(puts);
   if (!(vips_ == r.vips)) {
     vips_ = r.vips;
     announcers_stale_ = true;
@@ -228,27 +233,22 @@ bool Distributor::patchDesired(const DesiredDelta& d) {
   std::stable_sort(put.begin(), put.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   // The view's list, with only these entries replaced, added or taken out.
-  std::vector<std::shared_ptr<const Entry>> services;
-  services.reserve(view_->services.size() + put.size());
+  ServicePuts puts;
+  puts.reserve(put.size());
   std::vector<std::string> changed;
   changed.reserve(put.size());
-  auto old = view_->services.begin();
-  const auto old_end = view_->services.end();
   for (size_t i = 0; i < put.size(); ++i) {
     // Upserted and removed: the removal stands (as in by_key_).
     if (i + 1 < put.size() && put[i + 1].first == put[i].first) continue;
     auto& [key, entry] = put[i];
-    auto at = std::lower_bound(
-        old, old_end, key,
-        [](const std::shared_ptr<const Entry>& e, const std::string& k) { return e->key() < k; });
-    services.insert(services.end(), old, at);
-    old = at;
-    if (old != old_end && (*old)->key() == key) ++old;  // replaced or removed
-    if (entry) services.push_back(std::move(entry));
+    if (entry) {
+      puts.emplace_back(key, std::move(entry));
+    } else {
+      puts.emplace_back(key, std::nullopt);
+    }
     changed.push_back(key);
   }
-  services.insert(services.end(), old, old_end);
-  return publish(std::move(services), std::move(changed), view_->nodes, false);
+  return publish(view_->services.edit(puts), std::move(changed), view_->nodes, false);
 }
 
 bool Distributor::setLive(const std::string& node, bool live) {
@@ -288,8 +288,7 @@ bool Distributor::setProbers(std::vector<std::string> nodes) {
   return publish(view_->services, {}, view_->nodes, false);
 }
 
-bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
-                          std::vector<std::string> changed_keys,
+bool Distributor::publish(ServiceList services, std::vector<std::string> changed_keys,
                           std::shared_ptr<const std::vector<std::string>> nodes, bool force) {
   // Settling, or the end of settling, can move announcers by itself.
   const bool now_settling = settling();
@@ -297,14 +296,13 @@ bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
   if (decide) stale_vips_.clear();  // all of them
   const bool bgp_changed = bgp_ != view_->bgp && !(bgp_ && view_->bgp && *bgp_ == *view_->bgp);
   const bool probers_changed = probers_ != view_->probers;
-  std::vector<AnnouncerEntry> entries;
+  AnnouncerList entries = view_->announcers;  // shared, unless some moved
   std::vector<IpAddr> changed_vips;
   if (!decide && stale_vips_.empty()) {
     if (!force && changed_keys.empty() && nodes == view_->nodes && !bgp_changed &&
         !probers_changed) {
       return false;
     }
-    entries = view_->announcers;  // the same answer
   } else if (!decide) {
     // Only some VIPs' candidates changed: the policy decides each VIP on
     // its own, so only those are decided again.
@@ -315,28 +313,22 @@ bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
       if (at != vips_.end() && at->vip == vip) some.push_back(*at);
     }
     const AnnouncerMap next = assignAnnouncers(some, live_, announcers_, false);
-    entries = view_->announcers;
+    AnnouncerPuts puts;
     for (const IpAddr& vip : stale_vips_) {
       auto n = next.find(vip);
-      auto at =
-          std::lower_bound(entries.begin(), entries.end(), vip,
-                           [](const AnnouncerEntry& x, const IpAddr& a) { return x.vip < a; });
-      const bool had = at != entries.end() && at->vip == vip;
+      const AnnouncerEntry* had = view_->announcers.find(vip);
       if (n == next.end()) {  // the VIP is gone
         announcers_.erase(vip);
         if (!had) continue;
-        entries.erase(at);
+        puts.emplace_back(vip, std::nullopt);
       } else {
         announcers_[vip] = n->second;
-        if (had && at->node == n->second) continue;
-        if (had) {
-          at->node = n->second;
-        } else {
-          entries.insert(at, {vip, n->second});
-        }
+        if (had && had->node == n->second) continue;
+        puts.emplace_back(vip, AnnouncerEntry{vip, n->second});
       }
       changed_vips.push_back(vip);  // stale_vips_ is sorted
     }
+    if (!puts.empty()) entries = view_->announcers.edit(puts);
     stale_vips_.clear();
   } else {
     std::set<std::string> lost;
@@ -347,22 +339,26 @@ bool Distributor::publish(std::vector<std::shared_ptr<const Entry>> services,
     AnnouncerMap next = assignAnnouncers(vips_, live_, announcers_, now_settling, lost);
     announcers_stale_ = false;
     decided_settling_ = now_settling;
-    entries.reserve(next.size());
-    for (const auto& [vip, node] : next) entries.push_back({vip, node});
-    announcers_ = std::move(next);
+    // Only the VIPs whose announcer changed are put in the shared list.
+    AnnouncerPuts puts;
     auto a = view_->announcers.begin(), ae = view_->announcers.end();
-    auto b = entries.begin(), be = entries.end();
+    auto b = next.begin(), be = next.end();
     while (a != ae || b != be) {
-      if (b == be || (a != ae && a->vip < b->vip)) {
-        changed_vips.push_back((a++)->vip);
-      } else if (a == ae || b->vip < a->vip) {
-        changed_vips.push_back((b++)->vip);
+      if (b == be || (a != ae && a->vip < b->first)) {
+        puts.emplace_back(a->vip, std::nullopt);
+        ++a;
+      } else if (a == ae || b->first < a->vip) {
+        puts.emplace_back(b->first, AnnouncerEntry{b->first, b->second});
+        ++b;
       } else {
-        if (!(*a == *b)) changed_vips.push_back(a->vip);
+        if (a->node != b->second) puts.emplace_back(a->vip, AnnouncerEntry{a->vip, b->second});
         ++a;
         ++b;
       }
     }
+    for (const auto& [vip, entry] : puts) changed_vips.push_back(vip);
+    if (!puts.empty()) entries = view_->announcers.edit(puts);
+    announcers_ = std::move(next);
   }
   const bool nodes_changed = nodes != view_->nodes;
   if (!force && changed_keys.empty() && changed_vips.empty() && !nodes_changed && !bgp_changed &&

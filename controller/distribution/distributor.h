@@ -30,6 +30,7 @@
 
 #include "common/clock.h"
 #include "controller/distribution/announcer_policy.h"
+#include "controller/distribution/shared_list.h"
 #include "controller/reconciler/reconciler.h"
 
 namespace flowlb::controller {
@@ -61,10 +62,20 @@ struct AnnouncerEntry {
   bool operator==(const AnnouncerEntry&) const = default;
 };
 
+struct EntryKey {
+  const std::string& operator()(const std::shared_ptr<const Entry>& e) const { return e->key(); }
+};
+struct AnnouncerVip {
+  const IpAddr& operator()(const AnnouncerEntry& a) const { return a.vip; }
+};
+using ServiceList = SharedList<std::shared_ptr<const Entry>, EntryKey>;
+using AnnouncerList = SharedList<AnnouncerEntry, AnnouncerVip>;
+
 struct View {
   uint64_t generation = 0;
-  std::vector<std::shared_ptr<const Entry>> services;     // sorted by key
-  std::vector<AnnouncerEntry> announcers;                 // sorted by VIP
+  // Shared, chunk by chunk, with the views before it (shared_list.h).
+  ServiceList services;                                   // sorted by key
+  AnnouncerList announcers;                               // sorted by VIP
   std::shared_ptr<const std::vector<std::string>> nodes;  // ready nodes, sorted; others run nothing
   // What changed since `previous` (when it is still alive): service keys,
   // VIPs; whether the set of nodes changed.
@@ -154,8 +165,7 @@ class Distributor {
  private:
   // A new view from the current services and the announcers decided again;
   // none when neither changed (unless `force`).
-  bool publish(std::vector<std::shared_ptr<const Entry>> services,
-               std::vector<std::string> changed_keys,
+  bool publish(ServiceList services, std::vector<std::string> changed_keys,
                std::shared_ptr<const std::vector<std::string>> nodes, bool force);
 
   Entry::Encoder encode_;

@@ -183,10 +183,8 @@ bool SyncHealth::comparePrints(const std::vector<AgentPrints>& agents) {
   for (const AgentPrints& a : agents) {
     if (!a.view || !a.prints) continue;
     for (const auto& [key, print] : *a.prints) {
-      auto it = std::lower_bound(
-          a.view->services.begin(), a.view->services.end(), key,
-          [](const std::shared_ptr<const Entry>& e, const std::string& k) { return e->key() < k; });
-      if (it == a.view->services.end() || (*it)->key() != key) continue;  // not in what it runs
+      const std::shared_ptr<const Entry>* it = a.view->services.find(key);
+      if (!it) continue;  // not in what it runs
       if ((*it)->service().external_traffic_local) local.insert(key);
       samples[key].push_back({a.node, it->get(), print});
     }
