@@ -2,7 +2,7 @@
 // relay"): an agent's FlowSyncBatch checked (format, size, rate, each
 // record's identity) and turned into what each other agent gets; what is
 // refused is counted and logged, at most one line per node per 10 s so a
-// hostile agent cannot flood the log. The Sync server (sync_server.cc)
+// hostile agent cannot flood the log. The Sync server (sync_flows.cc)
 // chooses the destinations and carries the result; the decision on each
 // record is relayFlowRecords() (flow_sync_relay.h).
 #pragma once

@@ -1,7 +1,7 @@
 // Flow sync's one decision at the controller (docs/flow-sync.md, "The
 // controller's relay"): which of an agent's flow records are its to share,
 // and which other agents get each of them. Pure: no gRPC, no protobuf, no
-// clock; the transport (sync_server.cc) decodes, calls this and carries the
+// clock; the transport (sync_flows.cc) decodes, calls this and carries the
 // result.
 //
 // A node speaks only for its own flows:

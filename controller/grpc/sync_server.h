@@ -153,7 +153,7 @@ class SyncServer {
   // The same for any condition on this server (counters, announcers).
   bool waitUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout) const;
 
-  struct Impl;  // opaque: gRPC and the streams live in sync_server.cc
+  struct Impl;  // opaque: gRPC and the streams (sync_server_impl.h)
 
  private:
   SyncServer() = default;
