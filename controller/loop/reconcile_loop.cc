@@ -83,8 +83,15 @@ void ReconcileLoop::run() {
         pending_.full = true;  // periodic resync: retries what failed
       }
       if (stopping_) return;
-      // Let a burst of changes settle into one pass.
-      if (opt_.debounce.count() > 0 &&
+      // Let a burst of changes settle into one pass. Endpoint changes that
+      // find the loop idle (no pass for a debounce) go at once: their pass
+      // is incremental and costs the change, and what follows them in a
+      // burst waits for the next pass (issue 13: the debounce was 10 of the
+      // ~40 ms from an endpoint change to every agent's ack).
+      const bool endpoints_only =
+          !pending_.full && pending_.services.empty() && pending_.feedback.empty();
+      const bool idle = clock_->now() - last_pass_ >= opt_.debounce;
+      if (opt_.debounce.count() > 0 && !(endpoints_only && idle) &&
           cv_.wait_for(lock, opt_.debounce, [this] { return stopping_; })) {
         return;
       }
@@ -105,6 +112,7 @@ bool ReconcileLoop::runOnce() {
     std::swap(p, pending_);
   }
   pass(std::move(p));
+  last_pass_ = clock_->now();
   return true;
 }
 

@@ -76,9 +76,11 @@ class LoopTelemetry {
 
 struct ReconcileLoopOptions {
   ReconcilerConfig reconciler;
-  std::chrono::milliseconds debounce{10};  // the one debounce: let a burst settle
-  std::chrono::seconds resync{60};         // a full pass anyway (retries what failed)
-  Watchdog* watchdog = nullptr;            // beaten each turn ("reconcile-loop")
+  // The one debounce: let a burst settle. Endpoint changes that find the
+  // loop idle for as long skip it.
+  std::chrono::milliseconds debounce{10};
+  std::chrono::seconds resync{60};  // a full pass anyway (retries what failed)
+  Watchdog* watchdog = nullptr;     // beaten each turn ("reconcile-loop")
 };
 
 class ReconcileLoop {
@@ -140,9 +142,10 @@ class ReconcileLoop {
 
   // Loop thread only (or runOnce's caller).
   IncrementalReconciler reconciler_;
-  std::map<std::string, ServiceFeedback> feedback_;  // guarded by mu_
-  std::map<std::string, std::string> uids_;          // served Services' uids, for Events
-  std::map<std::string, std::string> bgp_refused_;   // BGPPeers left out, why (said once)
+  std::map<std::string, ServiceFeedback> feedback_;    // guarded by mu_
+  std::map<std::string, std::string> uids_;            // served Services' uids, for Events
+  std::map<std::string, std::string> bgp_refused_;     // BGPPeers left out, why (said once)
+  std::chrono::steady_clock::time_point last_pass_{};  // when the last pass ended
 };
 
 }  // namespace flowlb::controller

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
+
 namespace flowlb::controller {
 namespace {
 
@@ -148,6 +151,42 @@ TEST_F(ReconcileLoopTest, EndpointsAloneAreAnIncrementalPassOurEchoIsNothing) {
   loop.runOnce();
   EXPECT_EQ(counter.full_, 2);
   EXPECT_EQ(event_sink.posts.size(), 1u) << "IPAllocated is not news twice";
+}
+
+// An endpoint change that finds the loop idle is reconciled at once, not
+// after the debounce (here ten minutes): its pass is incremental.
+TEST(ReconcileLoopDebounceTest, AnEndpointChangeOnAnIdleLoopSkipsTheDebounce) {
+  FakeSource source;
+  FakeSink sink;
+  Counter counter;
+  FakeClock clock;
+  source.services_ = {web()};
+  source.slices_ = {slice("10.0.0.1")};
+  std::mutex mu;
+  std::condition_variable cv;
+  int published = 0;
+  ReconcileLoopOptions o;
+  o.debounce = std::chrono::minutes(10);
+  ReconcileLoop loop(
+      o, &source, &sink, nullptr,
+      [&](const Reconciled&, uint64_t) {
+        std::lock_guard<std::mutex> lock(mu);
+        ++published;
+        cv.notify_all();
+      },
+      &counter, &clock);
+  ASSERT_TRUE(loop.runOnce());  // the first, full pass
+  clock.advance(std::chrono::minutes(11));
+  source.slices_ = {slice("10.0.0.2")};
+  loop.start();
+  loop.slicesChanged("d/web");
+  std::unique_lock<std::mutex> lock(mu);
+  EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return published == 2; }))
+      << "the endpoint change waited for the debounce";
+  lock.unlock();
+  loop.stop();
+  EXPECT_EQ(counter.full_, 1);
+  EXPECT_EQ(counter.partial_, 1);
 }
 
 TEST_F(ReconcileLoopTest, NothingIsDecidedFromAPartialView) {
