@@ -133,8 +133,23 @@ void BM_ConntrackLookupHit(benchmark::State& state) {
 }
 BENCHMARK(BM_ConntrackLookupHit)->Arg(0)->Arg(1);
 
+// The bench service: 192.0.2.10, `backends` backends 10.1.0.N on `port`.
+ServiceSpec benchService(int backends, uint16_t port) {
+  ServiceSpec s;
+  s.name = "bench";
+  s.vip = *IpAddr::parse("192.0.2.10");
+  s.port = port;
+  for (int i = 1; i <= backends; ++i) {
+    BackendSpec b;
+    b.addr = *IpAddr::parse("10.1.0." + std::to_string(i));
+    b.port = port == 80 ? 8080 : port;
+    s.backends.push_back(b);
+  }
+  return s;
+}
+
 struct ForwardBench {
-  ForwardBench() {
+  explicit ForwardBench(const ServiceSpec& s = benchService(10, 80)) {
     SnatConfig snat;
     snat.v4 = *IpAddr::parse("10.0.0.1");
     snat.has_v4 = true;
@@ -144,16 +159,6 @@ struct ForwardBench {
     snat.port_min = 10000;
     snat.port_max = 65000;
     DesiredState d;
-    ServiceSpec s;
-    s.name = "bench";
-    s.vip = *IpAddr::parse("192.0.2.10");
-    s.port = 80;
-    for (int i = 1; i <= 10; ++i) {
-      BackendSpec b;
-      b.addr = *IpAddr::parse("10.1.0." + std::to_string(i));
-      b.port = 8080;
-      s.backends.push_back(b);
-    }
     d.services.push_back(s);
     snap = builder.build(d, snat)->snapshot;
     NextHop hop;
@@ -273,34 +278,13 @@ BENCHMARK(BM_ForwardNewFlow)->Arg(1 << 14)->Arg(1 << 20);
 void BM_ForwardNewUdpFlowSteady(benchmark::State& state) {
   const bool dsr = state.range(0) == 1;
   const auto kpps = static_cast<uint32_t>(state.range(1));
-  SnatConfig snat;
-  snat.v4 = *IpAddr::parse("10.0.0.1");
-  snat.has_v4 = true;
-  snat.port_min = 10000;
-  snat.port_max = 65000;
-  DesiredState d;
-  ServiceSpec s;
-  s.name = "bench/udp";
-  s.vip = *IpAddr::parse("192.0.2.10");
-  s.port = 53;
+  ServiceSpec s = benchService(3, 53);
   s.proto = kProtoUDP;
   s.mode = dsr ? ForwardingMode::kDsr : ForwardingMode::kNat;
   s.idle_timeout_s = 1;
-  for (int i = 1; i <= 3; ++i) {
-    BackendSpec b;
-    b.addr = *IpAddr::parse("10.1.0." + std::to_string(i));
-    b.port = 53;
-    s.backends.push_back(b);
-  }
-  d.services.push_back(s);
-  SnapshotBuilder builder;
-  auto snap = builder.build(d, snat)->snapshot;
-  StaticNextHops hops;
-  NextHop hop;
-  hop.resolved = true;
-  hop.ifindex = 2;
-  hops.setDefault(true, hop);
-  Forwarder fwd(ForwarderConfig{.conntrack_entries = size_t{1} << 20}, hops);
+  ForwardBench fb(s);
+  const auto& snap = fb.snap;
+  Forwarder fwd(ForwarderConfig{.conntrack_entries = size_t{1} << 20}, fb.hops);
   FrameSpec f;
   f.tuple = FlowTuple{*IpAddr::parse("203.0.113.1"), s.vip, 1024, 53, kProtoUDP};
   f.payload = 18;  // a 64-byte frame
