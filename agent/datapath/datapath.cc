@@ -146,6 +146,7 @@ Result<std::unique_ptr<Datapath>> Datapath::start(const DatapathConfig& config) 
     wc.forwarder.flow_sync = config.flow_sync;
     wc.forwarder.flow_export = q < config.flow_export.size() ? config.flow_export[q] : nullptr;
     if (dp->kernel_) wc.kernel = dp->kernel_->fds(q);
+    wc.kernel_flow_sent_ms = &dp->kernel_flow_sent_ms_;
     std::unique_ptr<ConnTrack> ct;
     if (persist) {
       ConntrackOwner owner;

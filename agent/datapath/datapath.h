@@ -138,6 +138,8 @@ class Datapath {
   SnatConfig snat_;
   // What the kernel path drops SNAT ports of while no worker steers them.
   std::vector<IpAddr> snat_addresses_;
+  // When a worker last sent a kernel-path flow's packet (WorkerConfig).
+  std::atomic<uint32_t> kernel_flow_sent_ms_{0};
 };
 
 }  // namespace flowlb::agent

@@ -35,6 +35,10 @@ struct WorkerConfig {
   // Socket busy polling (--xsk-busy-poll): when the RX rings are empty, a
   // recvfrom() lets the kernel run the device's NAPI in this thread.
   bool busy_poll_sockets = false;
+  // When any worker last sent a kernel-path flow's packet into the kernel
+  // (coarse milliseconds), shared by the workers: the kernel may route a
+  // reply to any worker's queue of the reply device. Null: this worker's own.
+  std::atomic<uint32_t>* kernel_flow_sent_ms = nullptr;
 };
 
 // What a worker has counted, copied out for metrics. Keys are names so the
@@ -124,9 +128,13 @@ class Worker {
   bool unflushed_ = false;  // counts since the last flush
   // Reading the exception path's reply device is a system call: after a
   // read that found nothing, the next few passes skip it (backoff, doubled
-  // up to kMaxKernelSkip; reset by a reply, or by poll() reporting one).
+  // up to kMaxKernelSkip, or kMaxKernelSkipQuiet while no kernel-path flow
+  // has sent anything for a second; reset by a reply, or by poll()
+  // reporting one).
   uint32_t kernel_skip_ = 0;
   uint32_t kernel_backoff_ = 0;
+  uint32_t now_ms_ = 0;  // the coarse clock of this pass of the loop
+  std::atomic<uint32_t> own_kernel_flow_sent_ms_{0};
 
   mutable std::mutex report_mu_;  // guards report_
   WorkerReport report_;
