@@ -202,9 +202,13 @@ Decoded<EndpointSliceObject> decodeEndpointSlice(const Doc& obj) {
     if (it == e.meta.labels.end()) bad(obj, "metadata.labels needs kubernetes.io/service-name");
     e.service = it->second;
     e.ports = ports(obj.get("ports"), "ports", false);
-    for (const Doc& x : list(obj.get("endpoints"), "endpoints")) {
+    const std::vector<Doc>& endpoints = list(obj.get("endpoints"), "endpoints");
+    e.endpoints.reserve(endpoints.size());  // kept for the object's life: no growth slack
+    for (const Doc& x : endpoints) {
       Endpoint ep;
-      for (const Doc& a : list(x.get("addresses"), "endpoints[].addresses")) {
+      const std::vector<Doc>& addresses = list(x.get("addresses"), "endpoints[].addresses");
+      ep.addresses.reserve(addresses.size());
+      for (const Doc& a : addresses) {
         ep.addresses.push_back(address(&a, "endpoints[].addresses[]"));
       }
       const Doc* c = x.get("conditions");

@@ -114,16 +114,16 @@ bool KubeSource::synced() const {
          bgp_peers_->synced() && bgp_ads_->synced() && secrets_->synced();
 }
 
-std::vector<ServiceObject> KubeSource::services() const {
-  return services_->list();
+std::vector<ServicePtr> KubeSource::services() const {
+  return services_->snapshot();
 }
 
 std::optional<ServiceObject> KubeSource::service(const std::string& key) const {
   return services_->get(key);
 }
 
-std::vector<EndpointSliceObject> KubeSource::slices() const {
-  return slices_->list();
+std::vector<SlicePtr> KubeSource::slices() const {
+  return slices_->snapshot();
 }
 
 std::vector<EndpointSliceObject> KubeSource::slicesOf(const std::string& service_key) const {

@@ -44,9 +44,9 @@ class KubeSource final : public ObjectSource {
   void stop();
 
   bool synced() const override;
-  std::vector<ServiceObject> services() const override;
+  std::vector<ServicePtr> services() const override;
   std::optional<ServiceObject> service(const std::string& key) const override;
-  std::vector<EndpointSliceObject> slices() const override;
+  std::vector<SlicePtr> slices() const override;
   std::vector<EndpointSliceObject> slicesOf(const std::string& service_key) const override;
   std::vector<NodeObject> nodes() const override;
   std::vector<IpPool> pools() const override;

@@ -46,14 +46,22 @@ void StatusWriter::overlayWritten(ServiceObject* s) const {
   }
 }
 
-void StatusWriter::overlay(ServiceObject* s) const {
-  overlayWritten(s);
+void StatusWriter::overlay(ServicePtr* s) const {
+  const std::string key = (*s)->meta.key();
+  const bool to_come = pending(key);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto written = written_.find(key);
+  const bool newer =
+      written != written_.end() && resourceVersionNumber(written->second.meta.resource_version) >
+                                       resourceVersionNumber((*s)->meta.resource_version);
   // A status write still to come: the reconciler sees the addresses it will
   // write, so a second pass before it lands decides the same.
-  if (!pending(s->meta.key())) return;
-  std::lock_guard<std::mutex> lock(mu_);
-  auto w = wanted_.find(s->meta.key());
-  if (w != wanted_.end() && !w->second.leaving) s->status.ips = w->second.ips;
+  auto w = to_come ? wanted_.find(key) : wanted_.end();
+  const bool ips = w != wanted_.end() && !w->second.leaving;
+  if (!newer && (!ips || (*s)->status.ips == w->second.ips)) return;  // nothing to lay over
+  auto copy = std::make_shared<ServiceObject>(newer ? written->second : **s);
+  if (ips) copy->status.ips = w->second.ips;
+  *s = std::move(copy);
 }
 
 bool StatusWriter::pending(const std::string& key) const {

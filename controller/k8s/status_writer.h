@@ -42,7 +42,7 @@ class StatusWriter final : public StatusSink {
                Clock* clock = SystemClock::get(), WriteTelemetry* telemetry = nullptr);
 
   // StatusSink
-  void overlay(ServiceObject* s) const override;
+  void overlay(ServicePtr* s) const override;
   bool pending(const std::string& key) const override;
   void want(const std::map<std::string, WantedStatus>& wanted, bool complete) override;
   void reconciled(const Reconciled& r) override;

@@ -262,9 +262,11 @@ TEST_F(StatusWriterTest, NamesAreEncodedInRequestPaths) {
 TEST_F(StatusWriterTest, AStatusWriteToComeIsWhatTheReconcilerSees) {
   add("a");
   writer.want({{"default/a", allocated("192.0.2.1")}}, true);
-  ServiceObject seen = cache["default/a"];
+  const auto cached = std::make_shared<const ServiceObject>(cache["default/a"]);
+  ServicePtr seen = cached;
   writer.overlay(&seen);
-  EXPECT_EQ(seen.status.ips, std::vector<IpAddr>{ip("192.0.2.1")});
+  EXPECT_EQ(seen->status.ips, std::vector<IpAddr>{ip("192.0.2.1")});
+  EXPECT_TRUE(cached->status.ips.empty()) << "the shared object itself is never changed";
 }
 
 }  // namespace

@@ -188,30 +188,30 @@ void ReconcileLoop::pass(Pending p) {
   std::vector<std::string> touched;
   if (!full && (!p.services.empty() || !p.slice_owners.empty())) {
     // Read each changed Service once, with our own writes laid over it.
-    std::vector<std::optional<ServiceObject>> now;
+    std::vector<ServicePtr> now;
     now.reserve(p.services.size());
     std::vector<ServiceChange> changes;
     for (const std::string& key : p.services) {
-      now.push_back(source_->service(key));
-      if (now.back()) status_->overlay(&*now.back());
-      changes.push_back({key, nullptr, status_->pending(key)});
+      std::optional<ServiceObject> s = source_->service(key);
+      now.push_back(s ? std::make_shared<const ServiceObject>(std::move(*s)) : nullptr);
+      if (now.back()) status_->overlay(&now.back());
+      changes.push_back({key, now.back().get(), status_->pending(key)});
     }
-    for (size_t i = 0; i < changes.size(); ++i) changes[i].now = now[i] ? &*now[i] : nullptr;
     ReconcilePlan plan = reconciler_.plan(
         changes, std::vector<std::string>(p.slice_owners.begin(), p.slice_owners.end()), false);
     full = plan.full;
     touched = std::move(plan.endpoints_of);
   }
   if (full) {
-    std::vector<ServiceObject> services = source_->services();
-    for (ServiceObject& s : services) status_->overlay(&s);
+    std::vector<ServicePtr> services = source_->services();
+    for (ServicePtr& s : services) status_->overlay(&s);
     const std::vector<IpPool> pools = source_->pools();
     const std::vector<NodeObject> nodes = source_->nodes();
     const Reconciled& done = reconciler_.full(pools, services, source_->slices(), nodes);
     reconciler_.setBgp(bgpPlan(pools, nodes, done));
     uids_.clear();
-    for (const ServiceObject& s : services) {
-      if (reconciler_.serves(s.meta.key())) uids_[s.meta.key()] = s.meta.uid;
+    for (const ServicePtr& s : services) {
+      if (reconciler_.serves(s->meta.key())) uids_[s->meta.key()] = s->meta.uid;
     }
     reconciled = true;
   } else if (!touched.empty()) {

@@ -25,16 +25,17 @@
 
 namespace flowlb::controller {
 
-// The objects to reconcile, wherever they come from. Reads return copies.
+// The objects to reconcile, wherever they come from. Reads return copies,
+// except the two lists a full reconcile reads, which share the objects.
 class ObjectSource {
  public:
   virtual ~ObjectSource() = default;
   // False until every kind has been read once: a partial view would
   // release addresses.
   virtual bool synced() const = 0;
-  virtual std::vector<ServiceObject> services() const = 0;
+  virtual std::vector<ServicePtr> services() const = 0;
   virtual std::optional<ServiceObject> service(const std::string& key) const = 0;
-  virtual std::vector<EndpointSliceObject> slices() const = 0;
+  virtual std::vector<SlicePtr> slices() const = 0;
   virtual std::vector<EndpointSliceObject> slicesOf(const std::string& service_key) const = 0;
   virtual std::vector<NodeObject> nodes() const = 0;
   virtual std::vector<IpPool> pools() const = 0;
@@ -55,9 +56,10 @@ class ObjectSource {
 class StatusSink {
  public:
   virtual ~StatusSink() = default;
-  // Puts into `s` what we wrote that the source does not show yet (our
-  // write's answer, before the watch brings it back).
-  virtual void overlay(ServiceObject* s) const = 0;
+  // Lays over `*s` what we wrote that the source does not show yet (our
+  // write's answer, before the watch brings it back): `*s` becomes a
+  // changed copy, and stays the shared object when nothing applies.
+  virtual void overlay(ServicePtr* s) const = 0;
   // Whether a write for this Service is queued or under way.
   virtual bool pending(const std::string& key) const = 0;
   // What Services should show. `complete`: every served and leaving

@@ -17,14 +17,14 @@ IpAddr ip(const char* s) {
 class FakeSource : public ObjectSource {
  public:
   bool synced() const override { return synced_; }
-  std::vector<ServiceObject> services() const override { return services_; }
+  std::vector<ServicePtr> services() const override { return shareAll(services_); }
   std::optional<ServiceObject> service(const std::string& key) const override {
     for (const auto& s : services_) {
       if (s.meta.key() == key) return s;
     }
     return std::nullopt;
   }
-  std::vector<EndpointSliceObject> slices() const override { return slices_; }
+  std::vector<SlicePtr> slices() const override { return shareAll(slices_); }
   std::vector<EndpointSliceObject> slicesOf(const std::string& key) const override {
     std::vector<EndpointSliceObject> out;
     for (const auto& e : slices_) {
@@ -55,7 +55,7 @@ class FakeSource : public ObjectSource {
 
 class FakeSink : public StatusSink {
  public:
-  void overlay(ServiceObject*) const override {}
+  void overlay(ServicePtr*) const override {}
   bool pending(const std::string&) const override { return false; }
   void want(const std::map<std::string, WantedStatus>& w, bool complete) override {
     wants.push_back({w, complete});

@@ -87,7 +87,7 @@ ReconcilePlan IncrementalReconciler::plan(const std::vector<ServiceChange>& serv
       if (servedByUs(*c.now, config_)) return {true, {}};  // new, or became ours
       continue;                                            // not ours before, not ours now
     }
-    if (!sameInputs(before->svc, *c.now)) return {true, {}};
+    if (!sameInputs(*before->svc, *c.now)) return {true, {}};
     // The status must say what we allocated (our own write coming back);
     // anything else means someone else changed it.
     if (!c.status_write_pending && c.now->status.ips != out_.services[before->outcome].ips) {
@@ -192,17 +192,18 @@ IncrementalReconciler::IncrementalReconciler(ReconcilerConfig config)
     : config_(std::move(config)) {}
 
 const Reconciled& IncrementalReconciler::full(const std::vector<IpPool>& pools,
-                                              const std::vector<ServiceObject>& services,
-                                              const std::vector<EndpointSliceObject>& slices,
+                                              const std::vector<ServicePtr>& services,
+                                              const std::vector<SlicePtr>& slices,
                                               const std::vector<NodeObject>& nodes) {
   out_ = Reconciled();
   entries_.clear();
   order_.clear();
-  std::vector<const ServiceObject*> served;
+  std::vector<const ServicePtr*> served;
   std::unordered_map<std::string, ServiceSettings> settings;
   std::vector<LbService> requests;
   leaving_.clear();
-  for (const ServiceObject& s : services) {
+  for (const ServicePtr& p : services) {
+    const ServiceObject& s = *p;
     if (!servedByUs(s, config_)) {
       // Other classes are never touched; one that was ours keeps its
       // addresses held until what we wrote is cleared.
@@ -222,21 +223,21 @@ const Reconciled& IncrementalReconciler::full(const std::vector<IpPool>& pools,
       leaving_.insert(s.meta.key());
       continue;
     }
-    served.push_back(&s);
+    served.push_back(&p);
     ServiceSettings st = parseServiceSettings(s.meta.annotations, s.spec.load_balancer_ip);
     requests.push_back(toAllocatorView(s, st));
     settings[s.meta.key()] = std::move(st);
   }
   std::sort(served.begin(), served.end(), [](const auto* a, const auto* b) {
-    return std::tie(a->meta.ns, a->meta.name) < std::tie(b->meta.ns, b->meta.name);
+    return std::tie((*a)->meta.ns, (*a)->meta.name) < std::tie((*b)->meta.ns, (*b)->meta.name);
   });
   const auto allocations = Allocator::allocate(pools, requests);
   out_.pools = Allocator::usage(pools, allocations);
   for (const std::string& key : leaving_) out_.leaving.push_back({key, allocations.at(key).ips});
 
   std::unordered_map<std::string, std::vector<const EndpointSliceObject*>> slices_by_service;
-  for (const EndpointSliceObject& e : slices) {
-    slices_by_service[e.meta.ns + "/" + e.service].push_back(&e);
+  for (const SlicePtr& e : slices) {
+    slices_by_service[e->meta.ns + "/" + e->service].push_back(e.get());
   }
   ready_nodes_.clear();
   for (const NodeObject& n : nodes) {
@@ -245,10 +246,11 @@ const Reconciled& IncrementalReconciler::full(const std::vector<IpPool>& pools,
   std::sort(ready_nodes_.begin(), ready_nodes_.end());
   all_ready_ = std::make_shared<const std::vector<std::string>>(ready_nodes_);
 
-  for (const ServiceObject* s : served) {
+  for (const ServicePtr* p : served) {
+    const ServiceObject* s = p->get();
     const std::string key = s->meta.key();
     Entry& e = entries_[key];
-    e.svc = *s;
+    e.svc = *p;
     e.settings = std::move(settings[key]);
     const Allocation& a = allocations.at(key);
     ServiceOutcome o;
@@ -308,7 +310,7 @@ const std::vector<IpAddr>* IncrementalReconciler::addressesOf(
 
 const ServiceObject* IncrementalReconciler::serviceOf(const std::string& service_key) const {
   auto it = entries_.find(service_key);
-  return it == entries_.end() ? nullptr : &it->second.svc;
+  return it == entries_.end() ? nullptr : it->second.svc.get();
 }
 
 const Reconciled& IncrementalReconciler::endpointsChanged(
@@ -327,7 +329,7 @@ const Reconciled& IncrementalReconciler::endpointsChanged(
     ServiceOutcome& o = out_.services[e.outcome];
     o.events.resize(e.base_events);
     std::vector<std::shared_ptr<const DesiredService>> rebuilt;
-    for (DesiredService& d : buildDesired(e.svc, e.settings, o.ips, by_service[key], ready_nodes_,
+    for (DesiredService& d : buildDesired(*e.svc, e.settings, o.ips, by_service[key], ready_nodes_,
                                           all_ready_, &o.events)) {
       rebuilt.push_back(std::make_shared<const DesiredService>(std::move(d)));
     }

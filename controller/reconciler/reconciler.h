@@ -167,10 +167,16 @@ Reconciled reconcile(const ReconcilerConfig& config, const std::vector<IpPool>& 
 class IncrementalReconciler {
  public:
   explicit IncrementalReconciler(ReconcilerConfig config);
+  // Keeps the Services it serves (shared, not copied) until the next one.
+  const Reconciled& full(const std::vector<IpPool>& pools, const std::vector<ServicePtr>& services,
+                         const std::vector<SlicePtr>& slices, const std::vector<NodeObject>& nodes);
+  // The same, from objects (tests, benches): shares copies of them.
   const Reconciled& full(const std::vector<IpPool>& pools,
                          const std::vector<ServiceObject>& services,
                          const std::vector<EndpointSliceObject>& slices,
-                         const std::vector<NodeObject>& nodes);
+                         const std::vector<NodeObject>& nodes) {
+    return full(pools, shareAll(services), shareAll(slices), nodes);
+  }
   // The EndpointSlices of `service_keys` changed; `slices` are all their
   // current slices. Rebuilds only those Services' entries and their VIPs'
   // candidates, and says which in result().delta.
@@ -194,7 +200,7 @@ class IncrementalReconciler {
 
  private:
   struct Entry {
-    ServiceObject svc;
+    ServicePtr svc;
     ServiceSettings settings;
     size_t outcome = 0;      // index in out_.services
     size_t base_events = 0;  // events of the allocation; the rest come from endpoints

@@ -40,9 +40,9 @@ bool DirObjects::synced() const {
   return read_;
 }
 
-std::vector<ServiceObject> DirObjects::services() const {
+std::vector<ServicePtr> DirObjects::services() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return source_.snapshot().services;
+  return shareAll(source_.snapshot().services);
 }
 
 std::optional<ServiceObject> DirObjects::service(const std::string& key) const {
@@ -53,9 +53,9 @@ std::optional<ServiceObject> DirObjects::service(const std::string& key) const {
   return std::nullopt;
 }
 
-std::vector<EndpointSliceObject> DirObjects::slices() const {
+std::vector<SlicePtr> DirObjects::slices() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return source_.snapshot().slices;
+  return shareAll(source_.snapshot().slices);
 }
 
 std::vector<EndpointSliceObject> DirObjects::slicesOf(const std::string& service_key) const {
@@ -95,9 +95,11 @@ std::optional<SecretObject> DirObjects::secret(const std::string& name) const {
   return std::nullopt;
 }
 
-void StatusFileSink::overlay(ServiceObject* s) const {
+void StatusFileSink::overlay(ServicePtr* s) const {
   std::lock_guard<std::mutex> lock(mu_);
-  file_.overlay(s);
+  ServiceObject o = **s;
+  file_.overlay(&o);
+  if (!(o.status == (*s)->status)) *s = std::make_shared<const ServiceObject>(std::move(o));
 }
 
 void StatusFileSink::reconciled(const Reconciled& r) {

@@ -27,9 +27,9 @@ class DirObjects final : public ObjectSource {
   Result<SourceChanges> refresh(const std::function<void(const std::string&)>& on_problem = {});
 
   bool synced() const override;
-  std::vector<ServiceObject> services() const override;
+  std::vector<ServicePtr> services() const override;
   std::optional<ServiceObject> service(const std::string& key) const override;
-  std::vector<EndpointSliceObject> slices() const override;
+  std::vector<SlicePtr> slices() const override;
   std::vector<EndpointSliceObject> slicesOf(const std::string& service_key) const override;
   std::vector<NodeObject> nodes() const override;
   std::vector<IpPool> pools() const override;
@@ -49,7 +49,7 @@ class DirObjects final : public ObjectSource {
 class StatusFileSink final : public StatusSink {
  public:
   explicit StatusFileSink(StatusFile file) : file_(std::move(file)) {}
-  void overlay(ServiceObject* s) const override;
+  void overlay(ServicePtr* s) const override;
   bool pending(const std::string&) const override { return false; }
   void want(const std::map<std::string, WantedStatus>&, bool) override {}
   void reconciled(const Reconciled& r) override;
