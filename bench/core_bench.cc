@@ -74,7 +74,8 @@ FlowKey keyOf(uint64_t i) {
   FlowTuple t;
   const uint64_t h = mix64(i + 1);
   t.src = IpAddr::fromV4(reinterpret_cast<const uint8_t*>(&h));
-  t.dst = *IpAddr::parse("192.0.2.10");
+  static const IpAddr vip = *IpAddr::parse("192.0.2.10");  // not parsed per key
+  t.dst = vip;
   t.sport = static_cast<uint16_t>(h >> 32);
   t.dport = 80;
   t.proto = kProtoTCP;
@@ -82,9 +83,11 @@ FlowKey keyOf(uint64_t i) {
 }
 
 // 1 M live entries in a 2 M-slot table; lookups of random present keys.
-// Arg 0: one lookup at a time; arg 1: batches of 16 with prefetch (the
-// buckets' signatures, then the entries they match), as a batched worker
-// issues them.
+// Arg 0: one lookup at a time; arg 1: 16 lookups in flight, the buckets'
+// signatures prefetched 16 lookups ahead and the entries they match 8
+// ahead, in a rolling pipeline (a worker's processBatch runs the same over
+// an RX burst, 4 ahead). The misses then overlap; what is left is the work
+// of a lookup (about 41-47 ns on this guest with the table in cache).
 void BM_ConntrackLookupHit(benchmark::State& state) {
   constexpr size_t kEntries = 1 << 20;
   ConnTrack ct(2 * kEntries, 1);
@@ -104,22 +107,30 @@ void BM_ConntrackLookupHit(benchmark::State& state) {
   size_t i = 0;
   size_t hits = 0;
   const bool batched = state.range(0) == 1;
+  constexpr size_t kLead = 16, kRing = 2 * kLead;
+  FlowKey rk[kRing];
+  uint64_t rh[kRing];
+  for (size_t j = 0; j < kLead; ++j) {  // fill the pipeline
+    rk[j] = keyOf(order[j]);
+    rh[j] = ct.hash(rk[j]);
+    ct.prefetch(rh[j]);
+  }
   for (auto _ : state) {
     if (!batched) {
       const FlowKey k = keyOf(order[i++ & (order.size() - 1)]);
       hits += ct.find(k, ct.hash(k), 1) != nullptr;
     } else {
-      FlowKey k[16];
-      uint64_t h[16];
-      for (int j = 0; j < 16; ++j) {
-        k[j] = keyOf(order[(i + j) & (order.size() - 1)]);
-        h[j] = ct.hash(k[j]);
-        ct.prefetch(h[j]);
+      // A rolling pipeline: lookup j's bucket signatures are prefetched 16
+      // lookups before it is done and its entry 8 before (when the
+      // signatures have arrived), so 16 lookups are in flight at any time.
+      for (size_t j = i; j < i + 16; ++j) {
+        const size_t ahead = j + kLead;
+        rk[ahead % kRing] = keyOf(order[ahead & (order.size() - 1)]);
+        rh[ahead % kRing] = ct.hash(rk[ahead % kRing]);
+        ct.prefetch(rh[ahead % kRing]);
+        ct.prefetchEntry(rh[(j + kLead / 2) % kRing]);
+        hits += ct.find(rk[j % kRing], rh[j % kRing], 1) != nullptr;
       }
-      // The second stage, as the worker's pipeline does: the signatures
-      // have arrived, so prefetch the entries they point at.
-      for (int j = 0; j < 16; ++j) ct.prefetchEntry(h[j]);
-      for (int j = 0; j < 16; ++j) hits += ct.find(k[j], h[j], 1) != nullptr;
       i += 16;
     }
   }
