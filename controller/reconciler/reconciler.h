@@ -39,8 +39,9 @@ struct DesiredBackend {
 
 // One VIP:port:protocol of one Service, as every node gets it (with
 // externalTrafficPolicy: Local too: it carries every endpoint, and each agent
-// keeps those on its own node).
-struct DesiredService {
+// keeps those on its own node): everything an agent receives, compared as a
+// whole, so a field added here is never left out of "did it change".
+struct AgentService {
   std::string key;  // namespace/name/port/family
   IpAddr vip;
   uint16_t port = 0;
@@ -55,6 +56,11 @@ struct DesiredService {
   HealthCheckSettings health;      // flowlb.io/health-check; kind kNone: off
   std::vector<IpPrefix> source_ranges;
   std::vector<DesiredBackend> backends;  // sorted by (address, port)
+  bool operator==(const AgentService&) const = default;
+};
+
+// The same with what the controller alone uses.
+struct DesiredService : AgentService {
   // Nodes that may announce its VIP (ready; with externalTrafficPolicy:
   // Local, those with a ready local endpoint), sorted. Services whose
   // candidates are all ready nodes share one list. Who announces is
@@ -62,13 +68,7 @@ struct DesiredService {
   std::shared_ptr<const std::vector<std::string>> announce_candidates;
   // Everything an agent receives is equal (the candidates are not sent).
   bool sameForAgents(const DesiredService& o) const {
-    return key == o.key && vip == o.vip && port == o.port && proto == o.proto && mode == o.mode &&
-           client_ip_affinity == o.client_ip_affinity &&
-           affinity_timeout_s == o.affinity_timeout_s && idle_timeout_s == o.idle_timeout_s &&
-           drain_timeout_s == o.drain_timeout_s &&
-           external_traffic_local == o.external_traffic_local &&
-           proxy_protocol_v2 == o.proxy_protocol_v2 && health == o.health &&
-           source_ranges == o.source_ranges && backends == o.backends;
+    return static_cast<const AgentService&>(*this) == o;
   }
 };
 

@@ -161,6 +161,10 @@ TEST(ReconcilerTest, HealthCheckAnnotationReachesTheDesiredStateOrWarns) {
   DesiredService other = c;
   other.health.timeout_ms = 200;
   EXPECT_FALSE(other.sameForAgents(c));
+  // Who may announce is the controller's business: not sent, not a change.
+  DesiredService moved = c;
+  moved.announce_candidates = std::make_shared<const std::vector<std::string>>();
+  EXPECT_TRUE(moved.sameForAgents(c));
 }
 
 TEST(ReconcilerTest, DualStackServiceGetsAServicePerFamily) {
