@@ -18,26 +18,18 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <optional>
-#include <random>
-#include <sstream>
 
-#include "agent/announce/bgp/routes.h"
-#include "agent/announce/bgp/speaker.h"
 #include "agent/control/certificate_bootstrap.h"
 #include "agent/control/controller_link.h"
 #include "agent/control/flow_sync.h"
 #include "agent/datapath/datapath.h"
 #include "agent/health.h"
 #include "agent/health/prober.h"
-#include "agent/lb/forwarder.h"
-#include "agent/lb/maglev.h"
 #include "agent/lb/snapshot.h"
-#include "agent/metrics.h"
 #include "agent/node/interface_discovery.h"
-#include "agent/packet/builder.h"
-#include "agent/packet/packet.h"
+#include "agent/node/node_agent.h"
+#include "agent/source/config_check.h"
 #include "agent/source/config_file.h"
 #include "agent/source/file_watch.h"
 #include "common/cli.h"
@@ -143,70 +135,6 @@ bool resolveInterfaces(Flags& f, AgentConfigFile* local, bool with_controller) {
   return true;
 }
 
-void printSnapshot(const Snapshot& snap) {
-  std::printf("generation %llu: %zu virtual service(s)\n",
-              static_cast<unsigned long long>(snap.generation), snap.services.size());
-  for (const ServiceRuntime& s : snap.services) {
-    const ServiceSpec& spec = s.spec;
-    std::printf("  %s  %s:%u/%s  mode=%s  table=%u  fingerprint=%016llx\n", spec.name.c_str(),
-                spec.vip.toString().c_str(), spec.port, spec.proto == kProtoTCP ? "tcp" : "udp",
-                spec.mode == ForwardingMode::kNat ? "nat" : "dsr", s.table->size(),
-                static_cast<unsigned long long>(s.table->fingerprint()));
-    const auto counts = s.table->slotCounts();
-    for (size_t i = 0; i < s.table->backends().size(); ++i) {
-      const BackendRuntime* b = snap.backend(s.ids[i]);
-      std::printf("    backend %-24s weight=%-3u %-8s slots=%u (%.1f%%)\n",
-                  s.table->backends()[i].key.c_str(), s.table->backends()[i].weight,
-                  b && b->state == BackendState::kDraining ? "draining" : "active", counts[i],
-                  100.0 * counts[i] / s.table->size());
-    }
-  }
-}
-
-int dryRun(const Snapshot& snap, const Flags& flags) {
-  StaticNextHops hops;
-  NextHop hop;
-  hop.resolved = true;
-  hop.ifindex = 1;
-  hops.setDefault(true, hop);
-  hops.setDefault(false, hop);
-  ForwarderConfig fc;
-  fc.conntrack_entries = flags.conntrack_entries;
-  Forwarder fwd(fc, hops);
-  std::mt19937_64 rng(42);
-  for (const ServiceRuntime& s : snap.services) {
-    std::map<uint32_t, uint32_t> per_backend;
-    uint32_t dropped = 0;
-    for (uint32_t i = 0; i < flags.dry_run_flows; ++i) {
-      FrameSpec spec;
-      spec.tuple.proto = s.spec.proto;
-      spec.tuple.dst = s.spec.vip;
-      spec.tuple.dport = s.spec.port;
-      spec.tuple.sport = static_cast<uint16_t>(1024 + rng() % 60000);
-      spec.tcp_flags = kTcpSyn;
-      uint8_t client[16];
-      for (auto& byte : client) byte = static_cast<uint8_t>(rng());
-      spec.tuple.src = s.spec.vip.isV4() ? IpAddr::fromV4(client) : IpAddr::fromV6(client);
-      auto frame = buildFrame(spec);
-      const Action a = fwd.process(frame.data(), frame.size(), snap, 0);
-      if (a.kind == ActionKind::kTransmit) {
-        ++per_backend[a.backend];
-      } else {
-        ++dropped;
-      }
-    }
-    std::printf("  %s: %u synthetic flows ->", s.spec.name.c_str(), flags.dry_run_flows);
-    for (auto [id, n] : per_backend) {
-      const BackendRuntime* b = snap.backend(id);
-      std::printf(" %s:%u=%u", b ? b->addr.toString().c_str() : "?", b ? b->port : 0, n);
-    }
-    std::printf(" dropped=%u\n", dropped);
-  }
-  std::printf("  conntrack: %zu entries of %zu\n", fwd.conntrack().size(),
-              fwd.conntrack().capacity());
-  return 0;
-}
-
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
 // Wakes the main loop, which otherwise sleeps until its own events (netlink,
@@ -250,30 +178,6 @@ std::string defaultBpfObject() {
   return "/usr/lib/flowlb/flowlb_xdp_steer.o";
 }
 
-// Whether two states would build the same tables: the same services with the
-// same backends in the same states (what a health verdict changes).
-bool desiredEqual(const DesiredState& a, const DesiredState& b) {
-  if (a.services.size() != b.services.size()) return false;
-  for (size_t i = 0; i < a.services.size(); ++i) {
-    const auto& x = a.services[i].backends;
-    const auto& y = b.services[i].backends;
-    if (a.services[i].name != b.services[i].name || x.size() != y.size()) return false;
-    for (size_t j = 0; j < x.size(); ++j) {
-      if (x[j].state != y[j].state || x[j].key() != y[j].key()) return false;
-    }
-  }
-  return true;
-}
-
-// Refused services are logged one line each; warnings too.
-void logApplyReport(const ApplyReport& r, const std::vector<ServiceError>& refused) {
-  for (const ServiceError& e : refused) {
-    spdlog::warn("event=service_refused service=\"{}\" reason={} msg=\"{}\"", e.service,
-                 applyErrorCodeName(e.code), e.message);
-  }
-  for (const auto& w : r.warnings) spdlog::warn("event=config_warning msg=\"{}\"", w);
-}
-
 std::string nodeName(const Flags& f) {
   if (!f.node_name.empty()) return f.node_name;
   char host[256] = {};
@@ -281,91 +185,13 @@ std::string nodeName(const Flags& f) {
   return host;
 }
 
-// BGP announcement: the speaker runs while the configuration has peers; the
-// routes follow every applied state (routes.h decides them).
-class BgpAnnouncement {
- public:
-  explicit BgpAnnouncement(std::string node) : node_(std::move(node)) {}
-  Status update(const bgp::BgpSettings& settings, const DesiredState& desired,
-                const std::vector<ServiceError>& refused) {
-    if (!settings.enabled()) {
-      if (speaker_) spdlog::info("event=bgp_stopped reason=no_peers");
-      speaker_.reset();
-      // A later speaker starts unconfigured: the same peers coming back
-      // must be configured on it (they once were not: e2e_bgp_crd).
-      first_ = true;
-      return Status::ok();
-    }
-    if (!speaker_) {
-      auto s = bgp::Speaker::start();
-      if (!s) return s.status();
-      speaker_ = std::move(*s);
-    }
-    if (!(settings == settings_) || first_) speaker_->configure(settings);
-    first_ = false;
-    settings_ = settings;
-    const auto vips = bgp::eligibleVips(desired.services, refused, node_);
-    speaker_->setRoutes(bgp::routesPerPeer(settings, vips));
-    spdlog::info("event=bgp_routes_updated node={} vips={} peers={}", node_, vips.size(),
-                 settings.peers.size());
-    return Status::ok();
-  }
-  const bgp::Speaker* speaker() const { return speaker_.get(); }
-  // The sessions' states for the controller (BGPPeer status, Events).
-  void report(ControllerLink* link) {
-    const uint64_t now =
-        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  std::chrono::system_clock::now().time_since_epoch())
-                                  .count());
-    reported_ = speaker_ ? bgpSessionReports(speaker_->status(), reported_, now)
-                         : std::vector<BgpSessionReport>{};
-    link->setBgpSessions(reported_);
-  }
-  // Withdraws (or, with graceful restart, leaves) the routes and closes.
-  void stop() { speaker_.reset(); }
-
- private:
-  std::string node_;
-  bgp::BgpSettings settings_;
-  bool first_ = true;
-  std::unique_ptr<bgp::Speaker> speaker_;
-  std::vector<BgpSessionReport> reported_;
-};
-
-uint32_t monotonicMs() {
-  return static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
-
 // Set by the controller link's thread when the controller asks for a dump
 // of this node's shared flows (a node joined).
 std::atomic<bool> g_flow_sync_dump{false};
 
-// Flow sync's chores on the main loop (every 100 ms): the flows the workers
-// shared go to the controller in batches, a dump when asked, and other
-// nodes' records past their TTL go.
-void flowSyncTick(FlowSync& fs, ControllerLink& link) {
-  const uint32_t now = monotonicMs();
-  for (const std::string& b : fs.collect(now)) {
-    if (link.sendFlowSync(b, false)) fs.noteSent(b.size() / kFlowRecordBytes, b.size(), false);
-  }
-  if (g_flow_sync_dump.exchange(false)) {
-    size_t records = 0;
-    for (const std::string& b : fs.dump(now)) {
-      if (link.sendFlowSync(b, true)) {
-        fs.noteSent(b.size() / kFlowRecordBytes, b.size(), true);
-        records += b.size() / kFlowRecordBytes;
-      }
-    }
-    spdlog::info("event=flow_sync_dump_sent records={}", records);
-  }
-  fs.expire(now);
-}
-
-int runDatapath(const Flags& f, const AgentConfigFile& initial,
-                std::unique_ptr<ControllerLink> link, FlowSync* flow_sync = nullptr) {
-  DatapathConfig dc;
+NodeAgentOptions agentOptions(const Flags& f, const AgentConfigFile& initial, FlowSync* flow_sync) {
+  NodeAgentOptions o;
+  DatapathConfig& dc = o.datapath;
   dc.bpf_object = f.bpf_object.empty() ? defaultBpfObject() : f.bpf_object;
   dc.interfaces = f.interfaces;
   dc.xdp_mode = f.xdp_mode == "native"    ? XdpMode::kNative
@@ -395,326 +221,57 @@ int runDatapath(const Flags& f, const AgentConfigFile& initial,
   dc.kernel.table = f.kernel_path_table;
   dc.kernel.rule_priority = f.kernel_path_rule_priority;
   dc.cpus = f.cpus;
+  o.node = nodeName(f);
+  o.interface_choice = f.interface_choice;
+  o.interface_source = f.interface_source;
+  o.metrics_address = f.metrics_address;
+  o.poll_mode = f.poll_mode;
+  o.config = f.config;
+  o.health_max_targets = f.health_max_targets;
+  o.health_max_in_flight = f.health_max_in_flight;
+  o.on_health_change = [] {
+    g_health_changed.store(true);
+    g_waker->wake();
+  };
+  return o;
+}
 
+int runDatapath(const Flags& f, const AgentConfigFile& initial,
+                std::unique_ptr<ControllerLink> link, FlowSync* flow_sync = nullptr) {
+  const NodeAgentOptions options = agentOptions(f, initial, flow_sync);
   struct sigaction sa {};
   sa.sa_handler = onSignal;
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
-
-  AgentHealth health(f.interfaces, f.interface_choice, link != nullptr);
-  auto metrics = AgentMetrics::serve(f.metrics_address, &health.checks());
-  if (!metrics) {
-    spdlog::error("event=start reason=metrics msg=\"{}\"", metrics.error());
-    return 1;
-  }
-  {
-    std::vector<std::pair<std::string, std::string>> roles;
-    for (const std::string& i : f.interfaces) roles.emplace_back(i, "xdp");
-    for (const std::string& i : initial.announce_interfaces) roles.emplace_back(i, "announce");
-    (*metrics)->interfaces(roles, f.interface_source.empty() ? "flag" : f.interface_source);
-  }
-  auto dp = Datapath::start(dc);
-  if (!dp) {
-    spdlog::error("event=start reason=datapath msg=\"{}\"", dp.error());
-    return 1;
-  }
-  auto first_apply = (*dp)->apply(initial.desired, initial.snat);
-  if (!first_apply) {
-    spdlog::error("event=config_rejected reason=invalid msg=\"{}\"", first_apply.error());
-    return 1;
-  }
-  // Services of the file refused for a bad health check (the rest applied).
-  first_apply->errors.insert(first_apply->errors.end(), initial.refused.begin(),
-                             initial.refused.end());
-  logApplyReport(*first_apply, first_apply->errors);
-  (*metrics)->configReload(true);
-  (*metrics)->refusedServices(first_apply->errors);
-  (*metrics)->desiredState(initial.desired);
-  health.attached();
-  if (!link) health.applied(initial.desired.generation);
-  // Health checks: the prober probes the backends of the applied state this
-  // node is assigned. Standalone, its verdicts are applied over the file's
-  // state (health::withVerdicts); with a controller they are only reported.
-  health::ProberOptions po;
-  po.node = nodeName(f);
-  po.max_targets = f.health_max_targets;
-  po.max_in_flight = f.health_max_in_flight;
-  po.port_ceiling = dc.snat_port_min;  // a probe's replies are never taken for SNAT flows
-  po.on_change = [] {
-    g_health_changed.store(true);
-    g_waker->wake();
-  };
-  auto prober = health::Prober::start(po);
-  if (!prober) {
-    spdlog::error("event=start reason=health_checks msg=\"{}\"", prober.error());
-    return 1;
-  }
-  (*prober)->setTargets(initial.desired);
-  DesiredState file_desired = initial.desired;  // standalone: the file's state, no verdicts
-  SnatConfig file_snat = initial.snat;          // ... and its source NAT, as last reloaded
-  std::vector<ServiceError> file_refused = initial.refused;
-  DesiredState applied_desired = initial.desired;  // standalone: with the verdicts applied
-  std::unique_ptr<L2Announcer> announcer;
-  const auto vipsOf = [](const DesiredState& d) {
-    std::vector<IpAddr> vips;
-    for (const ServiceSpec& s : d.services) vips.push_back(s.vip);
-    return vips;
-  };
-  if (!initial.announce_interfaces.empty()) {
-    auto a = L2Announcer::start(initial.announce_interfaces);
-    if (!a) {
-      spdlog::error("event=start reason=announce msg=\"{}\"", a.error());
-      return 1;
-    }
-    announcer = std::move(*a);
-    announcer->setVips(vipsOf(initial.desired));
-    (*metrics)->announcedVips(vipsOf(initial.desired));
-  }
-  if (link) {  // the Hello says what this node can do, now that it is known
-    const DatapathStatus st = (*dp)->status();
-    AgentCapabilities caps;
-    caps.l2_announcement = announcer != nullptr;
-    caps.af_xdp_zero_copy = st.zero_copy;
-    caps.af_xdp_copy = !st.zero_copy;
-    for (const auto& a : st.attached) {
-      caps.xdp_native = caps.xdp_native || a.mode == "native";
-      caps.xdp_generic = caps.xdp_generic || a.mode == "generic";
-    }
-    caps.xdp_dispatcher = st.dispatcher;
-    caps.max_maglev_table_size = kMaxMaglevSize;
-    caps.conntrack_capacity = uint64_t{f.conntrack_entries} * st.workers.size();
-    link->setCapabilities(caps);
-  }
-  BgpAnnouncement bgp(nodeName(f));
-  if (auto st = bgp.update(initial.bgp, initial.desired, first_apply->errors); !st) {
-    spdlog::error("event=start reason=bgp msg=\"{}\"", st.message());
-    return 1;
-  }
-  const DatapathStatus first = (*dp)->status();
-  spdlog::info("event=started interfaces={} services={} bind={} poll={} metrics={}",
-               f.interfaces.size(), initial.desired.services.size(),
-               first.zero_copy ? "zerocopy" : "copy", f.poll_mode, f.metrics_address);
-
-  // The standalone file: reloaded once a new version is complete and settled.
-  std::optional<FileWatch> watch;
-  if (!link) {
-    auto w = FileWatch::open(f.config);
-    if (!w) {
-      spdlog::error("event=start reason=config_watch msg=\"{}\"", w.error());
-      return 1;
-    }
-    watch.emplace(std::move(*w));
-  }
+  auto started = NodeAgent::start(options, initial, std::move(link), flow_sync);
+  if (!started) return 1;  // logged
+  NodeAgent& agent = **started;
   auto last_metrics = std::chrono::steady_clock::now() - std::chrono::seconds(1);
-  auto last_update = std::chrono::steady_clock::now();
-  auto last_update_wall = std::chrono::system_clock::now();  // for the metric: a timestamp
-  bool healthy = true;
   while (!g_stop.load()) {
-    health.beat();
+    agent.beat();
     // Sleep until something happens: a desired state or a signal (the
     // waker), a change to the file, a kernel link/route/neighbour event, a
     // next-hop miss or a drain deadline (inside poll), or the next
     // once-a-second metrics refresh; while the file settles, its period.
     const auto before = std::chrono::steady_clock::now();
-    auto sleep = std::chrono::duration_cast<std::chrono::milliseconds>(
-        last_metrics + std::chrono::seconds(1) - before);
-    if (watch && watch->pending()) sleep = std::min(sleep, std::chrono::milliseconds(20));
-    if (flow_sync != nullptr) sleep = std::min(sleep, std::chrono::milliseconds(100));
-    const auto sleep_ms = static_cast<int>(std::clamp<int64_t>(sleep.count(), 0, 1000));
-    (*dp)->poll(sleep_ms, {g_waker->fd(), watch ? watch->fd() : -1});
+    const auto sleep = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    last_metrics + std::chrono::seconds(1) - before),
+                                agent.longestSleep());
+    agent.poll(static_cast<int>(std::clamp<int64_t>(sleep.count(), 0, 1000)), g_waker->fd());
     g_waker->drain();
     const auto now = std::chrono::steady_clock::now();
-    if (flow_sync != nullptr && link) flowSyncTick(*flow_sync, *link);
-    if (link) {
-      // Desired state from the controller, applied as a file would be.
-      if (auto next = link->take()) {
-        AckReport ack;
-        ack.generation = next->desired.generation;
-        ack.errors = next->problems;
-        for (const auto& p : next->other_problems) {
-          spdlog::warn("event=desired_state_problem msg=\"{}\"", p);
-        }
-        auto report = (*dp)->apply(next->desired, initial.snat);
-        if (report) {
-          if (announcer) {
-            announcer->setVips(next->announce);
-            (*metrics)->announcedVips(next->announce);
-          }
-          (*metrics)->desiredState(next->desired);
-          ack.errors.insert(ack.errors.end(), report->errors.begin(), report->errors.end());
-          size_t backends = 0, unhealthy = 0;
-          for (const ServiceSpec& svc : next->desired.services) {
-            backends += svc.backends.size();
-            for (const BackendSpec& b : svc.backends) {
-              unhealthy += b.state == BackendState::kUnhealthy ? 1 : 0;
-            }
-          }
-          spdlog::info(
-              "event=desired_state_applied generation={} services={} refused={} backends={} "
-              "announced={} unhealthy={}",
-              next->desired.generation, next->desired.services.size(), ack.errors.size(), backends,
-              next->announce.size(), unhealthy);
-          logApplyReport(*report, ack.errors);
-          health.applied(next->desired.generation);
-          for (const TableFingerprint& t : report->tables) {
-            if (t.built || next->full) {
-              ack.fingerprints.push_back({t.service, t.fingerprint, t.size, t.backends_with_slots});
-            }
-          }
-          (*prober)->setTargets(next->desired);
-          // BGP from the controller (none: the speaker stops). Sessions
-          // whose settings did not change stay up (Speaker::configure).
-          const bgp::BgpSettings settings = next->bgp ? *next->bgp : bgp::BgpSettings{};
-          if (auto st = bgp::validate(settings); !st) {
-            spdlog::error("event=bgp_config_rejected reason=invalid msg=\"{}\"", st.message());
-          } else if (auto up = bgp.update(settings, next->desired, ack.errors); !up) {
-            spdlog::error("event=bgp_failed msg=\"{}\"", up.message());
-          }
-        } else {
-          spdlog::error("event=desired_state_rejected generation={} msg=\"{}\" previous=kept",
-                        next->desired.generation, report.error());
-          ack.applied = false;
-          ack.error = report.error();
-        }
-        link->ack(ack);
-        (*metrics)->configReload(report.isOk());
-        (*metrics)->refusedServices(ack.errors);
-        last_update = now;
-        last_update_wall = std::chrono::system_clock::now();
-      }
-      // A node whose announce interface lost its link cannot serve its VIPs:
-      // say so, and the controller moves them to another node. The kernel's
-      // link event wakes the loop; the state comes from the netlink cache.
-      {
-        std::string down;
-        for (const std::string& ifc : initial.announce_interfaces) {
-          if (!(*dp)->interfaceUp(ifc)) down += (down.empty() ? "" : ",") + ifc;
-        }
-        if (down.empty() != healthy) {
-          healthy = down.empty();
-          spdlog::warn("event=node_health healthy={} down=\"{}\"", healthy, down);
-          link->setHealthy(healthy, healthy ? "" : "interface " + down + " is down");
-        }
-      }
-      if (now - last_metrics >= std::chrono::seconds(1)) {
-        (*metrics)->controllerLink(link->connected(), link->resets(), last_update_wall);
-      }
-    }
-    bool reload = false;
-    if (watch) {
-      if (g_reload.exchange(false)) watch->touch(now);  // SIGHUP
-      reload = watch->ready(now);
-    }
-    if (reload) {
-      auto next = loadAgentConfig(f.config);
-      // The file's state with this agent's verdicts of backends still probed
-      // (a changed check starts over: its targets are UNKNOWN again).
-      DesiredState with_verdicts;
-      if (next) {
-        with_verdicts = health::withVerdicts(next->desired, (*prober)->verdicts());
-        for (ServiceSpec& svc : with_verdicts.services) {
-          const auto old =
-              std::find_if(file_desired.services.begin(), file_desired.services.end(),
-                           [&svc](const ServiceSpec& o) { return o.name == svc.name; });
-          if (old == file_desired.services.end() || !(old->health == svc.health)) {
-            const auto fresh =
-                std::find_if(next->desired.services.begin(), next->desired.services.end(),
-                             [&svc](const ServiceSpec& o) { return o.name == svc.name; });
-            svc.backends = fresh->backends;
-          }
-        }
-      }
-      Result<ApplyReport> report =
-          next ? (*dp)->apply(with_verdicts, next->snat) : Result<ApplyReport>(next.status());
-      if (report) {
-        report->errors.insert(report->errors.end(), next->refused.begin(), next->refused.end());
-        spdlog::info("event=config_applied generation={} services={} refused={}",
-                     next->desired.generation, next->desired.services.size(),
-                     report->errors.size());
-        logApplyReport(*report, report->errors);
-        (*metrics)->refusedServices(report->errors);
-        health.applied(next->desired.generation);
-        file_desired = next->desired;
-        file_snat = next->snat;
-        file_refused = next->refused;
-        applied_desired = with_verdicts;
-        (*prober)->setTargets(next->desired);
-        (*metrics)->desiredState(next->desired);
-        if (announcer) {
-          announcer->setVips(vipsOf(next->desired));
-          (*metrics)->announcedVips(vipsOf(next->desired));
-        }
-        if (auto st = bgp.update(next->bgp, next->desired, report->errors); !st) {
-          spdlog::error("event=bgp_failed msg=\"{}\"", st.message());
-        }
-        if (next->announce_interfaces != initial.announce_interfaces) {
-          spdlog::warn("event=config_warning msg=\"announce interfaces change on restart only\"");
-        }
-      } else {
-        spdlog::error("event=config_rejected reason=invalid msg=\"{}\" previous=kept",
-                      report.error());
-      }
-      (*metrics)->configReload(report.isOk());
-    }
-    if (g_health_changed.exchange(false)) {
-      const auto statuses = (*prober)->statuses();
-      if (link) {
-        std::vector<BackendHealthReport> out;
-        out.reserve(statuses.size());
-        for (const health::TargetStatus& t : statuses) {
-          out.push_back({t.key.service, t.key.backend,
-                         t.status == health::HealthStatus::kHealthy
-                             ? BackendHealthReport::Status::kHealthy
-                         : t.status == health::HealthStatus::kUnhealthy
-                             ? BackendHealthReport::Status::kUnhealthy
-                             : BackendHealthReport::Status::kUnknown,
-                         t.detail});
-        }
-        link->setBackendHealth(std::move(out));
-      } else {
-        // Standalone: this agent's verdict is the verdict. The file's state
-        // is applied again (same generation) with unhealthy backends marked.
-        DesiredState next = health::withVerdicts(file_desired, (*prober)->verdicts());
-        if (!desiredEqual(next, applied_desired)) {
-          auto report = (*dp)->apply(next, file_snat);
-          if (report) {
-            report->errors.insert(report->errors.end(), file_refused.begin(), file_refused.end());
-            size_t unhealthy = 0;
-            for (const ServiceSpec& svc : next.services) {
-              for (const BackendSpec& b : svc.backends) {
-                unhealthy += b.state == BackendState::kUnhealthy ? 1 : 0;
-              }
-            }
-            spdlog::info("event=health_verdicts_applied generation={} unhealthy={}",
-                         next.generation, unhealthy);
-            logApplyReport(*report, report->errors);
-            (*metrics)->refusedServices(report->errors);
-            applied_desired = std::move(next);
-          } else {
-            spdlog::error("event=health_verdicts_rejected msg=\"{}\" previous=kept",
-                          report.error());
-          }
-        }
-      }
-      (*metrics)->healthChecks(statuses, (*prober)->counters());
-    }
+    agent.syncFlows(g_flow_sync_dump);
+    agent.applyFromController();
+    agent.checkLinkHealth();
+    agent.reloadFile(now, g_reload.exchange(false));
+    if (g_health_changed.exchange(false)) agent.onHealthChanged();
     if (now - last_metrics >= std::chrono::seconds(1)) {
       last_metrics = now;
-      (*metrics)->healthChecks((*prober)->statuses(), (*prober)->counters());
-      (*metrics)->update((*dp)->status());
-      if (flow_sync != nullptr) (*metrics)->update(flow_sync->counters());
-      if (announcer) (*metrics)->update(announcer->stats());
-      if (bgp.speaker()) (*metrics)->update(bgp.speaker()->status());
-      if (link) bgp.report(link.get());
+      agent.refreshMetrics();
     }
   }
-  spdlog::info("event=stopping");
-  prober->reset();
-  link.reset();
-  announcer.reset();
-  bgp.stop();   // before the datapath: a withdrawal moves traffic away first
-  dp->reset();  // stops workers, detaches XDP
+  agent.stop();
   return 0;
 }
 
@@ -1021,6 +578,6 @@ int main(int argc, char** argv) {
     std::printf("  REFUSED %s (%s): %s\n", e.service.c_str(), applyErrorCodeName(e.code),
                 e.message.c_str());
   }
-  if (f.dry_run_flows > 0) dryRun(*built->snapshot, f);
+  if (f.dry_run_flows > 0) dryRun(*built->snapshot, f.dry_run_flows, f.conntrack_entries);
   return built->errors.empty() ? 0 : 1;
 }
