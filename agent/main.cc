@@ -29,6 +29,7 @@
 #include "agent/lb/snapshot.h"
 #include "agent/node/interface_discovery.h"
 #include "agent/node/node_agent.h"
+#include "agent/node/snat_flags.h"
 #include "agent/source/config_check.h"
 #include "agent/source/config_file.h"
 #include "agent/source/file_watch.h"
@@ -289,34 +290,11 @@ int runWithController(Flags f) {
         "desired state is not authenticated. Use it for tests and labs only\"");
   }
   AgentConfigFile local;
-  if (!f.snat_v4.empty()) {
-    auto a = IpAddr::parse(f.snat_v4);
-    if (!a || !a->isV4()) {
-      spdlog::error("event=start reason=usage msg=\"--snat-ipv4 {} is not an IPv4 address\"",
-                    f.snat_v4);
-      return 2;
-    }
-    local.snat.v4 = *a;
-    local.snat.has_v4 = true;
-  }
-  if (!f.snat_v6.empty()) {
-    auto a = IpAddr::parse(f.snat_v6);
-    if (!a || a->isV4()) {
-      spdlog::error("event=start reason=usage msg=\"--snat-ipv6 {} is not an IPv6 address\"",
-                    f.snat_v6);
-      return 2;
-    }
-    local.snat.v6 = *a;
-    local.snat.has_v6 = true;
-  }
-  unsigned lo = 0, hi = 0;
-  if (std::sscanf(f.snat_ports.c_str(), "%u-%u", &lo, &hi) != 2 || lo == 0 || lo > hi ||
-      hi > 65535) {
-    spdlog::error("event=start reason=usage msg=\"--snat-ports {} is not MIN-MAX\"", f.snat_ports);
+  if (Status st = parseSnatFlags(f.snat_v4, f.snat_v6, f.snat_ports, &local.snat); !st) {
+    spdlog::error("event=start reason=usage msg=\"{}\"", st.message());
     return 2;
   }
-  local.snat.port_min = static_cast<uint16_t>(lo);
-  local.snat.port_max = static_cast<uint16_t>(hi);
+  const unsigned lo = local.snat.port_min, hi = local.snat.port_max;
   // Replies to the node's own connections (this agent's link to the
   // controller among them) must not look like NAT flows.
   {
