@@ -224,7 +224,10 @@ TEST(FlowSyncLinkTest, RecordsGoToCapableAgentsThatRunTheServiceAndOnlyTheSender
   EXPECT_EQ(dump->flow_sync_dump().for_node(), "b");
   waitGreeted(*server, "c");
   EXPECT_EQ(statusOf(*server, "a").flow_dump_requests, 1u);
-  EXPECT_EQ(statusOf(*server, "b").flow_dump_requests, 0u);
+  // A is listed once its Hello is accepted and joins flow sync just after:
+  // when B connected in between, A's join found B and asked it for A's
+  // flows, which is right too (both are new to each other). Never more.
+  EXPECT_LE(statusOf(*server, "b").flow_dump_requests, 1u);
   EXPECT_TRUE(statusOf(*server, "a").flow_sync);
   EXPECT_FALSE(statusOf(*server, "c").flow_sync);
 
@@ -318,7 +321,12 @@ TEST(FlowSyncLinkTest, ANodeThatStartsRunningTheViewGetsADump) {
   // b runs nothing: a's flows are not for it (the first b gets below is
   // the dump).
   a.send(batch(records("192.0.2.10", "10.1.0.1", 41000)));
-  ASSERT_TRUE(server->waitUntil([&] { return server->counters().flow_sync.bytes_in > 0; }, 5000ms));
+  // Then a record for a VIP A does not run, counted once it is decided: the
+  // batch before it on the same stream has been decided too (bytes_in is
+  // counted on arrival, before the view is read).
+  a.send(batch(records("192.0.2.99", "10.1.0.1", 41001)));
+  ASSERT_TRUE(
+      server->waitUntil([&] { return server->counters().flow_sync.refused_vip == 1; }, 5000ms));
   EXPECT_EQ(server->counters().flow_sync.relayed, 0u);
   server->publish(state({"a", "b"}));
   auto again = a.next(dump);
