@@ -4,7 +4,8 @@
 // ends is renewed from the last resourceVersion seen; 410 Gone (the version
 // was compacted) re-lists; disconnects, 429 and 5xx back off exponentially
 // with jitter. Undecodable objects and garbage lines are reported, never
-// fatal. Readers take copies under a lock; `on_change` tells the owner which
+// fatal. Readers take copies under a lock, or with snapshot() share the
+// objects, which never change once stored; `on_change` tells the owner which
 // object changed and its secondary index value before and after (for an
 // EndpointSlice, the Service it belongs to); key "" after a re-list:
 // possibly all of them.

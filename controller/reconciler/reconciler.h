@@ -70,6 +70,8 @@ struct DesiredService : AgentService {
   bool sameForAgents(const DesiredService& o) const {
     return static_cast<const AgentService&>(*this) == o;
   }
+  // Not the base's ==, which would ignore the candidates: say which is meant.
+  bool operator==(const DesiredService&) const = delete;
 };
 
 struct ServiceEvent {

@@ -97,9 +97,10 @@ std::optional<SecretObject> DirObjects::secret(const std::string& name) const {
 
 void StatusFileSink::overlay(ServicePtr* s) const {
   std::lock_guard<std::mutex> lock(mu_);
+  if (!file_.fills(**s)) return;  // the shared object stays
   ServiceObject o = **s;
   file_.overlay(&o);
-  if (!(o.status == (*s)->status)) *s = std::make_shared<const ServiceObject>(std::move(o));
+  *s = std::make_shared<const ServiceObject>(std::move(o));
 }
 
 void StatusFileSink::reconciled(const Reconciled& r) {

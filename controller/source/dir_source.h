@@ -81,6 +81,10 @@ class StatusFile {
   // Fills status.ips of the Services whose object carries none.
   void overlay(std::vector<ServiceObject>* services) const;
   void overlay(ServiceObject* s) const;
+  // Whether overlay() would change `s`.
+  bool fills(const ServiceObject& s) const {
+    return s.status.ips.empty() && ips_.count(s.meta.key()) != 0;
+  }
   // Keeps what this reconcile allocated and writes the file atomically.
   Status save(const Reconciled& r);
   size_t size() const { return ips_.size(); }
